@@ -1,0 +1,237 @@
+//! The event bus: how one service's committed facts reach the others.
+//!
+//! Two implementations behind one [`Bus`] value, chosen by URL:
+//!
+//! - `amqp://…` — RabbitMQ through lapin ([`rabbit`]). One durable topic exchange; every
+//!   consumer has a durable quorum queue bound to the routing keys it needs, and a dead-letter
+//!   exchange that catches messages rejected too often. Publishing waits for publisher confirms
+//!   of a whole batch at once (a window), which is what lets the outbox relay move thousands of
+//!   events a second.
+//! - `sqlite://…` — the embedded bus ([`local`]) for `tongban dev`: the same queue semantics
+//!   (bindings, at-least-once, redelivery, dead letters) kept in a SQLite file, so that a
+//!   `kill -9` loses nothing that was published.
+//!
+//! Both are at-least-once: a consumer may see a message again after a crash or a lost ack, so
+//! consumers de-duplicate (the inbox in `tongban-outbox`).
+
+pub mod local;
+pub mod rabbit;
+mod topic;
+
+use std::time::Duration;
+
+pub use topic::topic_matches;
+
+/// A message to publish. `payload` is an encoded `tongban.events.v1.Envelope`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutgoingMessage {
+    pub event_id: String,
+    pub routing_key: String,
+    pub payload: Vec<u8>,
+    pub traceparent: Option<String>,
+}
+
+/// A queue a consumer reads, and what it wants on it.
+#[derive(Debug, Clone)]
+pub struct QueueSpec {
+    /// Queue name, e.g. `approval`. Unique per consuming service.
+    pub name: String,
+    /// Routing-key patterns (`*` one word, `#` any number of words).
+    pub bindings: Vec<String>,
+    /// Unacknowledged messages the broker hands out at once.
+    pub prefetch: u16,
+    /// Deliveries after which a message goes to the dead-letter queue instead of back.
+    pub delivery_limit: u32,
+}
+
+impl QueueSpec {
+    pub fn new(name: impl Into<String>, bindings: &[&str]) -> Self {
+        Self {
+            name: name.into(),
+            bindings: bindings.iter().map(|b| b.to_string()).collect(),
+            prefetch: 256,
+            delivery_limit: 10,
+        }
+    }
+
+    /// Name of the queue that receives this queue's dead letters.
+    pub fn dead_letter_queue(&self) -> String {
+        format!("{}.dlq", self.name)
+    }
+}
+
+/// Bus failures. All are transient from the caller's point of view: retry later.
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    #[error("amqp: {0}")]
+    Amqp(#[from] lapin::Error),
+    #[error("broker refused (nack) message {0}")]
+    Nacked(String),
+    #[error("embedded bus storage: {0}")]
+    Storage(#[from] sea_orm::DbErr),
+    #[error("unsupported bus url {0:?} (expected amqp://… or sqlite://…)")]
+    Url(String),
+    #[error("subscription closed")]
+    Closed,
+}
+
+/// One received message. Ack it after its effects are committed; nack to have it redelivered.
+#[derive(Debug)]
+pub struct Delivery {
+    pub routing_key: String,
+    pub payload: Vec<u8>,
+    /// True when the bus knows this was delivered before.
+    pub redelivered: bool,
+    pub traceparent: Option<String>,
+    acker: Acker,
+}
+
+#[derive(Debug)]
+enum Acker {
+    Rabbit(lapin::Acker),
+    Local {
+        bus: local::LocalBus,
+        queue: String,
+        id: i64,
+    },
+}
+
+impl Delivery {
+    /// Confirms the message was handled; it will not be delivered again.
+    pub async fn ack(self) -> Result<(), BusError> {
+        match self.acker {
+            Acker::Rabbit(a) => {
+                a.ack(lapin::options::BasicAckOptions::default()).await?;
+                Ok(())
+            }
+            Acker::Local { bus, id, .. } => bus.ack(id).await,
+        }
+    }
+
+    /// Sends the message straight to the queue's dead-letter queue: for messages that can never
+    /// be applied (e.g. undecodable).
+    pub async fn dead_letter(self) -> Result<(), BusError> {
+        match self.acker {
+            Acker::Rabbit(a) => {
+                a.reject(lapin::options::BasicRejectOptions { requeue: false })
+                    .await?;
+                Ok(())
+            }
+            Acker::Local { bus, queue, id } => bus.dead_letter(&queue, id).await,
+        }
+    }
+
+    /// Gives the message back: it will be delivered again (and dead-lettered once it has been
+    /// delivered `delivery_limit` times).
+    pub async fn nack(self) -> Result<(), BusError> {
+        match self.acker {
+            Acker::Rabbit(a) => {
+                a.nack(lapin::options::BasicNackOptions {
+                    requeue: true,
+                    multiple: false,
+                })
+                .await?;
+                Ok(())
+            }
+            Acker::Local { bus, queue, id } => bus.nack(&queue, id).await,
+        }
+    }
+}
+
+/// A running consumer: messages arrive on it until it is dropped.
+pub struct Subscription {
+    rx: tokio::sync::mpsc::Receiver<Delivery>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Subscription {
+    /// The next message; `None` once the subscription has ended.
+    pub async fn recv(&mut self) -> Option<Delivery> {
+        self.rx.recv().await
+    }
+
+    /// Waits for one message, then takes whatever else is already waiting, up to `max`, so a
+    /// consumer can apply a burst in one transaction.
+    pub async fn recv_batch(&mut self, max: usize) -> Vec<Delivery> {
+        let mut batch = Vec::new();
+        if let Some(first) = self.rx.recv().await {
+            batch.push(first);
+            while batch.len() < max {
+                match self.rx.try_recv() {
+                    Ok(d) => batch.push(d),
+                    Err(_) => break,
+                }
+            }
+        }
+        batch
+    }
+}
+
+/// The bus a service talks to.
+#[derive(Clone, Debug)]
+pub enum Bus {
+    Rabbit(rabbit::RabbitBus),
+    Local(local::LocalBus),
+}
+
+impl Bus {
+    /// Connects by URL: `amqp://…` (RabbitMQ, events on `exchange`) or `sqlite://…` (embedded).
+    pub async fn connect(url: &str, exchange: &str) -> Result<Bus, BusError> {
+        if url.starts_with("amqp://") || url.starts_with("amqps://") {
+            Ok(Bus::Rabbit(
+                rabbit::RabbitBus::connect(url, exchange).await?,
+            ))
+        } else if url.starts_with("sqlite:") {
+            Ok(Bus::Local(local::LocalBus::open(url).await?))
+        } else {
+            Err(BusError::Url(url.to_string()))
+        }
+    }
+
+    /// Declares `spec`'s queue and bindings without consuming, so that nothing published from
+    /// now on is missed even before the consumer starts.
+    pub async fn declare(&self, spec: &QueueSpec) -> Result<(), BusError> {
+        match self {
+            Bus::Rabbit(b) => b.declare(spec).await,
+            Bus::Local(b) => b.declare(spec).await,
+        }
+    }
+
+    /// Publishes a batch and returns once the bus has durably accepted all of it.
+    pub async fn publish_batch(&self, messages: &[OutgoingMessage]) -> Result<(), BusError> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        match self {
+            Bus::Rabbit(b) => b.publish_batch(messages).await,
+            Bus::Local(b) => b.publish_batch(messages).await,
+        }
+    }
+
+    /// Starts consuming `spec` (declaring it first).
+    pub async fn subscribe(&self, spec: &QueueSpec) -> Result<Subscription, BusError> {
+        match self {
+            Bus::Rabbit(b) => b.subscribe(spec).await,
+            Bus::Local(b) => b.subscribe(spec).await,
+        }
+    }
+
+    /// Messages waiting in `queue` (not counting unacknowledged ones on RabbitMQ).
+    pub async fn queue_depth(&self, queue: &str) -> Result<u64, BusError> {
+        match self {
+            Bus::Rabbit(b) => b.queue_depth(queue).await,
+            Bus::Local(b) => b.queue_depth(queue).await,
+        }
+    }
+}
+
+/// Backoff for reconnect loops: 100 ms doubling to 5 s.
+pub(crate) fn reconnect_delay(attempt: u32) -> Duration {
+    Duration::from_millis((100u64 << attempt.min(6)).min(5_000))
+}

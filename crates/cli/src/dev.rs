@@ -1,0 +1,125 @@
+//! `tongban dev`: the whole stack in one process.
+//!
+//! Same code paths as production, only the URLs differ: each service gets its own SQLite file
+//! and they share one embedded bus file, all under the data directory. Because the bus and the
+//! outboxes are files, `kill -9` loses nothing: on the next start the relays publish what was
+//! committed and the bus redelivers what was not acknowledged.
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tongban_runtime::Context;
+
+#[derive(clap::Args, Debug)]
+pub(crate) struct DevArgs {
+    /// Where the SQLite files, the bus and the JWT secret live.
+    #[arg(long, default_value = "data", env = "TONGBAN_DATA_DIR")]
+    data_dir: PathBuf,
+    /// Where matters/, calendar/, platforms/ and departments.toml live.
+    #[arg(long, default_value = "deploy", env = "TONGBAN_DEPLOY_DIR")]
+    deploy_dir: PathBuf,
+    /// Address the services bind to.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: std::net::IpAddr,
+    /// Port of intake; approval, notification and dispatch take the next three.
+    #[arg(long, default_value_t = 50051)]
+    base_port: u16,
+}
+
+struct Service {
+    name: &'static str,
+    grpc: &'static str,
+    port_offset: u16,
+}
+
+const SERVICES: &[Service] = &[Service {
+    name: "intake",
+    grpc: "tongban.intake.v1.IntakeService",
+    port_offset: 0,
+}];
+
+pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
+    let _telemetry = tongban_telemetry::init("tongban-dev");
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating {}", args.data_dir.display()))?;
+    if !args.deploy_dir.join("matters").is_dir() {
+        anyhow::bail!(
+            "{} has no matters/ directory; run from the repository root or pass --deploy-dir",
+            args.deploy_dir.display()
+        );
+    }
+    let secret = tongban_auth::Secret::load_or_create(&args.data_dir.join("jwt.secret"))?;
+    let auth = tongban_auth::Authenticator::new(&secret);
+    let bus_url = sqlite_url(&args.data_dir.join("bus.db"));
+    let bus = tongban_bus::Bus::connect(&bus_url, "tongban.events")
+        .await
+        .context("opening the embedded bus")?;
+    let shutdown = tongban_runtime::shutdown_on_signals();
+
+    let mut running = tokio::task::JoinSet::new();
+    println!("Tongban dev stack (data in {}):", args.data_dir.display());
+    for svc in SERVICES {
+        let addr = SocketAddr::new(args.host, args.base_port + svc.port_offset);
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding {} to {addr}", svc.name))?;
+        let db = tongban_outbox::db::connect(&sqlite_url(
+            &args.data_dir.join(format!("{}.db", svc.name)),
+        ))
+        .await
+        .with_context(|| format!("opening {} database", svc.name))?;
+        let ctx = Context {
+            db,
+            bus: bus.clone(),
+            auth: auth.clone(),
+            deploy_dir: args.deploy_dir.clone(),
+        };
+        let stop = shutdown.clone();
+        let name = svc.name;
+        running.spawn(async move { (name, start(name, ctx, listener, stop).await) });
+        println!("  {:<13} grpc://{addr}  ({})", svc.name, svc.grpc);
+    }
+    println!("Tokens: cargo run -p tongban -- token issue --role clerk --department eco_env");
+    println!("Press Ctrl-C to stop.");
+
+    let mut failed = None;
+    while let Some(done) = running.join_next().await {
+        match done {
+            Ok((name, Err(e))) => {
+                tracing::error!(service = name, error = %format!("{e:#}"), "service failed; stopping the stack");
+                failed.get_or_insert(anyhow::anyhow!("{name}: {e:#}"));
+                shutdown.cancel();
+            }
+            Ok((_, Ok(()))) => shutdown.cancel(),
+            Err(e) => {
+                failed.get_or_insert(anyhow::anyhow!("service task: {e}"));
+                shutdown.cancel();
+            }
+        }
+    }
+    match failed {
+        Some(e) => Err(e),
+        None => {
+            println!("Stopped.");
+            Ok(())
+        }
+    }
+}
+
+async fn start(
+    name: &str,
+    ctx: Context,
+    listener: TcpListener,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    match name {
+        "intake" => tongban_intake::run(ctx, listener, stop).await,
+        other => anyhow::bail!("unknown service {other}"),
+    }
+}
+
+fn sqlite_url(path: &std::path::Path) -> String {
+    format!("sqlite://{}?mode=rwc", path.display())
+}

@@ -1,0 +1,31 @@
+//! The event types a platform may subscribe to: the routing keys of
+//! `proto/tongban/events/v1/events.proto`.
+
+/// Every event type Tongban publishes.
+pub const KNOWN_EVENT_TYPES: &[&str] = &[
+    "application.submitted",
+    "application.supplemented",
+    "application.withdrawn",
+    "application.supplement_requested",
+    "application.approved",
+    "application.rejected",
+    "application.closed",
+    "task.created",
+    "task.decided",
+    "task.due_soon",
+    "task.overdue",
+    "task.escalated",
+    "request.answered",
+    "outcome.rated",
+    "delivery.succeeded",
+    "delivery.dead_lettered",
+    "definition.published",
+];
+
+/// Events whose canonical document carries the `approval` section (a decision was made).
+pub const DECISION_EVENT_TYPES: &[&str] = &["application.approved", "application.rejected"];
+
+/// Whether `event_type` is one Tongban publishes.
+pub fn is_known_event_type(event_type: &str) -> bool {
+    KNOWN_EVENT_TYPES.contains(&event_type)
+}

@@ -1,0 +1,45 @@
+//! Downstream government platforms, declared in configuration.
+//!
+//! Tongban's dispatch service delivers application events to platforms such as the national
+//! investment-project approval platform or the provincial government-services platform. Each is
+//! one TOML file (`deploy/platforms/<id>.toml`): endpoint, credentials, the event types it wants,
+//! delivery policies, and a field mapping from the **canonical document** to the platform's own
+//! payload. Adding a platform is a config change, not a code change.
+//!
+//! # Layout
+//! * [`config`]: [`PlatformConfig`], [`load_dir`], environment overrides, start-up validation
+//!   ([`ConfigError`] names file and field).
+//! * [`mapping`]: the mapping engine ([`Mapping::apply`]); delivery-time failures are
+//!   [`MappingError`]s naming platform, field and source path.
+//! * [`auth`]: bearer and HMAC schemes, for both the sender and the receiver (simulator).
+//! * [`policy`]: retry backoff and circuit-breaker numbers; the pipeline owns the clocks.
+//! * [`events`]: the event types a platform may subscribe to.
+//!
+//! # The canonical document
+//! Dispatch builds one JSON document per event; pointers in mappings address it:
+//! ```json
+//! { "event": { "id": "<uuidv7>", "type": "application.approved", "occurred_at": "RFC 3339" },
+//!   "application": { "id": "…", "matter_code": "env.eia.report_form", "submit_time": "RFC 3339",
+//!                    "applicant": { "credit_code": "…", "name": "…", "region_code": "350724",
+//!                                   "credit_class": "B" },
+//!                    "form": { "…": "form fields as JSON" },
+//!                    "materials": [ { "kind": "…", "name": "…", "sha256": "…",
+//!                                     "size_bytes": 1, "uri": "…" } ] },
+//!   "approval": { "decision_number": "…", "decide_time": "RFC 3339", "department": "eco_env" } }
+//! ```
+//! `approval` is present only on decision events ([`events::DECISION_EVENT_TYPES`]).
+
+pub mod auth;
+pub mod config;
+pub mod events;
+pub mod mapping;
+pub mod policy;
+
+pub use auth::{AuthConfig, AuthFailure, Secret, sign_hmac, verify_bearer, verify_hmac};
+pub use config::{
+    ConfigError, EndpointUrl, EnvLookup, PlatformConfig, RECEIVED_SUFFIX, load_dir,
+    load_dir_with_env,
+};
+pub use events::{KNOWN_EVENT_TYPES, is_known_event_type};
+pub use mapping::{Format, Mapping, MappingError, MappingErrorKind, Source};
+pub use policy::{CircuitPolicy, RetryPolicy};

@@ -1,0 +1,369 @@
+//! Start-up behaviour: the shipped platform files load, environment overrides apply, and every
+//! kind of bad file is refused with the file and the field named.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tongban_platform::{AuthConfig, ConfigError, PlatformConfig, load_dir_with_env};
+
+fn shipped_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../deploy/platforms")
+}
+
+fn no_env(_: &str) -> Option<String> {
+    None
+}
+
+#[test]
+fn the_four_shipped_platforms_load() {
+    let platforms = load_dir_with_env(shipped_dir(), &no_env).unwrap();
+    let summary: Vec<_> = platforms
+        .iter()
+        .map(|p| (p.id.as_str(), p.endpoint_url.port, p.auth.kind()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("eia", 18082, "hmac"),
+            ("national_investment", 18081, "bearer"),
+            ("pollutant_permit", 18083, "bearer"),
+            ("provincial_gov_services", 18084, "hmac"),
+        ]
+    );
+    let by_id: HashMap<_, _> = platforms.iter().map(|p| (p.id.as_str(), p)).collect();
+    let pollutant = by_id["pollutant_permit"];
+    assert!(pollutant.wants("application.approved"));
+    assert!(!pollutant.wants("application.submitted"));
+    let provincial = by_id["provincial_gov_services"];
+    for e in [
+        "application.submitted",
+        "application.supplemented",
+        "application.withdrawn",
+        "application.approved",
+        "application.rejected",
+    ] {
+        assert!(provincial.wants(e), "{e}");
+    }
+    let eia = by_id["eia"];
+    assert_eq!(eia.name, "建设项目环评审批系统");
+    assert_eq!(eia.endpoint, "http://127.0.0.1:18082/api/eia/projects");
+    assert_eq!(
+        eia.query_endpoint,
+        "http://127.0.0.1:18082/api/eia/projects/_received"
+    );
+    assert_eq!(eia.timeout, Duration::from_millis(5000));
+    assert_eq!(eia.concurrency, 4);
+    assert_eq!(eia.retry.max_attempts, 8);
+    assert_eq!(eia.circuit.failure_threshold, 5);
+    assert!(eia.wants_matter("env.eia.report_form"));
+    assert!(!eia.wants_matter("enterprise.request"));
+}
+
+#[test]
+fn environment_overrides_endpoint_and_secrets() {
+    let env = |name: &str| match name {
+        "TONGBAN_PLATFORM_EIA_ENDPOINT" => Some("https://eia.example.gov.cn/api/v3/in".to_owned()),
+        "TONGBAN_PLATFORM_EIA_SECRET" => Some("prod-secret".to_owned()),
+        "TONGBAN_PLATFORM_NATIONAL_INVESTMENT_TOKEN" => Some("prod-token".to_owned()),
+        _ => None,
+    };
+    let platforms = load_dir_with_env(shipped_dir(), &env).unwrap();
+    let eia = platforms.iter().find(|p| p.id == "eia").unwrap();
+    assert_eq!(eia.endpoint, "https://eia.example.gov.cn/api/v3/in");
+    assert_eq!(eia.endpoint_url.port, 443);
+    assert_eq!(
+        eia.query_endpoint,
+        "https://eia.example.gov.cn/api/v3/in/_received"
+    );
+    assert!(
+        matches!(&eia.auth, AuthConfig::Hmac { secret, .. } if secret.expose() == "prod-secret")
+    );
+    let national = platforms
+        .iter()
+        .find(|p| p.id == "national_investment")
+        .unwrap();
+    assert!(
+        matches!(&national.auth, AuthConfig::Bearer { token } if token.expose() == "prod-token")
+    );
+    // Secrets never print.
+    assert!(!format!("{national:?}").contains("prod-token"));
+}
+
+const BASE: &str = r#"
+id = "demo"
+name = "演示平台"
+name_en = "Demo platform"
+endpoint = "http://127.0.0.1:18099/api/demo"
+event_types = ["application.submitted", "application.approved"]
+
+[auth]
+kind = "bearer"
+token = "dev"
+
+[mapping]
+xmmc = { from = "/application/form/project_name" }
+"jsdw.tyshxydm" = { from = "/application/applicant/credit_code" }
+"#;
+
+fn parse(src: &str) -> Result<PlatformConfig, ConfigError> {
+    PlatformConfig::parse_with_env(src, "demo.toml", &no_env)
+}
+
+/// Asserts a validation error naming `demo.toml` and `field`.
+fn assert_invalid(src: &str, field: &str) -> String {
+    let err = parse(src).expect_err(field);
+    assert_eq!(err.file(), "demo.toml", "{err}");
+    assert_eq!(err.field(), Some(field), "{err}");
+    let shown = err.to_string();
+    assert!(
+        shown.contains("demo.toml") && shown.contains(field),
+        "{shown}"
+    );
+    shown
+}
+
+/// Asserts a TOML/serde error naming `demo.toml` and mentioning `needle` (the key).
+fn assert_parse_error(src: &str, needle: &str) {
+    let err = parse(src).expect_err(needle);
+    assert!(matches!(err, ConfigError::Parse { .. }), "{err}");
+    let shown = err.to_string();
+    assert!(shown.starts_with("demo.toml: line "), "{shown}");
+    assert!(shown.contains(needle), "{shown}");
+}
+
+#[test]
+fn base_is_valid_and_defaults_apply() {
+    let p = parse(BASE).unwrap();
+    assert_eq!(p.timeout, Duration::from_millis(5000));
+    assert_eq!(p.concurrency, 4);
+    assert_eq!(p.retry.initial_backoff, Duration::from_millis(500));
+    assert_eq!(p.circuit.open_for, Duration::from_secs(30));
+    assert!(p.matter_codes.is_empty());
+}
+
+#[test]
+fn bad_mapping_rules_name_the_field() {
+    let with_rule = |rule: &str| format!("{BASE}{rule}\n");
+    assert_invalid(
+        &with_rule(r#"sqsj = { from = "/application/submit_time", format = "date:%Q" }"#),
+        "mapping.sqsj.format",
+    );
+    let msg = assert_invalid(
+        &with_rule(r#"zje = { from = "/application/form/x", format = "money" }"#),
+        "mapping.zje.format",
+    );
+    assert!(msg.contains("unknown format `money`"), "{msg}");
+    assert_invalid(
+        &with_rule(r#"a = { from = "application/form/x" }"#),
+        "mapping.a.from",
+    );
+    assert_invalid(
+        &with_rule(r#"a = { from = "/application/form/x~2" }"#),
+        "mapping.a.from",
+    );
+    assert_invalid(
+        &with_rule(r#"a = { from = "/applicaton/form/x" }"#),
+        "mapping.a.from",
+    );
+    assert_invalid(
+        &with_rule(r#""xmmc.sub" = { const = 1 }"#),
+        "mapping.\"xmmc.sub\"",
+    );
+    assert_invalid(
+        &with_rule(r#"jsdw = { const = 1 }"#),
+        "mapping.\"jsdw.tyshxydm\"",
+    );
+    assert_invalid(&with_rule(r#"a = { optional = true }"#), "mapping.a");
+    assert_invalid(
+        &with_rule(r#"a = { from = "/event/id", const = "x" }"#),
+        "mapping.a",
+    );
+    assert_invalid(
+        &with_rule(r#"a = { const = "x", format = "upper" }"#),
+        "mapping.a.format",
+    );
+    assert_invalid(
+        &with_rule(r#"a = { from = "/event/id", default = "x" }"#),
+        "mapping.a.default",
+    );
+    assert_invalid(
+        &with_rule(r#"a = { from = "/event/id", map = {} }"#),
+        "mapping.a.map",
+    );
+    assert_invalid(
+        &with_rule(r#"a = { from = "/event/id", when_event = "application.rejected" }"#),
+        "mapping.a.when_event[0]",
+    );
+    let msg = assert_invalid(
+        &with_rule(
+            r#"a = { from = "/event/id", when_event = ["application.submitted", "application.aproved"] }"#,
+        ),
+        "mapping.a.when_event[1]",
+    );
+    assert!(
+        msg.contains("unknown event type `application.aproved`"),
+        "{msg}"
+    );
+    let msg = assert_invalid(
+        &with_rule(r#"pzwh = { from = "/approval/decision_number" }"#),
+        "mapping.pzwh",
+    );
+    assert!(msg.contains("when_event"), "{msg}");
+    assert_invalid(
+        &with_rule(
+            r#"a = { from = "/event/id", each = { b = { from = "/x" } } , format = "upper" }"#,
+        ),
+        "mapping.a.each",
+    );
+    assert_invalid(
+        &with_rule(r#"a = { from = "/application/materials", each = { b = { from = "x" } } }"#),
+        "mapping.a.each.b.from",
+    );
+    // Optional reads of the approval section are fine on any event.
+    parse(&with_rule(
+        r#"pzwh = { from = "/approval/decision_number", optional = true }"#,
+    ))
+    .unwrap();
+}
+
+#[test]
+fn duplicate_and_unknown_keys_are_parse_errors_naming_the_key() {
+    assert_parse_error(&format!("{BASE}xmmc = {{ const = \"again\" }}\n"), "xmmc");
+    assert_parse_error(&format!("{BASE}a = {{ fromm = \"/event/id\" }}\n"), "fromm");
+    assert_parse_error(&BASE.replace("[auth]", "timeout = 5\n[auth]"), "timeout");
+    assert_parse_error(
+        &BASE.replace("token = \"dev\"", "token = \"dev\"\nsecret = \"x\""),
+        "secret",
+    );
+    assert_parse_error(
+        &BASE.replace("kind = \"bearer\"", "kind = \"basic\""),
+        "basic",
+    );
+    assert_parse_error(
+        &BASE.replace("[auth]", "[retry]\nmax_retries = 3\n[auth]"),
+        "max_retries",
+    );
+    assert_parse_error(
+        &BASE.replace("name_en = \"Demo platform\"\n", ""),
+        "name_en",
+    );
+}
+
+#[test]
+fn bad_top_level_values_name_the_field() {
+    assert_invalid(&BASE.replace("id = \"demo\"", "id = \"Demo-1\""), "id");
+    assert_invalid(
+        &BASE.replace(
+            "http://127.0.0.1:18099/api/demo",
+            "127.0.0.1:18099/api/demo",
+        ),
+        "endpoint",
+    );
+    assert_invalid(
+        &BASE.replace(
+            "http://127.0.0.1:18099/api/demo",
+            "http://127.0.0.1:99999/api",
+        ),
+        "endpoint",
+    );
+    let msg = assert_invalid(
+        &BASE.replace("\"application.approved\"]", "\"application.aproved\"]"),
+        "event_types[1]",
+    );
+    assert!(msg.contains("application.aproved"), "{msg}");
+    assert_invalid(
+        &BASE.replace("\"application.approved\"]", "\"application.submitted\"]"),
+        "event_types[1]",
+    );
+    assert_invalid(
+        &BASE.replace("[auth]", "concurrency = 0\n[auth]"),
+        "concurrency",
+    );
+    assert_invalid(
+        &BASE.replace("[auth]", "timeout_ms = 0\n[auth]"),
+        "timeout_ms",
+    );
+    assert_invalid(
+        &BASE.replace("[auth]", "[retry]\njitter = 1.5\n[auth]"),
+        "retry.jitter",
+    );
+    assert_invalid(
+        &BASE.replace(
+            "[auth]",
+            "[retry]\ninitial_backoff_ms = 10\nmax_backoff_ms = 5\n[auth]",
+        ),
+        "retry.max_backoff_ms",
+    );
+    assert_invalid(
+        &BASE.replace("[auth]", "[circuit]\nfailure_threshold = 0\n[auth]"),
+        "circuit.failure_threshold",
+    );
+    let msg = assert_invalid(&BASE.replace("token = \"dev\"", ""), "auth.token");
+    assert!(msg.contains("TONGBAN_PLATFORM_DEMO_TOKEN"), "{msg}");
+    let msg = assert_invalid(
+        &BASE.replace(
+            "kind = \"bearer\"\ntoken = \"dev\"",
+            "kind = \"hmac\"\nsecret_env = \"DEMO_HMAC_KEY\"",
+        ),
+        "auth.secret",
+    );
+    assert!(msg.contains("DEMO_HMAC_KEY"), "{msg}");
+    assert_invalid(
+        &BASE.replace(
+            "kind = \"bearer\"\ntoken = \"dev\"",
+            "kind = \"hmac\"\nsecret = \"s\"\nheader = \"X Sig\"",
+        ),
+        "auth.header",
+    );
+    assert_invalid(
+        &BASE.replace("[auth]", "matter_codes = [\"env.*.x\"]\n[auth]"),
+        "matter_codes[0]",
+    );
+}
+
+#[test]
+fn bad_environment_override_names_the_variable() {
+    let env =
+        |name: &str| (name == "TONGBAN_PLATFORM_DEMO_ENDPOINT").then(|| "not a url".to_owned());
+    let err = PlatformConfig::parse_with_env(BASE, "demo.toml", &env).unwrap_err();
+    assert_eq!(
+        err.field(),
+        Some("endpoint (from TONGBAN_PLATFORM_DEMO_ENDPOINT)")
+    );
+}
+
+#[test]
+fn load_dir_checks_file_names_and_ignores_other_files() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("README.md"), "# not a platform").unwrap();
+    std::fs::write(dir.path().join("demo.toml"), BASE).unwrap();
+    assert_eq!(load_dir_with_env(dir.path(), &no_env).unwrap().len(), 1);
+
+    std::fs::write(dir.path().join("other.toml"), BASE).unwrap();
+    let err = load_dir_with_env(dir.path(), &no_env).unwrap_err();
+    assert!(err.file().ends_with("other.toml"), "{err}");
+    assert_eq!(err.field(), Some("id"));
+    std::fs::remove_file(dir.path().join("other.toml")).unwrap();
+
+    std::fs::write(dir.path().join("broken.toml"), "id = ").unwrap();
+    let err = load_dir_with_env(dir.path(), &no_env).unwrap_err();
+    assert!(err.file().ends_with("broken.toml"), "{err}");
+
+    let err = load_dir_with_env(dir.path().join("missing"), &no_env).unwrap_err();
+    assert!(matches!(err, ConfigError::ReadDir { .. }));
+}
+
+#[test]
+fn with_endpoint_rebases_the_query_endpoint() {
+    let p = parse(BASE).unwrap();
+    let moved = p.with_endpoint("http://127.0.0.1:40001/api/demo").unwrap();
+    assert_eq!(
+        moved.query_endpoint,
+        "http://127.0.0.1:40001/api/demo/_received"
+    );
+    assert_eq!(moved.endpoint_url.port, 40001);
+    assert_eq!(moved.mapping, p.mapping);
+}

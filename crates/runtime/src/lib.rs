@@ -1,0 +1,145 @@
+//! The process plumbing every Tongban service shares, so that each service's own crate holds
+//! only its API and its rules.
+//!
+//! - [`config`]: layered configuration (defaults → `tongban.toml` → `TONGBAN_*` environment).
+//! - [`serve_grpc`]: one tonic server with gRPC health checking, server reflection and grpc-web,
+//!   stopping gracefully when the shutdown token fires.
+//! - [`shutdown_on_signals`]: SIGINT/SIGTERM cancel a token; a second signal exits at once.
+//! - [`Tasks`]: owner of background tasks (relay, consumers, timers), awaited on shutdown.
+
+pub mod config;
+
+use std::future::Future;
+
+use tokio::{net::TcpListener, task::JoinSet};
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tonic::service::Routes;
+
+pub use tongban_auth::Authenticator;
+pub use tongban_bus::Bus;
+
+/// Everything a service needs from its process, already connected.
+#[derive(Clone, Debug)]
+pub struct Context {
+    pub db: sea_orm::DatabaseConnection,
+    pub bus: Bus,
+    pub auth: Authenticator,
+    /// Where `matters/`, `calendar/`, `platforms/`, `departments.toml` live.
+    pub deploy_dir: std::path::PathBuf,
+}
+
+/// Serves `routes` on `listener` with health (each of `services` reported SERVING), reflection
+/// of every Tongban API, and grpc-web, until `shutdown` is cancelled.
+pub async fn serve_grpc(
+    listener: TcpListener,
+    routes: Routes,
+    services: &[&str],
+    shutdown: CancellationToken,
+) -> Result<(), tonic::transport::Error> {
+    let (reporter, health) = tonic_health::server::health_reporter();
+    for name in services {
+        reporter
+            .set_service_status(*name, tonic_health::ServingStatus::Serving)
+            .await;
+    }
+    reporter
+        .set_service_status("", tonic_health::ServingStatus::Serving)
+        .await;
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(tongban_proto::DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1();
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(tongban_proto::DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha();
+    let mut routes = routes.add_service(health);
+    if let Ok(r) = reflection_v1 {
+        routes = routes.add_service(r);
+    }
+    if let Ok(r) = reflection_v1alpha {
+        routes = routes.add_service(r);
+    }
+    let reporter_on_stop = reporter.clone();
+    let stop = shutdown.clone();
+    tonic::transport::Server::builder()
+        .accept_http1(true)
+        .layer(tonic_web::GrpcWebLayer::new())
+        .add_routes(routes)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+            stop.cancelled().await;
+            reporter_on_stop
+                .set_service_status("", tonic_health::ServingStatus::NotServing)
+                .await;
+        })
+        .await
+}
+
+/// A token cancelled on the first SIGINT or SIGTERM; the second exits the process at once.
+pub fn shutdown_on_signals() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down (press Ctrl-C again to exit at once)");
+        t.cancel();
+        wait_for_signal().await;
+        tracing::warn!("second signal: exiting now");
+        std::process::exit(130);
+    });
+    token
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Owns a service's background tasks: each is spawned here and awaited by [`Tasks::join`], so no
+/// task outlives the service that started it.
+#[derive(Default)]
+pub struct Tasks {
+    set: JoinSet<()>,
+}
+
+impl Tasks {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn spawn(&mut self, name: &'static str, fut: impl Future<Output = ()> + Send + 'static) {
+        self.set.spawn(async move {
+            fut.await;
+            tracing::debug!(task = name, "task finished");
+        });
+    }
+
+    /// Waits for every task to finish (they watch the same shutdown token).
+    pub async fn join(mut self) {
+        while let Some(res) = self.set.join_next().await {
+            if let Err(e) = res
+                && e.is_panic()
+            {
+                tracing::error!(error = %e, "background task panicked");
+            }
+        }
+    }
+}

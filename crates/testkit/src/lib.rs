@@ -1,0 +1,184 @@
+//! Test support shared by the services' integration tests.
+//!
+//! Every test gets its own storage and its own bus names so that tests never depend on each
+//! other or on order: [`Backend::Postgres`] creates a fresh database on the local PostgreSQL,
+//! [`Backend::Sqlite`] a file in a temporary directory; RabbitMQ tests use a unique exchange
+//! (queues are named after it). The servers must be running: tests that need them fail loudly
+//! with the address they tried, they are never skipped.
+
+use std::path::PathBuf;
+
+use tokio_util::sync::CancellationToken;
+use tongban_auth::{Issuer, Role, Secret, TokenRequest};
+use tongban_bus::Bus;
+
+/// PostgreSQL admin URL (env `TONGBAN_TEST_POSTGRES`, default the local trust-auth server).
+pub fn postgres_admin_url() -> String {
+    std::env::var("TONGBAN_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// RabbitMQ URL (env `TONGBAN_TEST_AMQP`, default guest on localhost).
+pub fn amqp_url() -> String {
+    std::env::var("TONGBAN_TEST_AMQP")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+/// The repository's `deploy/` directory.
+pub fn deploy_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../deploy")
+}
+
+/// Which database a test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+/// A throw-away database URL (and the directory keeping a SQLite file alive).
+pub struct TestDb {
+    pub url: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestDb {
+    pub async fn new(backend: Backend, prefix: &str) -> anyhow::Result<Self> {
+        match backend {
+            Backend::Postgres => {
+                let admin = postgres_admin_url();
+                let url = tongban_outbox::db::create_postgres_database(&admin, prefix)
+                    .await
+                    .map_err(|e| {
+                        anyhow::anyhow!("PostgreSQL at {admin} is required for this test: {e}")
+                    })?;
+                Ok(Self { url, _dir: None })
+            }
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir()?;
+                let url = format!(
+                    "sqlite://{}?mode=rwc",
+                    dir.path().join(format!("{prefix}.db")).display()
+                );
+                Ok(Self {
+                    url,
+                    _dir: Some(dir),
+                })
+            }
+        }
+    }
+}
+
+/// A unique exchange name for one test.
+pub fn unique_exchange(prefix: &str) -> String {
+    format!("test.{prefix}.{}", uuid::Uuid::now_v7().simple())
+}
+
+/// Connects to RabbitMQ on a unique exchange, failing loudly if the broker is not there.
+pub async fn rabbit_bus(prefix: &str) -> anyhow::Result<(Bus, String)> {
+    let exchange = unique_exchange(prefix);
+    let url = amqp_url();
+    let bus = tongban_bus::rabbit::RabbitBus::connect_with_expiry(
+        &url,
+        &exchange,
+        Some(std::time::Duration::from_secs(600)),
+    )
+    .await
+    .map(Bus::Rabbit)
+    .map_err(|e| anyhow::anyhow!("RabbitMQ at {url} is required for this test: {e}"))?;
+    Ok((bus, exchange))
+}
+
+/// An embedded bus in a temporary directory.
+pub async fn local_bus() -> anyhow::Result<(Bus, tempfile::TempDir)> {
+    let dir = tempfile::tempdir()?;
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("bus.db").display());
+    Ok((Bus::connect(&url, "tongban.events").await?, dir))
+}
+
+/// A signing secret and tokens for tests.
+#[derive(Clone, Debug)]
+pub struct Keys {
+    pub secret: Secret,
+}
+
+impl Default for Keys {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Keys {
+    pub fn new() -> Self {
+        let bytes: Vec<u8> = (0..32).map(|i| i as u8 ^ 0x5a).collect();
+        #[allow(clippy::expect_used)]
+        let secret = Secret::from_bytes(bytes).expect("32 bytes is enough");
+        Self { secret }
+    }
+
+    pub fn authenticator(&self) -> tongban_auth::Authenticator {
+        tongban_auth::Authenticator::new(&self.secret)
+    }
+
+    pub fn token(&self, role: Role, department: Option<&str>, credit_code: Option<&str>) -> String {
+        let req = TokenRequest {
+            subject: format!("{}-{}", role, department.or(credit_code).unwrap_or("test")),
+            role,
+            department: department.map(Into::into),
+            region: None,
+            credit_code: credit_code.map(Into::into),
+            ttl: chrono::Duration::hours(1),
+        };
+        #[allow(clippy::expect_used)]
+        Issuer::new(self.secret.clone())
+            .issue(&req)
+            .expect("test token")
+    }
+}
+
+/// Adds `authorization: Bearer <token>` to a request.
+pub fn authed<T>(msg: T, token: &str) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(msg);
+    #[allow(clippy::expect_used)]
+    let value = format!("Bearer {token}").parse().expect("ascii token");
+    req.metadata_mut().insert("authorization", value);
+    req
+}
+
+/// Stops a service when dropped.
+pub struct Stopper(pub CancellationToken);
+
+impl Drop for Stopper {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
+}
+
+/// The example application request shipped in `deploy/examples/`, as proto3 JSON text.
+pub fn example_request_json() -> anyhow::Result<String> {
+    Ok(std::fs::read_to_string(
+        deploy_dir().join("examples/env.eia.report_form.json"),
+    )?)
+}
+
+/// Polls `check` every 20 ms until it returns `Some`, or fails after `timeout`.
+pub async fn eventually<T, F, Fut>(
+    timeout: std::time::Duration,
+    what: &str,
+    mut check: F,
+) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return Ok(v);
+        }
+        if tokio::time::Instant::now() > deadline {
+            anyhow::bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

@@ -1,0 +1,471 @@
+//! Intake's rules, as plain functions over protobuf values: what makes a submission valid, what
+//! is owed under commitments, and how each event moves an application's status. No I/O here.
+
+use std::collections::HashSet;
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value as Json};
+use tongban_calendar::Calendar;
+use tongban_matter::MatterDefinition;
+use tongban_proto::{
+    common::{Applicant, CreditClass, Material, OwedMaterial},
+    events::{Envelope, envelope::Payload},
+    intake::{Application, ApplicationStatus, SubmitApplicationRequest},
+    time::ts,
+};
+use tongban_types::{CreditCode, RegionCode};
+
+use crate::error::Violation;
+
+pub const MAX_REQUEST_ID: usize = 128;
+pub const MAX_FORM_BYTES: usize = 64 * 1024;
+pub const MAX_MATERIALS: usize = 100;
+pub const MAX_TEXT: usize = 500;
+pub const MAX_MATERIAL_BYTES: i64 = 4 * 1024 * 1024 * 1024;
+
+/// A submission that passed validation, normalised (credit code upper-case, trimmed names).
+#[derive(Debug, Clone)]
+pub struct ValidSubmission {
+    pub request: SubmitApplicationRequest,
+    pub credit_code: CreditCode,
+    pub region_code: RegionCode,
+    pub owed: Vec<OwedMaterial>,
+}
+
+/// Checks a submission against its matter. Returns every violation at once, each naming the
+/// field as the client sent it.
+pub fn validate_submission(
+    mut req: SubmitApplicationRequest,
+    matter: Option<&MatterDefinition>,
+    calendar: &Calendar,
+    now: DateTime<Utc>,
+) -> Result<ValidSubmission, Vec<Violation>> {
+    let mut v = Vec::new();
+    let request_id = req.request_id.trim().to_string();
+    if request_id.is_empty() {
+        v.push(Violation::new("request_id", "must not be empty"));
+    } else if request_id.len() > MAX_REQUEST_ID {
+        v.push(Violation::new(
+            "request_id",
+            format!("must be at most {MAX_REQUEST_ID} characters"),
+        ));
+    } else if request_id.chars().any(|c| c.is_control()) {
+        v.push(Violation::new(
+            "request_id",
+            "must not contain control characters",
+        ));
+    }
+    req.request_id = request_id;
+
+    let Some(matter) = matter else {
+        v.push(Violation::new(
+            "matter_code",
+            if req.matter_code.trim().is_empty() {
+                "must not be empty".to_string()
+            } else {
+                format!("unknown matter {:?} (see ListMatters)", req.matter_code)
+            },
+        ));
+        return Err(v);
+    };
+
+    let (credit_code, region_code) = validate_applicant(req.applicant.as_mut(), &mut v);
+
+    let form_bytes = req
+        .form
+        .as_ref()
+        .map(prost::Message::encoded_len)
+        .unwrap_or(0);
+    if form_bytes > MAX_FORM_BYTES {
+        v.push(Violation::new(
+            "form",
+            format!("is {form_bytes} bytes; at most {MAX_FORM_BYTES} allowed"),
+        ));
+    } else {
+        let form = struct_to_json(req.form.as_ref());
+        for fv in matter.form.validate(&form) {
+            v.push(Violation::new(fv.field, fv.description));
+        }
+    }
+
+    if req.materials.len() > MAX_MATERIALS {
+        v.push(Violation::new(
+            "materials",
+            format!("at most {MAX_MATERIALS} materials per application"),
+        ));
+    }
+    let provided = validate_materials(&mut req.materials, matter, &mut v);
+
+    let mut owed = Vec::new();
+    let mut committed = HashSet::new();
+    for (i, c) in req.commitments.iter_mut().enumerate() {
+        let at = |f: &str| format!("commitments[{i}].{f}");
+        c.material_kind = c.material_kind.trim().to_string();
+        c.statement = c.statement.trim().to_string();
+        match matter.material(&c.material_kind) {
+            None => v.push(Violation::new(
+                at("material_kind"),
+                format!("unknown material kind {:?}", c.material_kind),
+            )),
+            Some(_) if provided.contains(&c.material_kind) => v.push(Violation::new(
+                at("material_kind"),
+                "material is provided; no commitment needed",
+            )),
+            Some(req_m) if !req_m.may_owe => v.push(Violation::new(
+                at("material_kind"),
+                format!(
+                    "{} cannot be owed (容缺); it must be provided now",
+                    c.material_kind
+                ),
+            )),
+            Some(req_m) => {
+                let max = req_m.max_owed_days.unwrap_or(0);
+                if c.due_within_days == 0 || c.due_within_days > max {
+                    v.push(Violation::new(
+                        at("due_within_days"),
+                        format!("must be 1 to {max} working days"),
+                    ));
+                }
+                if !committed.insert(c.material_kind.clone()) {
+                    v.push(Violation::new(at("material_kind"), "duplicate commitment"));
+                }
+                owed.push(OwedMaterial {
+                    material_kind: c.material_kind.clone(),
+                    due_time: Some(ts(calendar.add_working_days(now, c.due_within_days))),
+                    fulfilled_time: None,
+                    statement: c.statement.clone(),
+                });
+            }
+        }
+        if c.statement.is_empty() || c.statement.chars().count() > MAX_TEXT {
+            v.push(Violation::new(
+                at("statement"),
+                format!("must be 1 to {MAX_TEXT} characters"),
+            ));
+        }
+    }
+    for m in matter.materials.iter().filter(|m| m.required) {
+        if !provided.contains(&m.kind) && !committed.contains(&m.kind) {
+            let hint = if m.may_owe {
+                " (or commit to supply it later)"
+            } else {
+                ""
+            };
+            v.push(Violation::new(
+                "materials",
+                format!("required material {} ({}) is missing{hint}", m.kind, m.name),
+            ));
+        }
+    }
+
+    if let Some(p) = req.pledge.as_mut() {
+        p.statement = p.statement.trim().to_string();
+        if p.signed && matter.pledge.is_none() {
+            v.push(Violation::new(
+                "pledge",
+                format!("{} does not offer commitment-based approval", matter.code),
+            ));
+        }
+        if p.signed && p.statement.is_empty() {
+            v.push(Violation::new(
+                "pledge.statement",
+                "a signed pledge needs its statement",
+            ));
+        }
+    }
+
+    match (v.is_empty(), credit_code, region_code) {
+        (true, Some(credit_code), Some(region_code)) => Ok(ValidSubmission {
+            request: req,
+            credit_code,
+            region_code,
+            owed,
+        }),
+        _ => Err(v),
+    }
+}
+
+/// Checks and normalises materials; returns the kinds provided.
+pub fn validate_materials(
+    materials: &mut [Material],
+    matter: &MatterDefinition,
+    v: &mut Vec<Violation>,
+) -> HashSet<String> {
+    let mut provided = HashSet::new();
+    for (i, m) in materials.iter_mut().enumerate() {
+        let at = |f: &str| format!("materials[{i}].{f}");
+        m.kind = m.kind.trim().to_string();
+        m.name = m.name.trim().to_string();
+        m.sha256 = m.sha256.trim().to_ascii_lowercase();
+        if matter.material(&m.kind).is_none() {
+            v.push(Violation::new(
+                at("kind"),
+                format!("unknown material kind {:?} for {}", m.kind, matter.code),
+            ));
+        }
+        if m.name.is_empty() || m.name.chars().count() > MAX_TEXT {
+            v.push(Violation::new(
+                at("name"),
+                format!("must be 1 to {MAX_TEXT} characters"),
+            ));
+        }
+        if m.sha256.len() != 64 || !m.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+            v.push(Violation::new(at("sha256"), "must be 64 hex characters"));
+        }
+        if m.size_bytes <= 0 || m.size_bytes > MAX_MATERIAL_BYTES {
+            v.push(Violation::new(
+                at("size_bytes"),
+                "must be between 1 byte and 4 GiB",
+            ));
+        }
+        if m.uri.trim().is_empty() || m.uri.len() > 2048 {
+            v.push(Violation::new(at("uri"), "must be 1 to 2048 characters"));
+        }
+        provided.insert(m.kind.clone());
+    }
+    provided
+}
+
+fn validate_applicant(
+    a: Option<&mut Applicant>,
+    v: &mut Vec<Violation>,
+) -> (Option<CreditCode>, Option<RegionCode>) {
+    let Some(a) = a else {
+        v.push(Violation::new("applicant", "is required"));
+        return (None, None);
+    };
+    let credit = match CreditCode::parse(&a.credit_code) {
+        Ok(c) => {
+            a.credit_code = c.to_string();
+            Some(c)
+        }
+        Err(e) => {
+            v.push(Violation::new("applicant.credit_code", e.to_string()));
+            None
+        }
+    };
+    let region = match RegionCode::parse(&a.region_code) {
+        Ok(r) => {
+            a.region_code = r.to_string();
+            Some(r)
+        }
+        Err(e) => {
+            v.push(Violation::new("applicant.region_code", e.to_string()));
+            None
+        }
+    };
+    a.name = a.name.trim().to_string();
+    if a.name.is_empty() || a.name.chars().count() > MAX_TEXT {
+        v.push(Violation::new(
+            "applicant.name",
+            format!("must be 1 to {MAX_TEXT} characters"),
+        ));
+    }
+    if let Some(c) = a.contact.as_mut() {
+        c.email = c.email.trim().to_string();
+        if !c.email.is_empty() && (!c.email.contains('@') || c.email.len() > 254) {
+            v.push(Violation::new(
+                "applicant.contact.email",
+                "is not an e-mail address",
+            ));
+        }
+        if !c.locale.is_empty() && !matches!(c.locale.as_str(), "zh-CN" | "en") {
+            v.push(Violation::new(
+                "applicant.contact.locale",
+                "must be zh-CN or en",
+            ));
+        }
+        if c.phone.chars().count() > 32 {
+            v.push(Violation::new(
+                "applicant.contact.phone",
+                "must be at most 32 characters",
+            ));
+        }
+    }
+    (credit, region)
+}
+
+/// A `google.protobuf.Struct` as a JSON object (numbers stay JSON numbers).
+pub fn struct_to_json(s: Option<&prost_types::Struct>) -> Map<String, Json> {
+    s.map(|s| {
+        s.fields
+            .iter()
+            .map(|(k, v)| (k.clone(), value_to_json(v)))
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+pub fn value_to_json(v: &prost_types::Value) -> Json {
+    use prost_types::value::Kind;
+    match &v.kind {
+        None | Some(Kind::NullValue(_)) => Json::Null,
+        Some(Kind::NumberValue(n)) => serde_json::Number::from_f64(*n)
+            .map(Json::Number)
+            .unwrap_or(Json::Null),
+        Some(Kind::StringValue(s)) => Json::String(s.clone()),
+        Some(Kind::BoolValue(b)) => Json::Bool(*b),
+        Some(Kind::StructValue(s)) => Json::Object(struct_to_json(Some(s))),
+        Some(Kind::ListValue(l)) => Json::Array(l.values.iter().map(value_to_json).collect()),
+    }
+}
+
+/// The credit class as the matter crate sees it.
+pub fn credit_class(c: i32) -> Option<tongban_matter::CreditClass> {
+    match CreditClass::try_from(c).ok()? {
+        CreditClass::A => Some(tongban_matter::CreditClass::A),
+        CreditClass::B => Some(tongban_matter::CreditClass::B),
+        CreditClass::C => Some(tongban_matter::CreditClass::C),
+        CreditClass::D => Some(tongban_matter::CreditClass::D),
+        CreditClass::Unspecified => None,
+    }
+}
+
+/// Statuses from which nothing but delivery progress changes any more.
+pub fn is_final(s: ApplicationStatus) -> bool {
+    matches!(
+        s,
+        ApplicationStatus::Approved
+            | ApplicationStatus::Rejected
+            | ApplicationStatus::Withdrawn
+            | ApplicationStatus::Closed
+    )
+}
+
+/// What an event does to an application: the new status and reason, or `None` when the event
+/// does not concern intake's view (or arrives after a final status, out of order).
+pub fn apply_event(app: &mut Application, env: &Envelope) -> bool {
+    let status = app.status();
+    let Some(payload) = &env.payload else {
+        return false;
+    };
+    match payload {
+        Payload::TaskCreated(_) if status == ApplicationStatus::Submitted => {
+            app.set_status(ApplicationStatus::InReview);
+            true
+        }
+        Payload::SupplementRequested(s) if !is_final(status) => {
+            app.set_status(ApplicationStatus::SupplementRequested);
+            app.status_reason = if s.requested_materials.is_empty() {
+                s.comment.clone()
+            } else {
+                format!("{} ({})", s.comment, s.requested_materials.join(", "))
+            };
+            true
+        }
+        Payload::ApplicationApproved(a) if !is_final(status) => {
+            app.set_status(ApplicationStatus::Approved);
+            app.decision_number = a.decision_number.clone();
+            app.status_reason = if a.on_pledge {
+                "approved on pledge; verification follows".into()
+            } else {
+                String::new()
+            };
+            true
+        }
+        Payload::ApplicationRejected(r) if !is_final(status) => {
+            app.set_status(ApplicationStatus::Rejected);
+            app.status_reason = r.reason.clone();
+            true
+        }
+        Payload::RequestAnswered(a) if !is_final(status) => {
+            app.set_status(ApplicationStatus::InReview);
+            app.status_reason = format!(
+                "answered by {}; waiting for your rating: {}",
+                a.department, a.answer
+            );
+            true
+        }
+        Payload::OutcomeRated(r) if r.reopened && !is_final(status) => {
+            app.set_status(ApplicationStatus::InReview);
+            app.status_reason = format!("reopened after rating {}", r.rating);
+            true
+        }
+        Payload::ApplicationClosed(c)
+            if !is_final(status) || status == ApplicationStatus::Approved =>
+        {
+            app.set_status(ApplicationStatus::Closed);
+            app.status_reason = c.reason.clone();
+            true
+        }
+        Payload::DeliverySucceeded(d) => {
+            let p = app.deliveries.get_or_insert_with(Default::default);
+            if p.platforms.contains(&d.platform_id) {
+                return false;
+            }
+            p.platforms.push(d.platform_id.clone());
+            p.platforms.sort();
+            p.succeeded = p.platforms.len() as u32;
+            true
+        }
+        Payload::DeliveryDeadLettered(_) => {
+            let p = app.deliveries.get_or_insert_with(Default::default);
+            p.dead_lettered += 1;
+            true
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tongban_proto::events::{ApplicationApproved, TaskCreated};
+
+    fn env(p: Payload) -> Envelope {
+        Envelope {
+            payload: Some(p),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn status_follows_events_and_final_states_stick() {
+        let mut app = Application {
+            status: ApplicationStatus::Submitted as i32,
+            ..Default::default()
+        };
+        assert!(apply_event(
+            &mut app,
+            &env(Payload::TaskCreated(TaskCreated::default()))
+        ));
+        assert_eq!(app.status(), ApplicationStatus::InReview);
+        assert!(!apply_event(
+            &mut app,
+            &env(Payload::TaskCreated(TaskCreated::default()))
+        ));
+        let approved = ApplicationApproved {
+            decision_number: "松环审〔2026〕1号".into(),
+            ..Default::default()
+        };
+        assert!(apply_event(
+            &mut app,
+            &env(Payload::ApplicationApproved(approved))
+        ));
+        assert_eq!(app.status(), ApplicationStatus::Approved);
+        assert!(!apply_event(
+            &mut app,
+            &env(Payload::ApplicationRejected(
+                tongban_proto::events::ApplicationRejected::default()
+            ))
+        ));
+        assert_eq!(app.status(), ApplicationStatus::Approved);
+    }
+
+    #[test]
+    fn delivery_progress_counts_each_platform_once() {
+        let mut app = Application::default();
+        let d = |p: &str| {
+            env(Payload::DeliverySucceeded(
+                tongban_proto::events::DeliverySucceeded {
+                    platform_id: p.into(),
+                    ..Default::default()
+                },
+            ))
+        };
+        assert!(apply_event(&mut app, &d("eia")));
+        assert!(!apply_event(&mut app, &d("eia")));
+        assert!(apply_event(&mut app, &d("national_investment")));
+        assert_eq!(app.deliveries.as_ref().map(|p| p.succeeded), Some(2));
+    }
+}

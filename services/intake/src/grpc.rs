@@ -1,0 +1,169 @@
+//! `tongban.intake.v1.IntakeService` over gRPC: identity from the interceptor, one call into
+//! [`Intake`], errors mapped once (see [`crate::error`]).
+
+use std::{pin::Pin, sync::Arc, time::Duration};
+
+use futures::Stream;
+use tokio::sync::broadcast::error::RecvError;
+use tongban_auth::identity;
+use tongban_proto::{
+    intake::{self as pb, intake_service_server::IntakeService},
+    time::ts,
+};
+use tonic::{Request, Response, Status};
+
+use crate::{repository, service::Intake};
+
+pub struct IntakeGrpc {
+    intake: Arc<Intake>,
+}
+
+impl IntakeGrpc {
+    pub fn new(intake: Arc<Intake>) -> Self {
+        Self { intake }
+    }
+}
+
+/// How often a watcher re-reads the application even without a local change signal (another
+/// replica may have applied the event).
+const WATCH_POLL: Duration = Duration::from_secs(2);
+
+type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchApplicationResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl IntakeService for IntakeGrpc {
+    async fn submit_application(
+        &self,
+        req: Request<pb::SubmitApplicationRequest>,
+    ) -> Result<Response<pb::SubmitApplicationResponse>, Status> {
+        let who = identity(&req)?;
+        let (application, created) = self.intake.submit(&who, req.into_inner()).await?;
+        Ok(Response::new(pb::SubmitApplicationResponse {
+            application: Some(application),
+            created,
+        }))
+    }
+
+    async fn get_application(
+        &self,
+        req: Request<pb::GetApplicationRequest>,
+    ) -> Result<Response<pb::GetApplicationResponse>, Status> {
+        let who = identity(&req)?;
+        let application = self.intake.get(&who, &req.get_ref().application_id).await?;
+        Ok(Response::new(pb::GetApplicationResponse {
+            application: Some(application),
+        }))
+    }
+
+    async fn list_applications(
+        &self,
+        req: Request<pb::ListApplicationsRequest>,
+    ) -> Result<Response<pb::ListApplicationsResponse>, Status> {
+        let who = identity(&req)?;
+        let (applications, next_page_token) = self.intake.list(&who, req.get_ref()).await?;
+        Ok(Response::new(pb::ListApplicationsResponse {
+            applications,
+            next_page_token,
+        }))
+    }
+
+    type WatchApplicationStream = WatchStream;
+
+    async fn watch_application(
+        &self,
+        req: Request<pb::WatchApplicationRequest>,
+    ) -> Result<Response<Self::WatchApplicationStream>, Status> {
+        let who = identity(&req)?;
+        let id = req.get_ref().application_id.trim().to_string();
+        // Subscribe before the first read so no change between the two is missed.
+        let mut changes = self.intake.subscribe_changes();
+        let first = self.intake.get(&who, &id).await?;
+        let intake = self.intake.clone();
+        let stream = async_stream(move |tx| async move {
+            let mut seen = first.version;
+            let snapshot = pb::WatchApplicationResponse {
+                change_time: first.update_time,
+                application: Some(first),
+                event_type: "snapshot".into(),
+            };
+            if tx.send(Ok(snapshot)).await.is_err() {
+                return;
+            }
+            loop {
+                let event_type = tokio::select! {
+                    _ = tx.closed() => return,
+                    msg = changes.recv() => match msg {
+                        Ok(c) if c.application_id == id => c.event_type,
+                        Ok(_) => continue,
+                        Err(RecvError::Lagged(_)) => "changed".to_string(),
+                        Err(RecvError::Closed) => return,
+                    },
+                    _ = tokio::time::sleep(WATCH_POLL) => "changed".to_string(),
+                };
+                match repository::find(intake.db(), &id).await {
+                    Ok(Some(s)) if s.application.version > seen => {
+                        seen = s.application.version;
+                        let msg = pb::WatchApplicationResponse {
+                            change_time: Some(ts(chrono::Utc::now())),
+                            application: Some(s.application),
+                            event_type,
+                        };
+                        if tx.send(Ok(msg)).await.is_err() {
+                            return;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        let _ = tx.send(Err(Status::from(e))).await;
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Response::new(stream))
+    }
+
+    async fn supplement_materials(
+        &self,
+        req: Request<pb::SupplementMaterialsRequest>,
+    ) -> Result<Response<pb::SupplementMaterialsResponse>, Status> {
+        let who = identity(&req)?;
+        let application = self.intake.supplement(&who, req.into_inner()).await?;
+        Ok(Response::new(pb::SupplementMaterialsResponse {
+            application: Some(application),
+        }))
+    }
+
+    async fn withdraw_application(
+        &self,
+        req: Request<pb::WithdrawApplicationRequest>,
+    ) -> Result<Response<pb::WithdrawApplicationResponse>, Status> {
+        let who = identity(&req)?;
+        let application = self.intake.withdraw(&who, req.into_inner()).await?;
+        Ok(Response::new(pb::WithdrawApplicationResponse {
+            application: Some(application),
+        }))
+    }
+
+    async fn list_matters(
+        &self,
+        req: Request<pb::ListMattersRequest>,
+    ) -> Result<Response<pb::ListMattersResponse>, Status> {
+        identity(&req)?;
+        Ok(Response::new(pb::ListMattersResponse {
+            matters: self.intake.list_matters(),
+        }))
+    }
+}
+
+/// A response stream fed by a task; the task stops when the client goes away.
+fn async_stream<T, F, Fut>(body: F) -> Pin<Box<dyn Stream<Item = T> + Send>>
+where
+    T: Send + 'static,
+    F: FnOnce(tokio::sync::mpsc::Sender<T>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    tokio::spawn(body(tx));
+    Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
+}

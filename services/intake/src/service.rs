@@ -1,0 +1,480 @@
+//! Intake's use cases. Each one that changes state runs in one transaction that also enqueues
+//! the events the change causes, then wakes the relay and any watchers.
+
+use std::sync::Arc;
+
+use base64::Engine;
+use prost::Message;
+use sea_orm::DatabaseConnection;
+use sha2::{Digest, Sha256};
+use tokio::sync::broadcast;
+use tongban_auth::{Identity, Role};
+use tongban_calendar::Calendar;
+use tongban_outbox::{RelayHandle, db::begin_write, new_envelope, outbox};
+use tongban_proto::{
+    events::{self, ApplicationSnapshot, envelope::Payload},
+    intake::{
+        Application, ApplicationStatus, FormField, ListApplicationsRequest, MaterialRequirement,
+        Matter, SubmitApplicationRequest, SupplementMaterialsRequest, WithdrawApplicationRequest,
+    },
+    time::ts,
+};
+use tongban_types::CreditCode;
+
+use crate::{
+    domain,
+    error::Violation,
+    error::{IntakeError, invalid},
+    matters::Matters,
+    repository::{self, ListFilter},
+};
+
+const PRODUCER: &str = "intake";
+
+/// A change to one application, for watchers.
+#[derive(Debug, Clone)]
+pub struct Changed {
+    pub application_id: String,
+    pub event_type: String,
+}
+
+pub struct Intake {
+    db: DatabaseConnection,
+    matters: Matters,
+    calendar: Calendar,
+    relay: RelayHandle,
+    changes: broadcast::Sender<Changed>,
+}
+
+impl Intake {
+    pub fn new(
+        db: DatabaseConnection,
+        matters: Matters,
+        calendar: Calendar,
+        relay: RelayHandle,
+    ) -> Self {
+        let (changes, _) = broadcast::channel(1024);
+        Self {
+            db,
+            matters,
+            calendar,
+            relay,
+            changes,
+        }
+    }
+
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    pub fn matters(&self) -> &Matters {
+        &self.matters
+    }
+
+    pub fn relay(&self) -> RelayHandle {
+        self.relay.clone()
+    }
+
+    pub fn subscribe_changes(&self) -> broadcast::Receiver<Changed> {
+        self.changes.subscribe()
+    }
+
+    pub fn announce(&self, application_id: &str, event_type: &str) {
+        let _ = self.changes.send(Changed {
+            application_id: application_id.into(),
+            event_type: event_type.into(),
+        });
+    }
+
+    /// Accepts an application once. Returns it and whether this call created it.
+    #[tracing::instrument(skip_all, fields(request_id = %req.request_id, matter = %req.matter_code))]
+    pub async fn submit(
+        &self,
+        who: &Identity,
+        req: SubmitApplicationRequest,
+    ) -> Result<(Application, bool), IntakeError> {
+        who.require(&[
+            Role::Applicant,
+            Role::Clerk,
+            Role::Supervisor,
+            Role::Admin,
+            Role::Integrator,
+        ])?;
+        if who.role == Role::Applicant {
+            let claimed = req
+                .applicant
+                .as_ref()
+                .map(|a| CreditCode::parse(&a.credit_code));
+            if let Some(Ok(code)) = claimed
+                && Some(&code) != who.credit_code.as_ref()
+            {
+                return Err(tongban_auth::AuthError::Forbidden(
+                    "applicants may only apply for their own credit code".into(),
+                )
+                .into());
+            }
+        }
+        let fingerprint = hex::encode(Sha256::digest(req.encode_to_vec()));
+        if let Some(existing) = self.replay(&req.request_id, &fingerprint).await? {
+            return Ok((existing, false));
+        }
+
+        let now = chrono::Utc::now();
+        let matter = self.matters.latest(&req.matter_code);
+        let valid = domain::validate_submission(req, matter.as_deref(), &self.calendar, now)
+            .map_err(IntakeError::Invalid)?;
+        let matter_version = matter.map(|m| m.version).unwrap_or_default();
+        let r = valid.request;
+        let app = Application {
+            application_id: tongban_types::new_id(),
+            status: ApplicationStatus::Submitted as i32,
+            version: 1,
+            request_id: r.request_id.clone(),
+            matter_code: r.matter_code.trim().to_string(),
+            matter_version,
+            applicant: r.applicant,
+            form: r.form,
+            materials: r.materials,
+            commitments: r.commitments,
+            owed_materials: valid.owed,
+            pledge: r.pledge,
+            create_time: Some(ts(now)),
+            update_time: Some(ts(now)),
+            status_reason: String::new(),
+            deliveries: None,
+            decision_number: String::new(),
+        };
+        let event = new_envelope(
+            PRODUCER,
+            &app.application_id,
+            Payload::ApplicationSubmitted(events::ApplicationSubmitted {
+                application: Some(snapshot(&app)),
+            }),
+        );
+
+        let txn = begin_write(&self.db).await?;
+        if !repository::insert(&txn, &app, &fingerprint).await? {
+            // Lost a race with an identical (or conflicting) request id.
+            txn.rollback().await?;
+            return match self.replay(&app.request_id, &fingerprint).await? {
+                Some(existing) => Ok((existing, false)),
+                None => Err(IntakeError::RequestIdReused(app.request_id)),
+            };
+        }
+        outbox::enqueue(&txn, std::slice::from_ref(&event)).await?;
+        txn.commit().await?;
+        self.relay.wake();
+        self.announce(&app.application_id, &event.r#type);
+        tracing::info!(application_id = %app.application_id, "application accepted");
+        Ok((app, true))
+    }
+
+    /// The application an earlier identical request created; `RequestIdReused` if the id was
+    /// used with a different body.
+    async fn replay(
+        &self,
+        request_id: &str,
+        fingerprint: &str,
+    ) -> Result<Option<Application>, IntakeError> {
+        let request_id = request_id.trim();
+        if request_id.is_empty() {
+            return Ok(None);
+        }
+        match repository::find_by_request_id(&self.db, request_id).await? {
+            Some(s) if s.fingerprint == fingerprint => Ok(Some(s.application)),
+            Some(_) => Err(IntakeError::RequestIdReused(request_id.to_string())),
+            None => Ok(None),
+        }
+    }
+
+    pub async fn get(
+        &self,
+        who: &Identity,
+        application_id: &str,
+    ) -> Result<Application, IntakeError> {
+        let app = repository::find(&self.db, application_id.trim())
+            .await?
+            .ok_or_else(|| IntakeError::NotFound(format!("application {application_id}")))?
+            .application;
+        authorize_view(who, &app)?;
+        Ok(app)
+    }
+
+    pub async fn list(
+        &self,
+        who: &Identity,
+        req: &ListApplicationsRequest,
+    ) -> Result<(Vec<Application>, String), IntakeError> {
+        let limit = match req.page_size {
+            n if n < 0 => return Err(invalid("page_size", "must not be negative")),
+            0 => 50,
+            n => n.min(200) as u64,
+        };
+        let before_id = if req.page_token.is_empty() {
+            None
+        } else {
+            let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(&req.page_token)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or_else(|| invalid("page_token", "is not a token this service issued"))?;
+            Some(raw)
+        };
+        let mut credit_code = (!req.credit_code.is_empty())
+            .then(|| CreditCode::parse(&req.credit_code).map(|c| c.to_string()))
+            .transpose()
+            .map_err(|e| invalid("credit_code", e.to_string()))?;
+        if who.role == Role::Applicant {
+            let own = who.credit_code.as_ref().map(|c| c.to_string());
+            if credit_code.is_some() && credit_code != own {
+                return Err(tongban_auth::AuthError::Forbidden(
+                    "applicants see only their own applications".into(),
+                )
+                .into());
+            }
+            credit_code = own;
+        }
+        let status = match ApplicationStatus::try_from(req.status) {
+            Ok(ApplicationStatus::Unspecified) => None,
+            Ok(s) => Some(s),
+            Err(_) => return Err(invalid("status", "unknown status")),
+        };
+        let filter = ListFilter {
+            status,
+            matter_code: (!req.matter_code.is_empty()).then(|| req.matter_code.clone()),
+            credit_code,
+            region_prefix: (!req.region_prefix.is_empty()).then(|| req.region_prefix.clone()),
+            before_id,
+            limit: limit + 1,
+        };
+        let mut apps = repository::list(&self.db, &filter).await?;
+        let next = if apps.len() as u64 > limit {
+            apps.truncate(limit as usize);
+            apps.last()
+                .map(|a| {
+                    base64::engine::general_purpose::URL_SAFE_NO_PAD
+                        .encode(a.application_id.as_bytes())
+                })
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok((apps, next))
+    }
+
+    #[tracing::instrument(skip_all, fields(application_id = %req.application_id))]
+    pub async fn supplement(
+        &self,
+        who: &Identity,
+        mut req: SupplementMaterialsRequest,
+    ) -> Result<Application, IntakeError> {
+        if req.materials.is_empty() {
+            return Err(invalid("materials", "at least one material is needed"));
+        }
+        if req.note.chars().count() > domain::MAX_TEXT {
+            return Err(invalid(
+                "note",
+                format!("must be at most {} characters", domain::MAX_TEXT),
+            ));
+        }
+        let txn = begin_write(&self.db).await?;
+        let mut app = repository::find_for_update(&txn, req.application_id.trim())
+            .await?
+            .ok_or_else(|| IntakeError::NotFound(format!("application {}", req.application_id)))?
+            .application;
+        authorize_act(who, &app)?;
+        check_version(req.expected_version, app.version)?;
+        if domain::is_final(app.status()) {
+            return Err(IntakeError::FailedPrecondition(format!(
+                "application is {}; nothing can be supplemented",
+                app.status().as_str_name()
+            )));
+        }
+        let matter = self.matters.latest(&app.matter_code).ok_or_else(|| {
+            IntakeError::FailedPrecondition(format!(
+                "matter {} is no longer known",
+                app.matter_code
+            ))
+        })?;
+        let mut violations: Vec<Violation> = Vec::new();
+        let provided = domain::validate_materials(&mut req.materials, &matter, &mut violations);
+        if !violations.is_empty() {
+            return Err(IntakeError::Invalid(violations));
+        }
+        let now = chrono::Utc::now();
+        let mut fulfilled = Vec::new();
+        for owed in app
+            .owed_materials
+            .iter_mut()
+            .filter(|o| o.fulfilled_time.is_none())
+        {
+            if provided.contains(&owed.material_kind) {
+                owed.fulfilled_time = Some(ts(now));
+                fulfilled.push(owed.material_kind.clone());
+            }
+        }
+        let was_requested = app.status() == ApplicationStatus::SupplementRequested;
+        if !was_requested && fulfilled.is_empty() {
+            return Err(IntakeError::FailedPrecondition(
+                "no supplement was requested and none of these materials is owed".into(),
+            ));
+        }
+        if was_requested {
+            app.set_status(ApplicationStatus::InReview);
+            app.status_reason.clear();
+        }
+        app.materials.extend(req.materials.iter().cloned());
+        app.version += 1;
+        app.update_time = Some(ts(now));
+        let event = new_envelope(
+            PRODUCER,
+            &app.application_id,
+            Payload::ApplicationSupplemented(events::ApplicationSupplemented {
+                materials: req.materials,
+                note: req.note,
+                fulfilled_kinds: fulfilled,
+            }),
+        );
+        repository::update(&txn, &app).await?;
+        outbox::enqueue(&txn, std::slice::from_ref(&event)).await?;
+        txn.commit().await?;
+        self.relay.wake();
+        self.announce(&app.application_id, &event.r#type);
+        Ok(app)
+    }
+
+    #[tracing::instrument(skip_all, fields(application_id = %req.application_id))]
+    pub async fn withdraw(
+        &self,
+        who: &Identity,
+        req: WithdrawApplicationRequest,
+    ) -> Result<Application, IntakeError> {
+        if req.reason.chars().count() > domain::MAX_TEXT {
+            return Err(invalid(
+                "reason",
+                format!("must be at most {} characters", domain::MAX_TEXT),
+            ));
+        }
+        let txn = begin_write(&self.db).await?;
+        let mut app = repository::find_for_update(&txn, req.application_id.trim())
+            .await?
+            .ok_or_else(|| IntakeError::NotFound(format!("application {}", req.application_id)))?
+            .application;
+        authorize_act(who, &app)?;
+        check_version(req.expected_version, app.version)?;
+        if domain::is_final(app.status()) {
+            return Err(IntakeError::FailedPrecondition(format!(
+                "application is already {}",
+                app.status().as_str_name()
+            )));
+        }
+        let now = chrono::Utc::now();
+        app.set_status(ApplicationStatus::Withdrawn);
+        app.status_reason = req.reason.trim().to_string();
+        app.version += 1;
+        app.update_time = Some(ts(now));
+        let event = new_envelope(
+            PRODUCER,
+            &app.application_id,
+            Payload::ApplicationWithdrawn(events::ApplicationWithdrawn {
+                reason: app.status_reason.clone(),
+            }),
+        );
+        repository::update(&txn, &app).await?;
+        outbox::enqueue(&txn, std::slice::from_ref(&event)).await?;
+        txn.commit().await?;
+        self.relay.wake();
+        self.announce(&app.application_id, &event.r#type);
+        Ok(app)
+    }
+
+    pub fn list_matters(&self) -> Vec<Matter> {
+        self.matters
+            .all_latest()
+            .iter()
+            .map(|m| Matter {
+                code: m.code.clone(),
+                version: m.version,
+                name: m.name.clone(),
+                name_en: m.name_en.clone(),
+                materials: m
+                    .materials
+                    .iter()
+                    .map(|r| MaterialRequirement {
+                        kind: r.kind.clone(),
+                        name: r.name.clone(),
+                        required: r.required,
+                        may_owe: r.may_owe,
+                        max_owed_days: r.max_owed_days.unwrap_or(0),
+                    })
+                    .collect(),
+                fields: m
+                    .form
+                    .fields()
+                    .iter()
+                    .map(|f| FormField {
+                        name: f.name.clone(),
+                        label: f.label.clone(),
+                        r#type: f.ty.name().to_string(),
+                        required: f.required,
+                        allowed: match &f.ty {
+                            tongban_matter::FieldType::Enum { allowed } => allowed.clone(),
+                            _ => Vec::new(),
+                        },
+                    })
+                    .collect(),
+                allows_pledge: m.pledge.is_some(),
+            })
+            .collect()
+    }
+}
+
+fn check_version(expected: i64, actual: i64) -> Result<(), IntakeError> {
+    if expected != 0 && expected != actual {
+        return Err(IntakeError::StaleVersion { expected, actual });
+    }
+    Ok(())
+}
+
+fn is_own(who: &Identity, app: &Application) -> bool {
+    let owner = app.applicant.as_ref().map(|a| a.credit_code.as_str());
+    who.credit_code.as_ref().map(|c| c.as_str()) == owner
+}
+
+/// Applicants see their own applications; staff and integrators see all.
+pub fn authorize_view(who: &Identity, app: &Application) -> Result<(), IntakeError> {
+    if who.role != Role::Applicant || is_own(who, app) {
+        Ok(())
+    } else {
+        Err(tongban_auth::AuthError::Forbidden(
+            "this application belongs to another applicant".into(),
+        )
+        .into())
+    }
+}
+
+/// Supplement and withdraw: the applicant itself, or an integrator/admin acting for it.
+fn authorize_act(who: &Identity, app: &Application) -> Result<(), IntakeError> {
+    who.require(&[Role::Applicant, Role::Integrator, Role::Admin, Role::Clerk])?;
+    authorize_view(who, app)
+}
+
+/// The canonical snapshot other services receive in `application.submitted`.
+pub fn snapshot(app: &Application) -> ApplicationSnapshot {
+    ApplicationSnapshot {
+        application_id: app.application_id.clone(),
+        request_id: app.request_id.clone(),
+        matter_code: app.matter_code.clone(),
+        matter_version: app.matter_version,
+        applicant: app.applicant.clone(),
+        form: app.form.clone(),
+        materials: app.materials.clone(),
+        commitments: app.commitments.clone(),
+        owed_materials: app.owed_materials.clone(),
+        pledge: app.pledge.clone(),
+        submit_time: app.create_time,
+    }
+}
+
+/// Shared handle used by the gRPC layer and the consumer.
+pub type SharedIntake = Arc<Intake>;
