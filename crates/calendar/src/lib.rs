@@ -59,7 +59,9 @@
 //! make_up_workdays = ["2026-02-14", "2026-02-28"]
 //! ```
 //!
-//! Loading validates everything and names the file and field of any mistake ([`CalendarError`]).
+//! A year file may say `provisional = true` (see [`Year::provisional`]) when it was written before
+//! the official notice. Loading validates everything and names the file and field of any mistake
+//! ([`CalendarError`]).
 //!
 //! ## Layout
 //!

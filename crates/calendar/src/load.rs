@@ -65,7 +65,9 @@ struct HolidayFile {
 
 impl Calendar {
     /// Loads `calendar.toml` and every other `*.toml` file (one per year of holidays) from
-    /// `dir`. Year files are read in file-name order.
+    /// `dir`. Year files are read in file-name order. Settings omitted from `calendar.toml` take
+    /// the values of [`Calendar::standard`]; an explicitly empty `working_hours` or a weekend of
+    /// all seven days is rejected, since such a calendar would have no working time.
     pub fn load_dir(dir: impl AsRef<Path>) -> Result<Calendar, CalendarError> {
         let dir = dir.as_ref();
         let read_dir_error = |source| CalendarError::ReadDir {

@@ -19,6 +19,7 @@ const APPLICANT: &str = "91350100M000100Y43";
 
 struct Harness {
     client: IntakeServiceClient<Channel>,
+    addr: std::net::SocketAddr,
     keys: Keys,
     db: sea_orm::DatabaseConnection,
     bus: Bus,
@@ -62,6 +63,7 @@ impl Harness {
         .await?;
         Ok(Self {
             client,
+            addr,
             keys,
             db,
             bus,
@@ -585,3 +587,55 @@ on_both!(
     status_follows_events_and_watch_streams_them,
     supplement_and_withdraw,
 );
+
+/// What `grpcurl list` and `grpc_health_probe` do: reflection lists the service and health
+/// reports it serving, without a token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reflection_and_health_work_without_a_token() -> anyhow::Result<()> {
+    use tonic_reflection::pb::v1::{
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+    };
+    let h = Harness::start(Backend::Sqlite).await?;
+    let channel = Channel::from_shared(format!("http://{}", h.addr))?
+        .connect()
+        .await?;
+    let mut reflection = ServerReflectionClient::new(channel.clone());
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut responses = reflection
+        .server_reflection_info(tokio_stream::iter(vec![request]))
+        .await?
+        .into_inner();
+    let response = responses
+        .message()
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no reflection response"))?;
+    let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
+        anyhow::bail!("unexpected reflection response");
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    assert!(
+        names.contains(&"tongban.intake.v1.IntakeService".to_string()),
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&"grpc.health.v1.Health".to_string()),
+        "{names:?}"
+    );
+
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    let status = health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "tongban.intake.v1.IntakeService".into(),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(
+        status.status(),
+        tonic_health::pb::health_check_response::ServingStatus::Serving
+    );
+    Ok(())
+}
