@@ -36,4 +36,6 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install --locked cargo-nextest
 fi
 
+# The end-to-end tests run the real binaries as separate processes.
+cargo build --workspace --bins
 cargo nextest run --workspace --no-fail-fast "$@"

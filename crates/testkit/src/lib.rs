@@ -96,6 +96,11 @@ pub async fn local_bus() -> anyhow::Result<(Bus, tempfile::TempDir)> {
     Ok((Bus::connect(&url, "tongban.events").await?, dir))
 }
 
+/// A fixed secret: tests need no secrecy, only agreement between signer and verifier.
+fn test_secret_bytes() -> Vec<u8> {
+    (0..32u8).map(|i| i ^ 0x5a).collect()
+}
+
 /// A signing secret and tokens for tests.
 #[derive(Clone, Debug)]
 pub struct Keys {
@@ -110,10 +115,18 @@ impl Default for Keys {
 
 impl Keys {
     pub fn new() -> Self {
-        let bytes: Vec<u8> = (0..32).map(|i| i as u8 ^ 0x5a).collect();
+        let bytes = test_secret_bytes();
         #[allow(clippy::expect_used)]
         let secret = Secret::from_bytes(bytes).expect("32 bytes is enough");
         Self { secret }
+    }
+
+    /// The secret as the hex text a `jwt.secret` file holds.
+    pub fn secret_hex(&self) -> String {
+        test_secret_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 
     pub fn authenticator(&self) -> tongban_auth::Authenticator {
