@@ -4,7 +4,7 @@
 use std::{process::Command, time::Duration};
 
 use tongban_auth::Role;
-use tongban_e2e::{Proc, binary, free_ports, wait_for_port};
+use tongban_e2e::{Proc, binary, free_ports, wait_for_grpc};
 use tongban_proto::intake::{self as pb, intake_service_client::IntakeServiceClient};
 use tongban_testkit::{Backend, Keys, TestDb, authed};
 
@@ -52,7 +52,7 @@ async fn intake_process_serves_and_stops_cleanly_on_sigterm() -> anyhow::Result<
     let mut stack = Stack::new().await?;
     let port = free_ports(1)?[0];
     let mut intake = stack.service("tongban-intake", "intake", port).await?;
-    wait_for_port(port, &mut [&mut intake], Duration::from_secs(30)).await?;
+    wait_for_grpc(port, &mut [&mut intake], Duration::from_secs(30)).await?;
 
     let mut client = IntakeServiceClient::connect(format!("http://127.0.0.1:{port}")).await?;
     let text = tongban_testkit::example_request_json()?;

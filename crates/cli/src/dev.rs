@@ -26,6 +26,13 @@ pub(crate) struct DevArgs {
     /// Port of intake; approval, notification and dispatch take the next three.
     #[arg(long, default_value_t = 50051)]
     base_port: u16,
+    /// Serve the platform simulators on free ports instead of the ports in
+    /// deploy/platforms (for running several stacks side by side).
+    #[arg(long)]
+    sim_free_ports: bool,
+    /// Do not start the platform simulators (dispatch then delivers to the configured endpoints).
+    #[arg(long)]
+    no_simulators: bool,
 }
 
 struct Service {
@@ -34,11 +41,23 @@ struct Service {
     port_offset: u16,
 }
 
-const SERVICES: &[Service] = &[Service {
-    name: "intake",
-    grpc: "tongban.intake.v1.IntakeService",
-    port_offset: 0,
-}];
+const SERVICES: &[Service] = &[
+    Service {
+        name: "intake",
+        grpc: "tongban.intake.v1.IntakeService",
+        port_offset: 0,
+    },
+    Service {
+        name: "approval",
+        grpc: "tongban.approval.v1.ApprovalService",
+        port_offset: 1,
+    },
+    Service {
+        name: "dispatch",
+        grpc: "tongban.dispatch.v1.DispatchService",
+        port_offset: 3,
+    },
+];
 
 pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
     let _telemetry = tongban_telemetry::init("tongban-dev");
@@ -56,7 +75,42 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
     let bus = tongban_bus::Bus::connect(&bus_url, "tongban.events")
         .await
         .context("opening the embedded bus")?;
+    // Every queue exists before any service publishes, so no event is dropped for want of a
+    // binding on a fresh data directory.
+    let platforms = tongban_platform::load_dir(args.deploy_dir.join("platforms"))
+        .context("loading deploy/platforms")?;
+    let queues = [
+        tongban_intake::queue_spec(),
+        tongban_approval::queue_spec(),
+        tongban_dispatch::queue_spec_for(&platforms),
+    ];
+    for spec in queues {
+        bus.declare(&spec)
+            .await
+            .with_context(|| format!("declaring queue {}", spec.name))?;
+    }
     let shutdown = tongban_runtime::shutdown_on_signals();
+
+    // The simulators stand in for the four downstream platforms; they keep what they receive
+    // under the data directory, so a restart does not forget deliveries.
+    let (sims, platforms) = if args.no_simulators {
+        (None, platforms)
+    } else {
+        let mut opts = tongban_platform_sim::SimOptions {
+            data_dir: Some(args.data_dir.join("platform-sim")),
+            ..Default::default()
+        };
+        if args.sim_free_ports {
+            opts = opts.all_ports_free(&platforms);
+        }
+        let stop = shutdown.clone();
+        let sim =
+            tongban_platform_sim::serve(platforms, opts, async move { stop.cancelled().await })
+                .await
+                .context("starting the platform simulators")?;
+        let configs = sim.client_configs();
+        (Some(sim), configs)
+    };
 
     let mut running = tokio::task::JoinSet::new();
     println!("Tongban dev stack (data in {}):", args.data_dir.display());
@@ -78,8 +132,17 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
         };
         let stop = shutdown.clone();
         let name = svc.name;
-        running.spawn(async move { (name, start(name, ctx, listener, stop).await) });
+        let platforms = platforms.clone();
+        running.spawn(async move { (name, start(name, ctx, platforms, listener, stop).await) });
         println!("  {:<13} grpc://{addr}  ({})", svc.name, svc.grpc);
+    }
+    for p in &platforms {
+        let origin = if sims.is_some() {
+            "simulator"
+        } else {
+            "remote"
+        };
+        println!("  {:<13} {}  ({origin}: {})", p.id, p.endpoint, p.name);
     }
     println!("Tokens: cargo run -p tongban -- token issue --role clerk --department eco_env");
     println!("Press Ctrl-C to stop.");
@@ -99,6 +162,11 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
             }
         }
     }
+    if let Some(sim) = sims
+        && let Err(e) = sim.shutdown().await
+    {
+        tracing::warn!(error = %e, "simulators did not stop cleanly");
+    }
     match failed {
         Some(e) => Err(e),
         None => {
@@ -111,11 +179,14 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
 async fn start(
     name: &str,
     ctx: Context,
+    platforms: Vec<tongban_platform::PlatformConfig>,
     listener: TcpListener,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
     match name {
+        "dispatch" => tongban_dispatch::run_with_platforms(ctx, platforms, listener, stop).await,
         "intake" => tongban_intake::run(ctx, listener, stop).await,
+        "approval" => tongban_approval::run(ctx, listener, stop).await,
         other => anyhow::bail!("unknown service {other}"),
     }
 }

@@ -1,0 +1,56 @@
+//! Applies other services' events to workflows: submission starts an instance, supplement
+//! resumes it, withdrawal cancels it. Runs inside `run_consumer`'s transaction, whose inbox
+//! makes a redelivered event (same `event_id`) a no-op.
+
+use std::sync::Arc;
+
+use sea_orm::DatabaseTransaction;
+use tongban_outbox::{EventHandler, HandlerError};
+use tongban_proto::events::{Envelope, envelope::Payload};
+
+use crate::{error::ApprovalError, service::Approval};
+
+pub struct WorkflowDriver {
+    approval: Arc<Approval>,
+}
+
+impl WorkflowDriver {
+    pub fn new(approval: Arc<Approval>) -> Self {
+        Self { approval }
+    }
+}
+
+fn handler_error(e: ApprovalError) -> HandlerError {
+    match e {
+        ApprovalError::Db(db) => HandlerError::Db(db),
+        other => HandlerError::Rejected(other.to_string()),
+    }
+}
+
+impl EventHandler for WorkflowDriver {
+    async fn handle(
+        &self,
+        txn: &DatabaseTransaction,
+        event: &Envelope,
+    ) -> Result<(), HandlerError> {
+        let a = &self.approval;
+        let result = match &event.payload {
+            Some(Payload::ApplicationSubmitted(s)) => match &s.application {
+                Some(snap) => a.on_submitted(txn, event, snap).await,
+                None => {
+                    return Err(HandlerError::Rejected(
+                        "application.submitted without a snapshot".into(),
+                    ));
+                }
+            },
+            Some(Payload::ApplicationSupplemented(s)) => {
+                a.on_supplemented(txn, &event.application_id, s).await
+            }
+            Some(Payload::ApplicationWithdrawn(w)) => {
+                a.on_withdrawn(txn, &event.application_id, &w.reason).await
+            }
+            _ => Ok(()),
+        };
+        result.map_err(handler_error)
+    }
+}

@@ -1,0 +1,61 @@
+//! The dispatch service's errors and their one mapping to gRPC status codes.
+
+use tonic_types::{ErrorDetails, StatusExt};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DispatchError {
+    /// A request field is wrong; `field` is named as the client sent it.
+    #[error("invalid request: {field}: {description}")]
+    Invalid { field: String, description: String },
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0}")]
+    FailedPrecondition(String),
+    #[error(transparent)]
+    Auth(#[from] tongban_auth::AuthError),
+    #[error("storage: {0}")]
+    Db(#[from] sea_orm::DbErr),
+    /// The platform could not be asked (reconciliation).
+    #[error("platform {platform}: {message}")]
+    Platform { platform: String, message: String },
+    #[error("stored delivery is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// Shorthand for a single-field invalid-argument error.
+pub fn invalid(field: impl Into<String>, description: impl Into<String>) -> DispatchError {
+    DispatchError::Invalid {
+        field: field.into(),
+        description: description.into(),
+    }
+}
+
+impl From<DispatchError> for tonic::Status {
+    fn from(e: DispatchError) -> Self {
+        let message = e.to_string();
+        match e {
+            DispatchError::Invalid { field, description } => {
+                let mut details = ErrorDetails::new();
+                details.add_bad_request_violation(field, description);
+                details.set_error_info(
+                    "INVALID_ARGUMENT",
+                    "tongban.dispatch",
+                    std::collections::HashMap::<String, String>::new(),
+                );
+                tonic::Status::with_error_details(tonic::Code::InvalidArgument, message, details)
+            }
+            DispatchError::NotFound(_) => tonic::Status::not_found(message),
+            DispatchError::FailedPrecondition(_) => tonic::Status::failed_precondition(message),
+            DispatchError::Auth(a) => a.into(),
+            DispatchError::Db(err) => {
+                tracing::error!(error = %err, "storage error");
+                tonic::Status::unavailable("storage unavailable; retry later")
+            }
+            DispatchError::Platform { .. } => tonic::Status::unavailable(message),
+            DispatchError::Corrupt(_) => {
+                tracing::error!(%message, "corrupt row");
+                tonic::Status::internal("internal error")
+            }
+        }
+    }
+}

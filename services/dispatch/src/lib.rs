@@ -1,0 +1,182 @@
+//! The dispatch service: every application, entered once, reaches every downstream platform
+//! that needs it, exactly once in effect, with a ledger that proves it.
+//!
+//! # Mental model
+//! ```text
+//!  bus ──► consumer (inbox, one txn) ──► ledger rows: one per (platform, event), PENDING,
+//!          canonical doc → mapping         payload already mapped, idempotency key fixed
+//!                                              │ Notify per platform + 250 ms poll
+//!                                              ▼
+//!          per-platform worker (bulkhead: own task, own semaphore, own circuit breaker)
+//!          lease due rows ─► POST (auth headers, Idempotency-Key) ─► record outcome +
+//!          delivery.succeeded / delivery.dead_lettered (outbox) in one txn ─► relay ─► bus
+//! ```
+//! * **Exactly once in effect**: the inbox makes an event produce its rows once
+//!   (`UNIQUE(platform_id, event_id)` again guards it); the idempotency key
+//!   `<platform>-<event_id>` is the same on every attempt, so a retry after a lost answer or a
+//!   crash is a duplicate the platform recognises, not a second record.
+//! * **Leases, not long transactions**: a worker marks rows `locked_until` (timeout + margin)
+//!   under its lease token and sends without holding a connection; a crashed worker's rows
+//!   come back when the lease runs out, a stopped one releases its leases at once.
+//! * **Retry**: failures back off per the platform's `[retry]` (exponential, jitter); after
+//!   `max_attempts`, or at once for a 4xx other than 408/429, the row is DEAD_LETTERED. Staff
+//!   retry or replay it over gRPC; `Reconcile` compares the ledger with what the platform
+//!   holds and can re-deliver what it lost.
+//! * **Unknown application**: events that arrive before `application.submitted` are parked
+//!   and fanned out when it arrives (see [`consumer`]).
+//!
+//! # Layout
+//! - [`canonical`]: the canonical document (pure).
+//! - [`ledger`]: tables `applications`, `parked_events`, `deliveries`.
+//! - [`consumer`]: events → ledger rows.
+//! - [`worker`]: the per-platform delivery pipeline; [`circuit`]: the breaker state machine.
+//! - [`service`] / [`grpc`]: the staff tools; [`error`]: one error → status mapping.
+
+pub mod canonical;
+pub mod circuit;
+pub mod consumer;
+pub mod error;
+pub mod grpc;
+pub mod ledger;
+pub mod migration;
+pub mod service;
+pub mod worker;
+
+use std::{sync::Arc, time::Duration};
+
+use sea_orm_migration::MigratorTrait;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tongban_bus::QueueSpec;
+use tongban_outbox::{Relay, consumer::ConsumerOptions};
+use tongban_platform::PlatformConfig;
+use tongban_proto::dispatch::dispatch_service_server::DispatchServiceServer;
+use tongban_runtime::{Context, Tasks};
+use tongban_types::event_type as et;
+
+pub use service::Dispatch;
+
+/// How often workers look for due retries without a wake-up.
+const POLL: Duration = Duration::from_millis(250);
+
+/// The queue dispatch consumes: every event a platform may want about an application.
+/// [`run_with_platforms`] adds whatever else its platforms subscribe to.
+pub fn queue_spec() -> QueueSpec {
+    QueueSpec::new(
+        "dispatch",
+        &[
+            et::APPLICATION_SUBMITTED,
+            et::APPLICATION_SUPPLEMENTED,
+            et::APPLICATION_WITHDRAWN,
+            et::APPLICATION_APPROVED,
+            et::APPLICATION_REJECTED,
+            et::TASK_CREATED,
+            et::TASK_DECIDED,
+        ],
+    )
+}
+
+/// [`queue_spec`] plus every event type one of `platforms` wants.
+pub fn queue_spec_for(platforms: &[PlatformConfig]) -> QueueSpec {
+    let mut spec = queue_spec();
+    for p in platforms {
+        for t in &p.event_types {
+            if !spec.bindings.contains(t) {
+                spec.bindings.push(t.clone());
+            }
+        }
+    }
+    spec
+}
+
+/// Loads `<deploy_dir>/platforms` (a bad file stops start-up, naming file and field) and runs
+/// [`run_with_platforms`].
+pub async fn run(
+    ctx: Context,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let dir = ctx.deploy_dir.join("platforms");
+    let platforms = tongban_platform::load_dir(&dir)
+        .map_err(|e| anyhow::anyhow!("loading platforms from {}: {e}", dir.display()))?;
+    run_with_platforms(ctx, platforms, listener, shutdown).await
+}
+
+/// Migrates, starts the relay, the consumer and one worker per platform, and serves gRPC on
+/// `listener` until `shutdown`. Tests and `tongban dev` pass simulator-bound configs here.
+pub async fn run_with_platforms(
+    ctx: Context,
+    platforms: Vec<PlatformConfig>,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    migration::Migrator::up(&ctx.db, None).await?;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = reqwest::Client::builder()
+        .user_agent("tongban-dispatch")
+        .build()?;
+    let spec = queue_spec_for(&platforms);
+    let runtimes: Arc<Vec<Arc<worker::PlatformRuntime>>> = Arc::new(
+        platforms
+            .into_iter()
+            .map(|c| Arc::new(worker::PlatformRuntime::new(c)))
+            .collect(),
+    );
+
+    let relay = Relay::new(ctx.db.clone(), ctx.bus.clone());
+    let relay_handle = relay.handle();
+    ctx.bus.declare(&spec).await?;
+
+    let mut tasks = Tasks::new();
+    tasks.spawn("dispatch-relay", relay.run(shutdown.clone()));
+    let deliverer = worker::Deliverer {
+        db: ctx.db.clone(),
+        relay: relay_handle.clone(),
+        http: http.clone(),
+        poll: POLL,
+    };
+    for p in runtimes.iter() {
+        tasks.spawn(
+            "dispatch-worker",
+            worker::run(p.clone(), deliverer.clone(), shutdown.clone()),
+        );
+    }
+    {
+        let opts = ConsumerOptions {
+            consumer: "dispatch".into(),
+            queue: spec,
+            batch: 128,
+        };
+        let handler = Arc::new(consumer::Fanout::new(runtimes.clone()));
+        let (db, bus, relay, stop) = (
+            ctx.db.clone(),
+            ctx.bus.clone(),
+            relay_handle.clone(),
+            shutdown.clone(),
+        );
+        tasks.spawn("dispatch-consumer", async move {
+            if let Err(e) =
+                tongban_outbox::run_consumer(db, bus, opts, handler, Some(relay), stop).await
+            {
+                tracing::error!(error = %e, "dispatch consumer stopped");
+            }
+        });
+    }
+
+    let dispatch = Arc::new(Dispatch::new(ctx.db.clone(), runtimes, http));
+    let server = DispatchServiceServer::new(grpc::DispatchGrpc::new(dispatch));
+    let svc = tonic::service::interceptor::InterceptedService::new(server, ctx.auth.clone());
+    let routes = tonic::service::Routes::new(svc);
+    tracing::info!(addr = %listener.local_addr()?, "dispatch serving");
+    let served = tongban_runtime::serve_grpc(
+        listener,
+        routes,
+        &["tongban.dispatch.v1.DispatchService"],
+        shutdown.clone(),
+    )
+    .await;
+    shutdown.cancel();
+    tasks.join().await;
+    served?;
+    Ok(())
+}

@@ -1,0 +1,245 @@
+//! Dispatch's staff-facing use cases: the ledger views and the tools around it (retry, replay,
+//! reconcile). Each checks the caller's role first.
+
+use std::{collections::HashSet, sync::Arc};
+
+use sea_orm::DatabaseConnection;
+use tongban_auth::{Identity, Role};
+use tongban_proto::dispatch as pb;
+
+use crate::{
+    error::{DispatchError, invalid},
+    ledger::{self, Status},
+    worker::PlatformRuntime,
+};
+
+const READERS: &[Role] = &[Role::Clerk, Role::Supervisor, Role::Admin, Role::Integrator];
+const OPERATORS: &[Role] = &[Role::Supervisor, Role::Admin, Role::Integrator];
+const DEFAULT_PAGE: u64 = 50;
+const MAX_PAGE: u64 = 500;
+
+pub struct Dispatch {
+    db: DatabaseConnection,
+    platforms: Arc<Vec<Arc<PlatformRuntime>>>,
+    http: reqwest::Client,
+}
+
+impl Dispatch {
+    pub fn new(
+        db: DatabaseConnection,
+        platforms: Arc<Vec<Arc<PlatformRuntime>>>,
+        http: reqwest::Client,
+    ) -> Self {
+        Self {
+            db,
+            platforms,
+            http,
+        }
+    }
+
+    fn platform(&self, id: &str) -> Result<&Arc<PlatformRuntime>, DispatchError> {
+        self.platforms
+            .iter()
+            .find(|p| p.config.id == id)
+            .ok_or_else(|| DispatchError::NotFound(format!("platform {id}")))
+    }
+
+    fn wake(&self, platform_id: Option<&str>) {
+        for p in self.platforms.iter() {
+            if platform_id.is_none_or(|id| id == p.config.id) {
+                p.wake.notify_one();
+            }
+        }
+    }
+
+    pub async fn list_platforms(&self, who: &Identity) -> Result<Vec<pb::Platform>, DispatchError> {
+        who.require(READERS)?;
+        let counts = ledger::counts(&self.db).await?;
+        let n = |id: &str, s: Status| counts.get(&(id.to_string(), s)).copied().unwrap_or(0);
+        Ok(self
+            .platforms
+            .iter()
+            .map(|p| {
+                let c = &p.config;
+                pb::Platform {
+                    platform_id: c.id.clone(),
+                    name: c.name.clone(),
+                    endpoint: c.endpoint.clone(),
+                    auth_kind: c.auth.kind().to_string(),
+                    event_types: c.event_types.clone(),
+                    concurrency: u32::try_from(c.concurrency).unwrap_or(u32::MAX),
+                    timeout_ms: u32::try_from(c.timeout.as_millis()).unwrap_or(u32::MAX),
+                    max_attempts: c.retry.max_attempts,
+                    circuit: p.circuit_state() as i32,
+                    succeeded: n(&c.id, Status::Succeeded),
+                    pending: n(&c.id, Status::Pending),
+                    dead_lettered: n(&c.id, Status::DeadLettered),
+                }
+            })
+            .collect())
+    }
+
+    pub async fn list_deliveries(
+        &self,
+        who: &Identity,
+        req: &pb::ListDeliveriesRequest,
+    ) -> Result<(Vec<pb::Delivery>, String), DispatchError> {
+        who.require(READERS)?;
+        let limit = match req.page_size {
+            0 => DEFAULT_PAGE,
+            n if n < 0 => return Err(invalid("page_size", "must not be negative")),
+            n => (n as u64).min(MAX_PAGE),
+        };
+        let status = match pb::DeliveryStatus::try_from(req.status) {
+            Ok(pb::DeliveryStatus::Unspecified) => None,
+            Ok(s) => Status::try_from(s).ok(),
+            Err(_) => return Err(invalid("status", format!("unknown value {}", req.status))),
+        };
+        let non_empty = |s: &str| (!s.trim().is_empty()).then(|| s.trim().to_string());
+        let filter = ledger::Filter {
+            application_id: non_empty(&req.application_id),
+            platform_id: non_empty(&req.platform_id),
+            status,
+            after_id: non_empty(&req.page_token),
+            limit: limit + 1,
+        };
+        let mut rows = ledger::list(&self.db, &filter).await?;
+        let next = if rows.len() as u64 > limit {
+            rows.truncate(limit as usize);
+            rows.last()
+                .map(|r| r.delivery_id.clone())
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok((rows.iter().map(ledger::Delivery::to_proto).collect(), next))
+    }
+
+    pub async fn retry_delivery(
+        &self,
+        who: &Identity,
+        delivery_id: &str,
+    ) -> Result<pb::Delivery, DispatchError> {
+        who.require(OPERATORS)?;
+        let id = delivery_id.trim();
+        if id.is_empty() {
+            return Err(invalid("delivery_id", "is required"));
+        }
+        let row = ledger::retry_now(&self.db, id).await?;
+        tracing::info!(delivery_id = %id, actor = %who.actor_label(), "delivery retried by staff");
+        self.wake(Some(&row.platform_id));
+        Ok(row.to_proto())
+    }
+
+    pub async fn replay_dead_letters(
+        &self,
+        who: &Identity,
+        req: &pb::ReplayDeadLettersRequest,
+    ) -> Result<u32, DispatchError> {
+        who.require(OPERATORS)?;
+        let platform = req.platform_id.trim();
+        if !platform.is_empty() {
+            self.platform(platform)?;
+        }
+        let application = req.application_id.trim();
+        let n = ledger::replay_dead_letters(
+            &self.db,
+            (!platform.is_empty()).then_some(platform),
+            (!application.is_empty()).then_some(application),
+        )
+        .await?;
+        tracing::info!(replayed = n, platform, application, actor = %who.actor_label(), "dead letters replayed");
+        self.wake((!platform.is_empty()).then_some(platform));
+        Ok(u32::try_from(n).unwrap_or(u32::MAX))
+    }
+
+    /// Compares the ledger's delivered keys with the keys the platform reports holding.
+    pub async fn reconcile(
+        &self,
+        who: &Identity,
+        req: &pb::ReconcileRequest,
+    ) -> Result<pb::ReconcileResponse, DispatchError> {
+        who.require(OPERATORS)?;
+        let id = req.platform_id.trim();
+        if id.is_empty() {
+            return Err(invalid("platform_id", "is required"));
+        }
+        let platform = self.platform(id)?;
+        let held = self.held_keys(&platform.config).await?;
+        let ledger_keys = ledger::keys(&self.db, id).await?;
+        let mut missing: Vec<String> = ledger_keys
+            .iter()
+            .filter(|(k, s)| **s == Status::Succeeded && !held.contains(*k))
+            .map(|(k, _)| k.clone())
+            .collect();
+        missing.sort();
+        let mut extra: Vec<String> = held
+            .iter()
+            .filter(|k| !ledger_keys.contains_key(*k))
+            .cloned()
+            .collect();
+        extra.sort();
+        let matched = ledger_keys
+            .iter()
+            .filter(|(k, s)| **s == Status::Succeeded && held.contains(*k))
+            .count();
+        let redelivered = if req.redeliver_missing {
+            let n = ledger::redeliver_keys(&self.db, id, &missing).await?;
+            self.wake(Some(id));
+            n
+        } else {
+            0
+        };
+        tracing::info!(
+            platform = id,
+            missing = missing.len(),
+            extra = extra.len(),
+            matched,
+            redelivered,
+            "reconciled"
+        );
+        Ok(pb::ReconcileResponse {
+            platform_id: id.to_string(),
+            missing,
+            extra,
+            matched: u32::try_from(matched).unwrap_or(u32::MAX),
+            redelivered: u32::try_from(redelivered).unwrap_or(u32::MAX),
+        })
+    }
+
+    async fn held_keys(
+        &self,
+        config: &tongban_platform::PlatformConfig,
+    ) -> Result<HashSet<String>, DispatchError> {
+        let fail = |message: String| DispatchError::Platform {
+            platform: config.id.clone(),
+            message,
+        };
+        let mut req = self
+            .http
+            .get(&config.query_endpoint)
+            .timeout(config.timeout);
+        for (name, value) in config.auth.headers(b"", chrono::Utc::now()) {
+            req = req.header(name, value);
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| fail(format!("query failed: {e}")))?;
+        if !resp.status().is_success() {
+            return Err(fail(format!("query answered HTTP {}", resp.status())));
+        }
+        let body: serde_json::Value = resp
+            .json()
+            .await
+            .map_err(|e| fail(format!("query answer is not JSON: {e}")))?;
+        let keys = body
+            .get("keys")
+            .and_then(serde_json::Value::as_array)
+            .ok_or_else(|| fail("query answer has no `keys` array".into()))?;
+        Ok(keys
+            .iter()
+            .filter_map(|k| k.as_str().map(str::to_string))
+            .collect())
+    }
+}

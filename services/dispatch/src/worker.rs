@@ -1,0 +1,301 @@
+//! The delivery pipeline: one worker per platform (a bulkhead).
+//!
+//! Each worker owns a semaphore of `concurrency` permits and its platform's circuit breaker.
+//! It leases due ledger rows (short transaction, lease = timeout + margin), then sends each in
+//! its own task holding a permit; no database transaction or connection is held across HTTP.
+//! The outcome is written back under the lease token together with its `delivery.*` event
+//! (outbox), so a row is never marked twice and the event exists iff the state changed.
+//!
+//! Failure classes: 2xx (the simulator's duplicate 200 included) succeeds; 408, 429, 5xx,
+//! timeouts and connection errors are retried with the platform's backoff and count toward
+//! the circuit; any other 4xx is a request the platform will never accept (bad payload or
+//! credentials), so it is dead-lettered at once, where staff can fix the cause and replay.
+//!
+//! A platform that is down only fills its own queue: its worker waits on its own circuit and
+//! semaphore; the others keep going.
+
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use sea_orm::DatabaseConnection;
+use tokio::{
+    sync::{Notify, Semaphore},
+    task::JoinSet,
+};
+use tokio_util::sync::CancellationToken;
+use tongban_outbox::{RelayHandle, db::begin_write, new_envelope, outbox};
+use tongban_platform::PlatformConfig;
+use tongban_proto::events::{DeliveryDeadLettered, DeliverySucceeded, envelope::Payload};
+
+use crate::{
+    circuit::{Admit, Breaker},
+    ledger::{self, Delivery, Outcome},
+};
+
+const PRODUCER: &str = "dispatch";
+
+/// A configured platform with its run-time state.
+#[derive(Debug)]
+pub struct PlatformRuntime {
+    pub config: PlatformConfig,
+    /// Woken after new rows for this platform commit (or are reset by staff).
+    pub wake: Notify,
+    pub breaker: Mutex<Breaker>,
+}
+
+impl PlatformRuntime {
+    pub fn new(config: PlatformConfig) -> Self {
+        Self {
+            breaker: Mutex::new(Breaker::new(config.circuit.clone())),
+            config,
+            wake: Notify::new(),
+        }
+    }
+
+    fn with_breaker<T>(&self, f: impl FnOnce(&mut Breaker) -> T) -> T {
+        let mut guard = match self.breaker.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        f(&mut guard)
+    }
+
+    pub fn circuit_state(&self) -> tongban_proto::dispatch::CircuitState {
+        self.with_breaker(|b| b.reported(std::time::Instant::now()))
+    }
+}
+
+/// What every delivery task needs.
+#[derive(Debug, Clone)]
+pub struct Deliverer {
+    pub db: DatabaseConnection,
+    pub relay: RelayHandle,
+    pub http: reqwest::Client,
+    /// How often a worker looks for due retries when nobody wakes it.
+    pub poll: Duration,
+}
+
+/// How much longer than the request timeout a lease lasts (time to record the outcome).
+const LEASE_MARGIN: Duration = Duration::from_secs(10);
+
+/// Runs `platform`'s bulkhead until `shutdown`; in-flight requests are abandoned on shutdown
+/// and their leases released, so a restart sends them again under the same idempotency key.
+pub async fn run(platform: Arc<PlatformRuntime>, d: Deliverer, shutdown: CancellationToken) {
+    let permits = Arc::new(Semaphore::new(platform.config.concurrency.max(1)));
+    let mut inflight: JoinSet<()> = JoinSet::new();
+    let lease_token = uuid::Uuid::now_v7().to_string();
+    loop {
+        if shutdown.is_cancelled() {
+            break;
+        }
+        while inflight.try_join_next().is_some() {}
+        let admit = platform.with_breaker(|b| b.admit(std::time::Instant::now()));
+        let wait = match admit {
+            Admit::Wait(w) => w.min(d.poll),
+            Admit::Any | Admit::Probe => {
+                let free = permits.available_permits();
+                let want = if admit == Admit::Probe {
+                    free.min(1)
+                } else {
+                    free
+                };
+                let claimed = if want == 0 {
+                    Ok(Vec::new())
+                } else {
+                    let lease_until = ledger::now_ms()
+                        + i64::try_from((platform.config.timeout + LEASE_MARGIN).as_millis())
+                            .unwrap_or(i64::MAX / 2);
+                    ledger::claim(&d.db, &platform.config.id, want, lease_until, &lease_token).await
+                };
+                match claimed {
+                    Ok(rows) if !rows.is_empty() => {
+                        for row in rows {
+                            let Ok(permit) = permits.clone().try_acquire_owned() else {
+                                // Cannot happen (we claimed at most the free permits); give the
+                                // row back rather than exceed the bulkhead.
+                                let _ =
+                                    ledger::release(&d.db, &row.delivery_id, &lease_token).await;
+                                continue;
+                            };
+                            let (p, dd, stop, token) = (
+                                platform.clone(),
+                                d.clone(),
+                                shutdown.clone(),
+                                lease_token.clone(),
+                            );
+                            inflight.spawn(async move {
+                                deliver(&p, &dd, row, &token, stop).await;
+                                drop(permit);
+                            });
+                        }
+                        continue;
+                    }
+                    Ok(_) => {
+                        if admit == Admit::Probe {
+                            platform.with_breaker(Breaker::probe_unused);
+                        }
+                        d.poll
+                    }
+                    Err(e) => {
+                        if admit == Admit::Probe {
+                            platform.with_breaker(Breaker::probe_unused);
+                        }
+                        tracing::warn!(platform = %platform.config.id, error = %e, "claiming deliveries failed");
+                        d.poll
+                    }
+                }
+            }
+        };
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = platform.wake.notified() => {}
+            _ = tokio::time::sleep(wait) => {}
+            Some(_) = inflight.join_next(), if !inflight.is_empty() => {}
+        }
+    }
+    while inflight.join_next().await.is_some() {}
+}
+
+/// What one HTTP attempt came to.
+enum Attempt {
+    Ok,
+    Retryable(String),
+    Fatal(String),
+}
+
+async fn send(platform: &PlatformConfig, http: &reqwest::Client, row: &Delivery) -> Attempt {
+    let body = row.payload.as_bytes().to_vec();
+    let mut req = http
+        .post(&platform.endpoint)
+        .timeout(platform.timeout)
+        .header("Content-Type", "application/json")
+        .header("Idempotency-Key", &row.idempotency_key);
+    for (name, value) in platform.auth.headers(&body, chrono::Utc::now()) {
+        req = req.header(name, value);
+    }
+    match req.body(body).send().await {
+        Ok(resp) => {
+            let status = resp.status();
+            if status.is_success() {
+                return Attempt::Ok;
+            }
+            let text = resp.text().await.unwrap_or_default();
+            let snippet: String = text.chars().take(300).collect();
+            let msg = format!("HTTP {}: {snippet}", status.as_u16());
+            let code = status.as_u16();
+            if status.is_client_error() && code != 408 && code != 429 {
+                Attempt::Fatal(msg)
+            } else {
+                Attempt::Retryable(msg)
+            }
+        }
+        Err(e) if e.is_timeout() => {
+            Attempt::Retryable(format!("timed out after {:?}", platform.timeout))
+        }
+        Err(e) => Attempt::Retryable(format!("request failed: {e}")),
+    }
+}
+
+async fn deliver(
+    platform: &PlatformRuntime,
+    d: &Deliverer,
+    row: Delivery,
+    lease_token: &str,
+    shutdown: CancellationToken,
+) {
+    let config = &platform.config;
+    let attempts = row.attempts.saturating_add(1);
+    let attempt = tokio::select! {
+        _ = shutdown.cancelled() => {
+            if let Err(e) = ledger::release(&d.db, &row.delivery_id, lease_token).await {
+                tracing::warn!(delivery_id = %row.delivery_id, error = %e, "releasing lease on shutdown failed; it expires on its own");
+            }
+            return;
+        }
+        a = send(config, &d.http, &row) => a,
+    };
+    let outcome = match attempt {
+        Attempt::Ok => {
+            platform.with_breaker(Breaker::on_success);
+            Outcome::Succeeded
+        }
+        Attempt::Fatal(error) => {
+            // The platform answered; it is up, it just refuses this request.
+            platform.with_breaker(Breaker::on_success);
+            Outcome::DeadLettered {
+                error: format!("not retryable: {error}"),
+            }
+        }
+        Attempt::Retryable(error) => {
+            platform.with_breaker(|b| b.on_failure(std::time::Instant::now()));
+            if config.retry.should_retry(attempts) {
+                let delay = config.retry.backoff(attempts, rand::random::<f64>());
+                Outcome::Retry {
+                    error,
+                    next_attempt_at: ledger::now_ms()
+                        + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2),
+                }
+            } else {
+                Outcome::DeadLettered { error }
+            }
+        }
+    };
+    if let Err(e) = record(d, &row, lease_token, attempts, &outcome).await {
+        // The lease runs out and the row is tried again; the key keeps it single.
+        tracing::warn!(delivery_id = %row.delivery_id, error = %e, "recording a delivery outcome failed");
+    }
+}
+
+async fn record(
+    d: &Deliverer,
+    row: &Delivery,
+    lease_token: &str,
+    attempts: u32,
+    outcome: &Outcome,
+) -> Result<(), sea_orm::DbErr> {
+    let txn = begin_write(&d.db).await?;
+    if !ledger::finish(&txn, &row.delivery_id, lease_token, attempts, outcome).await? {
+        txn.rollback().await?;
+        tracing::info!(delivery_id = %row.delivery_id, "lease lost; outcome not recorded");
+        return Ok(());
+    }
+    let event = match outcome {
+        Outcome::Succeeded => {
+            tracing::info!(platform = %row.platform_id, delivery_id = %row.delivery_id, attempts, "delivered");
+            Some(Payload::DeliverySucceeded(DeliverySucceeded {
+                platform_id: row.platform_id.clone(),
+                delivery_id: row.delivery_id.clone(),
+                source_event_id: row.event_id.clone(),
+                source_event_type: row.event_type.clone(),
+            }))
+        }
+        Outcome::DeadLettered { error } => {
+            tracing::warn!(platform = %row.platform_id, delivery_id = %row.delivery_id, attempts, %error, "dead-lettered");
+            Some(dead_lettered(row, error, attempts))
+        }
+        Outcome::Retry { error, .. } => {
+            tracing::info!(platform = %row.platform_id, delivery_id = %row.delivery_id, attempts, %error, "delivery failed; will retry");
+            None
+        }
+    };
+    if let Some(p) = event {
+        outbox::enqueue(&txn, &[new_envelope(PRODUCER, &row.application_id, p)]).await?;
+    }
+    txn.commit().await?;
+    d.relay.wake();
+    Ok(())
+}
+
+/// The `delivery.dead_lettered` payload for a row.
+pub fn dead_lettered(row: &Delivery, error: &str, attempts: u32) -> Payload {
+    Payload::DeliveryDeadLettered(DeliveryDeadLettered {
+        platform_id: row.platform_id.clone(),
+        delivery_id: row.delivery_id.clone(),
+        source_event_id: row.event_id.clone(),
+        source_event_type: row.event_type.clone(),
+        last_error: error.to_string(),
+        attempts,
+    })
+}
