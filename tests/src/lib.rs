@@ -145,13 +145,25 @@ pub async fn wait_for_port(
 }
 
 /// Waits until the gRPC server on `port` answers health checks with SERVING.
-pub async fn wait_for_grpc(port: u16, procs: &mut [&mut Proc], timeout: Duration) -> anyhow::Result<()> {
-    use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
+pub async fn wait_for_grpc(
+    port: u16,
+    procs: &mut [&mut Proc],
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    use tonic_health::pb::{
+        HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+    };
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))?.connect().await;
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))?
+            .connect()
+            .await;
         if let Ok(channel) = channel
-            && let Ok(resp) = HealthClient::new(channel).check(HealthCheckRequest { service: String::new() }).await
+            && let Ok(resp) = HealthClient::new(channel)
+                .check(HealthCheckRequest {
+                    service: String::new(),
+                })
+                .await
             && resp.into_inner().status() == ServingStatus::Serving
         {
             return Ok(());
@@ -160,8 +172,14 @@ pub async fn wait_for_grpc(port: u16, procs: &mut [&mut Proc], timeout: Duration
             p.check_alive()?;
         }
         if tokio::time::Instant::now() > deadline {
-            let logs: Vec<String> = procs.iter().map(|p| format!("--- {}\n{}", p.name, p.tail())).collect();
-            anyhow::bail!("no healthy gRPC server on port {port} after {timeout:?}\n{}", logs.join("\n"));
+            let logs: Vec<String> = procs
+                .iter()
+                .map(|p| format!("--- {}\n{}", p.name, p.tail()))
+                .collect();
+            anyhow::bail!(
+                "no healthy gRPC server on port {port} after {timeout:?}\n{}",
+                logs.join("\n")
+            );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

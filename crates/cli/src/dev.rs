@@ -53,6 +53,11 @@ const SERVICES: &[Service] = &[
         port_offset: 1,
     },
     Service {
+        name: "notification",
+        grpc: "tongban.notification.v1.NotificationService",
+        port_offset: 2,
+    },
+    Service {
         name: "dispatch",
         grpc: "tongban.dispatch.v1.DispatchService",
         port_offset: 3,
@@ -82,6 +87,7 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
     let queues = [
         tongban_intake::queue_spec(),
         tongban_approval::queue_spec(),
+        tongban_notification::queue_spec(),
         tongban_dispatch::queue_spec_for(&platforms),
     ];
     for spec in queues {
@@ -187,6 +193,7 @@ async fn start(
         "dispatch" => tongban_dispatch::run_with_platforms(ctx, platforms, listener, stop).await,
         "intake" => tongban_intake::run(ctx, listener, stop).await,
         "approval" => tongban_approval::run(ctx, listener, stop).await,
+        "notification" => tongban_notification::run(ctx, listener, stop).await,
         other => anyhow::bail!("unknown service {other}"),
     }
 }

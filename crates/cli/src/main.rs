@@ -3,18 +3,53 @@
 //! - `tongban dev` runs the whole stack in this process: SQLite files and the durable embedded
 //!   bus under `./data`, each service on its own port.
 //! - `tongban token issue` signs a bearer token with the dev secret.
+//! - Everything else is the thin gRPC client for applicants (`submit`, `status`, `watch`, ...)
+//!   and staff (`tasks`, `claim`, `approve`, `show`, `audit`, ...), plus `demo`, a scripted
+//!   walkthrough of one application from submission to every platform.
+//!
+//! # Layout
+//! - `client`: server URLs, token, config file, and the error → exit code mapping.
+//! - `output`: tables (80 columns, display width), Asia/Shanghai times, proto3 JSON.
+//! - `applicant`, `staff`, `demo`: one function per subcommand.
 
+mod applicant;
+mod client;
+mod demo;
 mod dev;
+mod output;
+mod staff;
 
-use clap::{Parser, Subcommand};
+use std::path::Path;
+
+use clap::{CommandFactory as _, Parser, Subcommand};
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  ok
+  1  usage or local error (bad flags, unreadable file, ...)
+  2  the server rejected the request (INVALID_ARGUMENT, FAILED_PRECONDITION, ALREADY_EXISTS,
+     ABORTED, NOT_FOUND, ...)
+  3  authentication or permission (UNAUTHENTICATED, PERMISSION_DENIED)
+  4  server unreachable or unavailable
+
+Examples:
+  tongban dev                                   # the whole stack on ports 50051-50054
+  export TONGBAN_TOKEN=$(tongban token issue --role applicant --credit-code 91350100M000100Y43)
+  tongban submit --file deploy/examples/env.eia.report_form.json
+  tongban watch <ID> --until-final
+  tongban tasks --output json | jq '.tasks[].taskId'
+  tongban demo --spawn";
 
 #[derive(Parser, Debug)]
 #[command(
     name = "tongban",
     version,
-    about = "Tongban: enter once, approved across departments, delivered everywhere"
+    about = "Tongban: enter once, approved across departments, delivered everywhere",
+    after_help = EXIT_CODES
 )]
 struct Cli {
+    #[command(flatten)]
+    global: client::GlobalArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -30,6 +65,116 @@ enum Command {
     Token {
         #[command(subcommand)]
         command: TokenCommand,
+    },
+    /// Save --token (and any --server URLs given) to ~/.config/tongban/config.toml.
+    #[command(
+        after_help = "Examples:\n  tongban login --token \"$(tongban token issue --role clerk --department eco_env)\"\n  tongban login --token T --server http://10.0.0.5:50051   # also keeps the server"
+    )]
+    Login,
+
+    // ---- applicants ----
+    /// Submit an application (proto3 JSON SubmitApplicationRequest); prints its id and status.
+    #[command(
+        after_help = "Examples:\n  tongban submit --file deploy/examples/env.eia.report_form.json\n  tongban submit -f app.json --request-id my-portal-000124 --output json"
+    )]
+    Submit(applicant::SubmitArgs),
+    /// Show one application: status, owed materials, platforms delivered.
+    #[command(
+        after_help = "Examples:\n  tongban status 0195...\n  tongban status 0195... --output json | jq -r .status"
+    )]
+    Status {
+        /// Application id.
+        id: String,
+    },
+    /// Follow an application live: one line per change (status, version, platforms delivered).
+    #[command(
+        after_help = "Examples:\n  tongban watch 0195...\n  tongban watch 0195... --until-final --until-platforms 4\n  tongban watch 0195... --output json   # one JSON object per line"
+    )]
+    Watch(applicant::WatchArgs),
+    /// Hand in owed or requested materials.
+    #[command(
+        after_help = "Example:\n  tongban supplement 0195... --material kind=land_use_certificate,name=不动产权证书.pdf,sha256=<64 hex>,size=204800,uri=s3://bucket/key --note 补交"
+    )]
+    Supplement(applicant::SupplementArgs),
+    /// Withdraw an application that is not decided yet.
+    #[command(after_help = "Example:\n  tongban withdraw 0195... --reason \"项目取消\"")]
+    Withdraw(applicant::WithdrawArgs),
+    /// Rate the answer to an enterprise request (unsatisfied reopens it).
+    #[command(
+        after_help = "Examples:\n  tongban rate 0195... satisfied\n  tongban rate 0195... unsatisfied --comment \"问题未解决\""
+    )]
+    Rate(applicant::RateArgs),
+    /// List the matters (application types) that can be applied for.
+    #[command(after_help = "Example:\n  tongban matters")]
+    Matters,
+
+    // ---- staff ----
+    /// My department's open and claimed tasks, due soonest first (times in Asia/Shanghai).
+    #[command(
+        after_help = "Examples:\n  tongban tasks\n  tongban tasks --mine\n  tongban tasks --department eco_env --status open\n  tongban tasks --all --application 0195..."
+    )]
+    Tasks(staff::TasksArgs),
+    /// Take an open task (sends the version it has now, or --version).
+    #[command(
+        after_help = "Examples:\n  tongban claim 0195...\n  tongban claim 0195... --version 1"
+    )]
+    Claim(staff::TaskRef),
+    /// Approve a task you hold.
+    #[command(after_help = "Example:\n  tongban approve 0195... --comment 同意")]
+    Approve(staff::ApproveArgs),
+    /// Reject a task you hold (the comment is the reason the applicant sees).
+    #[command(after_help = "Example:\n  tongban reject 0195... --comment \"选址不符合规划\"")]
+    Reject(staff::RejectArgs),
+    /// Ask the applicant for more materials.
+    #[command(
+        after_help = "Example:\n  tongban request-supplement 0195... --comment \"请补交不动产权证书\" --material land_use_certificate"
+    )]
+    RequestSupplement(staff::RequestSupplementArgs),
+    /// Hand a task to another clerk (or, for supervisors, another department).
+    #[command(
+        after_help = "Examples:\n  tongban delegate 0195... --to clerk.eco_env.wang --reason 休假\n  tongban delegate 0195... --to clerk.water --department water"
+    )]
+    Delegate(staff::DelegateArgs),
+    /// The whole timeline: application, stages and tasks, follow-ups, timeline, deliveries.
+    #[command(
+        after_help = "Examples:\n  tongban show 0195...\n  tongban show 0195... --output json"
+    )]
+    Show {
+        /// Application id.
+        id: String,
+    },
+    /// The delivery ledger.
+    #[command(
+        after_help = "Examples:\n  tongban deliveries --application 0195...\n  tongban deliveries --status dead_lettered --platform eia"
+    )]
+    Deliveries(staff::DeliveriesArgs),
+    /// Try one delivery again now.
+    #[command(after_help = "Example:\n  tongban retry 0195...")]
+    Retry {
+        /// Delivery id (from `tongban deliveries`).
+        delivery: String,
+    },
+    /// The hash-chained audit trail of an application, and whether it verifies.
+    #[command(
+        after_help = "Examples:\n  tongban audit 0195...\n  tongban audit 0195... --output json | jq .verified"
+    )]
+    Audit {
+        /// Application id.
+        id: String,
+    },
+
+    /// Scripted walkthrough: submit the example, approve every task, wait for 4/4 platforms.
+    #[command(
+        after_help = "Examples:\n  tongban demo --spawn                 # starts its own `tongban dev` and stops it\n  tongban demo --data-dir data         # against a running `tongban dev`\n  tongban demo --spawn --timeout 120"
+    )]
+    Demo(demo::DemoArgs),
+    /// Print shell completions.
+    #[command(
+        after_help = "Examples:\n  tongban completions bash > ~/.local/share/bash-completion/completions/tongban\n  tongban completions zsh > ~/.zfunc/_tongban\n  tongban completions fish > ~/.config/fish/completions/tongban.fish"
+    )]
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
     },
 }
 
@@ -69,6 +214,15 @@ struct IssueArgs {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    if let Command::Completions { shell } = cli.command {
+        clap_complete::generate(
+            shell,
+            &mut Cli::command(),
+            "tongban",
+            &mut std::io::stdout(),
+        );
+        return std::process::ExitCode::SUCCESS;
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
@@ -82,21 +236,89 @@ fn main() -> std::process::ExitCode {
             Command::Token {
                 command: TokenCommand::Issue(args),
             } => issue(args),
+            other => client_command(&cli.global, other).await,
         }
     });
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
-            std::process::ExitCode::from(1)
+            eprintln!("error: {}", error_line(&e));
+            std::process::ExitCode::from(client::exit_code(&e))
         }
     }
 }
 
+/// One line: a server error as `CODE: field: why`, anything else with its causes.
+fn error_line(e: &anyhow::Error) -> String {
+    let text = match e.chain().find_map(|c| c.downcast_ref::<client::RpcError>()) {
+        // Keep the outermost context ("listing tasks ...") when there is one.
+        Some(rpc) if e.to_string() != rpc.to_string() => format!("{rpc} ({e})"),
+        Some(rpc) => rpc.to_string(),
+        None => format!("{e:#}"),
+    };
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+async fn client_command(global: &client::GlobalArgs, command: Command) -> anyhow::Result<()> {
+    if let Command::Demo(args) = command {
+        return demo::run(global, args).await;
+    }
+    if let Command::Login = command {
+        return login(global);
+    }
+    let conn = client::Conn::resolve(global)?;
+    match command {
+        Command::Submit(a) => applicant::submit(&conn, a).await,
+        Command::Status { id } => applicant::status(&conn, &id).await,
+        Command::Watch(a) => applicant::watch(&conn, a).await,
+        Command::Supplement(a) => applicant::supplement(&conn, a).await,
+        Command::Withdraw(a) => applicant::withdraw(&conn, a).await,
+        Command::Rate(a) => applicant::rate(&conn, a).await,
+        Command::Matters => applicant::matters(&conn).await,
+        Command::Tasks(a) => staff::tasks(&conn, a).await,
+        Command::Claim(r) => staff::claim(&conn, r).await,
+        Command::Approve(a) => staff::approve(&conn, a).await,
+        Command::Reject(a) => staff::reject(&conn, a).await,
+        Command::RequestSupplement(a) => staff::request_supplement(&conn, a).await,
+        Command::Delegate(a) => staff::delegate(&conn, a).await,
+        Command::Show { id } => staff::show(&conn, &id).await,
+        Command::Deliveries(a) => staff::deliveries(&conn, a).await,
+        Command::Retry { delivery } => staff::retry(&conn, &delivery).await,
+        Command::Audit { id } => staff::audit(&conn, &id).await,
+        Command::Dev(_)
+        | Command::Token { .. }
+        | Command::Login
+        | Command::Demo(_)
+        | Command::Completions { .. } => unreachable!("handled before"),
+    }
+}
+
+/// Keeps `--token` (and the server URLs given) in the config file.
+fn login(global: &client::GlobalArgs) -> anyhow::Result<()> {
+    let mut cfg = client::Config::load()?;
+    let token = global
+        .token
+        .as_deref()
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| anyhow::anyhow!("pass the token to keep: tongban login --token T"))?;
+    cfg.token = Some(token.to_string());
+    let keep = |flag: &Option<String>, slot: &mut Option<String>| {
+        if let Some(v) = flag {
+            *slot = Some(v.clone());
+        }
+    };
+    keep(&global.server, &mut cfg.server);
+    keep(&global.approval_server, &mut cfg.approval_server);
+    keep(&global.dispatch_server, &mut cfg.dispatch_server);
+    keep(&global.notification_server, &mut cfg.notification_server);
+    let path = cfg.save()?;
+    println!("Saved token to {}", path.display());
+    Ok(())
+}
+
 fn issue(args: IssueArgs) -> anyhow::Result<()> {
     let role: tongban_auth::Role = args.role.parse()?;
-    let path = args.data_dir.join("jwt.secret");
-    let secret = tongban_auth::Secret::load_or_create(&path)?;
     let subject = args
         .subject
         .unwrap_or_else(|| match (&args.department, &args.credit_code) {
@@ -104,14 +326,66 @@ fn issue(args: IssueArgs) -> anyhow::Result<()> {
             (None, Some(c)) => format!("{role}.{}", c.trim().to_ascii_uppercase()),
             (None, None) => role.to_string(),
         });
-    let token = tongban_auth::Issuer::new(secret).issue(&tongban_auth::TokenRequest {
-        subject,
-        role,
-        department: args.department,
-        region: args.region,
-        credit_code: args.credit_code,
-        ttl: chrono::Duration::hours(args.hours.max(1)),
-    })?;
+    let token = mint(
+        &args.data_dir,
+        true,
+        &MintArgs {
+            role,
+            subject,
+            department: args.department,
+            region: args.region,
+            credit_code: args.credit_code,
+            hours: args.hours,
+        },
+    )?;
     println!("{token}");
     Ok(())
+}
+
+/// What `mint` signs.
+struct MintArgs {
+    role: tongban_auth::Role,
+    subject: String,
+    department: Option<String>,
+    region: Option<String>,
+    credit_code: Option<String>,
+    hours: i64,
+}
+
+/// Signs a token with the dev secret in `data_dir` (`token issue` and `demo` share this).
+/// `create` makes a secret when there is none (before `tongban dev` first ran); the demo
+/// must use the running stack's secret instead, so it refuses to invent one.
+fn mint(data_dir: &Path, create: bool, args: &MintArgs) -> anyhow::Result<String> {
+    let path = data_dir.join("jwt.secret");
+    let secret = if create {
+        tongban_auth::Secret::load_or_create(&path)?
+    } else {
+        use anyhow::Context as _;
+        tongban_auth::Secret::load(&path).with_context(|| {
+            format!(
+                "reading {}; is `tongban dev --data-dir {}` running? (or use --spawn)",
+                path.display(),
+                data_dir.display()
+            )
+        })?
+    };
+    Ok(
+        tongban_auth::Issuer::new(secret).issue(&tongban_auth::TokenRequest {
+            subject: args.subject.clone(),
+            role: args.role,
+            department: args.department.clone(),
+            region: args.region.clone(),
+            credit_code: args.credit_code.clone(),
+            ttl: chrono::Duration::hours(args.hours.max(1)),
+        })?,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn clap_definition_is_consistent() {
+        use clap::CommandFactory as _;
+        super::Cli::command().debug_assert();
+    }
 }

@@ -1,0 +1,148 @@
+//! Staff commands and the demo end to end. These need approval (base port + 1) and dispatch
+//! (base port + 3) running inside `tongban dev`; until `dev.rs` wires them in, these tests fail
+//! at "waiting for approval" with the dev log attached.
+
+mod common;
+
+use common::{Dev, eventually, example_path};
+
+fn start_full_stack() -> anyhow::Result<Dev> {
+    let mut dev = Dev::start()?;
+    dev.wait_for(1)?;
+    dev.wait_for(3)?;
+    Ok(dev)
+}
+
+#[test]
+fn clerk_claims_approves_and_sees_the_audit_trail() -> anyhow::Result<()> {
+    let dev = start_full_stack()?;
+    let applicant = dev.applicant()?;
+    let admin = dev.token(&["--role", "admin"])?;
+    let example = example_path();
+    let v = dev
+        .cli(
+            Some(&applicant),
+            &[
+                "submit",
+                "--file",
+                &example.to_string_lossy(),
+                "--output",
+                "json",
+            ],
+        )?
+        .ok()?
+        .json()?;
+    let id = v["application"]["applicationId"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+
+    // The acceptance task appears once approval consumed application.submitted.
+    let task = eventually(30, "the first task", || {
+        let v = dev
+            .cli(
+                Some(&admin),
+                &["tasks", "--application", &id, "--output", "json"],
+            )?
+            .ok()?
+            .json()?;
+        Ok(v["tasks"].as_array().and_then(|t| t.first()).cloned())
+    })?;
+    let task_id = task["taskId"].as_str().unwrap_or_default().to_string();
+    let department = task["department"].as_str().unwrap_or_default().to_string();
+    let clerk = dev.token(&["--role", "clerk", "--department", &department])?;
+
+    // The clerk sees it in the default list (own department, open + claimed).
+    let run = dev.cli(Some(&clerk), &["tasks"])?.ok()?;
+    assert!(run.stdout.contains(&task_id), "{}", run.stdout);
+
+    let v = dev
+        .cli(Some(&clerk), &["claim", &task_id, "--output", "json"])?
+        .ok()?
+        .json()?;
+    assert_eq!(v["status"], "TASK_STATUS_CLAIMED");
+    // A stale version is refused: exit 2.
+    let run = dev.cli(Some(&clerk), &["approve", &task_id, "--version", "1"])?;
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.starts_with("error: ABORTED"), "{run:?}");
+
+    let v = dev
+        .cli(
+            Some(&clerk),
+            &[
+                "approve",
+                &task_id,
+                "--comment",
+                "材料齐全，同意受理",
+                "--output",
+                "json",
+            ],
+        )?
+        .ok()?
+        .json()?;
+    assert_eq!(v["status"], "TASK_STATUS_APPROVED");
+
+    // An applicant may not act as staff: exit 3.
+    let run = dev.cli(Some(&applicant), &["claim", &task_id, "--version", "1"])?;
+    assert_eq!(run.code, 3, "{run:?}");
+
+    let run = dev.cli(Some(&admin), &["show", &id])?.ok()?;
+    assert!(run.stdout.contains(&department), "{}", run.stdout);
+    let v = dev
+        .cli(Some(&admin), &["show", &id, "--output", "json"])?
+        .ok()?
+        .json()?;
+    assert!(v["workflow"]["stages"].is_array(), "{v}");
+
+    let run = dev.cli(Some(&admin), &["audit", &id])?.ok()?;
+    assert!(run.stdout.contains("chain verified ✓"), "{}", run.stdout);
+    let v = dev
+        .cli(Some(&admin), &["audit", &id, "--output", "json"])?
+        .ok()?
+        .json()?;
+    assert_eq!(v["verified"], true);
+
+    let run = dev.cli(Some(&admin), &["deliveries", "--application", &id])?;
+    assert_eq!(run.code, 0, "{run:?}");
+    Ok(())
+}
+
+#[test]
+fn demo_runs_against_a_running_stack() -> anyhow::Result<()> {
+    let dev = start_full_stack()?;
+    let run = dev.cli(
+        None,
+        &[
+            "demo",
+            "--data-dir",
+            &dev.data().to_string_lossy(),
+            "--timeout",
+            "90",
+        ],
+    )?;
+    assert_eq!(run.code, 0, "{run:?}\n{}", dev.log());
+    assert!(
+        run.stdout.contains("approved and delivered"),
+        "{}",
+        run.stdout
+    );
+    Ok(())
+}
+
+#[test]
+fn demo_spawns_its_own_stack() -> anyhow::Result<()> {
+    let scratch = tempfile::tempdir()?;
+    let run = common::run_cli(
+        "http://127.0.0.1:1",
+        scratch.path(),
+        None,
+        &["demo", "--spawn", "--timeout", "90"],
+    )?;
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stdout.contains("approved and delivered"),
+        "{}",
+        run.stdout
+    );
+    Ok(())
+}

@@ -1,0 +1,30 @@
+//! Outbox → relay → embedded bus → consumer, on SQLite (the `tongban dev` stack).
+
+mod common;
+
+use common::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn committed_event_is_published_and_rolled_back_one_is_not() -> anyhow::Result<()> {
+    commit_publishes_rollback_does_not(sqlite_local("ob_commit").await?).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backlog_committed_without_relay_is_published_after_restart() -> anyhow::Result<()> {
+    backlog_published_after_restart(sqlite_local("ob_backlog").await?, 100).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_between_publish_and_mark_is_applied_once() -> anyhow::Result<()> {
+    duplicates_applied_once(sqlite_local("ob_dupes").await?, 60).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_event_is_redelivered_and_garbage_is_dead_lettered() -> anyhow::Result<()> {
+    redelivery_and_dead_letter(sqlite_local("ob_redeliver").await?, 12).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_publishes_2000_events_in_bounded_batches() -> anyhow::Result<()> {
+    relay_batches(sqlite_local("ob_batches").await?, 2_000, 300).await
+}

@@ -1,0 +1,75 @@
+//! Outbox → relay → RabbitMQ → consumer, on PostgreSQL. Needs the local PostgreSQL and RabbitMQ.
+
+mod common;
+
+use std::collections::HashSet;
+
+use anyhow::bail;
+use common::*;
+use tongban_bus::{Bus, QueueSpec};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn committed_event_is_published_and_rolled_back_one_is_not() -> anyhow::Result<()> {
+    commit_publishes_rollback_does_not(pg_rabbit("ob_commit").await?).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backlog_committed_without_relay_is_published_after_restart() -> anyhow::Result<()> {
+    backlog_published_after_restart(pg_rabbit("ob_backlog").await?, 100).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_between_publish_and_mark_is_applied_once() -> anyhow::Result<()> {
+    duplicates_applied_once(pg_rabbit("ob_dupes").await?, 60).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_event_is_redelivered_and_garbage_is_dead_lettered() -> anyhow::Result<()> {
+    redelivery_and_dead_letter(pg_rabbit("ob_redeliver").await?, 12).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_publishes_2000_events_in_bounded_batches() -> anyhow::Result<()> {
+    relay_batches(pg_rabbit("ob_batches").await?, 2_000, 300).await
+}
+
+/// 4. The broker connection the relay publishes on is closed between two batches; the relay
+///    notices the dead connection, reconnects, and the second batch arrives, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_reconnects_after_its_broker_connection_is_closed() -> anyhow::Result<()> {
+    let env = pg_rabbit("ob_reconnect").await?;
+    let Bus::Rabbit(rabbit) = env.bus.clone() else {
+        bail!("expected RabbitMQ")
+    };
+    let mut sub = env.bus.subscribe(&QueueSpec::new("svc", &[KEY])).await?;
+    let relay = RunningRelay::start(env.relay().with_batch(50));
+
+    let first = events(120);
+    env.commit(&first).await?;
+    relay.handle.wake();
+    let got = recv_n(&mut sub, first.len()).await?;
+    assert_eq!(
+        ids(&got).into_iter().collect::<HashSet<_>>(),
+        ids(&first).into_iter().collect()
+    );
+
+    rabbit.close_publisher().await?;
+
+    let second = events(120);
+    env.commit(&second).await?;
+    relay.handle.wake();
+    let got = recv_n(&mut sub, second.len()).await?;
+    let counts = tally(&got);
+    assert_eq!(
+        counts.keys().cloned().collect::<HashSet<_>>(),
+        ids(&second).into_iter().collect()
+    );
+    assert!(counts.values().all(|&c| c == 1), "{counts:?}");
+    let e = &env;
+    tongban_testkit::eventually(WAIT, "all 240 rows marked", || async move {
+        matches!(e.published().await, Ok(240)).then_some(())
+    })
+    .await?;
+    assert_eq!(env.pending().await?, 0);
+    relay.stop().await
+}

@@ -1,0 +1,52 @@
+//! The notification service's errors and their one mapping to gRPC status codes.
+
+use tonic_types::{ErrorDetails, StatusExt};
+
+#[derive(Debug, thiserror::Error)]
+pub enum NotificationError {
+    /// A request field is wrong; `field` is named as the client sent it.
+    #[error("invalid {field}: {description}")]
+    Invalid { field: String, description: String },
+    #[error(transparent)]
+    Auth(#[from] tongban_auth::AuthError),
+    #[error("storage: {0}")]
+    Db(#[from] sea_orm::DbErr),
+    /// Configuration that cannot work (templates, SMTP settings).
+    #[error("configuration: {0}")]
+    Config(String),
+}
+
+impl From<NotificationError> for tonic::Status {
+    fn from(e: NotificationError) -> Self {
+        let message = e.to_string();
+        match e {
+            NotificationError::Invalid { field, description } => {
+                let mut details = ErrorDetails::new();
+                details.add_bad_request_violation(field, description);
+                details.set_error_info(
+                    "INVALID_ARGUMENT",
+                    "tongban.notification",
+                    std::collections::HashMap::<String, String>::new(),
+                );
+                tonic::Status::with_error_details(tonic::Code::InvalidArgument, message, details)
+            }
+            NotificationError::Auth(a) => a.into(),
+            NotificationError::Db(err) => {
+                tracing::error!(error = %err, "storage error");
+                tonic::Status::unavailable("storage unavailable; retry later")
+            }
+            NotificationError::Config(_) => {
+                tracing::error!(%message, "configuration error");
+                tonic::Status::internal("internal error")
+            }
+        }
+    }
+}
+
+/// Shorthand for a single-field invalid-argument error.
+pub fn invalid(field: impl Into<String>, description: impl Into<String>) -> NotificationError {
+    NotificationError::Invalid {
+        field: field.into(),
+        description: description.into(),
+    }
+}

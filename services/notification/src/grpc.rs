@@ -1,0 +1,174 @@
+//! `tongban.notification.v1.NotificationService` over gRPC: identity from the interceptor, one
+//! call into [`Notifications`], errors mapped once (see [`crate::error`]).
+
+use std::{pin::Pin, sync::Arc, time::Duration};
+
+use futures::Stream;
+use tokio::sync::broadcast::error::RecvError;
+use tokio_util::sync::CancellationToken;
+use tongban_auth::identity;
+use tongban_proto::notification::{self as pb, notification_service_server::NotificationService};
+use tonic::{Request, Response, Status};
+
+use crate::{
+    error::invalid,
+    repository,
+    service::{Notifications, audience},
+};
+
+pub struct NotificationGrpc {
+    notifications: Arc<Notifications>,
+    poll: Duration,
+    shutdown: CancellationToken,
+}
+
+impl NotificationGrpc {
+    /// `poll`: how often a Subscribe stream re-reads without a local wake-up (another replica
+    /// may have stored the notification). Streams end when `shutdown` fires.
+    pub fn new(
+        notifications: Arc<Notifications>,
+        poll: Duration,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Self {
+            notifications,
+            poll,
+            shutdown,
+        }
+    }
+}
+
+/// Rows read per query while streaming.
+const STREAM_BATCH: u64 = 100;
+
+type NotificationStream = Pin<Box<dyn Stream<Item = Result<pb::Notification, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl NotificationService for NotificationGrpc {
+    async fn list_notifications(
+        &self,
+        req: Request<pb::ListNotificationsRequest>,
+    ) -> Result<Response<pb::ListNotificationsResponse>, Status> {
+        let who = identity(&req)?;
+        let (notifications, next_page_token) = self.notifications.list(&who, req.get_ref()).await?;
+        Ok(Response::new(pb::ListNotificationsResponse {
+            notifications,
+            next_page_token,
+        }))
+    }
+
+    type SubscribeStream = NotificationStream;
+
+    /// Backlog after the cursor (cursor 0: the unread backlog), then live, in cursor order.
+    /// Cursors are assigned in commit order (see `repository::lock_sequence`), so reading
+    /// `seq > last` again and again never skips a row and never repeats one.
+    async fn subscribe(
+        &self,
+        req: Request<pb::SubscribeRequest>,
+    ) -> Result<Response<Self::SubscribeStream>, Status> {
+        let who = identity(&req)?;
+        let audience = audience(&who)?;
+        let after = req.get_ref().after_cursor;
+        if after < 0 {
+            return Err(invalid("after_cursor", "must not be negative").into());
+        }
+        // Subscribe to wake-ups before the first read so nothing committed in between is missed.
+        let mut changes = self.notifications.shared().changes.subscribe();
+        let notifications = self.notifications.clone();
+        // Cursor 0 means "what I have not read": unread rows up to the current head, then
+        // everything newer.
+        let (mut last, mut unread_until) = if after == 0 {
+            (0, notifications.head().await?)
+        } else {
+            (after, 0)
+        };
+        let poll = self.poll;
+        let shutdown = self.shutdown.clone();
+        let stream = async_stream(move |tx| async move {
+            loop {
+                let unread_only = last < unread_until;
+                let batch = repository::after(
+                    notifications.db(),
+                    &audience,
+                    last,
+                    unread_only,
+                    STREAM_BATCH,
+                )
+                .await;
+                let batch = match batch {
+                    Ok(b) => b,
+                    Err(e) => {
+                        let _ = tx
+                            .send(Err(Status::from(crate::error::NotificationError::from(e))))
+                            .await;
+                        return;
+                    }
+                };
+                let full = batch.len() as u64 == STREAM_BATCH;
+                for n in batch {
+                    last = n.cursor;
+                    if tx.send(Ok(n)).await.is_err() {
+                        return;
+                    }
+                }
+                if full {
+                    continue;
+                }
+                if unread_only {
+                    // The unread backlog is done; from here on every new row counts.
+                    last = last.max(unread_until);
+                    unread_until = 0;
+                    continue;
+                }
+                tokio::select! {
+                    _ = tx.closed() => return,
+                    _ = shutdown.cancelled() => return,
+                    msg = changes.recv() => match msg {
+                        Ok(()) | Err(RecvError::Lagged(_)) => {}
+                        Err(RecvError::Closed) => return,
+                    },
+                    _ = tokio::time::sleep(poll) => {}
+                }
+            }
+        });
+        Ok(Response::new(stream))
+    }
+
+    async fn mark_read(
+        &self,
+        req: Request<pb::MarkReadRequest>,
+    ) -> Result<Response<pb::MarkReadResponse>, Status> {
+        let who = identity(&req)?;
+        let marked = self
+            .notifications
+            .mark_read(&who, &req.get_ref().notification_ids)
+            .await?;
+        Ok(Response::new(pb::MarkReadResponse { marked }))
+    }
+
+    async fn register_webhook(
+        &self,
+        req: Request<pb::RegisterWebhookRequest>,
+    ) -> Result<Response<pb::RegisterWebhookResponse>, Status> {
+        let who = identity(&req)?;
+        let webhook = self
+            .notifications
+            .register_webhook(&who, req.into_inner())
+            .await?;
+        Ok(Response::new(pb::RegisterWebhookResponse {
+            webhook: Some(webhook),
+        }))
+    }
+}
+
+/// A response stream fed by a task; the task stops when the client goes away or on shutdown.
+fn async_stream<T, F, Fut>(body: F) -> Pin<Box<dyn Stream<Item = T> + Send>>
+where
+    T: Send + 'static,
+    F: FnOnce(tokio::sync::mpsc::Sender<T>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    tokio::spawn(body(tx));
+    Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
+}

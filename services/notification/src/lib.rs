@@ -1,0 +1,178 @@
+//! The notification service: tells applicants and staff what happened.
+//!
+//! # Model
+//! Events come in on the `notification` queue (every routing key). For each, in one
+//! transaction with the inbox record (so redelivery changes nothing), the fan-in
+//! ([`fanin`], [`consumer`]) writes:
+//! - **notifications** for recipient keys (`applicant:<credit code>`, `department:<dept>`,
+//!   `supervisor:<dept>`, `role:integrator`), rendered from `deploy/notification/templates.toml`
+//!   in the recipient's language (applicants: their contact's locale; staff: zh-CN). Reminders
+//!   (`task.due_soon`, `task.overdue`) are de-duplicated per (recipient, kind, task);
+//! - **e-mails** for applicant notifications when the application has a contact address;
+//! - **webhook deliveries** for every registered webhook that wants the event type.
+//!
+//! Then three readers act on those rows:
+//! - the gRPC API ([`grpc`]): `ListNotifications`, `MarkRead`, `RegisterWebhook`, and
+//!   `Subscribe`, which streams the backlog after a cursor and then live notifications. The
+//!   cursor is the global `seq` column, assigned in commit order, so reconnecting with the last
+//!   cursor seen gives no gaps and no repeats;
+//! - the e-mail sender ([`email`]), SMTP through lettre;
+//! - the webhook deliverer ([`webhook`]), signed JSON POSTs with persistent exponential backoff.
+//!
+//! # Quiet hours
+//! In-app notifications are stored and streamed at once, reminders included: the inbox is read
+//! when the reader chooses. Reminder *e-mails* created outside working time (per the working
+//! calendar, `deploy/calendar/`) wait until the next working instant; see [`schedule`].
+//!
+//! # Layout
+//! [`templates`] texts · [`fanin`] event → drafts (pure) · [`consumer`] the event handler ·
+//! [`repository`] SQL · [`service`] use cases · [`grpc`] handlers · [`email`], [`webhook`]
+//! senders · [`schedule`] timing rules · [`error`] the one error type.
+
+pub mod consumer;
+pub mod email;
+pub mod error;
+pub mod fanin;
+pub mod grpc;
+pub mod migration;
+pub mod repository;
+pub mod schedule;
+pub mod service;
+pub mod templates;
+pub mod webhook;
+
+use std::{sync::Arc, time::Duration};
+
+use sea_orm_migration::MigratorTrait;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tongban_bus::QueueSpec;
+use tongban_outbox::consumer::ConsumerOptions;
+use tongban_proto::notification::notification_service_server::NotificationServiceServer;
+use tongban_runtime::{Context, Tasks};
+
+pub use email::SmtpSettings;
+pub use error::NotificationError;
+pub use service::Notifications;
+pub use webhook::RetryPolicy;
+
+/// The queue notification consumes: every event (webhooks may ask for any type).
+pub fn queue_spec() -> QueueSpec {
+    QueueSpec::new("notification", tongban_types::event_type::ALL)
+}
+
+/// How the service behaves beyond its [`Context`].
+#[derive(Debug, Clone)]
+pub struct NotificationOptions {
+    /// SMTP server for e-mail; `None` disables e-mail.
+    pub smtp: Option<SmtpSettings>,
+    /// Webhook retry backoff.
+    pub webhook_retry: RetryPolicy,
+    /// How often senders and streams look for work without a wake-up (another replica may
+    /// have written it).
+    pub poll: Duration,
+}
+
+impl Default for NotificationOptions {
+    fn default() -> Self {
+        Self {
+            smtp: None,
+            webhook_retry: RetryPolicy::default(),
+            poll: Duration::from_secs(2),
+        }
+    }
+}
+
+/// [`run_with`] with SMTP settings from the environment (`TONGBAN_SMTP_HOST`, `_PORT`, `_FROM`,
+/// `_TLS`); without a host, e-mail is disabled.
+pub async fn run(
+    ctx: Context,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let opts = NotificationOptions {
+        smtp: SmtpSettings::from_env(),
+        ..NotificationOptions::default()
+    };
+    run_with(ctx, opts, listener, shutdown).await
+}
+
+/// Migrates, starts the consumer and the senders, and serves gRPC on `listener` until
+/// `shutdown`.
+pub async fn run_with(
+    ctx: Context,
+    opts: NotificationOptions,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    migration::Migrator::up(&ctx.db, None).await?;
+    let calendar = tongban_calendar::Calendar::load_dir(ctx.deploy_dir.join("calendar"))?;
+    let templates =
+        templates::Templates::load(&ctx.deploy_dir.join("notification/templates.toml"))?;
+    let mailer = match &opts.smtp {
+        Some(s) => {
+            tracing::info!(host = %s.host, port = s.port, tls = s.tls, "e-mail enabled");
+            Some(email::Mailer::new(s)?)
+        }
+        None => {
+            tracing::info!("no SMTP server configured (TONGBAN_SMTP_HOST); e-mail disabled");
+            None
+        }
+    };
+    let deliverer = webhook::Deliverer::new(opts.webhook_retry.clone())?;
+    let shared = Arc::new(service::Shared::new(
+        ctx.db.clone(),
+        templates,
+        calendar,
+        mailer.is_some(),
+    ));
+    let notifications = Arc::new(Notifications::new(shared.clone()));
+    ctx.bus.declare(&queue_spec()).await?;
+
+    let mut tasks = Tasks::new();
+    let consumer_opts = ConsumerOptions {
+        consumer: "notification".into(),
+        queue: queue_spec(),
+        batch: 128,
+    };
+    let handler = Arc::new(consumer::FanIn::new(shared.clone()));
+    {
+        let (db, bus, stop) = (ctx.db.clone(), ctx.bus.clone(), shutdown.clone());
+        tasks.spawn("notification-consumer", async move {
+            if let Err(e) =
+                tongban_outbox::run_consumer(db, bus, consumer_opts, handler, None, stop).await
+            {
+                tracing::error!(error = %e, "notification consumer stopped");
+            }
+        });
+    }
+    if let Some(m) = mailer {
+        tasks.spawn(
+            "notification-email",
+            m.run(shared.clone(), opts.poll, shutdown.clone()),
+        );
+    }
+    tasks.spawn(
+        "notification-webhooks",
+        deliverer.run(shared.clone(), opts.poll, shutdown.clone()),
+    );
+
+    let server = NotificationServiceServer::new(grpc::NotificationGrpc::new(
+        notifications,
+        opts.poll,
+        shutdown.clone(),
+    ));
+    let svc = tonic::service::interceptor::InterceptedService::new(server, ctx.auth.clone());
+    let routes = tonic::service::Routes::new(svc);
+    tracing::info!(addr = %listener.local_addr()?, "notification serving");
+    tongban_runtime::serve_grpc(
+        listener,
+        routes,
+        &["tongban.notification.v1.NotificationService"],
+        shutdown.clone(),
+    )
+    .await?;
+    shutdown.cancel();
+    tasks.join().await;
+    Ok(())
+}

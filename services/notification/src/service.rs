@@ -1,0 +1,253 @@
+//! The use cases behind the RPCs, and the state the consumer, the senders and the streams share.
+
+use std::sync::Arc;
+
+use rand::RngCore;
+use sea_orm::{ConnectionTrait, DatabaseConnection};
+use tokio::sync::{Notify, broadcast};
+use tongban_auth::{AuthError, Identity, Role};
+use tongban_calendar::Calendar;
+use tongban_outbox::db::stmt;
+use tongban_proto::{notification as pb, time::ts};
+
+use crate::{
+    error::{NotificationError, invalid},
+    repository::{self, Audience, WebhookRow},
+    templates::Templates,
+};
+
+/// What the fan-in, the senders and the RPCs share.
+pub struct Shared {
+    pub db: DatabaseConnection,
+    pub templates: Templates,
+    pub calendar: Calendar,
+    /// False when no SMTP server is configured: no e-mails are queued.
+    pub email_enabled: bool,
+    /// Wakes Subscribe streams after new notifications commit.
+    pub changes: broadcast::Sender<()>,
+    /// Wakes the e-mail sender and the webhook deliverer.
+    pub outgoing: Arc<Notify>,
+}
+
+impl Shared {
+    pub fn new(
+        db: DatabaseConnection,
+        templates: Templates,
+        calendar: Calendar,
+        email_enabled: bool,
+    ) -> Self {
+        Self {
+            db,
+            templates,
+            calendar,
+            email_enabled,
+            changes: broadcast::channel(64).0,
+            outgoing: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Something committed: wake the streams and the senders.
+    pub fn wake(&self) {
+        let _ = self.changes.send(());
+        self.outgoing.notify_waiters();
+        self.outgoing.notify_one();
+    }
+}
+
+/// The recipient keys `who` reads: applicant → `applicant:<cc>`; clerk → `department:<d>`;
+/// supervisor → `supervisor:<d>` and `department:<d>`; integrator → `role:integrator`; admin →
+/// everything.
+pub fn audience(who: &Identity) -> Result<Audience, NotificationError> {
+    let dept = || {
+        who.department
+            .clone()
+            .ok_or_else(|| AuthError::Forbidden(format!("{} token has no department", who.role)))
+    };
+    Ok(match who.role {
+        Role::Admin => Audience::All,
+        Role::Integrator => Audience::Keys(vec!["role:integrator".into()]),
+        Role::Applicant => {
+            let cc = who
+                .credit_code
+                .as_ref()
+                .ok_or_else(|| AuthError::Forbidden("applicant token has no credit_code".into()))?;
+            Audience::Keys(vec![format!("applicant:{cc}")])
+        }
+        Role::Clerk => Audience::Keys(vec![format!("department:{}", dept()?)]),
+        Role::Supervisor => {
+            let d = dept()?;
+            Audience::Keys(vec![format!("supervisor:{d}"), format!("department:{d}")])
+        }
+    })
+}
+
+pub const DEFAULT_PAGE_SIZE: i32 = 50;
+pub const MAX_PAGE_SIZE: i32 = 200;
+
+pub struct Notifications {
+    shared: Arc<Shared>,
+}
+
+impl Notifications {
+    pub fn new(shared: Arc<Shared>) -> Self {
+        Self { shared }
+    }
+
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.shared.db
+    }
+
+    #[tracing::instrument(skip(self, req), fields(role = %who.role))]
+    pub async fn list(
+        &self,
+        who: &Identity,
+        req: &pb::ListNotificationsRequest,
+    ) -> Result<(Vec<pb::Notification>, String), NotificationError> {
+        let audience = audience(who)?;
+        let size = match req.page_size {
+            0 => DEFAULT_PAGE_SIZE,
+            n if n < 0 => return Err(invalid("page_size", "must not be negative")),
+            n => n.min(MAX_PAGE_SIZE),
+        };
+        let before = match req.page_token.trim() {
+            "" => None,
+            t => Some(
+                t.parse::<i64>()
+                    .map_err(|_| invalid("page_token", "not a token this service issued"))?,
+            ),
+        };
+        let mut rows = repository::list(
+            self.db(),
+            &audience,
+            req.unread_only,
+            before,
+            size as u64 + 1,
+        )
+        .await?;
+        let next = if rows.len() > size as usize {
+            rows.truncate(size as usize);
+            rows.last()
+                .map(|n| n.cursor.to_string())
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok((rows, next))
+    }
+
+    #[tracing::instrument(skip(self, ids), fields(role = %who.role))]
+    pub async fn mark_read(
+        &self,
+        who: &Identity,
+        ids: &[String],
+    ) -> Result<u32, NotificationError> {
+        let audience = audience(who)?;
+        if ids.len() > 1000 {
+            return Err(invalid("notification_ids", "at most 1000 at once"));
+        }
+        let ids: Vec<String> = ids
+            .iter()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
+        let n = repository::mark_read(self.db(), &audience, &ids).await?;
+        Ok(u32::try_from(n).unwrap_or(u32::MAX))
+    }
+
+    /// The highest cursor so far (0 when there is none).
+    pub async fn head(&self) -> Result<i64, NotificationError> {
+        let db = self.db();
+        let row = db
+            .query_one_raw(stmt(
+                db.get_database_backend(),
+                "SELECT COALESCE(MAX(seq), 0) AS m FROM notifications",
+                vec![],
+            ))
+            .await?;
+        Ok(match row {
+            Some(r) => r.try_get::<i64>("", "m")?,
+            None => 0,
+        })
+    }
+
+    #[tracing::instrument(skip(self, req), fields(role = %who.role))]
+    pub async fn register_webhook(
+        &self,
+        who: &Identity,
+        req: pb::RegisterWebhookRequest,
+    ) -> Result<pb::Webhook, NotificationError> {
+        who.require(&[Role::Integrator, Role::Admin])?;
+        let url = validate_url(&req.url)?;
+        let mut event_types: Vec<String> = Vec::new();
+        for (i, t) in req.event_types.iter().enumerate() {
+            let t = t.trim();
+            if !tongban_types::event_type::ALL.contains(&t) {
+                return Err(invalid(
+                    format!("event_types[{i}]"),
+                    format!("unknown event type {t:?}"),
+                ));
+            }
+            if !event_types.iter().any(|e| e == t) {
+                event_types.push(t.to_string());
+            }
+        }
+        let mut secret = [0u8; 32];
+        rand::rng().fill_bytes(&mut secret);
+        let row = WebhookRow {
+            webhook_id: tongban_types::new_id(),
+            url,
+            event_types,
+            secret: hex::encode(secret),
+            created_ms: repository::now_ms(),
+        };
+        repository::insert_webhook(self.db(), &row, &who.actor_label()).await?;
+        tracing::info!(webhook_id = %row.webhook_id, url = %row.url, "webhook registered");
+        Ok(pb::Webhook {
+            webhook_id: row.webhook_id,
+            url: row.url,
+            event_types: row.event_types,
+            secret: row.secret,
+            create_time: chrono::DateTime::from_timestamp_millis(row.created_ms).map(ts),
+        })
+    }
+}
+
+/// An absolute http(s) URL with a host.
+pub fn validate_url(raw: &str) -> Result<String, NotificationError> {
+    let raw = raw.trim();
+    if raw.is_empty() {
+        return Err(invalid("url", "required"));
+    }
+    if raw.len() > 2048 {
+        return Err(invalid("url", "longer than 2048 characters"));
+    }
+    let url = reqwest::Url::parse(raw).map_err(|e| invalid("url", format!("not a URL: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(invalid("url", "must be http:// or https://"));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(invalid("url", "has no host"));
+    }
+    Ok(url.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_checked() {
+        assert!(validate_url("https://example.com/hook").is_ok());
+        assert!(validate_url("http://127.0.0.1:8080/").is_ok());
+        for bad in ["", "ftp://example.com", "example.com", "http://"] {
+            assert!(
+                matches!(validate_url(bad), Err(NotificationError::Invalid { ref field, .. }) if field == "url"),
+                "{bad}"
+            );
+        }
+    }
+}
