@@ -40,7 +40,8 @@ pub struct QueueSpec {
     pub bindings: Vec<String>,
     /// Unacknowledged messages the broker hands out at once.
     pub prefetch: u16,
-    /// Deliveries after which a message goes to the dead-letter queue instead of back.
+    /// Redeliveries allowed after the first delivery; one more failure sends the message to the
+    /// dead-letter queue (RabbitMQ's `x-delivery-limit` semantics, kept by the embedded bus too).
     pub delivery_limit: u32,
 }
 

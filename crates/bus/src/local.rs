@@ -248,7 +248,9 @@ impl LocalBus {
         for row in rows {
             let id: i64 = row.try_get("", "id")?;
             let deliveries: i64 = row.try_get("", "deliveries")?;
-            if deliveries >= i64::from(spec.delivery_limit) {
+            // Same rule as RabbitMQ's x-delivery-limit: the first delivery plus at most
+            // `delivery_limit` redeliveries.
+            if deliveries > i64::from(spec.delivery_limit) {
                 txn.execute_raw(stmt(
                     "UPDATE bus_message SET queue = ?, deliveries = 0, locked = 0 WHERE id = ?",
                     vec![spec.dead_letter_queue().into(), id.into()],

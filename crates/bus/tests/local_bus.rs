@@ -182,8 +182,8 @@ async fn delivery_limit_moves_message_to_dead_letter_queue() -> anyhow::Result<(
     }
     assert_eq!(
         poison,
-        vec![false, true, true],
-        "delivered delivery_limit times, then dead-lettered"
+        vec![false, true, true, true],
+        "delivered once plus delivery_limit redeliveries (as on RabbitMQ), then dead-lettered"
     );
     assert_eq!(bus.queue_depth("q").await?, 0);
     assert_eq!(bus.queue_depth("q.dlq").await?, 1);

@@ -294,7 +294,11 @@ async fn work_tasks(
         Err(e) if status_of(&e).map(|s| s.code()) == Some(Code::NotFound) => return Ok(()),
         Err(e) => return Err(e.context("listing tasks (is approval running in `tongban dev`?)")),
     };
-    for task in tasks {
+    // Follow-ups (the owed land-use certificate) wait for the material, not for a clerk.
+    for task in tasks
+        .into_iter()
+        .filter(|t| t.kind() == ap::TaskKind::Review)
+    {
         if handled.contains(&task.task_id) {
             continue;
         }

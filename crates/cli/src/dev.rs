@@ -84,17 +84,7 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
     // binding on a fresh data directory.
     let platforms = tongban_platform::load_dir(args.deploy_dir.join("platforms"))
         .context("loading deploy/platforms")?;
-    let queues = [
-        tongban_intake::queue_spec(),
-        tongban_approval::queue_spec(),
-        tongban_notification::queue_spec(),
-        tongban_dispatch::queue_spec_for(&platforms),
-    ];
-    for spec in queues {
-        bus.declare(&spec)
-            .await
-            .with_context(|| format!("declaring queue {}", spec.name))?;
-    }
+    crate::topology::declare_all(&bus, &platforms).await?;
     let shutdown = tongban_runtime::shutdown_on_signals();
 
     // The simulators stand in for the four downstream platforms; they keep what they receive

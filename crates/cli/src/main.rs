@@ -18,6 +18,7 @@ mod demo;
 mod dev;
 mod output;
 mod staff;
+mod topology;
 
 use std::path::Path;
 
@@ -61,6 +62,14 @@ enum Command {
         after_help = "Example:\n  tongban dev\n  tongban dev --data-dir /tmp/tongban --deploy-dir ./deploy"
     )]
     Dev(dev::DevArgs),
+    /// Declare every service's queue on the bus before the services start (run once per deployment).
+    #[command(
+        after_help = "Example:\n  tongban topology declare --bus-url amqp://guest:guest@127.0.0.1:5672/%2f"
+    )]
+    Topology {
+        #[command(subcommand)]
+        command: TopologyCommand,
+    },
     /// Bearer tokens for the dev stack.
     Token {
         #[command(subcommand)]
@@ -179,6 +188,15 @@ enum Command {
 }
 
 #[derive(Subcommand, Debug)]
+enum TopologyCommand {
+    /// Declare the exchange, every consumer queue and its bindings, and the dead-letter queues.
+    #[command(
+        after_help = "Example:\n  TONGBAN_BUS_URL=amqp://tongban:secret@rabbitmq:5672/%2f tongban topology declare"
+    )]
+    Declare(topology::DeclareArgs),
+}
+
+#[derive(Subcommand, Debug)]
 enum TokenCommand {
     /// Print a token signed with the dev secret (created by `tongban dev` in ./data).
     #[command(
@@ -233,6 +251,9 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Dev(args) => dev::run(args).await,
+            Command::Topology {
+                command: TopologyCommand::Declare(args),
+            } => topology::declare(args).await,
             Command::Token {
                 command: TokenCommand::Issue(args),
             } => issue(args),
@@ -286,6 +307,7 @@ async fn client_command(global: &client::GlobalArgs, command: Command) -> anyhow
         Command::Retry { delivery } => staff::retry(&conn, &delivery).await,
         Command::Audit { id } => staff::audit(&conn, &id).await,
         Command::Dev(_)
+        | Command::Topology { .. }
         | Command::Token { .. }
         | Command::Login
         | Command::Demo(_)
