@@ -64,6 +64,7 @@ pub async fn serve_grpc(
     let reporter_on_stop = reporter.clone();
     let stop = shutdown.clone();
     tonic::transport::Server::builder()
+        .trace_fn(request_span)
         .accept_http1(true)
         .layer(tonic_web::GrpcWebLayer::new())
         .add_routes(routes)
@@ -74,6 +75,20 @@ pub async fn serve_grpc(
                 .await;
         })
         .await
+}
+
+/// One span per RPC, continuing the caller's trace when it sent a W3C `traceparent`, so that
+/// the events the RPC causes (which carry the span's context) join the same trace.
+fn request_span(req: &tonic::codegen::http::Request<()>) -> tracing::Span {
+    let span = tracing::info_span!("rpc", path = %req.uri().path());
+    if let Some(tp) = req
+        .headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+    {
+        tongban_telemetry::set_parent(&span, tp);
+    }
+    span
 }
 
 /// A token cancelled on the first SIGINT or SIGTERM; the second exits the process at once.

@@ -639,3 +639,33 @@ async fn reflection_and_health_work_without_a_token() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// One application is one trace: the caller's `traceparent` continues into the event intake
+/// publishes, so every consumer's span joins the same trace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_callers_trace_rides_on_the_event() -> anyhow::Result<()> {
+    let _telemetry = tongban_telemetry::init("intake-test");
+    let mut h = Harness::start(Backend::Sqlite).await?;
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let mut req = authed(example()?, &h.applicant());
+    req.metadata_mut().insert(
+        "traceparent",
+        format!("00-{trace_id}-00f067aa0ba902b7-01").parse()?,
+    );
+    h.client.submit_application(req).await?;
+    let b = h.db.get_database_backend();
+    let row =
+        h.db.query_one_raw(sea_orm::Statement::from_string(
+            b,
+            "SELECT traceparent FROM outbox".to_string(),
+        ))
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no event"))?;
+    let traceparent: Option<String> = row.try_get("", "traceparent")?;
+    let traceparent = traceparent.unwrap_or_default();
+    assert!(
+        traceparent.starts_with(&format!("00-{trace_id}-")),
+        "event traceparent {traceparent:?}"
+    );
+    Ok(())
+}
