@@ -145,6 +145,10 @@ pub struct RequestPolicy {
     pub reopen_stage: String,
 }
 
+/// Working hours past the deadline before an overdue task is escalated, when a matter does not
+/// say `escalate_after_hours`.
+pub const DEFAULT_ESCALATE_AFTER_HOURS: u32 = 4;
+
 /// A matter definition, validated.
 #[derive(Debug, Clone)]
 pub struct MatterDefinition {
@@ -161,6 +165,11 @@ pub struct MatterDefinition {
     pub materials: Vec<MaterialRequirement>,
     pub stages: Vec<StageDef>,
     pub request: Option<RequestPolicy>,
+    /// Prefix of approval document numbers (文号), e.g. "松环审" in 松环审〔2026〕12号; `None`
+    /// means the lead department code is used (see [`Self::decision_prefix`]).
+    pub decision_number_prefix: Option<String>,
+    /// Working hours past a task's deadline after which the overdue task is escalated.
+    pub escalate_after_hours: u32,
     /// The TOML text the definition was parsed from.
     pub source: String,
 }
@@ -204,6 +213,8 @@ struct RawMatter {
     #[serde(default)]
     stages: Vec<Spanned<RawStage>>,
     request: Option<Spanned<RawRequest>>,
+    decision_number_prefix: Option<Spanned<String>>,
+    escalate_after_hours: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -393,6 +404,13 @@ impl MatterDefinition {
             raw.lead_department.get_ref(),
         );
 
+        if let Some(prefix) = &raw.decision_number_prefix
+            && prefix.get_ref().trim().is_empty()
+        {
+            let line = ck.line(prefix);
+            ck.problem(line, "decision_number_prefix", "must not be empty");
+        }
+
         let form = check_form(&mut ck, raw.form);
         let materials = check_materials(&mut ck, raw.materials);
         let pledge = raw.pledge.map(|p| check_pledge(&mut ck, raw.kind, p));
@@ -418,6 +436,12 @@ impl MatterDefinition {
             materials,
             stages,
             request,
+            decision_number_prefix: raw
+                .decision_number_prefix
+                .map(|p| p.into_inner().trim().to_owned()),
+            escalate_after_hours: raw
+                .escalate_after_hours
+                .unwrap_or(DEFAULT_ESCALATE_AFTER_HOURS),
             source: source.to_owned(),
         })
     }
@@ -434,6 +458,14 @@ impl MatterDefinition {
             source,
         })?;
         Self::parse(&source, &origin, departments)
+    }
+
+    /// Prefix of this matter's approval document numbers: `decision_number_prefix`, else the
+    /// lead department code.
+    pub fn decision_prefix(&self) -> &str {
+        self.decision_number_prefix
+            .as_deref()
+            .unwrap_or(&self.lead_department)
     }
 
     /// Lower-case hex SHA-256 of the source text.

@@ -36,8 +36,9 @@ mod util;
 
 pub use condition::{Condition, ConditionError, CreditClass, EvalContext, ParseCreditClassError};
 pub use definition::{
-    MaterialRequirement, MatterDefinition, MatterKind, NextRule, PlannedStage, PlannedTask,
-    PledgePolicy, Rating, RequestPolicy, StageDef, TaskDef, TaskDepartment, load_dir,
+    DEFAULT_ESCALATE_AFTER_HOURS, MaterialRequirement, MatterDefinition, MatterKind, NextRule,
+    PlannedStage, PlannedTask, PledgePolicy, Rating, RequestPolicy, StageDef, TaskDef,
+    TaskDepartment, load_dir,
 };
 pub use department::{Department, Departments, Office, Routed};
 pub use error::{DefinitionError, EvalError, Problem};

@@ -4,7 +4,8 @@
 use std::path::PathBuf;
 
 use tongban_matter::{
-    DefinitionError, Departments, MatterDefinition, MatterKind, TaskDepartment, load_dir,
+    DEFAULT_ESCALATE_AFTER_HOURS, DefinitionError, Departments, MatterDefinition, MatterKind,
+    TaskDepartment, load_dir,
 };
 
 fn deploy() -> PathBuf {
@@ -79,6 +80,8 @@ fn shipped_definitions_load() {
     assert_eq!(eia.lead_department, "eco_env");
     assert!(eia.pledge.is_some());
     assert!(eia.request.is_none());
+    assert_eq!(eia.decision_number_prefix.as_deref(), Some("松环审"));
+    assert_eq!(eia.decision_prefix(), "松环审");
     let stage_ids: Vec<_> = eia.stages.iter().map(|s| s.id.as_str()).collect();
     assert_eq!(
         stage_ids,
@@ -109,6 +112,9 @@ fn shipped_definitions_load() {
     let policy = req.request.as_ref().unwrap();
     assert_eq!(policy.reopen_stage, "handle");
     assert_eq!(policy.answer_deadline_hours, 40);
+    assert_eq!(req.decision_number_prefix, None);
+    assert_eq!(req.decision_prefix(), "business_env");
+    assert_eq!(req.escalate_after_hours, DEFAULT_ESCALATE_AFTER_HOURS);
     assert_eq!(
         req.stage("handle").unwrap().tasks[0].department,
         TaskDepartment::FromForm("handling_department".into())
@@ -604,4 +610,51 @@ fn load_dir_names_the_failing_file() {
         .unwrap_err()
         .to_string();
     assert!(msg.contains("zz.toml: line"), "{msg}");
+}
+
+/// The head with extra top-level keys (before the first table).
+fn head_with(keys: &str) -> String {
+    let src = with_stages(ONE_STAGE);
+    src.replacen(
+        "kind = \"application\"\n",
+        &format!("kind = \"application\"\n{keys}\n"),
+        1,
+    )
+}
+
+#[test]
+fn decision_number_prefix_defaults_to_the_lead_department() {
+    let plain = parse(&with_stages(ONE_STAGE)).unwrap();
+    assert_eq!(plain.decision_number_prefix, None);
+    assert_eq!(plain.decision_prefix(), "eco_env");
+
+    let set = parse(&head_with("decision_number_prefix = \"松环审\"")).unwrap();
+    assert_eq!(set.decision_number_prefix.as_deref(), Some("松环审"));
+    assert_eq!(set.decision_prefix(), "松环审");
+}
+
+#[test]
+fn empty_decision_number_prefix_is_an_error() {
+    for value in ["\"\"", "\"  \""] {
+        let msg = error(&head_with(&format!("decision_number_prefix = {value}")));
+        assert!(
+            msg.contains("line 6: decision_number_prefix: must not be empty"),
+            "{msg}"
+        );
+    }
+    let msg = error(&head_with("decision_number_prefix = 7"));
+    assert!(msg.contains("decision_number_prefix"), "{msg}");
+}
+
+#[test]
+fn escalate_after_hours_defaults_to_four() {
+    let plain = parse(&with_stages(ONE_STAGE)).unwrap();
+    assert_eq!(plain.escalate_after_hours, 4);
+    assert_eq!(DEFAULT_ESCALATE_AFTER_HOURS, 4);
+    let set = parse(&head_with("escalate_after_hours = 16")).unwrap();
+    assert_eq!(set.escalate_after_hours, 16);
+    let at_deadline = parse(&head_with("escalate_after_hours = 0")).unwrap();
+    assert_eq!(at_deadline.escalate_after_hours, 0);
+    let msg = error(&head_with("escalate_after_hours = -1"));
+    assert!(msg.contains("escalate_after_hours"), "{msg}");
 }

@@ -91,6 +91,21 @@ fn request_span(req: &tonic::codegen::http::Request<()>) -> tracing::Span {
     span
 }
 
+/// A server-streaming response fed by a task: `body` gets the sending half and runs until it
+/// returns or the client goes away (a send fails, or `tx.closed()` resolves).
+pub fn stream_from_task<T, F, Fut>(
+    body: F,
+) -> std::pin::Pin<Box<dyn futures::Stream<Item = T> + Send>>
+where
+    T: Send + 'static,
+    F: FnOnce(tokio::sync::mpsc::Sender<T>) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    tokio::spawn(body(tx));
+    Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
+}
+
 /// A token cancelled on the first SIGINT or SIGTERM; the second exits the process at once.
 pub fn shutdown_on_signals() -> CancellationToken {
     let token = CancellationToken::new();

@@ -15,11 +15,43 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(tongban_outbox::migration::OutboxInbox),
             Box::new(Workflow),
+            Box::new(EscalateAt),
         ]
     }
 }
 
 struct Workflow;
+
+/// `tasks.escalate_at`: when an overdue task is escalated, a grace period of working time
+/// after `due_at` (the matter's `escalate_after_hours`). Rows from before it escalate at their
+/// deadline, as they did.
+struct EscalateAt;
+
+impl MigrationName for EscalateAt {
+    fn name(&self) -> &str {
+        "m20261126_000004_approval_task_escalate_at"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for EscalateAt {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        db.execute_unprepared("ALTER TABLE tasks ADD COLUMN escalate_at BIGINT NOT NULL DEFAULT 0")
+            .await?;
+        db.execute_unprepared("UPDATE tasks SET escalate_at = due_at")
+            .await?;
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .get_connection()
+            .execute_unprepared("ALTER TABLE tasks DROP COLUMN escalate_at")
+            .await?;
+        Ok(())
+    }
+}
 
 impl MigrationName for Workflow {
     fn name(&self) -> &str {

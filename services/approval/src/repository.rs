@@ -69,6 +69,9 @@ pub struct Task {
     pub created_at: i64,
     pub due_at: i64,
     pub due_soon_at: i64,
+    /// When the task, if still active, is escalated: `escalate_after_hours` of working time
+    /// past `due_at`.
+    pub escalate_at: i64,
     pub decided_at: Option<i64>,
     pub decision: String,
     pub comment: String,
@@ -203,7 +206,7 @@ pub async fn update_instance<C: ConnectionTrait>(conn: &C, i: &Instance) -> Resu
     Ok(())
 }
 
-const TASK_COLS: &str = "task_id, instance_id, application_id, matter_code, stage_index, stage_id, stage_name, kind, status, department, office, assignee, title, material_kind, deadline_hours, version, created_at, due_at, due_soon_at, decided_at, decision, comment, due_soon_sent, overdue_sent, escalated";
+const TASK_COLS: &str = "task_id, instance_id, application_id, matter_code, stage_index, stage_id, stage_name, kind, status, department, office, assignee, title, material_kind, deadline_hours, version, created_at, due_at, due_soon_at, decided_at, decision, comment, due_soon_sent, overdue_sent, escalated, escalate_at";
 
 fn decode_task(r: &QueryResult) -> Result<Task, ApprovalError> {
     let status: String = r.try_get("", "status")?;
@@ -236,12 +239,13 @@ fn decode_task(r: &QueryResult) -> Result<Task, ApprovalError> {
         due_soon_sent: r.try_get::<i64>("", "due_soon_sent")? != 0,
         overdue_sent: r.try_get::<i64>("", "overdue_sent")? != 0,
         escalated: r.try_get::<i64>("", "escalated")? != 0,
+        escalate_at: r.try_get("", "escalate_at")?,
     })
 }
 
 pub async fn insert_task<C: ConnectionTrait>(conn: &C, t: &Task) -> Result<(), DbErr> {
     let b = conn.get_database_backend();
-    let marks = vec!["?"; 25].join(", ");
+    let marks = vec!["?"; 26].join(", ");
     conn.execute_raw(stmt(
         b,
         &format!("INSERT INTO tasks ({TASK_COLS}) VALUES ({marks})"),
@@ -271,6 +275,7 @@ pub async fn insert_task<C: ConnectionTrait>(conn: &C, t: &Task) -> Result<(), D
             i64::from(t.due_soon_sent).into(),
             i64::from(t.overdue_sent).into(),
             i64::from(t.escalated).into(),
+            t.escalate_at.into(),
         ],
     ))
     .await?;
@@ -322,7 +327,7 @@ pub async fn update_task_if_version<C: ConnectionTrait>(
         .execute_raw(stmt(
             b,
             "UPDATE tasks SET status = ?, department = ?, office = ?, assignee = ?, version = ?, due_at = ?, due_soon_at = ?,
-                decided_at = ?, decision = ?, comment = ?, due_soon_sent = ?, overdue_sent = ?, escalated = ?
+                decided_at = ?, decision = ?, comment = ?, due_soon_sent = ?, overdue_sent = ?, escalated = ?, escalate_at = ?
              WHERE task_id = ? AND version = ?",
             vec![
                 t.status.name().into(),
@@ -338,6 +343,7 @@ pub async fn update_task_if_version<C: ConnectionTrait>(
                 i64::from(t.due_soon_sent).into(),
                 i64::from(t.overdue_sent).into(),
                 i64::from(t.escalated).into(),
+                t.escalate_at.into(),
                 t.task_id.clone().into(),
                 expected_version.into(),
             ],
@@ -417,7 +423,7 @@ pub async fn due_timers<C: ConnectionTrait>(
         .query_all_raw(stmt(
             b,
             "SELECT application_id, task_id FROM tasks WHERE status IN ('OPEN', 'CLAIMED')
-               AND ((due_soon_sent = 0 AND due_soon_at <= ?) OR (overdue_sent = 0 AND due_at <= ?) OR (escalated = 0 AND due_at <= ?))
+               AND ((due_soon_sent = 0 AND due_soon_at <= ?) OR (overdue_sent = 0 AND due_at <= ?) OR (escalated = 0 AND escalate_at <= ?))
              ORDER BY due_at LIMIT ?",
             vec![now.into(), now.into(), now.into(), (limit as i64).into()],
         ))

@@ -33,10 +33,6 @@ use crate::{
 
 pub const PRODUCER: &str = "approval";
 
-/// Prefix of approval document numbers (文号), e.g. 松环审〔2026〕12号. One county's
-/// convention; a per-department setting belongs in configuration once a second county joins.
-pub const DECISION_PREFIX: &str = "松环审";
-
 /// Where "now" comes from; tests pass a fixed clock to run timers at a chosen instant.
 pub trait Clock: Send + Sync + 'static {
     fn now(&self) -> DateTime<Utc>;
@@ -264,6 +260,7 @@ impl Approval {
                 &format!("补交材料：{name}"),
                 0,
                 due,
+                def.escalate_after_hours,
                 now,
             );
             t.material_kind = owed.material_kind.clone();
@@ -416,6 +413,7 @@ impl Approval {
                     } else {
                         TaskKind::Review
                     };
+                    let grace = self.definition_of(txn, inst).await?.escalate_after_hours;
                     for tp in &stage.tasks {
                         let due = self.calendar.add_working_hours(now, tp.deadline_hours);
                         let t = self.new_task(
@@ -429,6 +427,7 @@ impl Approval {
                             &tp.title,
                             tp.deadline_hours,
                             due,
+                            grace,
                             now,
                         );
                         self.create_task(txn, &t, events).await?;
@@ -442,13 +441,13 @@ impl Approval {
                     .await?;
                 }
                 Command::EmitApproved => {
+                    let def = self.definition_of(txn, inst).await?;
+                    let prefix = def.decision_prefix();
                     let year = now.with_timezone(&self.calendar.time_zone()).year();
-                    let n = repository::next_counter(
-                        txn,
-                        &format!("decision_number:{DECISION_PREFIX}:{year}"),
-                    )
-                    .await?;
-                    let decision_number = format!("{DECISION_PREFIX}〔{year}〕{n}号");
+                    let n =
+                        repository::next_counter(txn, &format!("decision_number:{prefix}:{year}"))
+                            .await?;
+                    let decision_number = format!("{prefix}〔{year}〕{n}号");
                     events.push(new_envelope(
                         PRODUCER,
                         &app,
@@ -536,8 +535,10 @@ impl Approval {
                         // The applicant's time does not count against the department: a new
                         // deadline, and its timers start again.
                         let due = self.calendar.add_working_hours(now, t.deadline_hours);
+                        let grace = self.definition_of(txn, inst).await?.escalate_after_hours;
                         open.due_at = ms(due);
                         open.due_soon_at = ms(self.calendar.due_soon_at(due));
+                        open.escalate_at = ms(self.calendar.add_working_hours(due, grace));
                         open.due_soon_sent = false;
                         open.overdue_sent = false;
                         open.escalated = false;
@@ -627,6 +628,7 @@ impl Approval {
             "告知承诺事项核查",
             0,
             due,
+            def.escalate_after_hours,
             now,
         );
         self.create_task(txn, &t, events).await
@@ -706,6 +708,7 @@ impl Approval {
         title: &str,
         deadline_hours: u32,
         due: DateTime<Utc>,
+        escalate_after_hours: u32,
         now: DateTime<Utc>,
     ) -> Task {
         Task {
@@ -728,6 +731,7 @@ impl Approval {
             created_at: ms(now),
             due_at: ms(due),
             due_soon_at: ms(self.calendar.due_soon_at(due)),
+            escalate_at: ms(self.calendar.add_working_hours(due, escalate_after_hours)),
             decided_at: None,
             decision: String::new(),
             comment: String::new(),
@@ -1389,13 +1393,12 @@ impl Approval {
         let mut emitted = 0;
         for (application_id, task_id) in repository::due_timers(&self.db, now_ms, 200).await? {
             let txn = begin_write(&self.db).await?;
-            if repository::find_instance(&txn, &application_id, Lock::SkipLocked)
-                .await?
-                .is_none()
-            {
+            let Some(inst) =
+                repository::find_instance(&txn, &application_id, Lock::SkipLocked).await?
+            else {
                 txn.rollback().await?;
                 continue;
-            }
+            };
             let Some(task) = repository::find_task(&txn, &task_id).await? else {
                 txn.rollback().await?;
                 continue;
@@ -1438,9 +1441,12 @@ impl Approval {
                     }),
                 ));
             }
-            if !t.escalated && now_ms >= t.due_at {
+            if !t.escalated && now_ms >= t.escalate_at {
                 t.escalated = true;
-                let to = format!("supervisor:{}", t.department);
+                let to = format!(
+                    "supervisor:{}",
+                    self.escalation_department(&txn, &inst, &t).await?
+                );
                 events.push(new_envelope(
                     PRODUCER,
                     &application_id,
@@ -1469,6 +1475,29 @@ impl Approval {
             self.finish(txn, &events).await?;
         }
         Ok(emitted)
+    }
+}
+
+impl Approval {
+    /// Whose supervisors an overdue task is escalated to: for an enterprise request, the
+    /// supervising department its matter names (督办), else the task's own department.
+    async fn escalation_department(
+        &self,
+        txn: &DatabaseTransaction,
+        inst: &Instance,
+        t: &Task,
+    ) -> Result<String, ApprovalError> {
+        if inst.is_request {
+            let def = self.definition_of(txn, inst).await?;
+            if let Some(d) = def
+                .request
+                .as_ref()
+                .and_then(|r| r.supervising_department.as_deref())
+            {
+                return Ok(d.to_string());
+            }
+        }
+        Ok(t.department.clone())
     }
 }
 

@@ -647,20 +647,40 @@ async fn timers_fire_once_with_two_workers(backend: Backend) -> anyhow::Result<(
             .await?,
         );
     }
-    let soon = workers[0].calendar().due_soon_at(due);
+    let cal = workers[0].calendar().clone();
+    let soon = cal.due_soon_at(due);
+    // The matter does not set escalate_after_hours: 4 working hours of grace past the deadline.
+    let escalate = cal.add_working_hours(due, 4);
+    assert!(escalate > due);
+    let just_before = escalate - chrono::Duration::milliseconds(1);
     let late = due + chrono::Duration::days(30);
-    for at in [soon, soon, late, late] {
+    let counts = |steps: [i64; 3]| {
+        [
+            ("task.due_soon", steps[0]),
+            ("task.overdue", steps[1]),
+            ("task.escalated", steps[2]),
+        ]
+    };
+    for (at, expected) in [
+        (soon, counts([1, 0, 0])),
+        (soon, counts([1, 0, 0])),
+        (due, counts([1, 1, 0])),
+        (due, counts([1, 1, 0])),
+        (just_before, counts([1, 1, 0])),
+        (escalate, counts([1, 1, 1])),
+        (escalate, counts([1, 1, 1])),
+        (late, counts([1, 1, 1])),
+    ] {
         let (a, b) = tokio::join!(workers[0].fire_timers(at), workers[1].fire_timers(at));
         a?;
         b?;
-    }
-    for (ty, n) in [
-        ("task.due_soon", 1),
-        ("task.overdue", 1),
-        ("task.escalated", 1),
-    ] {
-        let got = h.count(&format!("SELECT COUNT(*) AS n FROM outbox WHERE routing_key = '{ty}' AND application_id = '{app}'")).await;
-        assert_eq!(got, n, "{ty}");
+        for (ty, n) in expected {
+            let got = h.count(&format!("SELECT COUNT(*) AS n FROM outbox WHERE routing_key = '{ty}' AND application_id = '{app}'")).await;
+            assert_eq!(got, n, "{ty} after firing at {at}");
+        }
+        if at < escalate {
+            assert!(!h.tasks(&app, &[]).await?[0].escalated, "not yet at {at}");
+        }
     }
     let t = h.tasks(&app, &[]).await?.remove(0);
     assert!(t.escalated);
@@ -943,6 +963,338 @@ async fn supplement_pauses_and_resumes(backend: Backend) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A second engine over the harness's database, to run the timer worker at chosen instants.
+async fn timer_worker(h: &Harness) -> anyhow::Result<Arc<tongban_approval::service::Approval>> {
+    let mut ctx = h.ctx.clone();
+    ctx.db = tongban_outbox::db::connect(&h._db.url).await?;
+    tongban_approval::build(
+        &ctx,
+        Default::default(),
+        Arc::new(tongban_approval::SystemClock),
+    )
+    .await
+}
+
+async fn audit(h: &Harness, app: &str) -> anyhow::Result<Vec<pb::AuditEntry>> {
+    Ok(h.client
+        .clone()
+        .get_audit_trail(authed(
+            pb::GetAuditTrailRequest {
+                application_id: app.into(),
+            },
+            &h.admin(),
+        ))
+        .await?
+        .into_inner()
+        .entries)
+}
+
+fn due_of(t: &pb::Task) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
+    t.due_time
+        .as_ref()
+        .and_then(tongban_proto::time::from_ts)
+        .ok_or_else(|| anyhow::anyhow!("no due time"))
+}
+
+/// A matter without `decision_number_prefix` numbers its decisions after its lead department.
+async fn decision_number_falls_back_to_the_lead_department(backend: Backend) -> anyhow::Result<()> {
+    let mut h = Harness::start(backend).await?;
+    let v1 = std::fs::read_to_string(
+        tongban_testkit::deploy_dir().join("matters/env.eia.report_form.v1.toml"),
+    )?;
+    assert!(v1.contains("decision_number_prefix = \"松环审\"\n"));
+    let cut = v1
+        .find("[[stages]]")
+        .ok_or_else(|| anyhow::anyhow!("no stages"))?;
+    let decision = v1
+        .find("[[stages]]\nid = \"decision\"")
+        .ok_or_else(|| anyhow::anyhow!("no decision stage"))?;
+    let v2 = format!("{}{}", &v1[..cut], &v1[decision..])
+        .replace("version = 1", "version = 2")
+        .replace("decision_number_prefix = \"松环审\"\n", "");
+    h.client
+        .publish_definition(authed(
+            pb::PublishDefinitionRequest { source: v2 },
+            &h.admin(),
+        ))
+        .await?;
+    let mut snap = snapshot()?;
+    snap.matter_version = 2;
+    let app = h.submit(snap).await?;
+    h.approve_stage(&app, "decision", 1).await?;
+    let approved = h.event(&app, "application.approved", 1).await?;
+    let Some(Payload::ApplicationApproved(a)) = approved.payload else {
+        anyhow::bail!("wrong payload")
+    };
+    assert!(
+        a.decision_number.starts_with("eco_env〔") && a.decision_number.ends_with("〕1号"),
+        "{}",
+        a.decision_number
+    );
+    Ok(())
+}
+
+/// An enterprise request's overdue task goes to the supervising department's supervisors,
+/// after the grace period.
+async fn request_escalates_to_the_supervising_department(backend: Backend) -> anyhow::Result<()> {
+    let h = Harness::start(backend).await?;
+    let mut snap = snapshot()?;
+    snap.matter_code = "service.enterprise_request".into();
+    let mut form = prost_types::Struct::default();
+    for (k, v) in [
+        ("subject", "审批超时"),
+        ("description", "环评审批已超过承诺时限仍未办结"),
+        ("category", "approval_delay"),
+        ("handling_department", "eco_env"),
+    ] {
+        form.fields.insert(k.into(), text(v));
+    }
+    snap.form = Some(form);
+    snap.owed_materials.clear();
+    let app = h.submit(snap).await?;
+    h.approve_stage(&app, "accept", 1).await?;
+    h.approve_stage(&app, "assign", 1).await?;
+    let handle = h.stage(&app, "handle", 1).await?.remove(0);
+    assert_eq!(handle.department, "eco_env");
+    let due = due_of(&handle)?;
+    let worker = timer_worker(&h).await?;
+    let escalate = worker.calendar().add_working_hours(due, 4);
+    worker.fire_timers(due).await?;
+    let escalations = |trail: &[pb::AuditEntry]| {
+        trail
+            .iter()
+            .filter(|e| e.action == "escalate" && e.task_id == handle.task_id)
+            .map(|e| e.reason.clone())
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        escalations(&audit(&h, &app).await?).is_empty(),
+        "overdue, not yet escalated"
+    );
+    worker.fire_timers(escalate).await?;
+    worker.fire_timers(escalate).await?;
+    assert_eq!(
+        escalations(&audit(&h, &app).await?),
+        ["supervisor:business_env"]
+    );
+    Ok(())
+}
+
+async fn delegate_task_rules(backend: Backend) -> anyhow::Result<()> {
+    let h = Harness::start(backend).await?;
+    let app = h.submit(snapshot()?).await?;
+    let t = h.stage(&app, "acceptance", 1).await?.remove(0);
+    assert_eq!(t.department, "admin_approval");
+    let mut client = h.client.clone();
+    let delegate = |version: i64, assignee: &str, department: &str, token: &str| {
+        authed(
+            pb::DelegateTaskRequest {
+                task_id: t.task_id.clone(),
+                assignee: assignee.into(),
+                department: department.into(),
+                reason: "休假".into(),
+                expected_version: version,
+            },
+            token,
+        )
+    };
+    let clerk = h.clerk("admin_approval");
+
+    // A clerk hands it to a colleague of the same department.
+    let to_colleague = client
+        .delegate_task(delegate(t.version, "clerk-b", "", &clerk))
+        .await?
+        .into_inner()
+        .task
+        .unwrap_or_default();
+    assert_eq!(to_colleague.assignee, "clerk-b");
+    assert_eq!(to_colleague.status(), pb::TaskStatus::Claimed);
+    assert_eq!(to_colleague.department, "admin_approval");
+    assert_eq!(to_colleague.version, t.version + 1);
+    // Naming its own department is not a move.
+    let same = client
+        .delegate_task(delegate(
+            to_colleague.version,
+            "clerk-c",
+            "admin_approval",
+            &clerk,
+        ))
+        .await?
+        .into_inner()
+        .task
+        .unwrap_or_default();
+    assert_eq!(same.assignee, "clerk-c");
+    assert_eq!(same.department, "admin_approval");
+
+    // A clerk may not move it to another department.
+    let denied = client
+        .delegate_task(delegate(same.version, "eco-clerk", "eco_env", &clerk))
+        .await
+        .err()
+        .map(|e| e.code());
+    assert_eq!(denied, Some(Code::PermissionDenied));
+
+    // A stale version is refused.
+    let stale = client
+        .delegate_task(delegate(t.version, "clerk-d", "", &clerk))
+        .await
+        .err()
+        .map(|e| e.code());
+    assert_eq!(stale, Some(Code::Aborted));
+
+    // A supervisor moves it.
+    let supervisor = h.keys.token(Role::Supervisor, Some("admin_approval"), None);
+    let moved = client
+        .delegate_task(delegate(same.version, "eco-clerk", "eco_env", &supervisor))
+        .await?
+        .into_inner()
+        .task
+        .unwrap_or_default();
+    assert_eq!(moved.department, "eco_env");
+    assert_eq!(moved.assignee, "eco-clerk");
+    assert_eq!(moved.status(), pb::TaskStatus::Claimed);
+
+    // The listing shows the delegate as assignee, in the new department.
+    let listed = h
+        .tasks(&app, &[])
+        .await?
+        .into_iter()
+        .find(|x| x.task_id == t.task_id)
+        .ok_or_else(|| anyhow::anyhow!("task not listed"))?;
+    assert_eq!(listed.assignee, "eco-clerk");
+    assert_eq!(listed.department, "eco_env");
+    assert_eq!(listed.version, moved.version);
+    let mine = client
+        .list_tasks(authed(
+            pb::ListTasksRequest {
+                assignee: "eco-clerk".into(),
+                department: "eco_env".into(),
+                ..Default::default()
+            },
+            &h.admin(),
+        ))
+        .await?
+        .into_inner()
+        .tasks;
+    assert_eq!(
+        mine.iter().map(|x| x.task_id.as_str()).collect::<Vec<_>>(),
+        [t.task_id.as_str()]
+    );
+
+    // The audit trail records each hand-over, and not the refused ones.
+    let delegations: Vec<_> = audit(&h, &app)
+        .await?
+        .into_iter()
+        .filter(|e| e.action == "delegate" && e.task_id == t.task_id)
+        .collect();
+    let reasons: Vec<_> = delegations.iter().map(|e| e.reason.as_str()).collect();
+    assert_eq!(
+        reasons,
+        [
+            "to clerk-b; 休假",
+            "to clerk-c@admin_approval; 休假",
+            "to eco-clerk@eco_env; 休假"
+        ]
+    );
+    assert_eq!(
+        delegations[2].role,
+        "supervisor".to_string(),
+        "{:?}",
+        delegations[2]
+    );
+    assert_eq!(delegations[2].department, "eco_env");
+    Ok(())
+}
+
+async fn list_tasks_pages_without_gaps_or_repeats(backend: Backend) -> anyhow::Result<()> {
+    let h = Harness::start(backend).await?;
+    // Joint review with water intake: four tasks, three of them with the same deadline (ties
+    // on due time are broken by task id), plus another application's acceptance task.
+    let mut water = snapshot()?;
+    if let Some(f) = water.form.as_mut() {
+        f.fields.insert(
+            "uses_water_intake".into(),
+            prost_types::Value {
+                kind: Some(prost_types::value::Kind::BoolValue(true)),
+            },
+        );
+    }
+    let first = h.submit(water).await?;
+    h.approve_stage(&first, "acceptance", 1).await?;
+    let joint = h.stage(&first, "joint_review", 4).await?;
+    let mut dues: Vec<_> = joint.iter().map(due_of).collect::<anyhow::Result<_>>()?;
+    dues.sort();
+    dues.dedup();
+    assert_eq!(dues.len(), 2, "three 24-hour reviews share a deadline");
+    let second = h.submit(snapshot()?).await?;
+    h.stage(&second, "acceptance", 1).await?;
+
+    let all = h
+        .client
+        .clone()
+        .list_tasks(authed(pb::ListTasksRequest::default(), &h.admin()))
+        .await?
+        .into_inner();
+    assert_eq!(all.tasks.len(), 5);
+    assert!(all.next_page_token.is_empty());
+
+    let mut paged = Vec::new();
+    let mut token = String::new();
+    let mut pages = 0;
+    loop {
+        let page = h
+            .client
+            .clone()
+            .list_tasks(authed(
+                pb::ListTasksRequest {
+                    page_size: 2,
+                    page_token: token.clone(),
+                    ..Default::default()
+                },
+                &h.admin(),
+            ))
+            .await?
+            .into_inner();
+        pages += 1;
+        assert!(page.tasks.len() <= 2);
+        paged.extend(page.tasks);
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+        assert!(pages < 10, "paging does not end");
+    }
+    assert_eq!(pages, 3);
+    let ids = |ts: &[pb::Task]| ts.iter().map(|t| t.task_id.clone()).collect::<Vec<_>>();
+    assert_eq!(ids(&paged), ids(&all.tasks), "same tasks, same order");
+    let mut distinct = ids(&paged);
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 5, "no repeats");
+    let order: Vec<_> = paged
+        .iter()
+        .map(|t| due_of(t).map(|d| (d, t.task_id.clone())))
+        .collect::<anyhow::Result<_>>()?;
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "soonest due first");
+
+    let bad = h
+        .client
+        .clone()
+        .list_tasks(authed(
+            pb::ListTasksRequest {
+                page_size: 2,
+                page_token: "not-a-token".into(),
+                ..Default::default()
+            },
+            &h.admin(),
+        ))
+        .await
+        .err()
+        .map(|e| e.code());
+    assert_eq!(bad, Some(Code::InvalidArgument));
+    Ok(())
+}
+
 macro_rules! on_both {
     ($($name:ident),* $(,)?) => {
         mod postgres {
@@ -957,6 +1309,10 @@ macro_rules! on_both {
 }
 
 on_both!(
+    decision_number_falls_back_to_the_lead_department,
+    request_escalates_to_the_supervising_department,
+    delegate_task_rules,
+    list_tasks_pages_without_gaps_or_repeats,
     joint_review_then_decision_approves,
     any_reject_rejects_and_cancels_the_rest,
     credit_class_d_adds_extra_review,

@@ -79,7 +79,7 @@ impl IntakeService for IntakeGrpc {
         let mut changes = self.intake.subscribe_changes();
         let first = self.intake.get(&who, &id).await?;
         let intake = self.intake.clone();
-        let stream = async_stream(move |tx| async move {
+        let stream = tongban_runtime::stream_from_task(move |tx| async move {
             let mut seen = first.version;
             let snapshot = pb::WatchApplicationResponse {
                 change_time: first.update_time,
@@ -154,16 +154,4 @@ impl IntakeService for IntakeGrpc {
             matters: self.intake.list_matters(),
         }))
     }
-}
-
-/// A response stream fed by a task; the task stops when the client goes away.
-fn async_stream<T, F, Fut>(body: F) -> Pin<Box<dyn Stream<Item = T> + Send>>
-where
-    T: Send + 'static,
-    F: FnOnce(tokio::sync::mpsc::Sender<T>) -> Fut,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
-    let (tx, rx) = tokio::sync::mpsc::channel(16);
-    tokio::spawn(body(tx));
-    Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
 }

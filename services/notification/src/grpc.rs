@@ -84,7 +84,7 @@ impl NotificationService for NotificationGrpc {
         };
         let poll = self.poll;
         let shutdown = self.shutdown.clone();
-        let stream = async_stream(move |tx| async move {
+        let stream = tongban_runtime::stream_from_task(move |tx| async move {
             loop {
                 let unread_only = last < unread_until;
                 let batch = repository::after(
@@ -159,16 +159,4 @@ impl NotificationService for NotificationGrpc {
             webhook: Some(webhook),
         }))
     }
-}
-
-/// A response stream fed by a task; the task stops when the client goes away or on shutdown.
-fn async_stream<T, F, Fut>(body: F) -> Pin<Box<dyn Stream<Item = T> + Send>>
-where
-    T: Send + 'static,
-    F: FnOnce(tokio::sync::mpsc::Sender<T>) -> Fut,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
-    let (tx, rx) = tokio::sync::mpsc::channel(16);
-    tokio::spawn(body(tx));
-    Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
 }
