@@ -116,6 +116,7 @@ pub(crate) enum Svc {
     Intake,
     Approval,
     Dispatch,
+    Notification,
 }
 
 impl Svc {
@@ -124,6 +125,7 @@ impl Svc {
             Svc::Intake => "intake",
             Svc::Approval => "approval",
             Svc::Dispatch => "dispatch",
+            Svc::Notification => "notification",
         }
     }
 }
@@ -134,8 +136,6 @@ pub(crate) struct Conn {
     pub(crate) intake_url: String,
     pub(crate) approval_url: String,
     pub(crate) dispatch_url: String,
-    /// Resolved for completeness; no command talks to notification yet.
-    #[allow(dead_code)]
     pub(crate) notification_url: String,
     token: Option<String>,
     pub(crate) output: Output,
@@ -229,6 +229,7 @@ impl Conn {
                 Svc::Intake => &self.intake_url,
                 Svc::Approval => &self.approval_url,
                 Svc::Dispatch => &self.dispatch_url,
+                Svc::Notification => &self.notification_url,
             };
             anyhow::Error::new(RpcError {
                 service: svc.name(),

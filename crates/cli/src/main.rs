@@ -10,12 +10,13 @@
 //! # Layout
 //! - `client`: server URLs, token, config file, and the error → exit code mapping.
 //! - `output`: tables (80 columns, display width), Asia/Shanghai times, proto3 JSON.
-//! - `applicant`, `staff`, `demo`: one function per subcommand.
+//! - `applicant`, `staff`, `inbox`, `demo`: one function per subcommand.
 
 mod applicant;
 mod client;
 mod demo;
 mod dev;
+mod inbox;
 mod output;
 mod staff;
 mod topology;
@@ -172,6 +173,18 @@ enum Command {
         id: String,
     },
 
+    // ---- everyone ----
+    /// My notifications, newest first (times in Asia/Shanghai); --follow streams new ones.
+    #[command(
+        after_help = "Examples:\n  tongban inbox\n  tongban inbox --unread --limit 20\n  tongban inbox --output json | jq -r '.notifications[].notificationId'\n  tongban inbox --follow                     # until Ctrl-C; reconnects by itself\n  tongban inbox --follow --after 1234 --output json   # one JSON object per line"
+    )]
+    Inbox(inbox::InboxArgs),
+    /// Mark notifications read; prints how many were marked.
+    #[command(
+        after_help = "Examples:\n  tongban read 0195...\n  tongban read $(tongban inbox --unread --output json | jq -r '.notifications[].notificationId')"
+    )]
+    Read(inbox::ReadArgs),
+
     /// Scripted walkthrough: submit the example, approve every task, wait for 4/4 platforms.
     #[command(
         after_help = "Examples:\n  tongban demo --spawn                 # starts its own `tongban dev` and stops it\n  tongban demo --data-dir data         # against a running `tongban dev`\n  tongban demo --spawn --timeout 120"
@@ -231,7 +244,14 @@ struct IssueArgs {
 }
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    // Usage errors exit 1 (exit 2 means the server rejected a request); help and version 0.
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return std::process::ExitCode::from(if e.use_stderr() { 1 } else { 0 });
+        }
+    };
     if let Command::Completions { shell } = cli.command {
         clap_complete::generate(
             shell,
@@ -306,6 +326,8 @@ async fn client_command(global: &client::GlobalArgs, command: Command) -> anyhow
         Command::Deliveries(a) => staff::deliveries(&conn, a).await,
         Command::Retry { delivery } => staff::retry(&conn, &delivery).await,
         Command::Audit { id } => staff::audit(&conn, &id).await,
+        Command::Inbox(a) => inbox::inbox(&conn, a).await,
+        Command::Read(a) => inbox::read(&conn, a).await,
         Command::Dev(_)
         | Command::Topology { .. }
         | Command::Token { .. }

@@ -61,10 +61,16 @@ fn completions_for_each_shell() -> anyhow::Result<()> {
 }
 
 #[test]
-fn usage_errors_exit_1_or_clap_2() -> anyhow::Result<()> {
-    // A bad material spec is a usage error (clap's own exit code is 2 for usage).
+fn usage_errors_exit_1_and_help_exits_0() -> anyhow::Result<()> {
+    // Exit 2 is reserved for "the server rejected the request"; usage errors are local (1).
     let (code, _) = run(&["supplement", "x", "--material", "name=only"])?;
-    assert_ne!(code, 0);
+    assert_eq!(code, 1);
+    let (code, _) = run(&["tasks", "--no-such-flag"])?;
+    assert_eq!(code, 1);
+    let (code, _) = run(&["inbox", "--after", "3"])?;
+    assert_eq!(code, 1, "--after needs --follow");
+    let (code, _) = run(&["--help"])?;
+    assert_eq!(code, 0);
     Ok(())
 }
 

@@ -195,3 +195,19 @@ where
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+/// Runs each listed `async fn name(backend: Backend) -> anyhow::Result<()>` twice: as
+/// `postgres::name` (PostgreSQL + RabbitMQ) and `sqlite::name` (SQLite + the embedded bus).
+#[macro_export]
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() -> anyhow::Result<()> { super::$name($crate::Backend::Postgres).await })*
+        }
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() -> anyhow::Result<()> { super::$name($crate::Backend::Sqlite).await })*
+        }
+    };
+}

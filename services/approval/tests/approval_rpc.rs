@@ -1295,20 +1295,7 @@ async fn list_tasks_pages_without_gaps_or_repeats(backend: Backend) -> anyhow::R
     Ok(())
 }
 
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() -> anyhow::Result<()> { super::$name(tongban_testkit::Backend::Postgres).await })*
-        }
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() -> anyhow::Result<()> { super::$name(tongban_testkit::Backend::Sqlite).await })*
-        }
-    };
-}
-
-on_both!(
+tongban_testkit::on_both!(
     decision_number_falls_back_to_the_lead_department,
     request_escalates_to_the_supervising_department,
     delegate_task_rules,

@@ -641,20 +641,7 @@ async fn bad_mapping_stops_start_up_naming_file_and_field(backend: Backend) -> a
     Ok(())
 }
 
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() -> anyhow::Result<()> { super::$name(tongban_testkit::Backend::Postgres).await })*
-        }
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() -> anyhow::Result<()> { super::$name(tongban_testkit::Backend::Sqlite).await })*
-        }
-    };
-}
-
-on_both!(
+tongban_testkit::on_both!(
     fan_out_reaches_every_platform_once,
     platform_down_does_not_delay_the_others,
     failing_platform_dead_letters_then_replays,

@@ -567,20 +567,7 @@ async fn supplement_and_withdraw(backend: Backend) -> anyhow::Result<()> {
     Ok(())
 }
 
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() -> anyhow::Result<()> { super::$name(tongban_testkit::Backend::Postgres).await })*
-        }
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() -> anyhow::Result<()> { super::$name(tongban_testkit::Backend::Sqlite).await })*
-        }
-    };
-}
-
-on_both!(
+tongban_testkit::on_both!(
     submit_is_idempotent_and_emits_one_event,
     list_pages_and_filters,
     bad_input_names_the_field_and_writes_nothing,

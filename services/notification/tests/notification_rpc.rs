@@ -722,20 +722,7 @@ async fn smtp_session(sock: tokio::net::TcpStream, mails: Mails) -> std::io::Res
     Ok(())
 }
 
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() -> anyhow::Result<()> { super::$name(tongban_testkit::Backend::Postgres).await })*
-        }
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() -> anyhow::Result<()> { super::$name(tongban_testkit::Backend::Sqlite).await })*
-        }
-    };
-}
-
-on_both!(
+tongban_testkit::on_both!(
     fan_in_reaches_each_role_once,
     subscribe_resumes_without_gaps_or_repeats,
     email_goes_out_once_in_the_applicants_language,

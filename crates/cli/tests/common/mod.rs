@@ -234,3 +234,66 @@ pub fn eventually<T>(
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// A CLI child process that keeps running (e.g. `inbox --follow`); killed on drop.
+pub struct Spawned {
+    pub child: Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Spawned {
+    /// The next stdout line, or `None` after `timeout` (or when stdout closed).
+    pub fn next_line(&self, timeout: Duration) -> Option<String> {
+        self.lines.recv_timeout(timeout).ok()
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Dev {
+    /// Starts the CLI against this stack (clean environment as in [`run_cli`]) without waiting
+    /// for it; its stdout is read line by line on a thread.
+    pub fn spawn_cli(&self, token: Option<&str>, args: &[&str]) -> anyhow::Result<Spawned> {
+        use std::io::BufRead as _;
+        let mut cmd = Command::new(BIN);
+        cmd.current_dir(repo_root())
+            .args(args)
+            .arg("--server")
+            .arg(self.server())
+            .env(
+                "TONGBAN_CONFIG",
+                self.dir.path().join("no-such-config.toml"),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        for (k, _) in std::env::vars() {
+            if k.starts_with("TONGBAN_") && k != "TONGBAN_CONFIG" {
+                cmd.env_remove(k);
+            }
+        }
+        if let Some(t) = token {
+            cmd.arg("--token").arg(t);
+        }
+        let mut child = cmd.spawn()?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("child has no stdout"))?;
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(Spawned { child, lines })
+    }
+}
