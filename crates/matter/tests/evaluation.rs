@@ -577,15 +577,19 @@ fn class_d_gets_the_extra_review() {
 }
 
 #[test]
-fn accepted_pledge_jumps_to_the_decision() {
+fn accepted_pledge_plans_no_review() {
     let (deps, eia, _) = load();
     let form = eia_form();
     let mut c = ctx(&form, Some(CreditClass::A), "350724");
     c.pledge_signed = true;
     assert!(eia.pledge_applies(&c));
     let plan = eia.plan(&c, &deps).unwrap();
-    let ids: Vec<_> = plan.iter().map(|s| s.stage_id.as_str()).collect();
-    assert_eq!(ids, ["acceptance", "decision"]);
+    assert!(plan.is_empty(), "approved at once on the pledge: {plan:?}");
+    // A class C applicant's pledge is not admitted: the full path.
+    let mut c_class = ctx(&form, Some(CreditClass::C), "350724");
+    c_class.pledge_signed = true;
+    assert!(!eia.pledge_applies(&c_class));
+    assert_eq!(eia.plan(&c_class, &deps).unwrap().len(), 3);
     // Unsigned, the same applicant goes through joint review.
     c.pledge_signed = false;
     assert!(!eia.pledge_applies(&c));

@@ -181,7 +181,8 @@ impl Approval {
             .iter()
             .map(StagePlan::from)
             .collect();
-        if plan.is_empty() {
+        let on_pledge = def.pledge_applies(&ctx);
+        if plan.is_empty() && !on_pledge {
             return Err(ApprovalError::FailedPrecondition(format!(
                 "{} v{} plans no stage for this application",
                 def.code, def.version
@@ -196,7 +197,7 @@ impl Approval {
             status: InstanceStatus::Running { stage: 0 },
             stage_index: 0,
             plan,
-            on_pledge: def.pledge_applies(&ctx),
+            on_pledge,
             lead_department: def.lead_department.clone(),
             owner_credit_code: applicant.credit_code.clone(),
             supplement_task_id: String::new(),
@@ -205,6 +206,10 @@ impl Approval {
             created_at: ms(now),
             updated_at: ms(now),
         };
+        let (status, commands) =
+            inst.status
+                .apply(Input::Started, inst.plan.len(), inst.is_request)?;
+        inst.status = status;
         if !repository::insert_instance(txn, &inst).await? {
             return Ok(());
         }
@@ -229,8 +234,8 @@ impl Approval {
         self.run_commands(
             txn,
             &mut inst,
-            &[Command::OpenStage(0)],
-            &Cause::system("open_stage"),
+            &commands,
+            &Cause::system("start"),
             now,
             &mut events,
         )

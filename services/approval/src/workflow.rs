@@ -70,6 +70,8 @@ pub enum InstanceStatus {
 /// What happened to an instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Input {
+    /// The instance was just created with its plan.
+    Started,
     /// A review task of the current stage was approved; `stage_complete` when it was the last
     /// one of the stage still open.
     TaskApproved {
@@ -177,6 +179,14 @@ impl InstanceStatus {
             input,
         };
         match (self, input) {
+            (Self::Running { stage: 0 }, Input::Started) if stages > 0 => {
+                Ok((self, vec![Command::OpenStage(0)]))
+            }
+            // Commitment-based approval (告知承诺制): a plan with nothing to review is approved
+            // at once; verification follows (see `Command::EmitApproved`).
+            (Self::Running { stage: 0 }, Input::Started) if !request => {
+                Ok((Self::Approved, vec![Command::EmitApproved]))
+            }
             (
                 Self::Running { stage },
                 Input::TaskApproved {
@@ -389,6 +399,27 @@ impl TaskState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn start_opens_the_first_stage_or_approves_an_empty_plan() {
+        let start = InstanceStatus::Running { stage: 0 };
+        assert_eq!(
+            start.apply(Input::Started, 3, false).unwrap(),
+            (start, vec![Command::OpenStage(0)])
+        );
+        // Commitment-based approval: nothing to review, approved at once.
+        assert_eq!(
+            start.apply(Input::Started, 0, false).unwrap(),
+            (InstanceStatus::Approved, vec![Command::EmitApproved])
+        );
+        // A request always has someone to answer it; an empty plan is a broken definition.
+        assert!(start.apply(Input::Started, 0, true).is_err());
+        assert!(
+            InstanceStatus::Approved
+                .apply(Input::Started, 3, false)
+                .is_err()
+        );
+    }
 
     #[test]
     fn stages_advance_then_approve() {
