@@ -47,7 +47,7 @@ impl Stack {
         let db = TestDb::new(Backend::Postgres, service).await?;
         let mut cmd = Command::new(binary(bin)?);
         cmd.env("TONGBAN_DATABASE_URL", &db.url)
-            .env("TONGBAN_BUS_URL", tongban_testkit::amqp_url())
+            .env("TONGBAN_BUS_URL", tongban_testkit::amqp_url_for_processes())
             .env("TONGBAN_EXCHANGE", &self.exchange)
             .env("TONGBAN_LISTEN", format!("127.0.0.1:{port}"))
             .env(

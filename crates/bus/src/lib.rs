@@ -185,8 +185,9 @@ impl Bus {
     /// Connects by URL: `amqp://…` (RabbitMQ, events on `exchange`) or `sqlite://…` (embedded).
     pub async fn connect(url: &str, exchange: &str) -> Result<Bus, BusError> {
         if url.starts_with("amqp://") || url.starts_with("amqps://") {
+            let (url, expires) = split_queue_expiry(url)?;
             Ok(Bus::Rabbit(
-                rabbit::RabbitBus::connect(url, exchange).await?,
+                rabbit::RabbitBus::connect_with_expiry(&url, exchange, expires).await?,
             ))
         } else if url.starts_with("sqlite:") {
             Ok(Bus::Local(local::LocalBus::open(url).await?))
@@ -232,7 +233,54 @@ impl Bus {
     }
 }
 
+/// Takes Tongban's own `queue_expires_secs=N` out of an AMQP URL's query (the rest goes to
+/// lapin): queues unused for N seconds are deleted by the broker. For short-lived environments
+/// such as test runs, which make fresh queue names every time; production leaves it out.
+fn split_queue_expiry(url: &str) -> Result<(String, Option<Duration>), BusError> {
+    let Some((base, query)) = url.split_once('?') else {
+        return Ok((url.to_string(), None));
+    };
+    let mut expires = None;
+    let mut rest = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("queue_expires_secs", v)) => {
+                let secs: u64 = v.parse().map_err(|_| {
+                    BusError::Url(format!("queue_expires_secs={v} is not a number"))
+                })?;
+                expires = Some(Duration::from_secs(secs.max(1)));
+            }
+            _ => rest.push(pair),
+        }
+    }
+    let url = if rest.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", rest.join("&"))
+    };
+    Ok((url, expires))
+}
+
 /// Backoff for reconnect loops: 100 ms doubling to 5 s.
 pub(crate) fn reconnect_delay(attempt: u32) -> Duration {
     Duration::from_millis((100u64 << attempt.min(6)).min(5_000))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_expiry_is_taken_out_of_the_url() -> Result<(), BusError> {
+        let (url, e) =
+            split_queue_expiry("amqp://g:g@h:5672/%2f?heartbeat=10&queue_expires_secs=60")?;
+        assert_eq!(url, "amqp://g:g@h:5672/%2f?heartbeat=10");
+        assert_eq!(e, Some(Duration::from_secs(60)));
+        let (url, e) = split_queue_expiry("amqp://h/%2f")?;
+        assert_eq!((url.as_str(), e), ("amqp://h/%2f", None));
+        let (url, _) = split_queue_expiry("amqp://h/%2f?queue_expires_secs=5")?;
+        assert_eq!(url, "amqp://h/%2f");
+        assert!(split_queue_expiry("amqp://h/?queue_expires_secs=x").is_err());
+        Ok(())
+    }
 }

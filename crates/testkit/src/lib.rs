@@ -24,6 +24,17 @@ pub fn amqp_url() -> String {
         .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
 }
 
+/// Tests make fresh queue names every run; the broker deletes them a minute after last use,
+/// so a shared RabbitMQ does not fill up with quorum queues (each one a Raft group).
+pub const TEST_QUEUE_EXPIRES_SECS: u64 = 60;
+
+/// [`amqp_url`] with the test queue expiry, for service processes started by tests.
+pub fn amqp_url_for_processes() -> String {
+    let url = amqp_url();
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}queue_expires_secs={TEST_QUEUE_EXPIRES_SECS}")
+}
+
 /// The repository's `deploy/` directory.
 pub fn deploy_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../deploy")
@@ -81,7 +92,7 @@ pub async fn rabbit_bus(prefix: &str) -> anyhow::Result<(Bus, String)> {
     let bus = tongban_bus::rabbit::RabbitBus::connect_with_expiry(
         &url,
         &exchange,
-        Some(std::time::Duration::from_secs(600)),
+        Some(std::time::Duration::from_secs(TEST_QUEUE_EXPIRES_SECS)),
     )
     .await
     .map(Bus::Rabbit)
