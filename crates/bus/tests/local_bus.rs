@@ -5,7 +5,7 @@ use std::time::Duration;
 use anyhow::{Context, anyhow};
 use tongban_bus::{Bus, Delivery, OutgoingMessage, QueueSpec, Subscription, local::LocalBus};
 
-const WAIT: Duration = Duration::from_secs(20);
+const WAIT: Duration = Duration::from_secs(30);
 
 fn msg(key: &str, body: &str) -> OutgoingMessage {
     OutgoingMessage {

@@ -20,7 +20,7 @@ use tonic::{Code, transport::Channel};
 use tonic_types::StatusExt;
 
 const APPLICANT: &str = "91350100M000100Y43";
-const WAIT: Duration = Duration::from_secs(15);
+const WAIT: Duration = Duration::from_secs(30);
 
 struct Harness {
     client: ApprovalServiceClient<Channel>,
@@ -73,7 +73,7 @@ impl Harness {
         // The listener accepts connections before the service has declared its queue, so wait
         // for an answered RPC: events published after that reach the approval queue.
         let admin = keys.token(Role::Admin, None, None);
-        let client = eventually(Duration::from_secs(10), "approval to serve", || async {
+        let client = eventually(Duration::from_secs(30), "approval to serve", || async {
             let mut c = ApprovalServiceClient::connect(format!("http://{addr}"))
                 .await
                 .ok()?;

@@ -21,7 +21,7 @@ use tongban_testkit::{Backend, Keys, TestDb, authed, eventually};
 use tonic::{Code, transport::Channel};
 use tonic_types::StatusExt;
 
-const WAIT: Duration = Duration::from_secs(20);
+const WAIT: Duration = Duration::from_secs(30);
 
 /// What each shipped platform receives for one submitted + approved application.
 const EXPECTED: &[(&str, usize)] = &[
@@ -127,7 +127,7 @@ impl Harness {
         // A bound listener accepts connections before the service runs; an answered call means
         // the queue is declared and the workers are up.
         let token = self.token(Role::Clerk);
-        self.client = eventually(Duration::from_secs(10), "dispatch to serve", || async {
+        self.client = eventually(Duration::from_secs(30), "dispatch to serve", || async {
             let mut c = DispatchServiceClient::connect(format!("http://{addr}"))
                 .await
                 .ok()?;

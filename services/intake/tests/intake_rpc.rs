@@ -55,7 +55,7 @@ impl Harness {
                 eprintln!("intake stopped: {e:#}");
             }
         });
-        let client = eventually(Duration::from_secs(10), "intake to listen", || async {
+        let client = eventually(Duration::from_secs(30), "intake to listen", || async {
             IntakeServiceClient::connect(format!("http://{addr}"))
                 .await
                 .ok()

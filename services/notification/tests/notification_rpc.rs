@@ -29,7 +29,7 @@ use tonic_types::StatusExt;
 
 const ZH_APPLICANT: &str = "91350100M000100Y43";
 const EN_APPLICANT: &str = "91440300708461136T";
-const WAIT: Duration = Duration::from_secs(20);
+const WAIT: Duration = Duration::from_secs(30);
 
 type Mails = Arc<Mutex<Vec<String>>>;
 
@@ -94,7 +94,7 @@ impl Harness {
         // The listener accepts before the service runs; an answered RPC proves the queue is
         // declared (it is, before serving starts), so nothing published from now on is lost.
         let admin = keys.token(Role::Admin, None, None);
-        let client = eventually(Duration::from_secs(10), "notification to serve", || async {
+        let client = eventually(Duration::from_secs(30), "notification to serve", || async {
             let mut c = NotificationServiceClient::connect(format!("http://{addr}"))
                 .await
                 .ok()?;
