@@ -8,6 +8,7 @@
 //! - [`Tasks`]: owner of background tasks (relay, consumers, timers), awaited on shutdown.
 
 pub mod config;
+pub mod status;
 
 use std::future::Future;
 

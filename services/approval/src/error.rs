@@ -1,13 +1,9 @@
 //! The approval service's errors and their one mapping to gRPC status codes.
 
-use tonic_types::{ErrorDetails, StatusExt};
+const DOMAIN: &str = "tongban.approval";
 
-/// A field that failed validation, named as the client sent it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Violation {
-    pub field: String,
-    pub description: String,
-}
+pub use tongban_runtime::status::Violation;
+use tongban_runtime::status::{self, summary};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApprovalError {
@@ -30,19 +26,9 @@ pub enum ApprovalError {
     Corrupt(String),
 }
 
-fn summary(v: &[Violation]) -> String {
-    v.iter()
-        .map(|v| format!("{}: {}", v.field, v.description))
-        .collect::<Vec<_>>()
-        .join("; ")
-}
-
 /// A single-field invalid-argument error.
 pub fn invalid(field: impl Into<String>, description: impl Into<String>) -> ApprovalError {
-    ApprovalError::Invalid(vec![Violation {
-        field: field.into(),
-        description: description.into(),
-    }])
+    ApprovalError::Invalid(vec![Violation::new(field, description)])
 }
 
 /// Permission denied with a reason.
@@ -65,36 +51,18 @@ impl From<crate::workflow::InvalidTaskChange> for ApprovalError {
 impl From<ApprovalError> for tonic::Status {
     fn from(e: ApprovalError) -> Self {
         let message = e.to_string();
-        let info = |reason: &str| {
-            let mut d = ErrorDetails::new();
-            d.set_error_info(
-                reason,
-                "tongban.approval",
-                std::collections::HashMap::<String, String>::new(),
-            );
-            d
-        };
         match e {
             ApprovalError::Invalid(violations) => {
-                let mut details = info("INVALID_ARGUMENT");
-                for v in &violations {
-                    details.add_bad_request_violation(v.field.clone(), v.description.clone());
-                }
-                tonic::Status::with_error_details(tonic::Code::InvalidArgument, message, details)
+                status::invalid_argument(message, &violations, "INVALID_ARGUMENT", DOMAIN)
             }
             ApprovalError::NotFound(_) => tonic::Status::not_found(message),
             ApprovalError::AlreadyExists(_) => tonic::Status::already_exists(message),
-            ApprovalError::StaleVersion { .. } => tonic::Status::with_error_details(
-                tonic::Code::Aborted,
-                message,
-                info("STALE_VERSION"),
-            ),
+            ApprovalError::StaleVersion { .. } => {
+                status::with_reason(tonic::Code::Aborted, message, "STALE_VERSION", DOMAIN)
+            }
             ApprovalError::FailedPrecondition(_) => tonic::Status::failed_precondition(message),
             ApprovalError::Auth(a) => a.into(),
-            ApprovalError::Db(err) => {
-                tracing::error!(error = %err, "storage error");
-                tonic::Status::unavailable("storage unavailable; retry later")
-            }
+            ApprovalError::Db(err) => status::storage_unavailable(&err),
             ApprovalError::Corrupt(_) => {
                 tracing::error!(%message, "corrupt row");
                 tonic::Status::internal("internal error")

@@ -1,6 +1,6 @@
 //! The dispatch service's errors and their one mapping to gRPC status codes.
 
-use tonic_types::{ErrorDetails, StatusExt};
+use tongban_runtime::status;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DispatchError {
@@ -34,23 +34,16 @@ impl From<DispatchError> for tonic::Status {
     fn from(e: DispatchError) -> Self {
         let message = e.to_string();
         match e {
-            DispatchError::Invalid { field, description } => {
-                let mut details = ErrorDetails::new();
-                details.add_bad_request_violation(field, description);
-                details.set_error_info(
-                    "INVALID_ARGUMENT",
-                    "tongban.dispatch",
-                    std::collections::HashMap::<String, String>::new(),
-                );
-                tonic::Status::with_error_details(tonic::Code::InvalidArgument, message, details)
-            }
+            DispatchError::Invalid { field, description } => status::invalid_argument(
+                message,
+                &[status::Violation { field, description }],
+                "INVALID_ARGUMENT",
+                "tongban.dispatch",
+            ),
             DispatchError::NotFound(_) => tonic::Status::not_found(message),
             DispatchError::FailedPrecondition(_) => tonic::Status::failed_precondition(message),
             DispatchError::Auth(a) => a.into(),
-            DispatchError::Db(err) => {
-                tracing::error!(error = %err, "storage error");
-                tonic::Status::unavailable("storage unavailable; retry later")
-            }
+            DispatchError::Db(err) => status::storage_unavailable(&err),
             DispatchError::Platform { .. } => tonic::Status::unavailable(message),
             DispatchError::Corrupt(_) => {
                 tracing::error!(%message, "corrupt row");

@@ -1,6 +1,6 @@
 //! The notification service's errors and their one mapping to gRPC status codes.
 
-use tonic_types::{ErrorDetails, StatusExt};
+use tongban_runtime::status;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NotificationError {
@@ -20,21 +20,14 @@ impl From<NotificationError> for tonic::Status {
     fn from(e: NotificationError) -> Self {
         let message = e.to_string();
         match e {
-            NotificationError::Invalid { field, description } => {
-                let mut details = ErrorDetails::new();
-                details.add_bad_request_violation(field, description);
-                details.set_error_info(
-                    "INVALID_ARGUMENT",
-                    "tongban.notification",
-                    std::collections::HashMap::<String, String>::new(),
-                );
-                tonic::Status::with_error_details(tonic::Code::InvalidArgument, message, details)
-            }
+            NotificationError::Invalid { field, description } => status::invalid_argument(
+                message,
+                &[status::Violation { field, description }],
+                "INVALID_ARGUMENT",
+                "tongban.notification",
+            ),
             NotificationError::Auth(a) => a.into(),
-            NotificationError::Db(err) => {
-                tracing::error!(error = %err, "storage error");
-                tonic::Status::unavailable("storage unavailable; retry later")
-            }
+            NotificationError::Db(err) => status::storage_unavailable(&err),
             NotificationError::Config(_) => {
                 tracing::error!(%message, "configuration error");
                 tonic::Status::internal("internal error")
