@@ -369,16 +369,41 @@ async fn claim(
         .iter()
         .map(|r| r.try_get("", "id"))
         .collect::<Result<_, _>>()?;
-    for id in &ids {
+    if !ids.is_empty() {
+        let mut values: Vec<Value> = vec![(now + lease_ms).into()];
+        values.extend(ids.iter().map(|id| Value::from(id.clone())));
         txn.execute_raw(stmt(
             b,
-            &format!("UPDATE {table} SET next_attempt_ms = ? WHERE {id_col} = ?"),
-            vec![(now + lease_ms).into(), id.clone().into()],
+            &format!(
+                "UPDATE {table} SET next_attempt_ms = ? WHERE {id_col} IN ({})",
+                placeholders(ids.len())
+            ),
+            values,
         ))
         .await?;
     }
     txn.commit().await?;
     Ok(ids)
+}
+
+/// `?, ?, ?` for an `IN (…)` list of `n` values.
+fn placeholders(n: usize) -> String {
+    vec!["?"; n].join(", ")
+}
+
+/// The rows of `sql_before_in` followed by `(?, …)` over `ids`, in one query.
+async fn rows_for_ids(
+    db: &DatabaseConnection,
+    sql_before_in: &str,
+    ids: Vec<String>,
+) -> Result<Vec<sea_orm::QueryResult>, DbErr> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!("{sql_before_in} ({})", placeholders(ids.len()));
+    let values = ids.into_iter().map(Value::from).collect();
+    db.query_all_raw(stmt(db.get_database_backend(), &sql, values))
+        .await
 }
 
 /// An e-mail claimed for sending.
@@ -405,24 +430,21 @@ pub async fn claim_emails(
         limit,
     )
     .await?;
-    let mut out = Vec::with_capacity(ids.len());
-    for id in ids {
-        let row = db
-            .query_one_raw(stmt(
-                db.get_database_backend(),
-                "SELECT notification_id, to_addr, subject, body, attempts FROM emails WHERE notification_id = ?",
-                vec![id.into()],
-            ))
-            .await?;
-        if let Some(r) = row {
-            out.push(EmailRow {
-                notification_id: r.try_get("", "notification_id")?,
-                to_addr: r.try_get("", "to_addr")?,
-                subject: r.try_get("", "subject")?,
-                body: r.try_get("", "body")?,
-                attempts: i64::from(r.try_get::<i32>("", "attempts")?),
-            });
-        }
+    let rows = rows_for_ids(
+        db,
+        "SELECT notification_id, to_addr, subject, body, attempts FROM emails WHERE notification_id IN",
+        ids,
+    )
+    .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        out.push(EmailRow {
+            notification_id: r.try_get("", "notification_id")?,
+            to_addr: r.try_get("", "to_addr")?,
+            subject: r.try_get("", "subject")?,
+            body: r.try_get("", "body")?,
+            attempts: i64::from(r.try_get::<i32>("", "attempts")?),
+        });
     }
     Ok(out)
 }
@@ -483,27 +505,24 @@ pub async fn claim_deliveries(
         limit,
     )
     .await?;
-    let mut out = Vec::with_capacity(ids.len());
-    for id in ids {
-        let row = db
-            .query_one_raw(stmt(
-                db.get_database_backend(),
-                "SELECT d.delivery_id, d.event_id, d.body, d.attempts, w.url, w.secret
-                 FROM webhook_deliveries d JOIN webhooks w ON w.webhook_id = d.webhook_id
-                 WHERE d.delivery_id = ?",
-                vec![id.into()],
-            ))
-            .await?;
-        if let Some(r) = row {
-            out.push(DeliveryRow {
-                delivery_id: r.try_get("", "delivery_id")?,
-                event_id: r.try_get("", "event_id")?,
-                url: r.try_get("", "url")?,
-                secret: r.try_get("", "secret")?,
-                body: r.try_get("", "body")?,
-                attempts: i64::from(r.try_get::<i32>("", "attempts")?),
-            });
-        }
+    let rows = rows_for_ids(
+        db,
+        "SELECT d.delivery_id, d.event_id, d.body, d.attempts, w.url, w.secret
+         FROM webhook_deliveries d JOIN webhooks w ON w.webhook_id = d.webhook_id
+         WHERE d.delivery_id IN",
+        ids,
+    )
+    .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        out.push(DeliveryRow {
+            delivery_id: r.try_get("", "delivery_id")?,
+            event_id: r.try_get("", "event_id")?,
+            url: r.try_get("", "url")?,
+            secret: r.try_get("", "secret")?,
+            body: r.try_get("", "body")?,
+            attempts: i64::from(r.try_get::<i32>("", "attempts")?),
+        });
     }
     Ok(out)
 }
