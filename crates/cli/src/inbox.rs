@@ -24,7 +24,7 @@ const MAX_PAGE: i32 = 200;
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 #[derive(clap::Args, Debug)]
-pub(crate) struct InboxArgs {
+pub struct InboxArgs {
     /// Only notifications not read yet.
     #[arg(long, conflicts_with = "follow")]
     unread: bool,
@@ -42,7 +42,7 @@ pub(crate) struct InboxArgs {
 }
 
 #[derive(clap::Args, Debug)]
-pub(crate) struct ReadArgs {
+pub struct ReadArgs {
     /// Notification ids, or the short ids `tongban inbox` shows (their last group).
     #[arg(required = true, value_name = "ID")]
     ids: Vec<String>,

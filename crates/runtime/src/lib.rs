@@ -5,10 +5,15 @@
 //! - [`serve_grpc`]: one tonic server with gRPC health checking, server reflection and grpc-web,
 //!   stopping gracefully when the shutdown token fires.
 //! - [`shutdown_on_signals`]: SIGINT/SIGTERM cancel a token; a second signal exits at once.
+//! - [`ServiceBuilder`]: relay, consumer, background workers and the server of one service,
+//!   started in the right order and joined on shutdown.
 //! - [`Tasks`]: owner of background tasks (relay, consumers, timers), awaited on shutdown.
 
 pub mod config;
+pub mod service;
 pub mod status;
+
+pub use service::ServiceBuilder;
 
 use std::future::Future;
 
@@ -156,10 +161,15 @@ impl Tasks {
         Self::default()
     }
 
-    pub fn spawn(&mut self, name: &'static str, fut: impl Future<Output = ()> + Send + 'static) {
+    pub fn spawn(
+        &mut self,
+        name: impl Into<String>,
+        fut: impl Future<Output = ()> + Send + 'static,
+    ) {
+        let name = name.into();
         self.set.spawn(async move {
             fut.await;
-            tracing::debug!(task = name, "task finished");
+            tracing::debug!(task = %name, "task finished");
         });
     }
 
