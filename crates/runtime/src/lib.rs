@@ -35,6 +35,19 @@ pub struct Context {
     pub deploy_dir: std::path::PathBuf,
 }
 
+impl Context {
+    /// Connects what `cfg` names: the database, the bus, and the token verifier.
+    pub async fn connect(cfg: &config::ServiceConfig) -> anyhow::Result<Self> {
+        use secrecy::ExposeSecret as _;
+        Ok(Self {
+            db: tongban_outbox::db::connect(cfg.database_url.expose_secret()).await?,
+            bus: Bus::connect(cfg.bus_url.expose_secret(), &cfg.exchange).await?,
+            auth: Authenticator::new(&tongban_auth::Secret::load(&cfg.jwt_secret_file)?),
+            deploy_dir: cfg.deploy_dir.clone(),
+        })
+    }
+}
+
 /// Serves `routes` on `listener` with health (each of `services` reported SERVING), reflection
 /// of every Tongban API, and grpc-web, until `shutdown` is cancelled.
 pub async fn serve_grpc(
