@@ -46,12 +46,9 @@ pub trait DefinitionStore: Send + Sync {
         version: u32,
     ) -> impl Future<Output = Result<Option<String>, Self::Error>> + Send;
 
-    /// Stores a definition; `false` (and nothing written) when its code and version are stored
-    /// already.
-    fn save(
-        &self,
-        def: &MatterDefinition,
-    ) -> impl Future<Output = Result<bool, Self::Error>> + Send;
+    /// Stores a definition, unless its code and version are stored already (a stored version
+    /// is never replaced).
+    fn save(&self, def: &MatterDefinition) -> impl Future<Output = Result<(), Self::Error>> + Send;
 }
 
 /// Why the registry could not start.

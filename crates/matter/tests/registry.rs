@@ -66,14 +66,13 @@ impl DefinitionStore for MemoryStore {
             .cloned())
     }
 
-    async fn save(&self, def: &MatterDefinition) -> Result<bool, Infallible> {
-        let mut rows = self.rows.lock().unwrap();
-        let key = (def.code.clone(), def.version);
-        if rows.contains_key(&key) {
-            return Ok(false);
-        }
-        rows.insert(key, def.source.clone());
-        Ok(true)
+    async fn save(&self, def: &MatterDefinition) -> Result<(), Infallible> {
+        self.rows
+            .lock()
+            .unwrap()
+            .entry((def.code.clone(), def.version))
+            .or_insert_with(|| def.source.clone());
+        Ok(())
     }
 }
 
