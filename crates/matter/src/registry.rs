@@ -1,20 +1,5 @@
 //! The definition registry: every version of every matter a service knows, shared by intake and
-//! approval, each over its own table.
-//!
-//! # Mental model
-//! The registry is a cache of a [`DefinitionStore`] (a service's own table of definition
-//! sources) keyed by code, then version. It starts from the deploy directory (each file saved
-//! into the store) and from whatever the store holds (a definition published over gRPC earlier,
-//! maybe by another replica). Several replicas share one store, but only one of them handles
-//! a given publish, so the others converge in two ways:
-//! - an exact `(code, version)` the cache lacks is read from the store on first use
-//!   ([`Registry::get`]): an instance pinned to a version just published elsewhere finds it;
-//! - [`Registry::keep_fresh`] lists the store every few seconds and loads the versions it does
-//!   not hold yet, so "the latest version of a code" converges too.
-//!
-//! Definitions are immutable once stored, so the cache never evicts or replaces on refresh. A
-//! stored definition that no longer parses (say, after a department was removed) is logged
-//! once and skipped; the one that published it validated it with the same code.
+//! approval, each over its own table, and kept current on every replica (see [`Registry`]).
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -71,7 +56,22 @@ struct Cache {
     skipped: BTreeSet<(String, u32)>,
 }
 
-/// Every known version of every matter; see the [module docs](self).
+/// Every known version of every matter, over a service's [`DefinitionStore`].
+///
+/// # Mental model
+/// The registry is a cache of a [`DefinitionStore`] (a service's own table of definition
+/// sources) keyed by code, then version. It starts from the deploy directory (each file saved
+/// into the store) and from whatever the store holds (a definition published over gRPC earlier,
+/// maybe by another replica). Several replicas share one store, but only one of them handles
+/// a given publish, so the others converge in two ways:
+/// - an exact `(code, version)` the cache lacks is read from the store on first use
+///   ([`Registry::get`]): an instance pinned to a version just published elsewhere finds it;
+/// - [`Registry::keep_fresh`] lists the store every few seconds and loads the versions it does
+///   not hold yet, so "the latest version of a code" converges too.
+///
+/// Definitions are immutable once stored, so the cache never evicts or replaces on refresh. A
+/// stored definition that no longer parses (say, after a department was removed) is logged
+/// once and skipped; the one that published it validated it with the same code.
 pub struct Registry {
     departments: Departments,
     cache: RwLock<Cache>,
