@@ -11,7 +11,8 @@
 //! # Layout
 //! - [`workflow`]: the state machines (instance and task), pure; they say what to do.
 //! - [`service`]: the use cases, each one transaction that does it.
-//! - [`repository`], [`audit`], [`definitions`]: the tables.
+//! - [`repository`], [`audit`], [`definitions`]: the tables; [`definitions`] is the registry of
+//!   workflow definitions, refreshed from its table on every replica.
 //! - [`consumer`]: submitted / supplemented / withdrawn events → [`service`].
 //! - [`timers`]: due-soon, overdue and escalation, once each, safe with several replicas.
 //! - [`grpc`]: thin `ApprovalService` handlers; [`error`]: the one mapping to gRPC codes.
@@ -61,19 +62,29 @@ pub async fn build(
     relay: tongban_outbox::RelayHandle,
     clock: Arc<dyn Clock>,
 ) -> anyhow::Result<Arc<Approval>> {
+    Ok(assemble(ctx, relay, clock).await?.0)
+}
+
+/// [`build`], also handing back the definitions so that `run` can keep them fresh.
+async fn assemble(
+    ctx: &Context,
+    relay: tongban_outbox::RelayHandle,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<(Arc<Approval>, definitions::Definitions)> {
     migration::Migrator::up(&ctx.db, None).await?;
     let calendar = tongban_calendar::Calendar::load_dir(ctx.deploy_dir.join("calendar"))?;
     let departments = tongban_matter::Departments::load(ctx.deploy_dir.join("departments.toml"))?;
     let defs =
         definitions::Definitions::load(&ctx.db, &ctx.deploy_dir.join("matters"), departments)
             .await?;
-    Ok(Arc::new(Approval::new(
+    let approval = Arc::new(Approval::new(
         ctx.db.clone(),
-        defs,
+        defs.clone(),
         calendar,
         relay,
         clock,
-    )))
+    ));
+    Ok((approval, defs))
 }
 
 /// Migrates, starts the relay, the consumer and the timer worker, and serves gRPC on
@@ -84,11 +95,19 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let relay = Relay::new(ctx.db.clone(), ctx.bus.clone());
-    let approval = build(&ctx, relay.handle(), Arc::new(SystemClock)).await?;
+    let (approval, defs) = assemble(&ctx, relay.handle(), Arc::new(SystemClock)).await?;
     ctx.bus.declare(&queue_spec()).await?;
 
     let mut tasks = Tasks::new();
     tasks.spawn("approval-relay", relay.run(shutdown.clone()));
+    tasks.spawn(
+        "approval-definitions",
+        defs.keep_fresh(
+            ctx.db.clone(),
+            tongban_matter::DEFAULT_REFRESH_INTERVAL,
+            shutdown.clone().cancelled_owned(),
+        ),
+    );
     let consumer_opts = ConsumerOptions {
         consumer: "approval".into(),
         queue: queue_spec(),

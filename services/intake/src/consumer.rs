@@ -32,8 +32,7 @@ impl EventHandler for StatusUpdater {
                 &d.source,
                 &format!("published {} v{}", d.matter_code, d.version),
             ) {
-                repository::save_matter(txn, &def.code, def.version, &def.source).await?;
-                self.intake.matters().insert(def);
+                self.intake.matters().publish(txn, def).await?;
             }
             return Ok(());
         }

@@ -8,7 +8,7 @@
 //! - [`grpc`]: thin `IntakeService` handlers: identity → use case → response.
 //! - [`consumer`]: keeps each application's status current from other services' events.
 //! - [`matters`]: the matter definitions intake validates against (`deploy/matters/`, plus
-//!   `definition.published` events from the approval service).
+//!   `definition.published` events from the approval service), refreshed on every replica.
 
 pub mod consumer;
 pub mod domain;
@@ -74,6 +74,14 @@ pub async fn run(
 
     let mut tasks = Tasks::new();
     tasks.spawn("intake-relay", relay.run(shutdown.clone()));
+    tasks.spawn(
+        "intake-definitions",
+        intake.matters().keep_fresh(
+            ctx.db.clone(),
+            tongban_matter::DEFAULT_REFRESH_INTERVAL,
+            shutdown.clone().cancelled_owned(),
+        ),
+    );
     let consumer_opts = ConsumerOptions {
         consumer: "intake".into(),
         queue: queue_spec(),

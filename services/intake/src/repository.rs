@@ -194,18 +194,3 @@ pub async fn save_matter<C: ConnectionTrait>(
     .await?;
     Ok(())
 }
-
-/// Every stored matter source, oldest version first.
-pub async fn matter_sources<C: ConnectionTrait>(conn: &C) -> Result<Vec<(String, String)>, DbErr> {
-    let b = conn.get_database_backend();
-    let rows = conn
-        .query_all_raw(stmt(
-            b,
-            "SELECT code, source FROM matters ORDER BY code, version",
-            vec![],
-        ))
-        .await?;
-    rows.iter()
-        .map(|r| Ok((r.try_get("", "code")?, r.try_get("", "source")?)))
-        .collect()
-}
