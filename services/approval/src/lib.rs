@@ -10,23 +10,36 @@
 //!
 //! # Layout
 //! - [`workflow`]: the state machines (instance and task), pure; they say what to do.
-//! - [`service`]: the use cases, each one transaction that does it.
-//! - [`repository`], [`audit`], [`definitions`]: the tables.
-//! - [`consumer`]: submitted / supplemented / withdrawn events → [`service`].
+//!   [`model`] names their states and how they are stored and sent.
+//! - [`engine`]: the [`Approval`] engine: instance lifecycle (submitted, supplemented,
+//!   withdrawn, rated) and the command executor, each change one transaction.
+//! - [`tasks`]: the staff task API (claim, decide, delegate, list); [`views`]: workflow,
+//!   audit trail and definitions; [`publishing`]: publishing a definition.
 //! - [`timers`]: due-soon, overdue and escalation, once each, safe with several replicas.
-//! - [`grpc`]: thin `ApprovalService` handlers; [`error`]: the one mapping to gRPC codes.
+//! - [`repository`] (one trait per table) over [`entity`] (sea-orm entities), schema in
+//!   [`migration`]; [`audit`]: the hash chain; [`definitions`]: the definition registry.
+//! - [`consumer`]: submitted / supplemented / withdrawn events → [`engine`].
+//! - [`grpc`]: thin `ApprovalService` handlers that parse [`requests`] at the edge and
+//!   [`convert`] results; [`error`]: the one mapping to gRPC codes.
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod audit;
 pub mod consumer;
+pub mod convert;
 pub mod definitions;
+pub mod engine;
+pub mod entity;
 pub mod error;
 pub mod grpc;
 pub mod migration;
+pub mod model;
+pub mod publishing;
 pub mod repository;
-pub mod service;
+pub mod requests;
+pub mod tasks;
 pub mod timers;
+pub mod views;
 pub mod workflow;
 
 use std::sync::Arc;
@@ -40,7 +53,7 @@ use tongban_proto::approval::approval_service_server::ApprovalServiceServer;
 use tongban_runtime::{Context, Tasks};
 use tongban_types::event_type as et;
 
-pub use service::{Approval, Clock, SystemClock};
+pub use engine::{Approval, Clock, SystemClock};
 
 /// The queue approval consumes, and the keys it needs.
 pub fn queue_spec() -> QueueSpec {
