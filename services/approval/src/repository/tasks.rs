@@ -197,3 +197,69 @@ impl<C: ConnectionTrait> TaskStore for C {
             .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use sea_orm::{ConnectionTrait, Database};
+    use sea_orm_migration::MigratorTrait;
+
+    use super::*;
+    use crate::{migration::Migrator, model::TaskKind};
+
+    /// A row as earlier versions wrote it (state strings in the columns) still reads, and the
+    /// typed filters select it.
+    #[tokio::test]
+    async fn rows_written_by_earlier_versions_read_as_typed_tasks() {
+        let db = Database::connect("sqlite::memory:").await.unwrap();
+        Migrator::up(&db, None).await.unwrap();
+        db.execute_unprepared(
+            "INSERT INTO tasks VALUES ('t1', 'i1', 'a1', 'm', 0, 's', 'S', 'TASK_KIND_REVIEW',
+             'CLAIMED', 'eco_env', '', 'clerk', 'T', '', 24, 2, 1000, 5000, 4000, NULL, '', '',
+             0, 0, 0, 9000)",
+        )
+        .await
+        .unwrap();
+        let t = db.find_task("t1").await.unwrap().unwrap();
+        assert_eq!(t.status, TaskState::Claimed);
+        assert_eq!(t.kind, TaskKind::Review);
+        assert_eq!(t.decision, crate::model::TaskDecision::None);
+        let listed = db
+            .list_tasks(&TaskFilter {
+                statuses: TaskState::ACTIVE.to_vec(),
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(
+            db.due_timers(4000, 10).await.unwrap(),
+            [("a1".to_string(), "t1".to_string())]
+        );
+        assert!(db.due_timers(3999, 10).await.unwrap().is_empty());
+
+        let mut done = t.clone();
+        done.status = TaskState::Approved;
+        done.decision = crate::model::TaskDecision::Approve;
+        done.version = 3;
+        assert!(db.update_task_if_version(&done, 2).await.unwrap());
+        assert!(!db.update_task_if_version(&done, 2).await.unwrap(), "stale");
+        let row = db
+            .query_one_raw(sea_orm::Statement::from_string(
+                sea_orm::DbBackend::Sqlite,
+                "SELECT status, decision FROM tasks WHERE task_id = 't1'",
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(row.try_get::<String>("", "status").unwrap(), "APPROVED");
+        assert_eq!(row.try_get::<String>("", "decision").unwrap(), "approve");
+        db.execute_unprepared("UPDATE tasks SET status = 'BOGUS'")
+            .await
+            .unwrap();
+        assert!(matches!(
+            db.find_task("t1").await,
+            Err(ApprovalError::Corrupt(_))
+        ));
+    }
+}
