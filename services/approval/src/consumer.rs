@@ -8,7 +8,7 @@ use sea_orm::DatabaseTransaction;
 use tongban_outbox::{EventHandler, HandlerError};
 use tongban_proto::events::{Envelope, envelope::Payload};
 
-use crate::{engine::Approval, error::ApprovalError};
+use crate::{engine::Approval, error::ApprovalError, requests::Submission};
 
 pub struct WorkflowDriver {
     approval: Arc<Approval>,
@@ -36,7 +36,10 @@ impl EventHandler for WorkflowDriver {
         let a = &self.approval;
         let result = match &event.payload {
             Some(Payload::ApplicationSubmitted(s)) => match &s.application {
-                Some(snap) => a.on_submitted(txn, event, snap).await,
+                Some(snap) => {
+                    a.on_submitted(txn, &Submission::from_event(event, snap))
+                        .await
+                }
                 None => {
                     return Err(HandlerError::Rejected(
                         "application.submitted without a snapshot".into(),

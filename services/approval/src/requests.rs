@@ -1,10 +1,18 @@
-//! The API's requests as domain inputs, parsed at the edge: [`crate::grpc`] turns each proto
-//! request into one of these (`TryFrom`), so the engine never sees a raw proto field. A request
-//! that does not parse is `INVALID_ARGUMENT` naming the field; rules that need the database or
-//! the caller's identity stay in the engine.
+//! The engine's inputs, parsed at the edge: [`crate::grpc`] turns each API request into one
+//! of these (`TryFrom`), and [`crate::consumer`] turns a submission event into a
+//! [`Submission`], so the engine never reads a raw proto field. A request that does not parse
+//! is `INVALID_ARGUMENT` naming the field; rules that need the database or the caller's
+//! identity stay in the engine.
 
 use base64::Engine;
-use tongban_proto::{approval as pb, time::from_ts};
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value as Json};
+use tongban_matter::CreditClass;
+use tongban_proto::{
+    approval as pb,
+    events::{ApplicationSnapshot, Envelope},
+    time::from_ts,
+};
 
 use crate::{
     error::{ApprovalError, invalid},
@@ -283,6 +291,64 @@ impl TryFrom<pb::PublishDefinitionRequest> for Publish {
             return Err(invalid("source", "must be at most 256 KiB"));
         }
         Ok(Self { source: r.source })
+    }
+}
+
+/// A material the application was accepted without (容缺受理), still owed.
+#[derive(Debug, Clone)]
+pub struct OwedMaterial {
+    pub material_kind: String,
+    /// When it is due; `None`: the engine's default window.
+    pub due: Option<DateTime<Utc>>,
+}
+
+/// `application.submitted`: what the engine plans an instance from.
+#[derive(Debug, Clone)]
+pub struct Submission {
+    pub application_id: String,
+    pub matter_code: String,
+    pub matter_version: u32,
+    /// The form, as conditions evaluate it.
+    pub form: Map<String, Json>,
+    pub credit_class: Option<CreditClass>,
+    pub credit_code: String,
+    pub region_code: String,
+    pub pledge_signed: bool,
+    /// Owed materials not yet fulfilled.
+    pub owed: Vec<OwedMaterial>,
+    /// The snapshot as submitted, kept with the instance.
+    pub snapshot: ApplicationSnapshot,
+}
+
+impl Submission {
+    /// The submission an `application.submitted` envelope carries; the snapshot's application
+    /// id, or the envelope's when the snapshot has none.
+    pub fn from_event(env: &Envelope, snap: &ApplicationSnapshot) -> Self {
+        let applicant = snap.applicant.clone().unwrap_or_default();
+        Self {
+            application_id: if snap.application_id.is_empty() {
+                env.application_id.clone()
+            } else {
+                snap.application_id.clone()
+            },
+            matter_code: snap.matter_code.clone(),
+            matter_version: snap.matter_version,
+            form: crate::convert::struct_to_json(snap.form.as_ref()),
+            credit_class: crate::convert::credit_class(applicant.credit_class),
+            credit_code: applicant.credit_code,
+            region_code: applicant.region_code,
+            pledge_signed: snap.pledge.as_ref().is_some_and(|p| p.signed),
+            owed: snap
+                .owed_materials
+                .iter()
+                .filter(|o| o.fulfilled_time.is_none())
+                .map(|o| OwedMaterial {
+                    material_kind: o.material_kind.clone(),
+                    due: o.due_time.as_ref().and_then(from_ts),
+                })
+                .collect(),
+            snapshot: snap.clone(),
+        }
     }
 }
 

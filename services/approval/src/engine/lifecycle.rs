@@ -6,19 +6,15 @@ use sea_orm::DatabaseTransaction;
 use tongban_auth::{Identity, Role};
 use tongban_matter::{EvalContext, MatterKind};
 use tongban_outbox::{db::begin_write, outbox};
-use tongban_proto::{
-    events::{ApplicationSnapshot, Envelope},
-    time::from_ts,
-};
 
 use super::{Approval, Cause, TaskSpec};
 use crate::{
     audit::{self, Record},
-    convert::{credit_class, decided_event, struct_to_json},
+    convert::decided_event,
     error::{ApprovalError, forbidden},
     model::{InstanceKind, InstanceStatus, TaskDecision, TaskKind, TaskState},
     repository::{Instance, InstanceStore, Lock, TaskStore, ms},
-    requests::Rate,
+    requests::{Rate, Submission},
     views::WorkflowView,
     workflow::{Input, InstanceState, StagePlan},
 };
@@ -28,15 +24,10 @@ impl Approval {
     pub async fn on_submitted(
         &self,
         txn: &DatabaseTransaction,
-        env: &Envelope,
-        snap: &ApplicationSnapshot,
+        sub: &Submission,
     ) -> Result<(), ApprovalError> {
         let now = self.now();
-        let application_id = if snap.application_id.is_empty() {
-            env.application_id.clone()
-        } else {
-            snap.application_id.clone()
-        };
+        let application_id = sub.application_id.clone();
         if txn
             .find_instance(&application_id, Lock::None)
             .await?
@@ -47,32 +38,30 @@ impl Approval {
         }
         let def = match self
             .defs
-            .get(txn, &snap.matter_code, snap.matter_version)
+            .get(txn, &sub.matter_code, sub.matter_version)
             .await
         {
             Some(d) => d,
             None => {
                 let d = self
                     .defs
-                    .latest(txn, &snap.matter_code)
+                    .latest(txn, &sub.matter_code)
                     .await
                     .ok_or_else(|| {
                         ApprovalError::FailedPrecondition(format!(
                             "unknown matter {}",
-                            snap.matter_code
+                            sub.matter_code
                         ))
                     })?;
-                tracing::warn!(matter = %snap.matter_code, asked = snap.matter_version, using = d.version, "definition version unknown; using the latest");
+                tracing::warn!(matter = %sub.matter_code, asked = sub.matter_version, using = d.version, "definition version unknown; using the latest");
                 d
             }
         };
-        let form = struct_to_json(snap.form.as_ref());
-        let applicant = snap.applicant.clone().unwrap_or_default();
         let ctx = EvalContext {
-            form: &form,
-            credit_class: credit_class(applicant.credit_class),
-            region_code: &applicant.region_code,
-            pledge_signed: snap.pledge.as_ref().is_some_and(|p| p.signed),
+            form: &sub.form,
+            credit_class: sub.credit_class,
+            region_code: &sub.region_code,
+            pledge_signed: sub.pledge_signed,
         };
         let plan: Vec<StagePlan> = def
             .plan(&ctx, self.defs.departments())
@@ -103,9 +92,9 @@ impl Approval {
             plan,
             on_pledge,
             lead_department: def.lead_department.clone(),
-            owner_credit_code: applicant.credit_code.clone(),
+            owner_credit_code: sub.credit_code.clone(),
             supplement_task_id: String::new(),
-            snapshot: snap.clone(),
+            snapshot: sub.snapshot.clone(),
             version: 1,
             created_at: ms(now),
             updated_at: ms(now),
@@ -145,15 +134,9 @@ impl Approval {
         )
         .await?;
         // 容缺受理: each owed material is followed up on its own clock.
-        for owed in snap
-            .owed_materials
-            .iter()
-            .filter(|o| o.fulfilled_time.is_none())
-        {
+        for owed in &sub.owed {
             let due = owed
-                .due_time
-                .as_ref()
-                .and_then(from_ts)
+                .due
                 .unwrap_or_else(|| self.calendar.add_working_days(now, 20));
             let name = def
                 .material(&owed.material_kind)
