@@ -27,9 +27,6 @@ use tonic::{
 
 use crate::{Context, Tasks};
 
-/// The largest request a service decodes, unless it says otherwise.
-pub const MAX_REQUEST_BYTES: usize = 1024 * 1024;
-
 /// Collects a service's background tasks, then serves its gRPC API until shutdown.
 pub struct ServiceBuilder {
     name: &'static str,
