@@ -265,6 +265,8 @@ pub struct Service {
     pub db: sea_orm::DatabaseConnection,
     /// Its bus, for tests that publish or watch events.
     pub bus: Bus,
+    /// The context it was started with, for tests that build a second worker over it.
+    pub ctx: tongban_runtime::Context,
     /// A connected channel (the server answered before `start_service` returned).
     pub channel: tonic::transport::Channel,
     stop: Stopper,
@@ -273,6 +275,11 @@ pub struct Service {
 }
 
 impl Service {
+    /// The URL of its database, for a second connection.
+    pub fn database_url(&self) -> &str {
+        &self._db.url
+    }
+
     /// The token that stops the service (and everything it started).
     pub fn shutdown(&self) -> CancellationToken {
         self.stop.0.clone()
@@ -315,7 +322,7 @@ where
     let addr = listener.local_addr()?;
     let shutdown = CancellationToken::new();
     let fut = run(ServiceStart {
-        ctx,
+        ctx: ctx.clone(),
         listener,
         shutdown: shutdown.clone(),
     });
@@ -342,6 +349,7 @@ where
         keys,
         db,
         bus,
+        ctx,
         channel,
         stop: Stopper(shutdown),
         _db: test_db,

@@ -4,14 +4,13 @@ use std::time::Duration;
 
 use prost::Message;
 use sea_orm::ConnectionTrait;
-use tokio_util::sync::CancellationToken;
 use tongban_auth::Role;
 use tongban_bus::Bus;
 use tongban_proto::{
     events::{self, envelope::Payload},
     intake::{self as pb, intake_service_client::IntakeServiceClient},
 };
-use tongban_testkit::{Backend, Keys, Stopper, TestDb, authed, eventually};
+use tongban_testkit::{Backend, Keys, authed};
 use tonic::{Code, transport::Channel};
 use tonic_types::StatusExt;
 
@@ -23,53 +22,22 @@ struct Harness {
     keys: Keys,
     db: sea_orm::DatabaseConnection,
     bus: Bus,
-    _stop: Stopper,
-    _db: TestDb,
-    _bus_dir: Option<tempfile::TempDir>,
+    _service: tongban_testkit::Service,
 }
 
 impl Harness {
     async fn start(backend: Backend) -> anyhow::Result<Self> {
-        let test_db = TestDb::new(backend, "intake").await?;
-        let (bus, bus_dir) = match backend {
-            Backend::Postgres => (tongban_testkit::rabbit_bus("intake").await?.0, None),
-            Backend::Sqlite => {
-                let (b, d) = tongban_testkit::local_bus().await?;
-                (b, Some(d))
-            }
-        };
-        let keys = Keys::new();
-        let db = tongban_outbox::db::connect(&test_db.url).await?;
-        let ctx = tongban_runtime::Context {
-            db: db.clone(),
-            bus: bus.clone(),
-            auth: keys.authenticator(),
-            deploy_dir: tongban_testkit::deploy_dir(),
-        };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let stop = CancellationToken::new();
-        let token = stop.clone();
-        tokio::spawn(async move {
-            if let Err(e) = tongban_intake::run(ctx, listener, token).await {
-                eprintln!("intake stopped: {e:#}");
-            }
-        });
-        let client = eventually(Duration::from_secs(30), "intake to listen", || async {
-            IntakeServiceClient::connect(format!("http://{addr}"))
-                .await
-                .ok()
+        let service = tongban_testkit::start_service(backend, "intake", |s| {
+            tongban_intake::run(s.ctx, s.listener, s.shutdown)
         })
         .await?;
         Ok(Self {
-            client,
-            addr,
-            keys,
-            db,
-            bus,
-            _stop: Stopper(stop),
-            _db: test_db,
-            _bus_dir: bus_dir,
+            client: IntakeServiceClient::new(service.channel.clone()),
+            addr: service.addr,
+            keys: service.keys.clone(),
+            db: service.db.clone(),
+            bus: service.bus.clone(),
+            _service: service,
         })
     }
 

@@ -35,9 +35,8 @@ pub struct Harness {
     pub bus: Bus,
     pub observer: Subscription,
     pub seen: Vec<Envelope>,
-    pub _stop: Stopper,
-    pub _db: TestDb,
-    pub _bus_dir: Option<tempfile::TempDir>,
+    /// Keeps the service, its database and its bus alive; stops it when dropped.
+    pub service: tongban_testkit::Service,
 }
 
 impl Harness {
@@ -47,58 +46,37 @@ impl Harness {
             .with_env_filter("warn,tongban_approval=info,tongban_outbox=info")
             .with_test_writer()
             .try_init();
-        let test_db = TestDb::new(backend, "approval").await?;
-        let (bus, bus_dir) = match backend {
-            Backend::Postgres => (tongban_testkit::rabbit_bus("approval").await?.0, None),
-            Backend::Sqlite => {
-                let (b, d) = tongban_testkit::local_bus().await?;
-                (b, Some(d))
-            }
-        };
+        let service = tongban_testkit::start_service(backend, "approval", |s| {
+            tongban_approval::run(s.ctx, s.listener, s.shutdown)
+        })
+        .await?;
         let observer_spec = QueueSpec::new("observer", &["#"]);
-        bus.declare(&observer_spec).await?;
-        let observer = bus.subscribe(&observer_spec).await?;
-        let keys = Keys::new();
-        let db = tongban_outbox::db::connect(&test_db.url).await?;
-        let ctx = tongban_runtime::Context {
-            db: db.clone(),
-            bus: bus.clone(),
-            auth: keys.authenticator(),
-            deploy_dir: tongban_testkit::deploy_dir(),
-        };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let stop = CancellationToken::new();
-        let (token, run_ctx) = (stop.clone(), ctx.clone());
-        tokio::spawn(async move {
-            if let Err(e) = tongban_approval::run(run_ctx, listener, token).await {
-                eprintln!("approval stopped: {e:#}");
-            }
-        });
+        service.bus.declare(&observer_spec).await?;
+        let observer = service.bus.subscribe(&observer_spec).await?;
         // The listener accepts connections before the service has declared its queue, so wait
         // for an answered RPC: events published after that reach the approval queue.
-        let admin = keys.token(Role::Admin, None, None);
-        let client = eventually(Duration::from_secs(30), "approval to serve", || async {
-            let mut c = ApprovalServiceClient::connect(format!("http://{addr}"))
-                .await
-                .ok()?;
-            c.list_definitions(authed(pb::ListDefinitionsRequest::default(), &admin))
-                .await
-                .ok()?;
-            Some(c)
+        let admin = service.keys.token(Role::Admin, None, None);
+        let channel = service.channel.clone();
+        let client = eventually(Duration::from_secs(30), "approval to serve", || {
+            let mut c = ApprovalServiceClient::new(channel.clone());
+            let admin = admin.clone();
+            async move {
+                c.list_definitions(authed(pb::ListDefinitionsRequest::default(), &admin))
+                    .await
+                    .ok()?;
+                Some(c)
+            }
         })
         .await?;
         Ok(Self {
             client,
-            keys,
-            db,
-            ctx,
-            bus,
+            keys: service.keys.clone(),
+            db: service.db.clone(),
+            ctx: service.ctx.clone(),
+            bus: service.bus.clone(),
             observer,
             seen: Vec::new(),
-            _stop: Stopper(stop),
-            _db: test_db,
-            _bus_dir: bus_dir,
+            service,
         })
     }
 
@@ -300,7 +278,7 @@ pub fn text(s: &str) -> prost_types::Value {
 /// A second engine over the harness's database, to run the timer worker at chosen instants.
 pub async fn timer_worker(h: &Harness) -> anyhow::Result<Arc<tongban_approval::Approval>> {
     let mut ctx = h.ctx.clone();
-    ctx.db = tongban_outbox::db::connect(&h._db.url).await?;
+    ctx.db = tongban_outbox::db::connect(h.service.database_url()).await?;
     tongban_approval::build(
         &ctx,
         Default::default(),
