@@ -42,6 +42,7 @@ impl Definitions {
                 source: def.source.clone(),
                 published_at: now,
                 published_by: "deploy".into(),
+                request_id: String::new(),
             };
             repository::save_definition(db, &stored).await?;
             this.insert(def);

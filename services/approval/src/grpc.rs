@@ -109,8 +109,12 @@ impl ApprovalService for ApprovalGrpc {
         req: Request<pb::ListDefinitionsRequest>,
     ) -> Result<Response<pb::ListDefinitionsResponse>, Status> {
         let who = identity(&req)?;
-        let definitions = self.approval.list_definitions(&who, req.get_ref()).await?;
-        Ok(Response::new(pb::ListDefinitionsResponse { definitions }))
+        let (definitions, next_page_token) =
+            self.approval.list_definitions(&who, req.get_ref()).await?;
+        Ok(Response::new(pb::ListDefinitionsResponse {
+            definitions,
+            next_page_token,
+        }))
     }
 
     async fn publish_definition(
@@ -118,9 +122,10 @@ impl ApprovalService for ApprovalGrpc {
         req: Request<pb::PublishDefinitionRequest>,
     ) -> Result<Response<pb::PublishDefinitionResponse>, Status> {
         let who = identity(&req)?;
+        let r = req.get_ref();
         let definition = self
             .approval
-            .publish_definition(&who, &req.get_ref().source)
+            .publish_definition(&who, &r.source, &r.request_id)
             .await?;
         Ok(Response::new(pb::PublishDefinitionResponse {
             definition: Some(definition),

@@ -16,6 +16,7 @@ impl MigratorTrait for Migrator {
             Box::new(tongban_outbox::migration::OutboxInbox),
             Box::new(Workflow),
             Box::new(EscalateAt),
+            Box::new(DefinitionRequestId),
         ]
     }
 }
@@ -48,6 +49,42 @@ impl MigrationTrait for EscalateAt {
         manager
             .get_connection()
             .execute_unprepared("ALTER TABLE tasks DROP COLUMN escalate_at")
+            .await?;
+        Ok(())
+    }
+}
+
+/// `definitions.request_id`: the client idempotency key PublishDefinition was called with
+/// ("" for definitions loaded from files or published without one), so that a retried
+/// publication returns the definition it published instead of ALREADY_EXISTS.
+struct DefinitionRequestId;
+
+impl MigrationName for DefinitionRequestId {
+    fn name(&self) -> &str {
+        "m20261130_000005_approval_definition_request_id"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for DefinitionRequestId {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        db.execute_unprepared(
+            "ALTER TABLE definitions ADD COLUMN request_id TEXT NOT NULL DEFAULT ''",
+        )
+        .await?;
+        db.execute_unprepared(
+            "CREATE INDEX definitions_request_id ON definitions (request_id) WHERE request_id <> ''",
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        db.execute_unprepared("DROP INDEX definitions_request_id")
+            .await?;
+        db.execute_unprepared("ALTER TABLE definitions DROP COLUMN request_id")
             .await?;
         Ok(())
     }

@@ -457,6 +457,8 @@ pub struct StoredDefinition {
     pub source: String,
     pub published_at: i64,
     pub published_by: String,
+    /// The PublishDefinition idempotency key; "" when none.
+    pub request_id: String,
 }
 
 /// Stores a definition version; `false` when that code and version exist already.
@@ -468,7 +470,7 @@ pub async fn save_definition<C: ConnectionTrait>(
     let res = conn
         .execute_raw(stmt(
             b,
-            "INSERT INTO definitions (code, version, name, source, published_at, published_by) VALUES (?, ?, ?, ?, ?, ?)
+            "INSERT INTO definitions (code, version, name, source, published_at, published_by, request_id) VALUES (?, ?, ?, ?, ?, ?, ?)
              ON CONFLICT (code, version) DO NOTHING",
             vec![
                 d.code.clone().into(),
@@ -477,6 +479,7 @@ pub async fn save_definition<C: ConnectionTrait>(
                 d.source.clone().into(),
                 d.published_at.into(),
                 d.published_by.clone().into(),
+                d.request_id.clone().into(),
             ],
         ))
         .await?;
@@ -488,15 +491,32 @@ pub async fn definitions<C: ConnectionTrait>(
     conn: &C,
     code: Option<&str>,
 ) -> Result<Vec<StoredDefinition>, DbErr> {
-    let b = conn.get_database_backend();
     let (filter, values) = match code {
         Some(c) => (" WHERE code = ?", vec![Value::from(c)]),
         None => ("", vec![]),
     };
+    select_definitions(conn, filter, values).await
+}
+
+/// The definition PublishDefinition stored for `request_id`, if any.
+pub async fn definition_by_request_id<C: ConnectionTrait>(
+    conn: &C,
+    request_id: &str,
+) -> Result<Option<StoredDefinition>, DbErr> {
+    let found = select_definitions(conn, " WHERE request_id = ?", vec![request_id.into()]).await?;
+    Ok(found.into_iter().next())
+}
+
+async fn select_definitions<C: ConnectionTrait>(
+    conn: &C,
+    filter: &str,
+    values: Vec<Value>,
+) -> Result<Vec<StoredDefinition>, DbErr> {
+    let b = conn.get_database_backend();
     let rows = conn
         .query_all_raw(stmt(
             b,
-            &format!("SELECT code, version, name, source, published_at, published_by FROM definitions{filter} ORDER BY code, version"),
+            &format!("SELECT code, version, name, source, published_at, published_by, request_id FROM definitions{filter} ORDER BY code, version"),
             values,
         ))
         .await?;
@@ -509,6 +529,7 @@ pub async fn definitions<C: ConnectionTrait>(
                 source: r.try_get("", "source")?,
                 published_at: r.try_get("", "published_at")?,
                 published_by: r.try_get("", "published_by")?,
+                request_id: r.try_get("", "request_id")?,
             })
         })
         .collect()

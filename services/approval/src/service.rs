@@ -9,10 +9,8 @@
 
 use std::sync::Arc;
 
-use base64::Engine;
 use chrono::{DateTime, Datelike, Utc};
 use sea_orm::{DatabaseConnection, DatabaseTransaction};
-use serde_json::{Map, Value as Json};
 use tongban_auth::{Identity, Role};
 use tongban_calendar::Calendar;
 use tongban_matter::{DefinitionError, EvalContext, MatterDefinition, MatterKind};
@@ -20,6 +18,8 @@ use tongban_outbox::{RelayHandle, db::begin_write, new_envelope, outbox};
 use tongban_proto::{
     approval::{self as pb, TaskKind},
     events::{self, ApplicationSnapshot, Envelope, envelope::Payload},
+    page::Paging,
+    structs::struct_to_json,
     time::{from_ts, ts},
 };
 
@@ -582,7 +582,10 @@ impl Approval {
                         PRODUCER,
                         &app,
                         Payload::OutcomeRated(events::OutcomeRated {
-                            rating: rating.clone(),
+                            rating: cause
+                                .rating
+                                .map_or(events::Rating::Unspecified, event_rating)
+                                as i32,
                             comment: cause.comment.clone(),
                             reopened,
                         }),
@@ -767,7 +770,7 @@ impl Approval {
                 task_id: t.task_id.clone(),
                 department: t.department.clone(),
                 office: t.office.clone(),
-                kind: kind_word(t.kind).into(),
+                kind: event_kind(t.kind) as i32,
                 stage_id: t.stage_id.clone(),
                 title: t.title.clone(),
                 due_time: Some(ts(from_ms(t.due_at))),
@@ -1032,11 +1035,7 @@ impl Approval {
         req: &pb::ListTasksRequest,
     ) -> Result<(Vec<Task>, String), ApprovalError> {
         who.require(&[Role::Clerk, Role::Supervisor, Role::Admin, Role::Integrator])?;
-        let limit = match req.page_size {
-            n if n < 0 => return Err(invalid("page_size", "must not be negative")),
-            0 => 50,
-            n => n.min(200) as u64,
-        };
+        let page = TASKS.page::<(i64, String)>(req.page_size, &req.page_token)?;
         let mut department =
             (!req.department.trim().is_empty()).then(|| req.department.trim().to_string());
         if matches!(who.role, Role::Clerk | Role::Supervisor) && department.is_none() {
@@ -1063,17 +1062,6 @@ impl Approval {
         if statuses.is_empty() {
             statuses = vec![TaskState::Open, TaskState::Claimed];
         }
-        let after = if req.page_token.is_empty() {
-            None
-        } else {
-            let bad = || invalid("page_token", "is not a token this service issued");
-            let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(&req.page_token)
-                .map_err(|_| bad())?;
-            let raw = String::from_utf8(raw).map_err(|_| bad())?;
-            let (due, id) = raw.split_once(':').ok_or_else(bad)?;
-            Some((due.parse::<i64>().map_err(|_| bad())?, id.to_string()))
-        };
         let filter = TaskFilter {
             department,
             assignee,
@@ -1081,22 +1069,11 @@ impl Approval {
             due_before: req.due_before.as_ref().and_then(from_ts).map(ms),
             application_id: (!req.application_id.trim().is_empty())
                 .then(|| req.application_id.trim().to_string()),
-            after,
-            limit: limit + 1,
+            after: page.after.clone(),
+            limit: page.fetch_limit(),
         };
         let mut tasks = repository::list_tasks(&self.db, &filter).await?;
-        let next = if tasks.len() as u64 > limit {
-            tasks.truncate(limit as usize);
-            tasks
-                .last()
-                .map(|t| {
-                    base64::engine::general_purpose::URL_SAFE_NO_PAD
-                        .encode(format!("{}:{}", t.due_at, t.task_id))
-                })
-                .unwrap_or_default()
-        } else {
-            String::new()
-        };
+        let next = page.finish(&mut tasks, |t| (t.due_at, t.task_id.clone()));
         Ok((tasks, next))
     }
 
@@ -1134,15 +1111,15 @@ impl Approval {
             .enumerate()
             .map(|(i, s)| {
                 let state = match (i.cmp(&inst.stage_index), running) {
-                    (std::cmp::Ordering::Less, _) => "done",
-                    (std::cmp::Ordering::Equal, true) => "active",
-                    (std::cmp::Ordering::Equal, false) => "done",
-                    (std::cmp::Ordering::Greater, _) => "pending",
+                    (std::cmp::Ordering::Less, _) => pb::StageState::Done,
+                    (std::cmp::Ordering::Equal, true) => pb::StageState::Active,
+                    (std::cmp::Ordering::Equal, false) => pb::StageState::Done,
+                    (std::cmp::Ordering::Greater, _) => pb::StageState::Pending,
                 };
                 pb::Stage {
                     stage_id: s.stage_id.clone(),
                     name: s.name.clone(),
-                    state: state.into(),
+                    state: state as i32,
                     tasks: tasks
                         .iter()
                         .filter(|t| t.stage_index == i as i64)
@@ -1164,7 +1141,7 @@ impl Approval {
                     None => all.push(pb::Stage {
                         stage_id: sd.id.clone(),
                         name: sd.name.clone(),
-                        state: "skipped".into(),
+                        state: pb::StageState::Skipped as i32,
                         tasks: vec![],
                     }),
                 }
@@ -1308,8 +1285,9 @@ impl Approval {
         &self,
         who: &Identity,
         req: &pb::ListDefinitionsRequest,
-    ) -> Result<Vec<pb::Definition>, ApprovalError> {
+    ) -> Result<(Vec<pb::Definition>, String), ApprovalError> {
         let _ = who;
+        let page = DEFINITIONS.page::<(String, u32)>(req.page_size, &req.page_token)?;
         let code = req.matter_code.trim();
         let all = repository::definitions(&self.db, (!code.is_empty()).then_some(code)).await?;
         let mut out: Vec<pb::Definition> = Vec::new();
@@ -1320,15 +1298,45 @@ impl Approval {
             }
             out.push(stored_to_proto(d));
         }
-        Ok(out)
+        Ok(page.slice(&out, |d| (d.matter_code.clone(), d.version)))
+    }
+
+    /// What an earlier PublishDefinition with `request_id` published; `RequestIdReused` when
+    /// that id came with another source. `None` for no id or an unused one.
+    async fn published_for<C: sea_orm::ConnectionTrait>(
+        &self,
+        conn: &C,
+        request_id: &str,
+        source: &str,
+    ) -> Result<Option<StoredDefinition>, ApprovalError> {
+        if request_id.is_empty() {
+            return Ok(None);
+        }
+        match repository::definition_by_request_id(conn, request_id).await? {
+            Some(d) if d.source == source => Ok(Some(d)),
+            Some(_) => Err(ApprovalError::RequestIdReused(request_id.to_string())),
+            None => Ok(None),
+        }
     }
 
     pub async fn publish_definition(
         &self,
         who: &Identity,
         source: &str,
+        request_id: &str,
     ) -> Result<pb::Definition, ApprovalError> {
         who.require(&[Role::Admin])?;
+        let request_id = request_id.trim();
+        if request_id.len() > 128 || request_id.chars().any(char::is_control) {
+            return Err(invalid(
+                "request_id",
+                "must be at most 128 characters, without control characters",
+            ));
+        }
+        // A retried publication returns what the first one published (AIP-155).
+        if let Some(done) = self.published_for(&self.db, request_id, source).await? {
+            return Ok(stored_to_proto(done));
+        }
         if source.trim().is_empty() {
             return Err(invalid("source", "must hold the definition (TOML)"));
         }
@@ -1363,8 +1371,13 @@ impl Approval {
             source: def.source.clone(),
             published_at: ms(now),
             published_by: who.actor_label(),
+            request_id: request_id.to_string(),
         };
         if !repository::save_definition(&txn, &stored).await? {
+            // A concurrent retry of this very request may have won the insert.
+            if let Some(done) = self.published_for(&txn, request_id, source).await? {
+                return Ok(stored_to_proto(done));
+            }
             return Err(ApprovalError::AlreadyExists(format!(
                 "definition {} version {}",
                 def.code, def.version
@@ -1426,7 +1439,7 @@ impl Approval {
                             task_id: t.task_id.clone(),
                             department: t.department.clone(),
                             due_time: Some(ts(due)),
-                            kind: kind_word(t.kind).into(),
+                            kind: event_kind(t.kind) as i32,
                             title: t.title.clone(),
                         }),
                     ));
@@ -1441,7 +1454,7 @@ impl Approval {
                         task_id: t.task_id.clone(),
                         department: t.department.clone(),
                         due_time: Some(ts(due)),
-                        kind: kind_word(t.kind).into(),
+                        kind: event_kind(t.kind) as i32,
                         title: t.title.clone(),
                     }),
                 ));
@@ -1555,14 +1568,39 @@ fn stored_to_proto(d: StoredDefinition) -> pb::Definition {
     }
 }
 
-pub fn kind_word(k: TaskKind) -> &'static str {
+/// The task kind as events carry it.
+fn event_kind(k: TaskKind) -> events::TaskKind {
     match k {
-        TaskKind::VerifyPledge => "verify_pledge",
-        TaskKind::FollowUpMaterial => "follow_up_material",
-        TaskKind::HandleRequest => "handle_request",
-        _ => "review",
+        TaskKind::VerifyPledge => events::TaskKind::VerifyPledge,
+        TaskKind::FollowUpMaterial => events::TaskKind::FollowUpMaterial,
+        TaskKind::HandleRequest => events::TaskKind::HandleRequest,
+        _ => events::TaskKind::Review,
     }
 }
+
+/// A task's stored decision word as events carry it.
+fn event_outcome(decision: &str) -> events::TaskOutcome {
+    match decision {
+        "approve" => events::TaskOutcome::Approve,
+        "reject" => events::TaskOutcome::Reject,
+        "request_supplement" => events::TaskOutcome::RequestSupplement,
+        "done" => events::TaskOutcome::Done,
+        _ => events::TaskOutcome::Unspecified,
+    }
+}
+
+fn event_rating(r: tongban_matter::Rating) -> events::Rating {
+    match r {
+        tongban_matter::Rating::Satisfied => events::Rating::Satisfied,
+        tongban_matter::Rating::BasicallySatisfied => events::Rating::BasicallySatisfied,
+        tongban_matter::Rating::Unsatisfied => events::Rating::Unsatisfied,
+    }
+}
+
+/// Paging of ListTasks: soonest due first, resumed after the last (due, task id).
+const TASKS: Paging = Paging::new("approval.tasks", 50, 200);
+/// Paging of ListDefinitions: by code then version, resumed after the last of them.
+const DEFINITIONS: Paging = Paging::new("approval.definitions", 50, 200);
 
 fn decided_event(t: &Task, decision: &str, actor: &str) -> Envelope {
     new_envelope(
@@ -1571,7 +1609,7 @@ fn decided_event(t: &Task, decision: &str, actor: &str) -> Envelope {
         Payload::TaskDecided(events::TaskDecided {
             task_id: t.task_id.clone(),
             department: t.department.clone(),
-            decision: decision.into(),
+            decision: event_outcome(decision) as i32,
             actor: actor.into(),
             comment: t.comment.clone(),
         }),
@@ -1606,31 +1644,6 @@ pub fn task_to_proto(t: &Task, now_ms: i64) -> pb::Task {
         escalated: t.escalated,
         title: t.title.clone(),
         deadline_working_hours: t.deadline_hours,
-    }
-}
-
-/// A protobuf `Struct` as the JSON object conditions are evaluated against.
-pub fn struct_to_json(s: Option<&prost_types::Struct>) -> Map<String, Json> {
-    s.map(|s| {
-        s.fields
-            .iter()
-            .map(|(k, v)| (k.clone(), value_to_json(v)))
-            .collect()
-    })
-    .unwrap_or_default()
-}
-
-fn value_to_json(v: &prost_types::Value) -> Json {
-    use prost_types::value::Kind;
-    match &v.kind {
-        None | Some(Kind::NullValue(_)) => Json::Null,
-        Some(Kind::NumberValue(n)) => {
-            serde_json::Number::from_f64(*n).map_or(Json::Null, Json::Number)
-        }
-        Some(Kind::StringValue(s)) => Json::String(s.clone()),
-        Some(Kind::BoolValue(b)) => Json::Bool(*b),
-        Some(Kind::StructValue(s)) => Json::Object(struct_to_json(Some(s))),
-        Some(Kind::ListValue(l)) => Json::Array(l.values.iter().map(value_to_json).collect()),
     }
 }
 

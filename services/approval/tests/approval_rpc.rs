@@ -256,6 +256,23 @@ impl Harness {
 }
 
 /// The example application (credit class C, no water intake) as intake would publish it.
+/// The `ErrorInfo` reason of a status (the catalogue in `tongban.common.v1.ErrorReason`).
+fn reason(status: &tonic::Status) -> String {
+    let info = status.get_details_error_info();
+    assert_eq!(
+        info.as_ref().map(|i| i.domain.as_str()),
+        Some("tongban.gov")
+    );
+    info.map(|i| i.reason).unwrap_or_default()
+}
+
+fn publish(source: &str, request_id: &str) -> pb::PublishDefinitionRequest {
+    pb::PublishDefinitionRequest {
+        source: source.to_string(),
+        request_id: request_id.to_string(),
+    }
+}
+
 fn snapshot() -> anyhow::Result<ApplicationSnapshot> {
     let text = tongban_testkit::example_request_json()?;
     let r: SubmitApplicationRequest =
@@ -321,15 +338,15 @@ async fn joint_review_then_decision_approves(backend: Backend) -> anyhow::Result
     let states: Vec<_> = wf
         .stages
         .iter()
-        .map(|s| (s.stage_id.as_str(), s.state.as_str()))
+        .map(|s| (s.stage_id.as_str(), s.state()))
         .collect();
     assert_eq!(
         states,
         vec![
-            ("acceptance", "done"),
-            ("joint_review", "done"),
-            ("extra_review", "skipped"),
-            ("decision", "done")
+            ("acceptance", pb::StageState::Done),
+            ("joint_review", pb::StageState::Done),
+            ("extra_review", pb::StageState::Skipped),
+            ("decision", pb::StageState::Done)
         ]
     );
     // A decided task cannot be decided again.
@@ -450,7 +467,7 @@ async fn pledge_a_skips_review_and_follows_up(backend: Backend) -> anyhow::Resul
     assert!(
         wf.stages
             .iter()
-            .all(|s| s.state == "skipped" && s.tasks.is_empty()),
+            .all(|s| s.state() == pb::StageState::Skipped && s.tasks.is_empty()),
         "{:?}",
         wf.stages
     );
@@ -512,6 +529,8 @@ async fn concurrent_decisions_one_wins(backend: Backend) -> anyhow::Result<()> {
         1,
         "the other is ABORTED: {a:?} {b:?}"
     );
+    let loser = a.as_ref().err().or(b.as_ref().err());
+    assert_eq!(loser.map(reason).as_deref(), Some("STALE_VERSION"));
     assert_eq!(h.count(&format!("SELECT COUNT(*) AS n FROM outbox WHERE routing_key = 'task.decided' AND application_id = '{app}'")).await, 1);
     Ok(())
 }
@@ -544,6 +563,7 @@ async fn running_instances_keep_their_version(backend: Backend) -> anyhow::Resul
                     "lead_department = \"eco_env\"",
                     "lead_department = \"nowhere\"",
                 ),
+                request_id: String::new(),
             },
             &admin,
         ))
@@ -562,44 +582,106 @@ async fn running_instances_keep_their_version(backend: Backend) -> anyhow::Resul
     let clerk = h.clerk("eco_env");
     let denied = h
         .client
-        .publish_definition(authed(
-            pb::PublishDefinitionRequest { source: v2.clone() },
-            &clerk,
-        ))
+        .publish_definition(authed(publish(&v2, ""), &clerk))
         .await
-        .err()
-        .map(|e| e.code());
-    assert_eq!(denied, Some(Code::PermissionDenied));
+        .err();
+    assert_eq!(
+        denied.as_ref().map(|e| e.code()),
+        Some(Code::PermissionDenied)
+    );
+    assert_eq!(
+        denied.as_ref().map(reason).as_deref(),
+        Some("PERMISSION_DENIED")
+    );
     let published = h
         .client
-        .publish_definition(authed(
-            pb::PublishDefinitionRequest { source: v2.clone() },
-            &admin,
-        ))
+        .publish_definition(authed(publish(&v2, "publish-v2"), &admin))
         .await?
         .into_inner();
-    assert_eq!(published.definition.map(|d| d.version), Some(2));
+    assert_eq!(published.definition.as_ref().map(|d| d.version), Some(2));
+    // Retrying with the same request_id returns the same definition and publishes nothing.
+    let retried = h
+        .client
+        .publish_definition(authed(publish(&v2, "publish-v2"), &admin))
+        .await?
+        .into_inner();
+    assert_eq!(retried.definition, published.definition);
+    // The same request_id with another source is refused.
+    let reused = h
+        .client
+        .publish_definition(authed(publish(&v1, "publish-v2"), &admin))
+        .await
+        .err();
+    assert_eq!(reused.as_ref().map(|e| e.code()), Some(Code::AlreadyExists));
+    assert_eq!(
+        reused.as_ref().map(reason).as_deref(),
+        Some("REQUEST_ID_REUSED")
+    );
+    // Without a request_id, publishing the same version again is ALREADY_EXISTS.
     let again = h
         .client
-        .publish_definition(authed(pb::PublishDefinitionRequest { source: v2 }, &admin))
+        .publish_definition(authed(publish(&v2, ""), &admin))
         .await
-        .err()
-        .map(|e| e.code());
-    assert_eq!(again, Some(Code::AlreadyExists));
+        .err();
+    assert_eq!(again.as_ref().map(|e| e.code()), Some(Code::AlreadyExists));
+    assert_eq!(
+        again.as_ref().map(reason).as_deref(),
+        Some("ALREADY_EXISTS")
+    );
     let old = h
         .client
-        .publish_definition(authed(pb::PublishDefinitionRequest { source: v1 }, &admin))
+        .publish_definition(authed(publish(&v1, ""), &admin))
         .await
         .err()
         .map(|e| e.code());
     assert_eq!(old, Some(Code::AlreadyExists));
     h.event("", "definition.published", 1).await?;
+    assert_eq!(
+        h.count("SELECT COUNT(*) AS n FROM outbox WHERE routing_key = 'definition.published'")
+            .await,
+        1,
+        "the retry published nothing"
+    );
+    // One definition per page, by code then version, without gaps or repeats.
+    let mut paged = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = h
+            .client
+            .list_definitions(authed(
+                pb::ListDefinitionsRequest {
+                    all_versions: true,
+                    page_size: 1,
+                    page_token: token.clone(),
+                    ..Default::default()
+                },
+                &clerk,
+            ))
+            .await?
+            .into_inner();
+        assert!(page.definitions.len() <= 1);
+        paged.extend(
+            page.definitions
+                .into_iter()
+                .map(|d| (d.matter_code, d.version)),
+        );
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    let mut sorted = paged.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(paged, sorted, "ordered, no repeats");
+    assert!(paged.contains(&("env.eia.report_form".to_string(), 2)));
     let list = h
         .client
         .list_definitions(authed(
             pb::ListDefinitionsRequest {
                 matter_code: "env.eia.report_form".into(),
                 all_versions: true,
+                ..Default::default()
             },
             &clerk,
         ))
@@ -879,7 +961,7 @@ async fn request_reopens_when_unsatisfied_and_closes_when_satisfied(
     assert_eq!(wf.status(), pb::WorkflowStatus::Running);
     let rated = h.event(&app, "outcome.rated", 1).await?;
     assert!(
-        matches!(rated.payload, Some(Payload::OutcomeRated(ref r)) if r.reopened && r.rating == "unsatisfied")
+        matches!(rated.payload, Some(Payload::OutcomeRated(ref r)) if r.reopened && r.rating() == events::Rating::Unsatisfied)
     );
     let again = client
         .rate_outcome(rate(pb::Rating::Satisfied))
@@ -1014,10 +1096,7 @@ async fn decision_number_falls_back_to_the_lead_department(backend: Backend) -> 
         .replace("version = 1", "version = 2")
         .replace("decision_number_prefix = \"松环审\"\n", "");
     h.client
-        .publish_definition(authed(
-            pb::PublishDefinitionRequest { source: v2 },
-            &h.admin(),
-        ))
+        .publish_definition(authed(publish(&v2, ""), &h.admin()))
         .await?;
     let mut snap = snapshot()?;
     snap.matter_version = 2;
@@ -1290,9 +1369,22 @@ async fn list_tasks_pages_without_gaps_or_repeats(backend: Backend) -> anyhow::R
             &h.admin(),
         ))
         .await
-        .err()
-        .map(|e| e.code());
-    assert_eq!(bad, Some(Code::InvalidArgument));
+        .err();
+    assert_eq!(bad.as_ref().map(|e| e.code()), Some(Code::InvalidArgument));
+    assert_eq!(
+        bad.as_ref().map(reason).as_deref(),
+        Some("INVALID_ARGUMENT")
+    );
+    assert_eq!(
+        bad.as_ref()
+            .and_then(|e| e.get_details_bad_request())
+            .map(|b| b
+                .field_violations
+                .into_iter()
+                .map(|v| v.field)
+                .collect::<Vec<_>>()),
+        Some(vec!["page_token".to_string()])
+    );
     Ok(())
 }
 
