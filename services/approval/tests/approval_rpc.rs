@@ -350,12 +350,13 @@ async fn joint_review_then_decision_approves(backend: Backend) -> anyhow::Result
         ]
     );
     // A decided task cannot be decided again.
-    let again = h
-        .decide(eco, pb::Decision::Approve, "")
-        .await
-        .err()
-        .map(|e| e.code());
-    assert_eq!(again, Some(Code::Aborted), "its version moved on");
+    let again = h.decide(eco, pb::Decision::Approve, "").await.err();
+    assert_eq!(
+        again.as_ref().map(|e| e.code()),
+        Some(Code::Aborted),
+        "its version moved on"
+    );
+    assert_eq!(again.as_ref().map(reason).as_deref(), Some("STALE_VERSION"));
     Ok(())
 }
 
@@ -419,9 +420,15 @@ async fn any_reject_rejects_and_cancels_the_rest(backend: Backend) -> anyhow::Re
     let closed = h
         .decide(&cancelled[0], pb::Decision::Approve, "")
         .await
-        .err()
-        .map(|e| e.code());
-    assert_eq!(closed, Some(Code::FailedPrecondition));
+        .err();
+    assert_eq!(
+        closed.as_ref().map(|e| e.code()),
+        Some(Code::FailedPrecondition)
+    );
+    assert_eq!(
+        closed.as_ref().map(reason).as_deref(),
+        Some("FAILED_PRECONDITION")
+    );
     Ok(())
 }
 
