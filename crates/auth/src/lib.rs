@@ -152,18 +152,38 @@ pub enum AuthError {
 }
 
 impl From<AuthError> for tonic::Status {
+    /// The status carries a `google.rpc.ErrorInfo` from the catalogue in
+    /// `tongban.common.v1.ErrorReason` (domain `tongban.gov`), like every Tongban error.
     fn from(e: AuthError) -> Self {
-        match e {
-            AuthError::Missing | AuthError::Invalid(_) | AuthError::CreditCode(_) => {
-                tonic::Status::unauthenticated(e.to_string())
-            }
-            AuthError::Forbidden(_) => tonic::Status::permission_denied(e.to_string()),
-            AuthError::UnknownRole(_) => tonic::Status::unauthenticated(e.to_string()),
+        let (code, reason) = match e {
+            AuthError::Missing
+            | AuthError::Invalid(_)
+            | AuthError::CreditCode(_)
+            | AuthError::UnknownRole(_) => (tonic::Code::Unauthenticated, "UNAUTHENTICATED"),
+            AuthError::Forbidden(_) => (tonic::Code::PermissionDenied, "PERMISSION_DENIED"),
             AuthError::KeyFile { .. } | AuthError::WeakKey(_) | AuthError::Sign(_) => {
-                tonic::Status::internal(e.to_string())
+                (tonic::Code::Internal, "INTERNAL")
             }
-        }
+        };
+        with_error_info(code, e.to_string(), reason)
     }
+}
+
+/// The `ErrorInfo` domain of every Tongban error (`tongban_proto::error::DOMAIN`; this crate
+/// does not depend on the protos).
+const ERROR_DOMAIN: &str = "tongban.gov";
+
+fn with_error_info(code: tonic::Code, message: String, reason: &str) -> tonic::Status {
+    use tonic_types::{ErrorDetails, StatusExt};
+    tonic::Status::with_error_details(
+        code,
+        message,
+        ErrorDetails::with_error_info(
+            reason,
+            ERROR_DOMAIN,
+            std::collections::HashMap::<String, String>::new(),
+        ),
+    )
 }
 
 /// A shared HS256 secret: a [`SecretSlice`], so `Debug` redacts it and it is zeroed on drop.
@@ -363,10 +383,13 @@ impl tonic::service::Interceptor for Authenticator {
 
 /// The identity the interceptor attached to `req`.
 pub fn identity<T>(req: &tonic::Request<T>) -> Result<Identity, tonic::Status> {
-    req.extensions()
-        .get::<Identity>()
-        .cloned()
-        .ok_or_else(|| tonic::Status::unauthenticated("no verified identity on this request"))
+    req.extensions().get::<Identity>().cloned().ok_or_else(|| {
+        with_error_info(
+            tonic::Code::Unauthenticated,
+            "no verified identity on this request".into(),
+            "UNAUTHENTICATED",
+        )
+    })
 }
 
 #[cfg(test)]

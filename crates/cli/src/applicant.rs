@@ -131,7 +131,7 @@ pub(crate) fn status_name(s: ApplicationStatus) -> String {
 /// How many platforms dispatch delivers to; `None` when dispatch cannot say quickly.
 pub(crate) async fn platform_total(conn: &Conn) -> Option<usize> {
     let mut client = conn.dispatch().ok()?;
-    let mut req = conn.req(tongban_proto::dispatch::ListPlatformsRequest {});
+    let mut req = conn.req(tongban_proto::dispatch::ListPlatformsRequest::default());
     req.set_timeout(Duration::from_secs(2));
     let resp = tokio::time::timeout(Duration::from_secs(3), client.list_platforms(req))
         .await
@@ -423,12 +423,24 @@ pub(crate) async fn rate(conn: &Conn, args: RateArgs) -> anyhow::Result<()> {
 }
 
 pub(crate) async fn matters(conn: &Conn) -> anyhow::Result<()> {
-    let resp = conn
-        .intake()?
-        .list_matters(conn.req(pb::ListMattersRequest {}))
-        .await
-        .map_err(conn.err(Svc::Intake))?
-        .into_inner();
+    // Every page, so that the table (and the JSON) hold every matter.
+    let mut client = conn.intake()?;
+    let mut resp = pb::ListMattersResponse::default();
+    loop {
+        let page = client
+            .list_matters(conn.req(pb::ListMattersRequest {
+                page_size: 200,
+                page_token: resp.next_page_token.clone(),
+            }))
+            .await
+            .map_err(conn.err(Svc::Intake))?
+            .into_inner();
+        resp.matters.extend(page.matters);
+        resp.next_page_token = page.next_page_token;
+        if resp.next_page_token.is_empty() {
+            break;
+        }
+    }
     if conn.json() {
         return print_json("tongban.intake.v1.ListMattersResponse", &resp);
     }

@@ -205,7 +205,10 @@ async fn follow(conn: &Conn, after: i64) -> anyhow::Result<()> {
                         m = stream.message() => m,
                     };
                     match msg {
-                        Ok(Some(n)) => {
+                        Ok(Some(pb::SubscribeResponse { notification: None })) => continue,
+                        Ok(Some(pb::SubscribeResponse {
+                            notification: Some(n),
+                        })) => {
                             // The server resumes strictly after `last`; guard anyway.
                             if n.cursor <= last {
                                 continue;

@@ -506,7 +506,8 @@ pub(crate) async fn show(conn: &Conn, id: &str) -> anyhow::Result<()> {
                 w.version
             );
             for (i, stage) in w.stages.iter().enumerate() {
-                println!("\n{}. {} [{}]", i + 1, stage.name, stage.state);
+                let state = short_enum(stage.state().as_str_name(), "STAGE_STATE_");
+                println!("\n{}. {} [{}]", i + 1, stage.name, state.to_lowercase());
                 if !stage.tasks.is_empty() {
                     println!("{}", task_rows(&stage.tasks));
                 }

@@ -2,7 +2,6 @@
 //! messages, the `task.decided` event, and the snapshot's proto values to what conditions are
 //! evaluated against. The enum conversions are in [`crate::model`].
 
-use serde_json::{Map, Value as Json};
 use tongban_outbox::new_envelope;
 use tongban_proto::{
     approval as pb,
@@ -47,7 +46,7 @@ fn stage_to_proto(s: StageView, now_ms: i64) -> pb::Stage {
     pb::Stage {
         stage_id: s.stage_id,
         name: s.name,
-        state: s.state.as_str().into(),
+        state: pb::StageState::from(s.state) as i32,
         tasks: s.tasks.iter().map(|t| task_to_proto(t, now_ms)).collect(),
     }
 }
@@ -130,11 +129,44 @@ pub fn decided_event(t: &Task, decision: &str, actor: &str) -> Envelope {
         Payload::TaskDecided(events::TaskDecided {
             task_id: t.task_id.clone(),
             department: t.department.clone(),
-            decision: decision.into(),
+            decision: event_outcome(decision) as i32,
             actor: actor.into(),
             comment: t.comment.clone(),
         }),
     )
+}
+
+/// A task's decision word as `task.decided` carries it.
+fn event_outcome(decision: &str) -> events::TaskOutcome {
+    match decision {
+        "approve" => events::TaskOutcome::Approve,
+        "reject" => events::TaskOutcome::Reject,
+        "request_supplement" => events::TaskOutcome::RequestSupplement,
+        "done" => events::TaskOutcome::Done,
+        _ => events::TaskOutcome::Unspecified,
+    }
+}
+
+/// A rating as `outcome.rated` carries it.
+pub fn event_rating(r: Option<tongban_matter::Rating>) -> events::Rating {
+    match r {
+        Some(tongban_matter::Rating::Satisfied) => events::Rating::Satisfied,
+        Some(tongban_matter::Rating::BasicallySatisfied) => events::Rating::BasicallySatisfied,
+        Some(tongban_matter::Rating::Unsatisfied) => events::Rating::Unsatisfied,
+        None => events::Rating::Unspecified,
+    }
+}
+
+impl From<crate::views::StageState> for pb::StageState {
+    fn from(s: crate::views::StageState) -> Self {
+        use crate::views::StageState as S;
+        match s {
+            S::Done => Self::Done,
+            S::Active => Self::Active,
+            S::Pending => Self::Pending,
+            S::Skipped => Self::Skipped,
+        }
+    }
 }
 
 /// A rating from the API; `RATING_UNSPECIFIED` is none.
@@ -144,31 +176,6 @@ pub fn rating(r: pb::Rating) -> Option<tongban_matter::Rating> {
         pb::Rating::BasicallySatisfied => Some(tongban_matter::Rating::BasicallySatisfied),
         pb::Rating::Unsatisfied => Some(tongban_matter::Rating::Unsatisfied),
         pb::Rating::Unspecified => None,
-    }
-}
-
-/// A protobuf `Struct` as the JSON object conditions are evaluated against.
-pub fn struct_to_json(s: Option<&prost_types::Struct>) -> Map<String, Json> {
-    s.map(|s| {
-        s.fields
-            .iter()
-            .map(|(k, v)| (k.clone(), value_to_json(v)))
-            .collect()
-    })
-    .unwrap_or_default()
-}
-
-fn value_to_json(v: &prost_types::Value) -> Json {
-    use prost_types::value::Kind;
-    match &v.kind {
-        None | Some(Kind::NullValue(_)) => Json::Null,
-        Some(Kind::NumberValue(n)) => {
-            serde_json::Number::from_f64(*n).map_or(Json::Null, Json::Number)
-        }
-        Some(Kind::StringValue(s)) => Json::String(s.clone()),
-        Some(Kind::BoolValue(b)) => Json::Bool(*b),
-        Some(Kind::StructValue(s)) => Json::Object(struct_to_json(Some(s))),
-        Some(Kind::ListValue(l)) => Json::Array(l.values.iter().map(value_to_json).collect()),
     }
 }
 

@@ -149,6 +149,7 @@ where
             source: def.source.clone(),
             published_at: repository::ms(chrono::Utc::now()),
             published_by: "deploy".into(),
+            request_id: String::new(),
         };
         repository::save_definition(&*self.0, &stored).await?;
         Ok(())

@@ -1,9 +1,9 @@
 //! The approval service's errors and their one mapping to gRPC status codes.
 
-const DOMAIN: &str = "tongban.approval";
-
+use tongban_proto::{common::ErrorReason as Reason, page::PageError};
 pub use tongban_runtime::status::Violation;
 use tongban_runtime::status::{self, summary};
+use tonic::Code;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApprovalError {
@@ -13,6 +13,8 @@ pub enum ApprovalError {
     NotFound(String),
     #[error("{0} already exists")]
     AlreadyExists(String),
+    #[error("request_id {0} was already used for a different request")]
+    RequestIdReused(String),
     #[error("task changed since version {expected} (now {actual}); reload and retry")]
     StaleVersion { expected: i64, actual: i64 },
     #[error("{0}")]
@@ -53,20 +55,34 @@ impl From<ApprovalError> for tonic::Status {
         let message = e.to_string();
         match e {
             ApprovalError::Invalid(violations) => {
-                status::invalid_argument(message, &violations, "INVALID_ARGUMENT", DOMAIN)
+                status::invalid_argument(message, &violations, Reason::InvalidArgument)
             }
-            ApprovalError::NotFound(_) => tonic::Status::not_found(message),
-            ApprovalError::AlreadyExists(_) => tonic::Status::already_exists(message),
+            ApprovalError::NotFound(_) => {
+                status::with_reason(Code::NotFound, message, Reason::NotFound)
+            }
+            ApprovalError::AlreadyExists(_) => {
+                status::with_reason(Code::AlreadyExists, message, Reason::AlreadyExists)
+            }
+            ApprovalError::RequestIdReused(_) => {
+                status::with_reason(Code::AlreadyExists, message, Reason::RequestIdReused)
+            }
             ApprovalError::StaleVersion { .. } => {
-                status::with_reason(tonic::Code::Aborted, message, "STALE_VERSION", DOMAIN)
+                status::with_reason(Code::Aborted, message, Reason::StaleVersion)
             }
-            ApprovalError::FailedPrecondition(_) => tonic::Status::failed_precondition(message),
+            ApprovalError::FailedPrecondition(_) => status::with_reason(
+                Code::FailedPrecondition,
+                message,
+                Reason::FailedPrecondition,
+            ),
             ApprovalError::Auth(a) => a.into(),
             ApprovalError::Db(err) => status::storage_unavailable(&err),
-            ApprovalError::Corrupt(_) => {
-                tracing::error!(%message, "corrupt row");
-                tonic::Status::internal("internal error")
-            }
+            ApprovalError::Corrupt(_) => status::internal(&message),
         }
+    }
+}
+
+impl From<PageError> for ApprovalError {
+    fn from(e: PageError) -> Self {
+        Self::Invalid(vec![e.into()])
     }
 }

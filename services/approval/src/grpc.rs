@@ -110,10 +110,11 @@ impl ApprovalService for ApprovalGrpc {
         req: Request<pb::ListDefinitionsRequest>,
     ) -> Result<Response<pb::ListDefinitionsResponse>, Status> {
         let who = identity(&req)?;
-        let input = ListDefinitions::from(req.into_inner());
-        let definitions = self.approval.list_definitions(&who, input).await?;
+        let input = ListDefinitions::try_from(req.into_inner())?;
+        let (definitions, next_page_token) = self.approval.list_definitions(&who, input).await?;
         Ok(Response::new(pb::ListDefinitionsResponse {
             definitions: definitions.into_iter().map(definition_to_proto).collect(),
+            next_page_token,
         }))
     }
 

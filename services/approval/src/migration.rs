@@ -18,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(tongban_outbox::migration::OutboxInbox),
             Box::new(Workflow),
             Box::new(EscalateAt),
+            Box::new(DefinitionRequestId),
         ]
     }
 }
@@ -159,6 +160,42 @@ impl MigrationTrait for EscalateAt {
                     .to_owned(),
             )
             .await
+    }
+}
+
+/// `definitions.request_id`: the client idempotency key PublishDefinition was called with
+/// ("" for definitions loaded from files or published without one), so that a retried
+/// publication returns the definition it published instead of ALREADY_EXISTS.
+struct DefinitionRequestId;
+
+impl MigrationName for DefinitionRequestId {
+    fn name(&self) -> &str {
+        "m20261130_000005_approval_definition_request_id"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for DefinitionRequestId {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        db.execute_unprepared(
+            "ALTER TABLE definitions ADD COLUMN request_id TEXT NOT NULL DEFAULT ''",
+        )
+        .await?;
+        db.execute_unprepared(
+            "CREATE INDEX definitions_request_id ON definitions (request_id) WHERE request_id <> ''",
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        db.execute_unprepared("DROP INDEX definitions_request_id")
+            .await?;
+        db.execute_unprepared("ALTER TABLE definitions DROP COLUMN request_id")
+            .await?;
+        Ok(())
     }
 }
 
@@ -339,6 +376,16 @@ mod tests {
         assert_eq!(tasks.first().map(String::as_str), Some("task_id"));
         assert_eq!(tasks.last().map(String::as_str), Some("escalate_at"));
         assert_eq!(tasks.len(), 26);
+        assert_eq!(
+            columns(&db, "definitions").await.last().map(String::as_str),
+            Some("request_id")
+        );
+        Migrator::down(&db, Some(1)).await.unwrap();
+        assert!(
+            !columns(&db, "definitions")
+                .await
+                .contains(&"request_id".to_string())
+        );
         Migrator::down(&db, Some(1)).await.unwrap();
         assert!(
             !columns(&db, "tasks")

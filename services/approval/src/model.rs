@@ -7,7 +7,7 @@
 use std::fmt;
 
 use sea_orm::{ActiveEnum, DeriveActiveEnum, EnumIter};
-use tongban_proto::approval as pb;
+use tongban_proto::{approval as pb, events};
 
 /// A proto enum value that has no domain meaning (`*_UNSPECIFIED` or unknown).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -210,13 +210,13 @@ impl TryFrom<pb::TaskKind> for TaskKind {
 }
 
 impl TaskKind {
-    /// The word events carry (`task.created`'s `kind`).
-    pub fn event_word(self) -> &'static str {
+    /// The kind events carry (`task.created`, `task.due_soon`, `task.overdue`).
+    pub fn event_kind(self) -> events::TaskKind {
         match self {
-            Self::Review => "review",
-            Self::VerifyPledge => "verify_pledge",
-            Self::FollowUpMaterial => "follow_up_material",
-            Self::HandleRequest => "handle_request",
+            Self::Review => events::TaskKind::Review,
+            Self::VerifyPledge => events::TaskKind::VerifyPledge,
+            Self::FollowUpMaterial => events::TaskKind::FollowUpMaterial,
+            Self::HandleRequest => events::TaskKind::HandleRequest,
         }
     }
 }

@@ -32,6 +32,26 @@ fn definition_violations(e: DefinitionError) -> ApprovalError {
 }
 
 impl Approval {
+    /// What an earlier PublishDefinition with this request's `request_id` published;
+    /// `RequestIdReused` when that id came with another source; `None` for no id or an unused
+    /// one.
+    async fn published_for<C: DefinitionStore>(
+        &self,
+        conn: &C,
+        req: &Publish,
+    ) -> Result<Option<StoredDefinition>, ApprovalError> {
+        let Some(request_id) = &req.request_id else {
+            return Ok(None);
+        };
+        match conn.definition_by_request_id(request_id).await? {
+            Some(d) if d.source == req.source => Ok(Some(d)),
+            Some(_) => Err(ApprovalError::RequestIdReused(request_id.clone())),
+            None => Ok(None),
+        }
+    }
+
+    /// Publishes a new version; a retry with the same `request_id` returns what the first
+    /// call published (AIP-155) and announces nothing again.
     pub async fn publish_definition(
         &self,
         who: &Identity,
@@ -44,6 +64,9 @@ impl Approval {
             .map_err(definition_violations)?;
         let now = self.now();
         let txn = begin_write(&self.db).await?;
+        if let Some(done) = self.published_for(&txn, &req).await? {
+            return Ok(done);
+        }
         let existing = txn.definitions(Some(&def.code)).await?;
         if existing.iter().any(|d| d.version == def.version) {
             return Err(ApprovalError::AlreadyExists(format!(
@@ -66,6 +89,7 @@ impl Approval {
             source: def.source.clone(),
             published_at: ms(now),
             published_by: who.actor_label(),
+            request_id: req.request_id.clone().unwrap_or_default(),
         };
         if !txn.save_definition(&stored).await? {
             return Err(ApprovalError::AlreadyExists(format!(

@@ -4,13 +4,13 @@
 //! is `INVALID_ARGUMENT` naming the field; rules that need the database or the caller's
 //! identity stay in the engine.
 
-use base64::Engine;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value as Json};
 use tongban_matter::CreditClass;
 use tongban_proto::{
     approval as pb,
     events::{ApplicationSnapshot, Envelope},
+    page::{Page, Paging},
     time::from_ts,
 };
 
@@ -25,9 +25,6 @@ use crate::{
 pub const MAX_COMMENT_CHARS: usize = 2000;
 /// Longest definition source, in bytes.
 pub const MAX_SOURCE_BYTES: usize = 256 * 1024;
-/// Page size when none is asked for, and the most one page holds.
-pub const DEFAULT_PAGE_SIZE: u64 = 50;
-pub const MAX_PAGE_SIZE: u64 = 200;
 
 /// A trimmed, non-blank string, or `None`.
 fn given(s: &str) -> Option<String> {
@@ -143,40 +140,16 @@ pub enum Assignee {
     Named(String),
 }
 
-/// Where a page of tasks starts: strictly after this (due_at, task_id).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TaskCursor {
-    pub due_at: i64,
-    pub task_id: String,
-}
-
-impl TaskCursor {
-    /// The opaque `page_token` for the page after this task.
-    pub fn encode(&self) -> String {
-        base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .encode(format!("{}:{}", self.due_at, self.task_id))
-    }
-
-    /// Reads a token [`Self::encode`] made.
-    pub fn decode(token: &str) -> Result<Self, ApprovalError> {
-        let bad = || invalid("page_token", "is not a token this service issued");
-        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(token)
-            .map_err(|_| bad())?;
-        let raw = String::from_utf8(raw).map_err(|_| bad())?;
-        let (due, id) = raw.split_once(':').ok_or_else(bad)?;
-        Ok(Self {
-            due_at: due.parse::<i64>().map_err(|_| bad())?,
-            task_id: id.to_string(),
-        })
-    }
-}
+/// Paging of ListTasks: soonest due first, resumed after the last (due_at, task_id).
+pub const TASKS: Paging = Paging::new("approval.tasks", 50, 200);
+/// Paging of ListDefinitions: by code then version, resumed after the last of them.
+pub const DEFINITIONS: Paging = Paging::new("approval.definitions", 50, 200);
 
 /// `ListTasks`.
 #[derive(Debug, Clone)]
 pub struct ListTasks {
-    pub page_size: u64,
-    pub after: Option<TaskCursor>,
+    /// Which page: its size, and the (due_at, task_id) it starts strictly after.
+    pub page: Page<(i64, String)>,
     pub department: Option<String>,
     pub assignee: Option<Assignee>,
     /// Never empty: OPEN and CLAIMED when none was asked for.
@@ -190,11 +163,7 @@ impl TryFrom<pb::ListTasksRequest> for ListTasks {
     type Error = ApprovalError;
 
     fn try_from(r: pb::ListTasksRequest) -> Result<Self, ApprovalError> {
-        let page_size = match r.page_size {
-            n if n < 0 => return Err(invalid("page_size", "must not be negative")),
-            0 => DEFAULT_PAGE_SIZE,
-            n => (n as u64).min(MAX_PAGE_SIZE),
-        };
+        let page = TASKS.page(r.page_size, &r.page_token)?;
         let mut statuses = Vec::new();
         for (i, s) in r.statuses.iter().enumerate() {
             let st = pb::TaskStatus::try_from(*s)
@@ -205,14 +174,8 @@ impl TryFrom<pb::ListTasksRequest> for ListTasks {
         if statuses.is_empty() {
             statuses = TaskState::ACTIVE.to_vec();
         }
-        let after = if r.page_token.is_empty() {
-            None
-        } else {
-            Some(TaskCursor::decode(&r.page_token)?)
-        };
         Ok(Self {
-            page_size,
-            after,
+            page,
             department: given(&r.department),
             assignee: match r.assignee.trim() {
                 "" => None,
@@ -262,14 +225,19 @@ pub struct ListDefinitions {
     pub matter_code: Option<String>,
     /// Every version, rather than the latest of each code.
     pub all_versions: bool,
+    /// Which page: its size, and the (code, version) it starts strictly after.
+    pub page: Page<(String, u32)>,
 }
 
-impl From<pb::ListDefinitionsRequest> for ListDefinitions {
-    fn from(r: pb::ListDefinitionsRequest) -> Self {
-        Self {
+impl TryFrom<pb::ListDefinitionsRequest> for ListDefinitions {
+    type Error = ApprovalError;
+
+    fn try_from(r: pb::ListDefinitionsRequest) -> Result<Self, ApprovalError> {
+        Ok(Self {
             matter_code: given(&r.matter_code),
             all_versions: r.all_versions,
-        }
+            page: DEFINITIONS.page(r.page_size, &r.page_token)?,
+        })
     }
 }
 
@@ -278,6 +246,8 @@ impl From<pb::ListDefinitionsRequest> for ListDefinitions {
 #[derive(Debug, Clone)]
 pub struct Publish {
     pub source: String,
+    /// The client's idempotency key; `None` when it sent none.
+    pub request_id: Option<String>,
 }
 
 impl TryFrom<pb::PublishDefinitionRequest> for Publish {
@@ -290,7 +260,17 @@ impl TryFrom<pb::PublishDefinitionRequest> for Publish {
         if r.source.len() > MAX_SOURCE_BYTES {
             return Err(invalid("source", "must be at most 256 KiB"));
         }
-        Ok(Self { source: r.source })
+        let request_id = r.request_id.trim();
+        if request_id.len() > 128 || request_id.chars().any(char::is_control) {
+            return Err(invalid(
+                "request_id",
+                "must be at most 128 characters, without control characters",
+            ));
+        }
+        Ok(Self {
+            request_id: given(request_id),
+            source: r.source,
+        })
     }
 }
 
@@ -333,7 +313,7 @@ impl Submission {
             },
             matter_code: snap.matter_code.clone(),
             matter_version: snap.matter_version,
-            form: crate::convert::struct_to_json(snap.form.as_ref()),
+            form: tongban_proto::structs::struct_to_json(snap.form.as_ref()),
             credit_class: crate::convert::credit_class(applicant.credit_class),
             credit_code: applicant.credit_code,
             region_code: applicant.region_code,
@@ -401,13 +381,25 @@ mod tests {
 
     #[test]
     fn page_tokens_round_trip() {
-        let c = TaskCursor {
-            due_at: 1_700_000_000_000,
-            task_id: "0193a:b".into(),
-        };
-        assert_eq!(TaskCursor::decode(&c.encode()).unwrap(), c);
-        let list = ListTasks::try_from(pb::ListTasksRequest::default()).unwrap();
-        assert_eq!(list.statuses, TaskState::ACTIVE.to_vec());
-        assert_eq!(list.page_size, DEFAULT_PAGE_SIZE);
+        let first = ListTasks::try_from(pb::ListTasksRequest::default()).unwrap();
+        assert_eq!(first.statuses, TaskState::ACTIVE.to_vec());
+        assert_eq!((first.page.size, first.page.after.clone()), (50, None));
+        let mut rows = vec![(1_700_000_000_000_i64, "0193a:b".to_string()); 51];
+        let token = first.page.finish(&mut rows, |r| r.clone());
+        let next = ListTasks::try_from(pb::ListTasksRequest {
+            page_token: token.clone(),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(
+            next.page.after,
+            Some((1_700_000_000_000, "0193a:b".to_string()))
+        );
+        // A token of another list is not a ListTasks token.
+        let defs = ListDefinitions::try_from(pb::ListDefinitionsRequest {
+            page_token: token,
+            ..Default::default()
+        });
+        assert_eq!(field(defs.unwrap_err()), "page_token");
     }
 }

@@ -13,7 +13,7 @@ use crate::{
     error::{ApprovalError, forbidden, invalid},
     model::TaskState,
     repository::{Instance, InstanceStore, Lock, Task, TaskFilter, TaskStore, ms},
-    requests::{Assignee, Claim, Decide, Delegate, ListTasks, TaskCursor},
+    requests::{Assignee, Claim, Decide, Delegate, ListTasks},
     workflow::{Decision, Input},
 };
 
@@ -259,7 +259,6 @@ impl Approval {
         {
             return Err(forbidden("clerks see their own department's tasks"));
         }
-        let limit = req.page_size;
         let filter = TaskFilter {
             department,
             assignee: req.assignee.map(|a| match a {
@@ -269,25 +268,13 @@ impl Approval {
             statuses: req.statuses,
             due_before: req.due_before,
             application_id: req.application_id,
-            after: req.after.map(|c| (c.due_at, c.task_id)),
-            limit: limit + 1,
+            after: req.page.after.clone(),
+            limit: req.page.fetch_limit(),
         };
         let mut tasks = self.db.list_tasks(&filter).await?;
-        let next_page_token = if tasks.len() as u64 > limit {
-            tasks.truncate(limit as usize);
-            tasks
-                .last()
-                .map(|t| {
-                    TaskCursor {
-                        due_at: t.due_at,
-                        task_id: t.task_id.clone(),
-                    }
-                    .encode()
-                })
-                .unwrap_or_default()
-        } else {
-            String::new()
-        };
+        let next_page_token = req
+            .page
+            .finish(&mut tasks, |t| (t.due_at, t.task_id.clone()));
         Ok(TaskPage {
             tasks,
             next_page_token,

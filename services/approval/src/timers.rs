@@ -77,7 +77,7 @@ impl Approval {
                             task_id: t.task_id.clone(),
                             department: t.department.clone(),
                             due_time: Some(ts(due)),
-                            kind: t.kind.event_word().into(),
+                            kind: t.kind.event_kind() as i32,
                             title: t.title.clone(),
                         }),
                     ));
@@ -92,7 +92,7 @@ impl Approval {
                         task_id: t.task_id.clone(),
                         department: t.department.clone(),
                         due_time: Some(ts(due)),
-                        kind: t.kind.event_word().into(),
+                        kind: t.kind.event_kind() as i32,
                         title: t.title.clone(),
                     }),
                 ));

@@ -26,17 +26,6 @@ pub enum StageState {
     Skipped,
 }
 
-impl StageState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Done => "done",
-            Self::Active => "active",
-            Self::Pending => "pending",
-            Self::Skipped => "skipped",
-        }
-    }
-}
-
 #[derive(Debug, Clone)]
 pub struct StageView {
     pub stage_id: String,
@@ -163,7 +152,7 @@ impl Approval {
         &self,
         who: &Identity,
         req: ListDefinitions,
-    ) -> Result<Vec<StoredDefinition>, ApprovalError> {
+    ) -> Result<(Vec<StoredDefinition>, String), ApprovalError> {
         // Every authenticated caller may read definitions.
         let _ = who;
         let all = self.db.definitions(req.matter_code.as_deref()).await?;
@@ -175,6 +164,6 @@ impl Approval {
             }
             out.push(d);
         }
-        Ok(out)
+        Ok(req.page.slice(&out, |d| (d.code.clone(), d.version)))
     }
 }

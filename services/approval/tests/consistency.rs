@@ -27,6 +27,8 @@ async fn concurrent_decisions_one_wins(backend: Backend) -> anyhow::Result<()> {
         1,
         "the other is ABORTED: {a:?} {b:?}"
     );
+    let loser = a.as_ref().err().or(b.as_ref().err());
+    assert_eq!(loser.map(reason).as_deref(), Some("STALE_VERSION"));
     assert_eq!(h.count(&format!("SELECT COUNT(*) AS n FROM outbox WHERE routing_key = 'task.decided' AND application_id = '{app}'")).await, 1);
     Ok(())
 }

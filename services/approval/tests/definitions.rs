@@ -33,6 +33,7 @@ async fn running_instances_keep_their_version(backend: Backend) -> anyhow::Resul
                     "lead_department = \"eco_env\"",
                     "lead_department = \"nowhere\"",
                 ),
+                request_id: String::new(),
             },
             &admin,
         ))
@@ -51,44 +52,106 @@ async fn running_instances_keep_their_version(backend: Backend) -> anyhow::Resul
     let clerk = h.clerk("eco_env");
     let denied = h
         .client
-        .publish_definition(authed(
-            pb::PublishDefinitionRequest { source: v2.clone() },
-            &clerk,
-        ))
+        .publish_definition(authed(publish(&v2, ""), &clerk))
         .await
-        .err()
-        .map(|e| e.code());
-    assert_eq!(denied, Some(Code::PermissionDenied));
+        .err();
+    assert_eq!(
+        denied.as_ref().map(|e| e.code()),
+        Some(Code::PermissionDenied)
+    );
+    assert_eq!(
+        denied.as_ref().map(reason).as_deref(),
+        Some("PERMISSION_DENIED")
+    );
     let published = h
         .client
-        .publish_definition(authed(
-            pb::PublishDefinitionRequest { source: v2.clone() },
-            &admin,
-        ))
+        .publish_definition(authed(publish(&v2, "publish-v2"), &admin))
         .await?
         .into_inner();
-    assert_eq!(published.definition.map(|d| d.version), Some(2));
+    assert_eq!(published.definition.as_ref().map(|d| d.version), Some(2));
+    // Retrying with the same request_id returns the same definition and publishes nothing.
+    let retried = h
+        .client
+        .publish_definition(authed(publish(&v2, "publish-v2"), &admin))
+        .await?
+        .into_inner();
+    assert_eq!(retried.definition, published.definition);
+    // The same request_id with another source is refused.
+    let reused = h
+        .client
+        .publish_definition(authed(publish(&v1, "publish-v2"), &admin))
+        .await
+        .err();
+    assert_eq!(reused.as_ref().map(|e| e.code()), Some(Code::AlreadyExists));
+    assert_eq!(
+        reused.as_ref().map(reason).as_deref(),
+        Some("REQUEST_ID_REUSED")
+    );
+    // Without a request_id, publishing the same version again is ALREADY_EXISTS.
     let again = h
         .client
-        .publish_definition(authed(pb::PublishDefinitionRequest { source: v2 }, &admin))
+        .publish_definition(authed(publish(&v2, ""), &admin))
         .await
-        .err()
-        .map(|e| e.code());
-    assert_eq!(again, Some(Code::AlreadyExists));
+        .err();
+    assert_eq!(again.as_ref().map(|e| e.code()), Some(Code::AlreadyExists));
+    assert_eq!(
+        again.as_ref().map(reason).as_deref(),
+        Some("ALREADY_EXISTS")
+    );
     let old = h
         .client
-        .publish_definition(authed(pb::PublishDefinitionRequest { source: v1 }, &admin))
+        .publish_definition(authed(publish(&v1, ""), &admin))
         .await
         .err()
         .map(|e| e.code());
     assert_eq!(old, Some(Code::AlreadyExists));
     h.event("", "definition.published", 1).await?;
+    assert_eq!(
+        h.count("SELECT COUNT(*) AS n FROM outbox WHERE routing_key = 'definition.published'")
+            .await,
+        1,
+        "the retry published nothing"
+    );
+    // One definition per page, by code then version, without gaps or repeats.
+    let mut paged = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = h
+            .client
+            .list_definitions(authed(
+                pb::ListDefinitionsRequest {
+                    all_versions: true,
+                    page_size: 1,
+                    page_token: token.clone(),
+                    ..Default::default()
+                },
+                &clerk,
+            ))
+            .await?
+            .into_inner();
+        assert!(page.definitions.len() <= 1);
+        paged.extend(
+            page.definitions
+                .into_iter()
+                .map(|d| (d.matter_code, d.version)),
+        );
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    let mut sorted = paged.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(paged, sorted, "ordered, no repeats");
+    assert!(paged.contains(&("env.eia.report_form".to_string(), 2)));
     let list = h
         .client
         .list_definitions(authed(
             pb::ListDefinitionsRequest {
                 matter_code: "env.eia.report_form".into(),
                 all_versions: true,
+                ..Default::default()
             },
             &clerk,
         ))
@@ -131,10 +194,7 @@ async fn decision_number_falls_back_to_the_lead_department(backend: Backend) -> 
         .replace("version = 1", "version = 2")
         .replace("decision_number_prefix = \"松环审\"\n", "");
     h.client
-        .publish_definition(authed(
-            pb::PublishDefinitionRequest { source: v2 },
-            &h.admin(),
-        ))
+        .publish_definition(authed(publish(&v2, ""), &h.admin()))
         .await?;
     let mut snap = snapshot()?;
     snap.matter_version = 2;

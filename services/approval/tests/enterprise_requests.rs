@@ -78,7 +78,7 @@ async fn request_reopens_when_unsatisfied_and_closes_when_satisfied(
     assert_eq!(wf.status(), pb::WorkflowStatus::Running);
     let rated = h.event(&app, "outcome.rated", 1).await?;
     assert!(
-        matches!(rated.payload, Some(Payload::OutcomeRated(ref r)) if r.reopened && r.rating == "unsatisfied")
+        matches!(rated.payload, Some(Payload::OutcomeRated(ref r)) if r.reopened && r.rating() == events::Rating::Unsatisfied)
     );
     let again = client
         .rate_outcome(rate(pb::Rating::Satisfied))

@@ -213,9 +213,22 @@ async fn list_tasks_pages_without_gaps_or_repeats(backend: Backend) -> anyhow::R
             &h.admin(),
         ))
         .await
-        .err()
-        .map(|e| e.code());
-    assert_eq!(bad, Some(Code::InvalidArgument));
+        .err();
+    assert_eq!(bad.as_ref().map(|e| e.code()), Some(Code::InvalidArgument));
+    assert_eq!(
+        bad.as_ref().map(reason).as_deref(),
+        Some("INVALID_ARGUMENT")
+    );
+    assert_eq!(
+        bad.as_ref()
+            .and_then(|e| e.get_details_bad_request())
+            .map(|b| b
+                .field_violations
+                .into_iter()
+                .map(|v| v.field)
+                .collect::<Vec<_>>()),
+        Some(vec!["page_token".to_string()])
+    );
     Ok(())
 }
 

@@ -38,24 +38,25 @@ async fn joint_review_then_decision_approves(backend: Backend) -> anyhow::Result
     let states: Vec<_> = wf
         .stages
         .iter()
-        .map(|s| (s.stage_id.as_str(), s.state.as_str()))
+        .map(|s| (s.stage_id.as_str(), s.state()))
         .collect();
     assert_eq!(
         states,
         vec![
-            ("acceptance", "done"),
-            ("joint_review", "done"),
-            ("extra_review", "skipped"),
-            ("decision", "done")
+            ("acceptance", pb::StageState::Done),
+            ("joint_review", pb::StageState::Done),
+            ("extra_review", pb::StageState::Skipped),
+            ("decision", pb::StageState::Done)
         ]
     );
     // A decided task cannot be decided again.
-    let again = h
-        .decide(eco, pb::Decision::Approve, "")
-        .await
-        .err()
-        .map(|e| e.code());
-    assert_eq!(again, Some(Code::Aborted), "its version moved on");
+    let again = h.decide(eco, pb::Decision::Approve, "").await.err();
+    assert_eq!(
+        again.as_ref().map(|e| e.code()),
+        Some(Code::Aborted),
+        "its version moved on"
+    );
+    assert_eq!(again.as_ref().map(reason).as_deref(), Some("STALE_VERSION"));
     Ok(())
 }
 
@@ -119,9 +120,15 @@ async fn any_reject_rejects_and_cancels_the_rest(backend: Backend) -> anyhow::Re
     let closed = h
         .decide(&cancelled[0], pb::Decision::Approve, "")
         .await
-        .err()
-        .map(|e| e.code());
-    assert_eq!(closed, Some(Code::FailedPrecondition));
+        .err();
+    assert_eq!(
+        closed.as_ref().map(|e| e.code()),
+        Some(Code::FailedPrecondition)
+    );
+    assert_eq!(
+        closed.as_ref().map(reason).as_deref(),
+        Some("FAILED_PRECONDITION")
+    );
     Ok(())
 }
 
@@ -167,7 +174,7 @@ async fn pledge_a_skips_review_and_follows_up(backend: Backend) -> anyhow::Resul
     assert!(
         wf.stages
             .iter()
-            .all(|s| s.state == "skipped" && s.tasks.is_empty()),
+            .all(|s| s.state() == pb::StageState::Skipped && s.tasks.is_empty()),
         "{:?}",
         wf.stages
     );

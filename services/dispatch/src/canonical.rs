@@ -1,11 +1,11 @@
 //! The canonical document every platform mapping reads (see `tongban_platform`'s crate docs):
 //! `{event, application, approval?}`. Pure functions, no I/O.
 
-use prost_types::value::Kind;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use tongban_proto::{
     common::{CreditClass, Material},
     events::{ApplicationSnapshot, Envelope, envelope::Payload},
+    structs::struct_to_json,
     time::from_ts,
 };
 
@@ -13,33 +13,6 @@ fn rfc3339(t: Option<&prost_types::Timestamp>) -> Value {
     t.and_then(from_ts)
         .map(|t| Value::String(t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)))
         .unwrap_or(Value::Null)
-}
-
-/// A protobuf `Value` as JSON; integral numbers stay integers (`12800`, not `12800.0`).
-fn proto_value(v: &prost_types::Value) -> Value {
-    match &v.kind {
-        None | Some(Kind::NullValue(_)) => Value::Null,
-        Some(Kind::BoolValue(b)) => Value::Bool(*b),
-        Some(Kind::StringValue(s)) => Value::String(s.clone()),
-        Some(Kind::NumberValue(n)) => {
-            if n.fract() == 0.0 && n.abs() < 9.0e15 {
-                json!(*n as i64)
-            } else {
-                serde_json::Number::from_f64(*n).map_or(Value::Null, Value::Number)
-            }
-        }
-        Some(Kind::StructValue(s)) => proto_struct(s),
-        Some(Kind::ListValue(l)) => Value::Array(l.values.iter().map(proto_value).collect()),
-    }
-}
-
-fn proto_struct(s: &prost_types::Struct) -> Value {
-    Value::Object(
-        s.fields
-            .iter()
-            .map(|(k, v)| (k.clone(), proto_value(v)))
-            .collect::<Map<_, _>>(),
-    )
 }
 
 fn material(m: &Material) -> Value {
@@ -72,7 +45,7 @@ pub fn application_section(s: &ApplicationSnapshot) -> Value {
             "region_code": applicant.region_code,
             "credit_class": credit_class(applicant.credit_class()),
         },
-        "form": s.form.as_ref().map_or(json!({}), proto_struct),
+        "form": Value::Object(struct_to_json(s.form.as_ref())),
         "materials": s.materials.iter().map(material).collect::<Vec<_>>(),
     })
 }
@@ -125,6 +98,8 @@ pub fn document(event: &Envelope, application: &Value) -> Value {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    use prost_types::value::Kind;
+
     use super::*;
     use tongban_proto::events::{ApplicationApproved, ApplicationRejected};
 

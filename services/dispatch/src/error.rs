@@ -1,6 +1,8 @@
 //! The dispatch service's errors and their one mapping to gRPC status codes.
 
+use tongban_proto::{common::ErrorReason as Reason, page::PageError};
 use tongban_runtime::status;
+use tonic::Code;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DispatchError {
@@ -37,18 +39,28 @@ impl From<DispatchError> for tonic::Status {
             DispatchError::Invalid { field, description } => status::invalid_argument(
                 message,
                 &[status::Violation { field, description }],
-                "INVALID_ARGUMENT",
-                "tongban.dispatch",
+                Reason::InvalidArgument,
             ),
-            DispatchError::NotFound(_) => tonic::Status::not_found(message),
-            DispatchError::FailedPrecondition(_) => tonic::Status::failed_precondition(message),
+            DispatchError::NotFound(_) => {
+                status::with_reason(Code::NotFound, message, Reason::NotFound)
+            }
+            DispatchError::FailedPrecondition(_) => status::with_reason(
+                Code::FailedPrecondition,
+                message,
+                Reason::FailedPrecondition,
+            ),
             DispatchError::Auth(a) => a.into(),
             DispatchError::Db(err) => status::storage_unavailable(&err),
-            DispatchError::Platform { .. } => tonic::Status::unavailable(message),
-            DispatchError::Corrupt(_) => {
-                tracing::error!(%message, "corrupt row");
-                tonic::Status::internal("internal error")
+            DispatchError::Platform { .. } => {
+                status::with_reason(Code::Unavailable, message, Reason::PlatformUnavailable)
             }
+            DispatchError::Corrupt(_) => status::internal(&message),
         }
+    }
+}
+
+impl From<PageError> for DispatchError {
+    fn from(e: PageError) -> Self {
+        invalid(e.field(), e.to_string())
     }
 }

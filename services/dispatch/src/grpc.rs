@@ -26,8 +26,12 @@ impl DispatchService for DispatchGrpc {
         req: Request<pb::ListPlatformsRequest>,
     ) -> Result<Response<pb::ListPlatformsResponse>, Status> {
         let who = identity(&req)?;
-        let platforms = self.dispatch.list_platforms(&who).await?;
-        Ok(Response::new(pb::ListPlatformsResponse { platforms }))
+        let (platforms, next_page_token) =
+            self.dispatch.list_platforms(&who, req.get_ref()).await?;
+        Ok(Response::new(pb::ListPlatformsResponse {
+            platforms,
+            next_page_token,
+        }))
     }
 
     async fn list_deliveries(

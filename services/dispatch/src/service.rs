@@ -5,7 +5,7 @@ use std::{collections::HashSet, sync::Arc};
 
 use sea_orm::DatabaseConnection;
 use tongban_auth::{Identity, Role};
-use tongban_proto::dispatch as pb;
+use tongban_proto::{dispatch as pb, page::Paging};
 
 use crate::{
     error::{DispatchError, invalid},
@@ -15,8 +15,10 @@ use crate::{
 
 const READERS: &[Role] = &[Role::Clerk, Role::Supervisor, Role::Admin, Role::Integrator];
 const OPERATORS: &[Role] = &[Role::Supervisor, Role::Admin, Role::Integrator];
-const DEFAULT_PAGE: u64 = 50;
-const MAX_PAGE: u64 = 500;
+/// Paging of ListDeliveries: oldest first, resumed after the last delivery id.
+const DELIVERIES: Paging = Paging::new("dispatch.deliveries", 50, 500);
+/// Paging of ListPlatforms: configuration order, resumed after the last position.
+const PLATFORMS: Paging = Paging::new("dispatch.platforms", 50, 200);
 
 pub struct Dispatch {
     db: DatabaseConnection,
@@ -52,23 +54,31 @@ impl Dispatch {
         }
     }
 
-    pub async fn list_platforms(&self, who: &Identity) -> Result<Vec<pb::Platform>, DispatchError> {
+    /// The configured platforms in configuration order, one page at a time.
+    pub async fn list_platforms(
+        &self,
+        who: &Identity,
+        req: &pb::ListPlatformsRequest,
+    ) -> Result<(Vec<pb::Platform>, String), DispatchError> {
         who.require(READERS)?;
+        let page = PLATFORMS.page::<usize>(req.page_size, &req.page_token)?;
         let counts = ledger::counts(&self.db).await?;
         let n = |id: &str, s: Status| counts.get(&(id.to_string(), s)).copied().unwrap_or(0);
-        Ok(self
-            .platforms
+        let positions: Vec<usize> = (0..self.platforms.len()).collect();
+        let (positions, next) = page.slice(&positions, |i| *i);
+        let platforms = positions
             .iter()
+            .filter_map(|i| self.platforms.get(*i))
             .map(|p| {
                 let c = &p.config;
                 pb::Platform {
                     platform_id: c.id.clone(),
                     name: c.name.clone(),
                     endpoint: c.endpoint.clone(),
-                    auth_kind: c.auth.kind().to_string(),
+                    auth_kind: auth_kind(&c.auth) as i32,
                     event_types: c.event_types.clone(),
                     concurrency: u32::try_from(c.concurrency).unwrap_or(u32::MAX),
-                    timeout_ms: u32::try_from(c.timeout.as_millis()).unwrap_or(u32::MAX),
+                    timeout: prost_types::Duration::try_from(c.timeout).ok(),
                     max_attempts: c.retry.max_attempts,
                     circuit: p.circuit_state() as i32,
                     succeeded: n(&c.id, Status::Succeeded),
@@ -76,7 +86,8 @@ impl Dispatch {
                     dead_lettered: n(&c.id, Status::DeadLettered),
                 }
             })
-            .collect())
+            .collect();
+        Ok((platforms, next))
     }
 
     pub async fn list_deliveries(
@@ -85,11 +96,7 @@ impl Dispatch {
         req: &pb::ListDeliveriesRequest,
     ) -> Result<(Vec<pb::Delivery>, String), DispatchError> {
         who.require(READERS)?;
-        let limit = match req.page_size {
-            0 => DEFAULT_PAGE,
-            n if n < 0 => return Err(invalid("page_size", "must not be negative")),
-            n => (n as u64).min(MAX_PAGE),
-        };
+        let page = DELIVERIES.page::<String>(req.page_size, &req.page_token)?;
         let status = match pb::DeliveryStatus::try_from(req.status) {
             Ok(pb::DeliveryStatus::Unspecified) => None,
             Ok(s) => Status::try_from(s).ok(),
@@ -100,18 +107,11 @@ impl Dispatch {
             application_id: non_empty(&req.application_id),
             platform_id: non_empty(&req.platform_id),
             status,
-            after_id: non_empty(&req.page_token),
-            limit: limit + 1,
+            after_id: page.after.clone(),
+            limit: page.fetch_limit(),
         };
         let mut rows = ledger::list(&self.db, &filter).await?;
-        let next = if rows.len() as u64 > limit {
-            rows.truncate(limit as usize);
-            rows.last()
-                .map(|r| r.delivery_id.clone())
-                .unwrap_or_default()
-        } else {
-            String::new()
-        };
+        let next = page.finish(&mut rows, |r| r.delivery_id.clone());
         Ok((rows.iter().map(ledger::Delivery::to_proto).collect(), next))
     }
 
@@ -241,5 +241,12 @@ impl Dispatch {
             .iter()
             .filter_map(|k| k.as_str().map(str::to_string))
             .collect())
+    }
+}
+
+fn auth_kind(a: &tongban_platform::AuthConfig) -> pb::AuthKind {
+    match a {
+        tongban_platform::AuthConfig::Bearer { .. } => pb::AuthKind::Bearer,
+        tongban_platform::AuthConfig::Hmac { .. } => pb::AuthKind::Hmac,
     }
 }

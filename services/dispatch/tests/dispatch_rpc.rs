@@ -31,6 +31,16 @@ const EXPECTED: &[(&str, usize)] = &[
     ("provincial_gov_services", 2),
 ];
 
+/// The `ErrorInfo` reason of a status (the catalogue in `tongban.common.v1.ErrorReason`).
+fn reason(status: &tonic::Status) -> String {
+    let info = status.get_details_error_info();
+    assert_eq!(
+        info.as_ref().map(|i| i.domain.as_str()),
+        Some("tongban.gov")
+    );
+    info.map(|i| i.reason).unwrap_or_default()
+}
+
 fn http() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::new()
@@ -131,7 +141,7 @@ impl Harness {
             let mut c = DispatchServiceClient::connect(format!("http://{addr}"))
                 .await
                 .ok()?;
-            c.list_platforms(authed(pb::ListPlatformsRequest {}, &token))
+            c.list_platforms(authed(pb::ListPlatformsRequest::default(), &token))
                 .await
                 .ok()?;
             Some(c)
@@ -333,7 +343,7 @@ async fn fan_out_reaches_every_platform_once(backend: Backend) -> anyhow::Result
         .client
         .clone()
         .list_platforms(authed(
-            pb::ListPlatformsRequest {},
+            pb::ListPlatformsRequest::default(),
             &h.token(Role::Integrator),
         ))
         .await?
@@ -349,7 +359,58 @@ async fn fan_out_reaches_every_platform_once(backend: Backend) -> anyhow::Result
         assert_eq!(p.succeeded, 2 * n as u64, "{}", p.platform_id);
         assert_eq!((p.pending, p.dead_lettered), (0, 0));
         assert_eq!(p.circuit(), pb::CircuitState::Closed);
+        assert_ne!(
+            p.auth_kind(),
+            pb::AuthKind::Unspecified,
+            "{}",
+            p.platform_id
+        );
+        assert!(
+            p.timeout.is_some_and(|t| t.seconds > 0 || t.nanos > 0),
+            "{}",
+            p.platform_id
+        );
     }
+    // ListPlatforms pages in configuration order, without gaps or repeats.
+    let mut paged = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = h
+            .client
+            .clone()
+            .list_platforms(authed(
+                pb::ListPlatformsRequest {
+                    page_size: 3,
+                    page_token: page_token.clone(),
+                },
+                &h.token(Role::Integrator),
+            ))
+            .await?
+            .into_inner();
+        assert!(page.platforms.len() <= 3);
+        paged.extend(page.platforms.into_iter().map(|p| p.platform_id));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
+    let ids: Vec<String> = platforms.iter().map(|p| p.platform_id.clone()).collect();
+    assert_eq!(paged, ids);
+    let bad = h
+        .client
+        .clone()
+        .list_deliveries(authed(
+            pb::ListDeliveriesRequest {
+                page_token: "not-a-token".into(),
+                ..Default::default()
+            },
+            &h.token(Role::Integrator),
+        ))
+        .await
+        .err()
+        .ok_or_else(|| anyhow::anyhow!("accepted a made-up page token"))?;
+    assert_eq!(bad.code(), Code::InvalidArgument);
+    assert_eq!(reason(&bad), "INVALID_ARGUMENT");
     // The body the platform holds is the mapped payload.
     let key = &eia[0].idempotency_key;
     let body: Value = http()
@@ -433,9 +494,12 @@ async fn failing_platform_dead_letters_then_replays(backend: Backend) -> anyhow:
             &h.token(Role::Clerk),
         ))
         .await
-        .err()
-        .map(|e| e.code());
-    assert_eq!(err, Some(Code::PermissionDenied));
+        .err();
+    assert_eq!(err.as_ref().map(|e| e.code()), Some(Code::PermissionDenied));
+    assert_eq!(
+        err.as_ref().map(reason).as_deref(),
+        Some("PERMISSION_DENIED")
+    );
 
     h.faults("pollutant_permit", json!({})).await?;
     let replayed = h
@@ -459,7 +523,7 @@ async fn failing_platform_dead_letters_then_replays(backend: Backend) -> anyhow:
     let done = &h
         .deliveries("pollutant_permit", pb::DeliveryStatus::Succeeded)
         .await?[0];
-    let code = |r: Result<_, tonic::Status>| r.err().map(|e| e.code());
+    let code = |r: Result<_, tonic::Status>| r.err().map(|e| (e.code(), reason(&e)));
     let mut c = h.client.clone();
     let r = c
         .retry_delivery(authed(
@@ -469,12 +533,16 @@ async fn failing_platform_dead_letters_then_replays(backend: Backend) -> anyhow:
             &sup,
         ))
         .await;
-    assert_eq!(code(r), Some(Code::FailedPrecondition));
+    assert_eq!(
+        code(r),
+        Some((Code::FailedPrecondition, "FAILED_PRECONDITION".into()))
+    );
     let r = c
         .retry_delivery(authed(pb::RetryDeliveryRequest::default(), &sup))
         .await;
     let status = r.err().ok_or_else(|| anyhow::anyhow!("accepted"))?;
     assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(reason(&status), "INVALID_ARGUMENT");
     let fields: Vec<String> = status
         .get_details_bad_request()
         .map(|b| b.field_violations.into_iter().map(|v| v.field).collect())
@@ -488,7 +556,7 @@ async fn failing_platform_dead_letters_then_replays(backend: Backend) -> anyhow:
             &sup,
         ))
         .await;
-    assert_eq!(code(r), Some(Code::NotFound));
+    assert_eq!(code(r), Some((Code::NotFound, "NOT_FOUND".into())));
     Ok(())
 }
 

@@ -4,13 +4,13 @@
 use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
-use serde_json::{Map, Value as Json};
 use tongban_calendar::Calendar;
 use tongban_matter::MatterDefinition;
 use tongban_proto::{
     common::{Applicant, CreditClass, Material, OwedMaterial},
     events::{Envelope, envelope::Payload},
     intake::{Application, ApplicationStatus, SubmitApplicationRequest},
+    structs::struct_to_json,
     time::ts,
 };
 use tongban_types::{CreditCode, RegionCode};
@@ -285,29 +285,11 @@ fn validate_applicant(
     (credit, region)
 }
 
-/// A `google.protobuf.Struct` as a JSON object (numbers stay JSON numbers).
-pub fn struct_to_json(s: Option<&prost_types::Struct>) -> Map<String, Json> {
-    s.map(|s| {
-        s.fields
-            .iter()
-            .map(|(k, v)| (k.clone(), value_to_json(v)))
-            .collect()
-    })
-    .unwrap_or_default()
-}
-
-pub fn value_to_json(v: &prost_types::Value) -> Json {
-    use prost_types::value::Kind;
-    match &v.kind {
-        None | Some(Kind::NullValue(_)) => Json::Null,
-        Some(Kind::NumberValue(n)) => serde_json::Number::from_f64(*n)
-            .map(Json::Number)
-            .unwrap_or(Json::Null),
-        Some(Kind::StringValue(s)) => Json::String(s.clone()),
-        Some(Kind::BoolValue(b)) => Json::Bool(*b),
-        Some(Kind::StructValue(s)) => Json::Object(struct_to_json(Some(s))),
-        Some(Kind::ListValue(l)) => Json::Array(l.values.iter().map(value_to_json).collect()),
-    }
+/// A rating as the applicant reads it: `unsatisfied`.
+fn rating_word(r: tongban_proto::events::Rating) -> String {
+    r.as_str_name()
+        .trim_start_matches("RATING_")
+        .to_ascii_lowercase()
 }
 
 /// The credit class as the matter crate sees it.
@@ -378,7 +360,7 @@ pub fn apply_event(app: &mut Application, env: &Envelope) -> bool {
         }
         Payload::OutcomeRated(r) if r.reopened && !is_final(status) => {
             app.set_status(ApplicationStatus::InReview);
-            app.status_reason = format!("reopened after rating {}", r.rating);
+            app.status_reason = format!("reopened after rating {}", rating_word(r.rating()));
             true
         }
         Payload::ApplicationClosed(c)

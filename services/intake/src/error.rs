@@ -1,12 +1,18 @@
 //! The intake service's errors and their one mapping to gRPC status codes.
 
+use tongban_proto::{common::ErrorReason as Reason, page::PageError};
 pub use tongban_runtime::status::Violation;
 use tongban_runtime::status::{self, summary};
+use tonic::Code;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IntakeError {
     #[error("invalid request: {}", summary(.0))]
     Invalid(Vec<Violation>),
+    /// A request field other than the application itself is wrong (a filter, paging, a note):
+    /// plain INVALID_ARGUMENT rather than INVALID_APPLICATION.
+    #[error("invalid request: {}: {}", .0.field, .0.description)]
+    BadRequest(Violation),
     #[error("{0} not found")]
     NotFound(String),
     #[error("request_id {0} was already used for a different application")]
@@ -27,32 +33,40 @@ impl From<IntakeError> for tonic::Status {
     fn from(e: IntakeError) -> Self {
         let message = e.to_string();
         match e {
-            IntakeError::Invalid(violations) => status::invalid_argument(
+            IntakeError::Invalid(violations) => {
+                status::invalid_argument(message, &violations, Reason::InvalidApplication)
+            }
+            IntakeError::BadRequest(v) => {
+                status::invalid_argument(message, &[v], Reason::InvalidArgument)
+            }
+            IntakeError::NotFound(_) => {
+                status::with_reason(Code::NotFound, message, Reason::NotFound)
+            }
+            IntakeError::RequestIdReused(_) => {
+                status::with_reason(Code::AlreadyExists, message, Reason::RequestIdReused)
+            }
+            IntakeError::StaleVersion { .. } => {
+                status::with_reason(Code::Aborted, message, Reason::StaleVersion)
+            }
+            IntakeError::FailedPrecondition(_) => status::with_reason(
+                Code::FailedPrecondition,
                 message,
-                &violations,
-                "INVALID_APPLICATION",
-                "tongban.intake",
+                Reason::FailedPrecondition,
             ),
-            IntakeError::NotFound(_) => tonic::Status::not_found(message),
-            IntakeError::RequestIdReused(_) => status::with_reason(
-                tonic::Code::AlreadyExists,
-                message,
-                "REQUEST_ID_REUSED",
-                "tongban.intake",
-            ),
-            IntakeError::StaleVersion { .. } => tonic::Status::aborted(message),
-            IntakeError::FailedPrecondition(_) => tonic::Status::failed_precondition(message),
             IntakeError::Auth(a) => a.into(),
             IntakeError::Db(err) => status::storage_unavailable(&err),
-            IntakeError::Corrupt(_) => {
-                tracing::error!(%message, "corrupt row");
-                tonic::Status::internal("internal error")
-            }
+            IntakeError::Corrupt(_) => status::internal(&message),
         }
     }
 }
 
 /// Shorthand for a single-field invalid-argument error.
 pub fn invalid(field: impl Into<String>, description: impl Into<String>) -> IntakeError {
-    IntakeError::Invalid(vec![Violation::new(field, description)])
+    IntakeError::BadRequest(Violation::new(field, description))
+}
+
+impl From<PageError> for IntakeError {
+    fn from(e: PageError) -> Self {
+        Self::BadRequest(e.into())
+    }
 }

@@ -150,8 +150,10 @@ impl IntakeService for IntakeGrpc {
         req: Request<pb::ListMattersRequest>,
     ) -> Result<Response<pb::ListMattersResponse>, Status> {
         identity(&req)?;
+        let (matters, next_page_token) = self.intake.list_matters(req.get_ref())?;
         Ok(Response::new(pb::ListMattersResponse {
-            matters: self.intake.list_matters(),
+            matters,
+            next_page_token,
         }))
     }
 }

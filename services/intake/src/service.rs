@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use base64::Engine;
 use prost::Message;
 use sea_orm::DatabaseConnection;
 use sha2::{Digest, Sha256};
@@ -14,9 +13,11 @@ use tongban_outbox::{RelayHandle, db::begin_write, new_envelope, outbox};
 use tongban_proto::{
     events::{self, ApplicationSnapshot, envelope::Payload},
     intake::{
-        Application, ApplicationStatus, FormField, ListApplicationsRequest, MaterialRequirement,
-        Matter, SubmitApplicationRequest, SupplementMaterialsRequest, WithdrawApplicationRequest,
+        Application, ApplicationStatus, FieldType, FormField, ListApplicationsRequest,
+        ListMattersRequest, MaterialRequirement, Matter, SubmitApplicationRequest,
+        SupplementMaterialsRequest, WithdrawApplicationRequest,
     },
+    page::Paging,
     time::ts,
 };
 use tongban_types::CreditCode;
@@ -205,21 +206,7 @@ impl Intake {
         who: &Identity,
         req: &ListApplicationsRequest,
     ) -> Result<(Vec<Application>, String), IntakeError> {
-        let limit = match req.page_size {
-            n if n < 0 => return Err(invalid("page_size", "must not be negative")),
-            0 => 50,
-            n => n.min(200) as u64,
-        };
-        let before_id = if req.page_token.is_empty() {
-            None
-        } else {
-            let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(&req.page_token)
-                .ok()
-                .and_then(|b| String::from_utf8(b).ok())
-                .ok_or_else(|| invalid("page_token", "is not a token this service issued"))?;
-            Some(raw)
-        };
+        let page = APPLICATIONS.page::<String>(req.page_size, &req.page_token)?;
         let mut credit_code = (!req.credit_code.is_empty())
             .then(|| CreditCode::parse(&req.credit_code).map(|c| c.to_string()))
             .transpose()
@@ -244,21 +231,11 @@ impl Intake {
             matter_code: (!req.matter_code.is_empty()).then(|| req.matter_code.clone()),
             credit_code,
             region_prefix: (!req.region_prefix.is_empty()).then(|| req.region_prefix.clone()),
-            before_id,
-            limit: limit + 1,
+            before_id: page.after.clone(),
+            limit: page.fetch_limit(),
         };
         let mut apps = repository::list(&self.db, &filter).await?;
-        let next = if apps.len() as u64 > limit {
-            apps.truncate(limit as usize);
-            apps.last()
-                .map(|a| {
-                    base64::engine::general_purpose::URL_SAFE_NO_PAD
-                        .encode(a.application_id.as_bytes())
-                })
-                .unwrap_or_default()
-        } else {
-            String::new()
-        };
+        let next = page.finish(&mut apps, |a| a.application_id.clone());
         Ok((apps, next))
     }
 
@@ -388,9 +365,16 @@ impl Intake {
         Ok(app)
     }
 
-    pub fn list_matters(&self) -> Vec<Matter> {
-        self.matters
-            .all_latest()
+    /// The latest version of every matter, by code, one page at a time.
+    pub fn list_matters(
+        &self,
+        req: &ListMattersRequest,
+    ) -> Result<(Vec<Matter>, String), IntakeError> {
+        let page = MATTERS.page::<String>(req.page_size, &req.page_token)?;
+        let mut latest = self.matters.all_latest();
+        latest.sort_by(|a, b| a.code.cmp(&b.code));
+        let (latest, next) = page.slice(&latest, |m| m.code.clone());
+        let matters = latest
             .iter()
             .map(|m| Matter {
                 code: m.code.clone(),
@@ -415,7 +399,7 @@ impl Intake {
                     .map(|f| FormField {
                         name: f.name.clone(),
                         label: f.label.clone(),
-                        r#type: f.ty.name().to_string(),
+                        r#type: field_type(&f.ty) as i32,
                         required: f.required,
                         allowed: match &f.ty {
                             tongban_matter::FieldType::Enum { allowed } => allowed.clone(),
@@ -425,7 +409,25 @@ impl Intake {
                     .collect(),
                 allows_pledge: m.pledge.is_some(),
             })
-            .collect()
+            .collect();
+        Ok((matters, next))
+    }
+}
+
+/// Paging of ListApplications: newest first, resumed after the last application id.
+const APPLICATIONS: Paging = Paging::new("intake.applications", 50, 200);
+/// Paging of ListMatters: by code, resumed after the last code.
+const MATTERS: Paging = Paging::new("intake.matters", 50, 200);
+
+fn field_type(t: &tongban_matter::FieldType) -> FieldType {
+    use tongban_matter::FieldType as T;
+    match t {
+        T::String { .. } => FieldType::String,
+        T::Integer { .. } => FieldType::Integer,
+        T::Number { .. } => FieldType::Number,
+        T::Boolean => FieldType::Boolean,
+        T::Date => FieldType::Date,
+        T::Enum { .. } => FieldType::Enum,
     }
 }
 

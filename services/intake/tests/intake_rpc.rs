@@ -69,6 +69,16 @@ fn example() -> anyhow::Result<pb::SubmitApplicationRequest> {
     )?)
 }
 
+/// The `ErrorInfo` reason of a status (the catalogue in `tongban.common.v1.ErrorReason`).
+fn reason(status: &tonic::Status) -> String {
+    let info = status.get_details_error_info();
+    assert_eq!(
+        info.as_ref().map(|i| i.domain.as_str()),
+        Some("tongban.gov")
+    );
+    info.map(|i| i.reason).unwrap_or_default()
+}
+
 fn fields(status: &tonic::Status) -> Vec<String> {
     status
         .get_details_bad_request()
@@ -127,6 +137,7 @@ async fn submit_is_idempotent_and_emits_one_event(backend: Backend) -> anyhow::R
         .err()
         .ok_or_else(|| anyhow::anyhow!("accepted"))?;
     assert_eq!(err.code(), Code::AlreadyExists);
+    assert_eq!(reason(&err), "REQUEST_ID_REUSED");
 
     let got = h
         .client
@@ -156,9 +167,12 @@ async fn submit_is_idempotent_and_emits_one_event(backend: Backend) -> anyhow::R
             &other,
         ))
         .await
-        .err()
-        .map(|e| e.code());
-    assert_eq!(err, Some(Code::PermissionDenied));
+        .err();
+    assert_eq!(err.as_ref().map(|e| e.code()), Some(Code::PermissionDenied));
+    assert_eq!(
+        err.as_ref().map(reason).as_deref(),
+        Some("PERMISSION_DENIED")
+    );
     // No token at all.
     let err = h
         .client
@@ -166,9 +180,9 @@ async fn submit_is_idempotent_and_emits_one_event(backend: Backend) -> anyhow::R
             application_id: app.application_id.clone(),
         })
         .await
-        .err()
-        .map(|e| e.code());
-    assert_eq!(err, Some(Code::Unauthenticated));
+        .err();
+    assert_eq!(err.as_ref().map(|e| e.code()), Some(Code::Unauthenticated));
+    assert_eq!(err.as_ref().map(reason).as_deref(), Some("UNAUTHENTICATED"));
     let missing = h
         .client
         .get_application(authed(
@@ -178,9 +192,9 @@ async fn submit_is_idempotent_and_emits_one_event(backend: Backend) -> anyhow::R
             &token,
         ))
         .await
-        .err()
-        .map(|e| e.code());
-    assert_eq!(missing, Some(Code::NotFound));
+        .err();
+    assert_eq!(missing.as_ref().map(|e| e.code()), Some(Code::NotFound));
+    assert_eq!(missing.as_ref().map(reason).as_deref(), Some("NOT_FOUND"));
     Ok(())
 }
 
@@ -248,7 +262,7 @@ async fn list_pages_and_filters(backend: Backend) -> anyhow::Result<()> {
     assert!(resp.applications.is_empty());
     let matters = h
         .client
-        .list_matters(authed(pb::ListMattersRequest {}, &clerk))
+        .list_matters(authed(pb::ListMattersRequest::default(), &clerk))
         .await?
         .into_inner();
     assert!(
@@ -257,7 +271,83 @@ async fn list_pages_and_filters(backend: Backend) -> anyhow::Result<()> {
             .iter()
             .any(|m| m.code == "env.eia.report_form" && m.allows_pledge)
     );
+    assert!(
+        matters.next_page_token.is_empty(),
+        "one default page holds them all"
+    );
+    let eia = matters
+        .matters
+        .iter()
+        .find(|m| m.code == "env.eia.report_form")
+        .ok_or_else(|| anyhow::anyhow!("no EIA matter"))?;
+    assert!(
+        eia.fields
+            .iter()
+            .all(|f| f.r#type() != pb::FieldType::Unspecified),
+        "every form field has a type"
+    );
+
+    // ListMatters pages one matter at a time, by code, without gaps or repeats.
+    let mut codes = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let resp = h
+            .client
+            .list_matters(authed(
+                pb::ListMattersRequest {
+                    page_size: 1,
+                    page_token: page_token.clone(),
+                },
+                &clerk,
+            ))
+            .await?
+            .into_inner();
+        assert!(resp.matters.len() <= 1);
+        codes.extend(resp.matters.into_iter().map(|m| m.code));
+        if resp.next_page_token.is_empty() {
+            break;
+        }
+        page_token = resp.next_page_token;
+    }
+    let all: Vec<String> = matters.matters.iter().map(|m| m.code.clone()).collect();
+    assert_eq!(codes, all);
+
+    // A token from another list, or a made-up one, is INVALID_ARGUMENT naming page_token.
+    for bad in [
+        page_token_of_applications(&mut h, &token).await?,
+        "garbage".into(),
+    ] {
+        let err = h
+            .client
+            .list_matters(authed(
+                pb::ListMattersRequest {
+                    page_size: 1,
+                    page_token: bad,
+                },
+                &clerk,
+            ))
+            .await
+            .err()
+            .ok_or_else(|| anyhow::anyhow!("accepted a foreign page token"))?;
+        assert_eq!(err.code(), Code::InvalidArgument);
+        assert_eq!(fields(&err), ["page_token"]);
+        assert_eq!(reason(&err), "INVALID_ARGUMENT");
+    }
     Ok(())
+}
+
+async fn page_token_of_applications(h: &mut Harness, token: &str) -> anyhow::Result<String> {
+    Ok(h.client
+        .list_applications(authed(
+            pb::ListApplicationsRequest {
+                page_size: 1,
+                ..Default::default()
+            },
+            token,
+        ))
+        .await?
+        .into_inner()
+        .next_page_token)
 }
 
 async fn bad_input_names_the_field_and_writes_nothing(backend: Backend) -> anyhow::Result<()> {
@@ -346,6 +436,7 @@ async fn bad_input_names_the_field_and_writes_nothing(backend: Backend) -> anyho
             .err()
             .ok_or_else(|| anyhow::anyhow!("{field}: accepted"))?;
         assert_eq!(err.code(), Code::InvalidArgument, "{field}: {err:?}");
+        assert_eq!(reason(&err), "INVALID_APPLICATION", "{field}");
         let named = fields(&err);
         assert!(
             named.iter().any(|f| f == field),
@@ -487,9 +578,9 @@ async fn supplement_and_withdraw(backend: Backend) -> anyhow::Result<()> {
             &token,
         ))
         .await
-        .err()
-        .map(|e| e.code());
-    assert_eq!(stale, Some(Code::Aborted));
+        .err();
+    assert_eq!(stale.as_ref().map(|e| e.code()), Some(Code::Aborted));
+    assert_eq!(stale.as_ref().map(reason).as_deref(), Some("STALE_VERSION"));
     let after = h
         .client
         .supplement_materials(authed(

@@ -1,12 +1,16 @@
 //! The notification service's errors and their one mapping to gRPC status codes.
 
+use tongban_proto::{common::ErrorReason as Reason, page::PageError};
 use tongban_runtime::status;
+use tonic::Code;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NotificationError {
     /// A request field is wrong; `field` is named as the client sent it.
     #[error("invalid {field}: {description}")]
     Invalid { field: String, description: String },
+    #[error("request_id {0} was already used for a different request")]
+    RequestIdReused(String),
     #[error(transparent)]
     Auth(#[from] tongban_auth::AuthError),
     #[error("storage: {0}")]
@@ -23,15 +27,14 @@ impl From<NotificationError> for tonic::Status {
             NotificationError::Invalid { field, description } => status::invalid_argument(
                 message,
                 &[status::Violation { field, description }],
-                "INVALID_ARGUMENT",
-                "tongban.notification",
+                Reason::InvalidArgument,
             ),
+            NotificationError::RequestIdReused(_) => {
+                status::with_reason(Code::AlreadyExists, message, Reason::RequestIdReused)
+            }
             NotificationError::Auth(a) => a.into(),
             NotificationError::Db(err) => status::storage_unavailable(&err),
-            NotificationError::Config(_) => {
-                tracing::error!(%message, "configuration error");
-                tonic::Status::internal("internal error")
-            }
+            NotificationError::Config(_) => status::internal(&message),
         }
     }
 }
@@ -41,5 +44,11 @@ pub fn invalid(field: impl Into<String>, description: impl Into<String>) -> Noti
     NotificationError::Invalid {
         field: field.into(),
         description: description.into(),
+    }
+}
+
+impl From<PageError> for NotificationError {
+    fn from(e: PageError) -> Self {
+        invalid(e.field(), e.to_string())
     }
 }

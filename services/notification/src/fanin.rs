@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 
-use tongban_proto::events::{Envelope, envelope::Payload};
+use tongban_proto::events::{self, Envelope, envelope::Payload};
 
 use crate::templates::{ZH_CN, normalize_locale};
 
@@ -88,8 +88,6 @@ impl Draft {
             .then(|| format!("{}|{}|{}", self.recipient, self.kind, self.task_id))
     }
 }
-
-pub const FOLLOW_UP_MATERIAL: &str = "follow_up_material";
 
 /// The notifications `event` causes. `facts` are the application's, if known; `tz` is the
 /// calendar's zone, for showing due times in local time.
@@ -185,7 +183,7 @@ pub fn drafts(event: &Envelope, facts: Option<&Facts>, tz: chrono_tz::Tz) -> Vec
                 &p.task_id,
                 true,
             ));
-            if p.kind == FOLLOW_UP_MATERIAL {
+            if p.kind() == events::TaskKind::FollowUpMaterial {
                 out.extend(applicant("material.due_soon", &p.task_id, true));
             }
         }
@@ -198,7 +196,7 @@ pub fn drafts(event: &Envelope, facts: Option<&Facts>, tz: chrono_tz::Tz) -> Vec
                 &p.task_id,
                 true,
             ));
-            if p.kind == FOLLOW_UP_MATERIAL {
+            if p.kind() == events::TaskKind::FollowUpMaterial {
                 out.extend(applicant("material.overdue", &p.task_id, true));
             }
         }
@@ -260,7 +258,6 @@ fn format_time(t: chrono::DateTime<chrono::Utc>, tz: chrono_tz::Tz) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tongban_proto::events;
 
     fn facts() -> Facts {
         Facts {
@@ -282,7 +279,7 @@ mod tests {
         let e = env(Payload::TaskOverdue(events::TaskOverdue {
             task_id: "t1".into(),
             department: "eco_env".into(),
-            kind: FOLLOW_UP_MATERIAL.into(),
+            kind: events::TaskKind::FollowUpMaterial as i32,
             ..Default::default()
         }));
         let d = drafts(&e, Some(&facts()), chrono_tz::Asia::Shanghai);
@@ -302,7 +299,7 @@ mod tests {
         let e = env(Payload::TaskDueSoon(events::TaskDueSoon {
             task_id: "t1".into(),
             department: "eco_env".into(),
-            kind: "review".into(),
+            kind: events::TaskKind::Review as i32,
             ..Default::default()
         }));
         let d = drafts(&e, Some(&facts()), chrono_tz::Asia::Shanghai);

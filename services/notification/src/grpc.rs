@@ -41,7 +41,7 @@ impl NotificationGrpc {
 /// Rows read per query while streaming.
 const STREAM_BATCH: u64 = 100;
 
-type NotificationStream = Pin<Box<dyn Stream<Item = Result<pb::Notification, Status>> + Send>>;
+type NotificationStream = Pin<Box<dyn Stream<Item = Result<pb::SubscribeResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl NotificationService for NotificationGrpc {
@@ -107,7 +107,10 @@ impl NotificationService for NotificationGrpc {
                 let full = batch.len() as u64 == STREAM_BATCH;
                 for n in batch {
                     last = n.cursor;
-                    if tx.send(Ok(n)).await.is_err() {
+                    let msg = pb::SubscribeResponse {
+                        notification: Some(n),
+                    };
+                    if tx.send(Ok(msg)).await.is_err() {
                         return;
                     }
                 }

@@ -14,11 +14,47 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(tongban_outbox::migration::OutboxInbox),
             Box::new(Notifications),
+            Box::new(WebhookRequestId),
         ]
     }
 }
 
 struct Notifications;
+
+/// `webhooks.request_id`: the client idempotency key RegisterWebhook was called with ("" when
+/// none), unique when set, so that a retried registration returns the webhook it created.
+struct WebhookRequestId;
+
+impl MigrationName for WebhookRequestId {
+    fn name(&self) -> &str {
+        "m20261130_000004_notification_webhook_request_id"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for WebhookRequestId {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        db.execute_unprepared(
+            "ALTER TABLE webhooks ADD COLUMN request_id TEXT NOT NULL DEFAULT ''",
+        )
+        .await?;
+        db.execute_unprepared(
+            "CREATE UNIQUE INDEX webhooks_request_id ON webhooks (request_id) WHERE request_id <> ''",
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        db.execute_unprepared("DROP INDEX webhooks_request_id")
+            .await?;
+        db.execute_unprepared("ALTER TABLE webhooks DROP COLUMN request_id")
+            .await?;
+        Ok(())
+    }
+}
 
 impl MigrationName for Notifications {
     fn name(&self) -> &str {

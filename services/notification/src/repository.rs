@@ -268,14 +268,17 @@ impl WebhookRow {
     }
 }
 
+/// Stores a webhook; `request_id` is RegisterWebhook's idempotency key ("" for none), unique
+/// when set.
 pub async fn insert_webhook<C: ConnectionTrait>(
     conn: &C,
     w: &WebhookRow,
     created_by: &str,
+    request_id: &str,
 ) -> Result<(), DbErr> {
     conn.execute_raw(stmt(
         conn.get_database_backend(),
-        "INSERT INTO webhooks (webhook_id, url, event_types, secret, created_by, created_ms) VALUES (?, ?, ?, ?, ?, ?)",
+        "INSERT INTO webhooks (webhook_id, url, event_types, secret, created_by, created_ms, request_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
         vec![
             w.webhook_id.clone().into(),
             w.url.clone().into(),
@@ -283,10 +286,27 @@ pub async fn insert_webhook<C: ConnectionTrait>(
             w.secret.clone().into(),
             created_by.into(),
             w.created_ms.into(),
+            request_id.into(),
         ],
     ))
     .await?;
     Ok(())
+}
+
+/// The webhook registered with `request_id`, and who registered it.
+pub async fn webhook_by_request_id<C: ConnectionTrait>(
+    conn: &C,
+    request_id: &str,
+) -> Result<Option<(WebhookRow, String)>, DbErr> {
+    let row = conn
+        .query_one_raw(stmt(
+            conn.get_database_backend(),
+            "SELECT webhook_id, url, event_types, secret, created_ms, created_by FROM webhooks WHERE request_id = ?",
+            vec![request_id.into()],
+        ))
+        .await?;
+    row.map(|r| Ok((decode_webhook(&r)?, r.try_get("", "created_by")?)))
+        .transpose()
 }
 
 pub async fn webhooks<C: ConnectionTrait>(conn: &C) -> Result<Vec<WebhookRow>, DbErr> {
@@ -297,22 +317,22 @@ pub async fn webhooks<C: ConnectionTrait>(conn: &C) -> Result<Vec<WebhookRow>, D
             vec![],
         ))
         .await?;
-    rows.iter()
-        .map(|r| {
-            let types: String = r.try_get("", "event_types")?;
-            Ok(WebhookRow {
-                webhook_id: r.try_get("", "webhook_id")?,
-                url: r.try_get("", "url")?,
-                event_types: types
-                    .split(',')
-                    .filter(|t| !t.is_empty())
-                    .map(str::to_string)
-                    .collect(),
-                secret: r.try_get("", "secret")?,
-                created_ms: r.try_get("", "created_ms")?,
-            })
-        })
-        .collect()
+    rows.iter().map(decode_webhook).collect()
+}
+
+fn decode_webhook(r: &QueryResult) -> Result<WebhookRow, DbErr> {
+    let types: String = r.try_get("", "event_types")?;
+    Ok(WebhookRow {
+        webhook_id: r.try_get("", "webhook_id")?,
+        url: r.try_get("", "url")?,
+        event_types: types
+            .split(',')
+            .filter(|t| !t.is_empty())
+            .map(str::to_string)
+            .collect(),
+        secret: r.try_get("", "secret")?,
+        created_ms: r.try_get("", "created_ms")?,
+    })
 }
 
 pub async fn insert_delivery<C: ConnectionTrait>(

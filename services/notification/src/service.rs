@@ -8,7 +8,7 @@ use tokio::sync::{Notify, broadcast};
 use tongban_auth::{AuthError, Identity, Role};
 use tongban_calendar::Calendar;
 use tongban_outbox::db::stmt;
-use tongban_proto::{notification as pb, time::ts};
+use tongban_proto::{notification as pb, page::Paging, time::ts};
 
 use crate::{
     error::{NotificationError, invalid},
@@ -81,8 +81,8 @@ pub fn audience(who: &Identity) -> Result<Audience, NotificationError> {
     })
 }
 
-pub const DEFAULT_PAGE_SIZE: i32 = 50;
-pub const MAX_PAGE_SIZE: i32 = 200;
+/// Paging of ListNotifications: newest first, resumed below the last cursor.
+const NOTIFICATIONS: Paging = Paging::new("notification.notifications", 50, 200);
 
 pub struct Notifications {
     shared: Arc<Shared>,
@@ -108,34 +108,16 @@ impl Notifications {
         req: &pb::ListNotificationsRequest,
     ) -> Result<(Vec<pb::Notification>, String), NotificationError> {
         let audience = audience(who)?;
-        let size = match req.page_size {
-            0 => DEFAULT_PAGE_SIZE,
-            n if n < 0 => return Err(invalid("page_size", "must not be negative")),
-            n => n.min(MAX_PAGE_SIZE),
-        };
-        let before = match req.page_token.trim() {
-            "" => None,
-            t => Some(
-                t.parse::<i64>()
-                    .map_err(|_| invalid("page_token", "not a token this service issued"))?,
-            ),
-        };
+        let page = NOTIFICATIONS.page::<i64>(req.page_size, &req.page_token)?;
         let mut rows = repository::list(
             self.db(),
             &audience,
             req.unread_only,
-            before,
-            size as u64 + 1,
+            page.after,
+            page.fetch_limit(),
         )
         .await?;
-        let next = if rows.len() > size as usize {
-            rows.truncate(size as usize);
-            rows.last()
-                .map(|n| n.cursor.to_string())
-                .unwrap_or_default()
-        } else {
-            String::new()
-        };
+        let next = page.finish(&mut rows, |n| n.cursor);
         Ok((rows, next))
     }
 
@@ -181,6 +163,13 @@ impl Notifications {
         req: pb::RegisterWebhookRequest,
     ) -> Result<pb::Webhook, NotificationError> {
         who.require(&[Role::Integrator, Role::Admin])?;
+        let request_id = req.request_id.trim();
+        if request_id.len() > 128 || request_id.chars().any(char::is_control) {
+            return Err(invalid(
+                "request_id",
+                "must be at most 128 characters, without control characters",
+            ));
+        }
         let url = validate_url(&req.url)?;
         let mut event_types: Vec<String> = Vec::new();
         for (i, t) in req.event_types.iter().enumerate() {
@@ -195,6 +184,12 @@ impl Notifications {
                 event_types.push(t.to_string());
             }
         }
+        if let Some(done) = self
+            .registered_for(who, request_id, &url, &event_types)
+            .await?
+        {
+            return Ok(done);
+        }
         let mut secret = [0u8; 32];
         rand::rng().fill_bytes(&mut secret);
         let row = WebhookRow {
@@ -204,15 +199,54 @@ impl Notifications {
             secret: hex::encode(secret),
             created_ms: repository::now_ms(),
         };
-        repository::insert_webhook(self.db(), &row, &who.actor_label()).await?;
+        if let Err(e) =
+            repository::insert_webhook(self.db(), &row, &who.actor_label(), request_id).await
+        {
+            // A concurrent retry of this very request may have won the unique request_id.
+            return match self
+                .registered_for(who, request_id, &row.url, &row.event_types)
+                .await?
+            {
+                Some(done) => Ok(done),
+                None => Err(e.into()),
+            };
+        }
         tracing::info!(webhook_id = %row.webhook_id, url = %row.url, "webhook registered");
-        Ok(pb::Webhook {
-            webhook_id: row.webhook_id,
-            url: row.url,
-            event_types: row.event_types,
-            secret: row.secret,
-            create_time: chrono::DateTime::from_timestamp_millis(row.created_ms).map(ts),
-        })
+        Ok(webhook_to_proto(row))
+    }
+
+    /// What an earlier RegisterWebhook with `request_id` registered (AIP-155): the same webhook
+    /// when the caller and the request are the same, `RequestIdReused` when not. `None` for no
+    /// id or an unused one.
+    async fn registered_for(
+        &self,
+        who: &Identity,
+        request_id: &str,
+        url: &str,
+        event_types: &[String],
+    ) -> Result<Option<pb::Webhook>, NotificationError> {
+        if request_id.is_empty() {
+            return Ok(None);
+        }
+        match repository::webhook_by_request_id(self.db(), request_id).await? {
+            None => Ok(None),
+            Some((w, by))
+                if by == who.actor_label() && w.url == url && w.event_types == event_types =>
+            {
+                Ok(Some(webhook_to_proto(w)))
+            }
+            Some(_) => Err(NotificationError::RequestIdReused(request_id.to_string())),
+        }
+    }
+}
+
+fn webhook_to_proto(row: WebhookRow) -> pb::Webhook {
+    pb::Webhook {
+        webhook_id: row.webhook_id,
+        url: row.url,
+        event_types: row.event_types,
+        secret: row.secret,
+        create_time: chrono::DateTime::from_timestamp_millis(row.created_ms).map(ts),
     }
 }
 

@@ -217,7 +217,7 @@ async fn fan_in_reaches_each_role_once(backend: Backend) -> anyhow::Result<()> {
         Payload::TaskCreated(events::TaskCreated {
             task_id: t,
             department: "eco_env".into(),
-            kind: "review".into(),
+            kind: events::TaskKind::Review as i32,
             title: "环评审查".into(),
             ..Default::default()
         })
@@ -226,7 +226,7 @@ async fn fan_in_reaches_each_role_once(backend: Backend) -> anyhow::Result<()> {
         Payload::TaskDueSoon(events::TaskDueSoon {
             task_id: t,
             department: "eco_env".into(),
-            kind: "follow_up_material".into(),
+            kind: events::TaskKind::FollowUpMaterial as i32,
             title: "补交用地证明".into(),
             ..Default::default()
         })
@@ -238,7 +238,7 @@ async fn fan_in_reaches_each_role_once(backend: Backend) -> anyhow::Result<()> {
         Payload::TaskOverdue(events::TaskOverdue {
             task_id: t,
             department: "eco_env".into(),
-            kind: "review".into(),
+            kind: events::TaskKind::Review as i32,
             ..Default::default()
         })
     });
@@ -370,6 +370,21 @@ async fn fan_in_reaches_each_role_once(backend: Backend) -> anyhow::Result<()> {
         .await?
         .into_inner();
     assert!(next.notifications[0].cursor < page.notifications[1].cursor);
+    let bad = client
+        .list_notifications(authed(
+            pb::ListNotificationsRequest {
+                page_size: 2,
+                page_token: "12".into(),
+                ..Default::default()
+            },
+            &admin,
+        ))
+        .await
+        .err()
+        .ok_or_else(|| anyhow::anyhow!("accepted a made-up page token"))?;
+    assert_eq!(bad.code(), Code::InvalidArgument);
+    assert_eq!(fields(&bad), ["page_token"]);
+    assert_eq!(reason(&bad), "INVALID_ARGUMENT");
     Ok(())
 }
 
@@ -401,7 +416,10 @@ async fn subscribe_resumes_without_gaps_or_repeats(backend: Backend) -> anyhow::
         let n = tokio::time::timeout(WAIT, stream.message())
             .await??
             .ok_or_else(|| anyhow::anyhow!("stream ended"))?;
-        seen.push(n);
+        seen.push(
+            n.notification
+                .ok_or_else(|| anyhow::anyhow!("empty SubscribeResponse"))?,
+        );
     }
     drop(stream);
     let last = seen.last().map(|n| n.cursor).unwrap_or_default();
@@ -419,7 +437,10 @@ async fn subscribe_resumes_without_gaps_or_repeats(backend: Backend) -> anyhow::
         let n = tokio::time::timeout(WAIT, stream.message())
             .await??
             .ok_or_else(|| anyhow::anyhow!("stream ended"))?;
-        seen.push(n);
+        seen.push(
+            n.notification
+                .ok_or_else(|| anyhow::anyhow!("empty SubscribeResponse"))?,
+        );
     }
     // And nothing else.
     assert!(
@@ -497,6 +518,7 @@ async fn webhook_is_signed_and_retried(backend: Backend) -> anyhow::Result<()> {
             pb::RegisterWebhookRequest {
                 url: "ftp://example.com".into(),
                 event_types: vec![],
+                request_id: String::new(),
             },
             &integrator,
         ))
@@ -504,12 +526,14 @@ async fn webhook_is_signed_and_retried(backend: Backend) -> anyhow::Result<()> {
         .err()
         .ok_or_else(|| anyhow::anyhow!("accepted a bad url"))?;
     assert_eq!(err.code(), Code::InvalidArgument);
+    assert_eq!(reason(&err), "INVALID_ARGUMENT");
     assert_eq!(fields(&err), ["url"]);
     let err = client
         .register_webhook(authed(
             pb::RegisterWebhookRequest {
                 url: "https://example.com/hook".into(),
                 event_types: vec!["application.exploded".into()],
+                request_id: String::new(),
             },
             &integrator,
         ))
@@ -522,13 +546,17 @@ async fn webhook_is_signed_and_retried(backend: Backend) -> anyhow::Result<()> {
             pb::RegisterWebhookRequest {
                 url: "https://example.com/hook".into(),
                 event_types: vec![],
+                request_id: String::new(),
             },
             &h.keys.token(Role::Clerk, Some("eco_env"), None),
         ))
         .await
-        .err()
-        .map(|e| e.code());
-    assert_eq!(err, Some(Code::PermissionDenied));
+        .err();
+    assert_eq!(err.as_ref().map(|e| e.code()), Some(Code::PermissionDenied));
+    assert_eq!(
+        err.as_ref().map(reason).as_deref(),
+        Some("PERMISSION_DENIED")
+    );
 
     // A receiver that fails the first call.
     let recv = Receiver::default();
@@ -566,6 +594,7 @@ async fn webhook_is_signed_and_retried(backend: Backend) -> anyhow::Result<()> {
             pb::RegisterWebhookRequest {
                 url: format!("http://{addr}/hook"),
                 event_types: vec!["application.approved".into()],
+                request_id: "hook-1".into(),
             },
             &integrator,
         ))
@@ -574,6 +603,53 @@ async fn webhook_is_signed_and_retried(backend: Backend) -> anyhow::Result<()> {
         .webhook
         .ok_or_else(|| anyhow::anyhow!("no webhook"))?;
     assert_eq!(hook.secret.len(), 64);
+    // A retry with the same request_id returns the same webhook and registers nothing new;
+    // the same id for another URL, or from another caller, is refused.
+    let retried = client
+        .register_webhook(authed(
+            pb::RegisterWebhookRequest {
+                url: format!("http://{addr}/hook"),
+                event_types: vec!["application.approved".into()],
+                request_id: "hook-1".into(),
+            },
+            &integrator,
+        ))
+        .await?
+        .into_inner()
+        .webhook;
+    assert_eq!(retried.as_ref(), Some(&hook));
+    for (url, caller) in [
+        (format!("http://{addr}/other"), integrator.clone()),
+        (
+            format!("http://{addr}/hook"),
+            h.keys.token(Role::Admin, None, None),
+        ),
+    ] {
+        let err = client
+            .register_webhook(authed(
+                pb::RegisterWebhookRequest {
+                    url,
+                    event_types: vec!["application.approved".into()],
+                    request_id: "hook-1".into(),
+                },
+                &caller,
+            ))
+            .await
+            .err()
+            .ok_or_else(|| anyhow::anyhow!("request_id reused"))?;
+        assert_eq!(err.code(), Code::AlreadyExists);
+        assert_eq!(reason(&err), "REQUEST_ID_REUSED");
+    }
+    assert_eq!(
+        h.db.query_one_raw(sea_orm::Statement::from_string(
+            h.db.get_database_backend(),
+            "SELECT COUNT(*) AS n FROM webhooks".to_string(),
+        ))
+        .await?
+        .map(|r| r.try_get::<i64>("", "n"))
+        .transpose()?,
+        Some(1)
+    );
 
     let approved = tongban_outbox::new_envelope(
         "approval",
@@ -621,6 +697,16 @@ async fn webhook_is_signed_and_retried(backend: Backend) -> anyhow::Result<()> {
     assert_eq!(recv.calls.lock().map(|c| c.len()).unwrap_or_default(), 2);
     server.abort();
     Ok(())
+}
+
+/// The `ErrorInfo` reason of a status (the catalogue in `tongban.common.v1.ErrorReason`).
+fn reason(status: &tonic::Status) -> String {
+    let info = status.get_details_error_info();
+    assert_eq!(
+        info.as_ref().map(|i| i.domain.as_str()),
+        Some("tongban.gov")
+    );
+    info.map(|i| i.reason).unwrap_or_default()
 }
 
 fn fields(status: &tonic::Status) -> Vec<String> {

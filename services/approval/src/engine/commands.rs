@@ -334,7 +334,7 @@ impl Approval {
             PRODUCER,
             app,
             Payload::OutcomeRated(events::OutcomeRated {
-                rating: rating.clone(),
+                rating: crate::convert::event_rating(cause.rating) as i32,
                 comment: cause.comment.clone(),
                 reopened,
             }),

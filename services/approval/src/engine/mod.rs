@@ -325,7 +325,7 @@ impl Approval {
                 task_id: t.task_id.clone(),
                 department: t.department.clone(),
                 office: t.office.clone(),
-                kind: t.kind.event_word().into(),
+                kind: t.kind.event_kind() as i32,
                 stage_id: t.stage_id.clone(),
                 title: t.title.clone(),
                 due_time: Some(ts(from_ms(t.due_at))),

@@ -13,6 +13,8 @@ pub struct Model {
     pub source: String,
     pub published_at: i64,
     pub published_by: String,
+    /// The PublishDefinition idempotency key; "" when none.
+    pub request_id: String,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

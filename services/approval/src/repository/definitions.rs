@@ -17,6 +17,7 @@ impl<C: ConnectionTrait> DefinitionStore for C {
             source: Set(d.source.clone()),
             published_at: Set(d.published_at),
             published_by: Set(d.published_by.clone()),
+            request_id: Set(d.request_id.clone()),
         };
         let inserted = definition::Entity::insert(row)
             .on_conflict(
@@ -43,16 +44,29 @@ impl<C: ConnectionTrait> DefinitionStore for C {
             .order_by_asc(Column::Version)
             .all(self)
             .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| StoredDefinition {
-                code: r.code,
-                version: r.version as u32,
-                name: r.name,
-                source: r.source,
-                published_at: r.published_at,
-                published_by: r.published_by,
-            })
-            .collect())
+        Ok(rows.into_iter().map(stored).collect())
+    }
+
+    async fn definition_by_request_id(
+        &self,
+        request_id: &str,
+    ) -> Result<Option<StoredDefinition>, DbErr> {
+        let row = definition::Entity::find()
+            .filter(Column::RequestId.eq(request_id))
+            .one(self)
+            .await?;
+        Ok(row.map(stored))
+    }
+}
+
+fn stored(r: definition::Model) -> StoredDefinition {
+    StoredDefinition {
+        code: r.code,
+        version: r.version as u32,
+        name: r.name,
+        source: r.source,
+        published_at: r.published_at,
+        published_by: r.published_by,
+        request_id: r.request_id,
     }
 }

@@ -112,6 +112,8 @@ pub struct StoredDefinition {
     pub source: String,
     pub published_at: i64,
     pub published_by: String,
+    /// The PublishDefinition idempotency key; "" when none.
+    pub request_id: String,
 }
 
 /// Row locking for reads inside a write transaction (PostgreSQL only; SQLite's write
@@ -230,6 +232,12 @@ pub trait DefinitionStore {
         &self,
         code: Option<&str>,
     ) -> impl Future<Output = Result<Vec<StoredDefinition>, DbErr>> + Send;
+
+    /// The definition PublishDefinition stored for `request_id`, if any.
+    fn definition_by_request_id(
+        &self,
+        request_id: &str,
+    ) -> impl Future<Output = Result<Option<StoredDefinition>, DbErr>> + Send;
 }
 
 /// The `counters` table.

@@ -307,3 +307,20 @@ pub fn due_of(t: &pb::Task) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
         .and_then(tongban_proto::time::from_ts)
         .ok_or_else(|| anyhow::anyhow!("no due time"))
 }
+
+/// The `ErrorInfo` reason of a status (the catalogue in `tongban.common.v1.ErrorReason`).
+pub fn reason(status: &tonic::Status) -> String {
+    let info = status.get_details_error_info();
+    assert_eq!(
+        info.as_ref().map(|i| i.domain.as_str()),
+        Some("tongban.gov")
+    );
+    info.map(|i| i.reason).unwrap_or_default()
+}
+
+pub fn publish(source: &str, request_id: &str) -> pb::PublishDefinitionRequest {
+    pb::PublishDefinitionRequest {
+        source: source.to_string(),
+        request_id: request_id.to_string(),
+    }
+}
