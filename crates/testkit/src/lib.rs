@@ -58,7 +58,7 @@ impl TestDb {
         match backend {
             Backend::Postgres => {
                 let admin = postgres_admin_url();
-                let url = tongban_outbox::db::create_postgres_database(&admin, prefix)
+                let url = tongban_storage::create_postgres_database(&admin, prefix)
                     .await
                     .map_err(|e| {
                         anyhow::anyhow!("PostgreSQL at {admin} is required for this test: {e}")

@@ -7,7 +7,7 @@
 
 use sea_orm::ConnectionTrait;
 use sha2::{Digest, Sha256};
-use tongban_outbox::db::stmt;
+use tongban_storage::stmt;
 
 use crate::error::ApprovalError;
 

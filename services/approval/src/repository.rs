@@ -6,8 +6,8 @@
 use chrono::{DateTime, Utc};
 use prost::Message;
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, QueryResult, Value};
-use tongban_outbox::db::stmt;
 use tongban_proto::{approval::TaskKind, events::ApplicationSnapshot};
+use tongban_storage::stmt;
 
 use crate::{
     error::ApprovalError,

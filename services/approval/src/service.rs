@@ -16,12 +16,13 @@ use serde_json::{Map, Value as Json};
 use tongban_auth::{Identity, Role};
 use tongban_calendar::Calendar;
 use tongban_matter::{DefinitionError, EvalContext, MatterDefinition, MatterKind};
-use tongban_outbox::{RelayHandle, db::begin_write, new_envelope, outbox};
+use tongban_outbox::{RelayHandle, new_envelope, outbox};
 use tongban_proto::{
     approval::{self as pb, TaskKind},
     events::{self, ApplicationSnapshot, Envelope, envelope::Payload},
     time::{from_ts, ts},
 };
+use tongban_storage::begin_write;
 
 use crate::{
     audit::{self, Record},

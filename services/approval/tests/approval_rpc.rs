@@ -54,7 +54,7 @@ impl Harness {
         bus.declare(&observer_spec).await?;
         let observer = bus.subscribe(&observer_spec).await?;
         let keys = Keys::new();
-        let db = tongban_outbox::db::connect(&test_db.url).await?;
+        let db = tongban_storage::connect(&test_db.url).await?;
         let ctx = tongban_runtime::Context {
             db: db.clone(),
             bus: bus.clone(),
@@ -638,7 +638,7 @@ async fn timers_fire_once_with_two_workers(backend: Backend) -> anyhow::Result<(
     let mut workers = Vec::new();
     for _ in 0..2 {
         let mut ctx = h.ctx.clone();
-        ctx.db = tongban_outbox::db::connect(&h._db.url).await?;
+        ctx.db = tongban_storage::connect(&h._db.url).await?;
         workers.push(
             tongban_approval::build(
                 &ctx,
@@ -967,7 +967,7 @@ async fn supplement_pauses_and_resumes(backend: Backend) -> anyhow::Result<()> {
 /// A second engine over the harness's database, to run the timer worker at chosen instants.
 async fn timer_worker(h: &Harness) -> anyhow::Result<Arc<tongban_approval::service::Approval>> {
     let mut ctx = h.ctx.clone();
-    ctx.db = tongban_outbox::db::connect(&h._db.url).await?;
+    ctx.db = tongban_storage::connect(&h._db.url).await?;
     tongban_approval::build(
         &ctx,
         Default::default(),

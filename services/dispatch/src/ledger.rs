@@ -6,8 +6,8 @@ use std::collections::HashMap;
 
 use prost::Message;
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, QueryResult, Value};
-use tongban_outbox::db::stmt;
 use tongban_proto::{dispatch as pb, events::Envelope};
+use tongban_storage::stmt;
 
 use crate::error::DispatchError;
 

@@ -25,9 +25,10 @@ use tokio::{
     task::JoinSet,
 };
 use tokio_util::sync::CancellationToken;
-use tongban_outbox::{RelayHandle, db::begin_write, new_envelope, outbox};
+use tongban_outbox::{RelayHandle, new_envelope, outbox};
 use tongban_platform::PlatformConfig;
 use tongban_proto::events::{DeliveryDeadLettered, DeliverySucceeded, envelope::Payload};
+use tongban_storage::begin_write;
 
 use crate::{
     circuit::{Admit, Breaker},

@@ -7,7 +7,7 @@ async fn main() -> anyhow::Result<()> {
     let _telemetry = tongban_telemetry::init("intake");
     let cfg = ServiceConfig::load("intake", ServiceConfig::defaults("intake", 50051))?;
     let ctx = Context {
-        db: tongban_outbox::db::connect(cfg.database_url.expose()).await?,
+        db: tongban_storage::connect(cfg.database_url.expose()).await?,
         bus: tongban_bus::Bus::connect(cfg.bus_url.expose(), &cfg.exchange).await?,
         auth: tongban_auth::Authenticator::new(&tongban_auth::Secret::load(&cfg.jwt_secret_file)?),
         deploy_dir: cfg.deploy_dir.clone(),

@@ -3,8 +3,8 @@
 
 use prost::Message;
 use sea_orm::{ConnectionTrait, DbErr, Value};
-use tongban_outbox::db::stmt;
 use tongban_proto::intake::{Application, ApplicationStatus};
+use tongban_storage::stmt;
 
 use crate::error::IntakeError;
 

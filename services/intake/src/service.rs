@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::broadcast;
 use tongban_auth::{Identity, Role};
 use tongban_calendar::Calendar;
-use tongban_outbox::{RelayHandle, db::begin_write, new_envelope, outbox};
+use tongban_outbox::{RelayHandle, new_envelope, outbox};
 use tongban_proto::{
     events::{self, ApplicationSnapshot, envelope::Payload},
     intake::{
@@ -19,6 +19,7 @@ use tongban_proto::{
     },
     time::ts,
 };
+use tongban_storage::begin_write;
 use tongban_types::CreditCode;
 
 use crate::{

@@ -39,7 +39,7 @@ impl Harness {
             }
         };
         let keys = Keys::new();
-        let db = tongban_outbox::db::connect(&test_db.url).await?;
+        let db = tongban_storage::connect(&test_db.url).await?;
         let ctx = tongban_runtime::Context {
             db: db.clone(),
             bus: bus.clone(),

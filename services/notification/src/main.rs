@@ -10,7 +10,7 @@ async fn main() -> anyhow::Result<()> {
         ServiceConfig::defaults("notification", 50053),
     )?;
     let ctx = Context {
-        db: tongban_outbox::db::connect(cfg.database_url.expose()).await?,
+        db: tongban_storage::connect(cfg.database_url.expose()).await?,
         bus: tongban_bus::Bus::connect(cfg.bus_url.expose(), &cfg.exchange).await?,
         auth: tongban_auth::Authenticator::new(&tongban_auth::Secret::load(&cfg.jwt_secret_file)?),
         deploy_dir: cfg.deploy_dir.clone(),

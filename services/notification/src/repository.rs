@@ -3,8 +3,8 @@
 //! so that they commit together with the inbox record (a redelivered event writes nothing).
 
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, QueryResult, Value};
-use tongban_outbox::db::{begin_write, stmt};
 use tongban_proto::{notification as pb, time::ts};
+use tongban_storage::{begin_write, stmt};
 
 use crate::fanin::Facts;
 

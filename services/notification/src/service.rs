@@ -7,8 +7,8 @@ use sea_orm::{ConnectionTrait, DatabaseConnection};
 use tokio::sync::{Notify, broadcast};
 use tongban_auth::{AuthError, Identity, Role};
 use tongban_calendar::Calendar;
-use tongban_outbox::db::stmt;
 use tongban_proto::{notification as pb, time::ts};
+use tongban_storage::stmt;
 
 use crate::{
     error::{NotificationError, invalid},

@@ -62,7 +62,7 @@ impl Harness {
         let mails: Mails = Arc::default();
         let smtp_port = smtp_sink(mails.clone(), stop.clone()).await?;
         let keys = Keys::new();
-        let db = tongban_outbox::db::connect(&test_db.url).await?;
+        let db = tongban_storage::connect(&test_db.url).await?;
         let ctx = tongban_runtime::Context {
             db: db.clone(),
             bus: bus.clone(),
