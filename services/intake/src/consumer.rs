@@ -9,7 +9,11 @@ use tongban_proto::{
     time::ts,
 };
 
-use crate::{domain, repository, service::Intake};
+use crate::{
+    domain,
+    repository::{ApplicationStore, MatterStore},
+    service::Intake,
+};
 
 pub struct StatusUpdater {
     intake: Arc<Intake>,
@@ -32,12 +36,13 @@ impl EventHandler for StatusUpdater {
                 &d.source,
                 &format!("published {} v{}", d.matter_code, d.version),
             ) {
-                repository::save_matter(txn, &def.code, def.version, &def.source).await?;
+                txn.save_matter(&def.code, def.version, &def.source).await?;
                 self.intake.matters().insert(def);
             }
             return Ok(());
         }
-        let stored = repository::find_for_update(txn, &event.application_id)
+        let stored = txn
+            .find_application_for_update(&event.application_id)
             .await
             .map_err(|e| HandlerError::Rejected(e.to_string()))?;
         let Some(stored) = stored else {
@@ -48,7 +53,7 @@ impl EventHandler for StatusUpdater {
         if domain::apply_event(&mut app, event) {
             app.version += 1;
             app.update_time = Some(ts(chrono::Utc::now()));
-            repository::update(txn, &app).await?;
+            txn.update_application(&app).await?;
         }
         Ok(())
     }

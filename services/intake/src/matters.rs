@@ -7,7 +7,7 @@ use std::{collections::BTreeMap, path::Path, sync::RwLock};
 use sea_orm::DatabaseConnection;
 use tongban_matter::{Departments, MatterDefinition};
 
-use crate::repository;
+use crate::repository::MatterStore;
 
 pub struct Matters {
     departments: Departments,
@@ -26,10 +26,10 @@ impl Matters {
             by_code: RwLock::new(BTreeMap::new()),
         };
         for def in tongban_matter::load_dir(dir, &this.departments)? {
-            repository::save_matter(db, &def.code, def.version, &def.source).await?;
+            db.save_matter(&def.code, def.version, &def.source).await?;
             this.insert(def);
         }
-        for (code, source) in repository::matter_sources(db).await? {
+        for (code, source) in db.matter_sources().await? {
             match MatterDefinition::parse(
                 &source,
                 &format!("stored definition {code}"),

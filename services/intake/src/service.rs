@@ -27,7 +27,7 @@ use crate::{
     error::Violation,
     error::{IntakeError, invalid},
     matters::Matters,
-    repository::{self, ListFilter},
+    repository::{ApplicationStore, ListFilter},
 };
 
 const PRODUCER: &str = "intake";
@@ -154,7 +154,7 @@ impl Intake {
         );
 
         let txn = begin_write(&self.db).await?;
-        if !repository::insert(&txn, &app, &fingerprint).await? {
+        if !txn.insert_application(&app, &fingerprint).await? {
             // Lost a race with an identical (or conflicting) request id.
             txn.rollback().await?;
             return match self.replay(&app.request_id, &fingerprint).await? {
@@ -181,7 +181,7 @@ impl Intake {
         if request_id.is_empty() {
             return Ok(None);
         }
-        match repository::find_by_request_id(&self.db, request_id).await? {
+        match self.db.find_by_request_id(request_id).await? {
             Some(s) if s.fingerprint == fingerprint => Ok(Some(s.application)),
             Some(_) => Err(IntakeError::RequestIdReused(request_id.to_string())),
             None => Ok(None),
@@ -193,7 +193,9 @@ impl Intake {
         who: &Identity,
         application_id: &str,
     ) -> Result<Application, IntakeError> {
-        let app = repository::find(&self.db, application_id.trim())
+        let app = self
+            .db
+            .find_application(application_id.trim())
             .await?
             .ok_or_else(|| IntakeError::NotFound(format!("application {application_id}")))?
             .application;
@@ -248,7 +250,7 @@ impl Intake {
             before_id,
             limit: limit + 1,
         };
-        let mut apps = repository::list(&self.db, &filter).await?;
+        let mut apps = self.db.list_applications(&filter).await?;
         let next = if apps.len() as u64 > limit {
             apps.truncate(limit as usize);
             apps.last()
@@ -279,7 +281,8 @@ impl Intake {
             ));
         }
         let txn = begin_write(&self.db).await?;
-        let mut app = repository::find_for_update(&txn, req.application_id.trim())
+        let mut app = txn
+            .find_application_for_update(req.application_id.trim())
             .await?
             .ok_or_else(|| IntakeError::NotFound(format!("application {}", req.application_id)))?
             .application;
@@ -336,7 +339,7 @@ impl Intake {
                 fulfilled_kinds: fulfilled,
             }),
         );
-        repository::update(&txn, &app).await?;
+        txn.update_application(&app).await?;
         outbox::enqueue(&txn, std::slice::from_ref(&event)).await?;
         txn.commit().await?;
         self.relay.wake();
@@ -357,7 +360,8 @@ impl Intake {
             ));
         }
         let txn = begin_write(&self.db).await?;
-        let mut app = repository::find_for_update(&txn, req.application_id.trim())
+        let mut app = txn
+            .find_application_for_update(req.application_id.trim())
             .await?
             .ok_or_else(|| IntakeError::NotFound(format!("application {}", req.application_id)))?
             .application;
@@ -381,7 +385,7 @@ impl Intake {
                 reason: app.status_reason.clone(),
             }),
         );
-        repository::update(&txn, &app).await?;
+        txn.update_application(&app).await?;
         outbox::enqueue(&txn, std::slice::from_ref(&event)).await?;
         txn.commit().await?;
         self.relay.wake();

@@ -3,16 +3,15 @@
 use std::sync::Arc;
 
 use rand::RngCore;
-use sea_orm::{ConnectionTrait, DatabaseConnection};
+use sea_orm::DatabaseConnection;
 use tokio::sync::{Notify, broadcast};
 use tongban_auth::{AuthError, Identity, Role};
 use tongban_calendar::Calendar;
 use tongban_proto::{notification as pb, time::ts};
-use tongban_storage::stmt;
 
 use crate::{
     error::{NotificationError, invalid},
-    repository::{self, Audience, WebhookRow},
+    repository::{Audience, InboxStore, WebhookRow, WebhookStore},
     templates::Templates,
 };
 
@@ -120,14 +119,10 @@ impl Notifications {
                     .map_err(|_| invalid("page_token", "not a token this service issued"))?,
             ),
         };
-        let mut rows = repository::list(
-            self.db(),
-            &audience,
-            req.unread_only,
-            before,
-            size as u64 + 1,
-        )
-        .await?;
+        let mut rows = self
+            .db()
+            .list_notifications(&audience, req.unread_only, before, size as u64 + 1)
+            .await?;
         let next = if rows.len() > size as usize {
             rows.truncate(size as usize);
             rows.last()
@@ -154,24 +149,13 @@ impl Notifications {
             .map(|s| s.trim().to_string())
             .filter(|s| !s.is_empty())
             .collect();
-        let n = repository::mark_read(self.db(), &audience, &ids).await?;
+        let n = self.db().mark_read(&audience, &ids).await?;
         Ok(u32::try_from(n).unwrap_or(u32::MAX))
     }
 
     /// The highest cursor so far (0 when there is none).
     pub async fn head(&self) -> Result<i64, NotificationError> {
-        let db = self.db();
-        let row = db
-            .query_one_raw(stmt(
-                db.get_database_backend(),
-                "SELECT COALESCE(MAX(seq), 0) AS m FROM notifications",
-                vec![],
-            ))
-            .await?;
-        Ok(match row {
-            Some(r) => r.try_get::<i64>("", "m")?,
-            None => 0,
-        })
+        Ok(self.db().head_cursor().await?)
     }
 
     #[tracing::instrument(skip(self, req), fields(role = %who.role))]
@@ -202,9 +186,9 @@ impl Notifications {
             url,
             event_types,
             secret: hex::encode(secret),
-            created_ms: repository::now_ms(),
+            created_ms: tongban_storage::now_ms(),
         };
-        repository::insert_webhook(self.db(), &row, &who.actor_label()).await?;
+        self.db().insert_webhook(&row, &who.actor_label()).await?;
         tracing::info!(webhook_id = %row.webhook_id, url = %row.url, "webhook registered");
         Ok(pb::Webhook {
             webhook_id: row.webhook_id,
