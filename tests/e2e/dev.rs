@@ -4,7 +4,7 @@
 use std::{process::Command, time::Duration};
 
 use tongban_auth::Role;
-use tongban_e2e::{Proc, binary, free_ports, wait_for_grpc};
+use tongban_e2e::{Proc, binary, free_port_block, wait_for_grpc};
 use tongban_proto::intake::{self as pb, intake_service_client::IntakeServiceClient};
 use tongban_testkit::{authed, eventually};
 
@@ -26,19 +26,6 @@ fn start_dev(
     Proc::spawn(name, cmd, logs)
 }
 
-/// Four consecutive free ports starting at the returned one.
-fn port_block() -> anyhow::Result<u16> {
-    for _ in 0..50 {
-        let base = free_ports(1)?[0];
-        if base < 65000
-            && (1..4).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok())
-        {
-            return Ok(base);
-        }
-    }
-    anyhow::bail!("no block of four free ports")
-}
-
 fn token(data: &std::path::Path, role: Role, credit_code: Option<&str>) -> anyhow::Result<String> {
     let secret = tongban_auth::Secret::load(&data.join("jwt.secret"))?;
     Ok(
@@ -57,7 +44,7 @@ fn token(data: &std::path::Path, role: Role, credit_code: Option<&str>) -> anyho
 async fn kill_dash_nine_loses_nothing() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let data = dir.path().join("data");
-    let base = port_block()?;
+    let base = free_port_block(4)?;
     let mut dev = start_dev(&data, base, dir.path(), "dev-1")?;
     wait_for_grpc(base, &mut [&mut dev], Duration::from_secs(60)).await?;
 

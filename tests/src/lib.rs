@@ -5,7 +5,6 @@
 //! with a message saying so.
 
 use std::{
-    net::TcpListener,
     path::PathBuf,
     process::{Child, Command, Stdio},
     time::Duration,
@@ -27,16 +26,7 @@ pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
-/// `n` distinct free TCP ports on 127.0.0.1 (bound and released; good enough for tests).
-pub fn free_ports(n: usize) -> anyhow::Result<Vec<u16>> {
-    let listeners: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0"))
-        .collect::<Result<_, _>>()?;
-    listeners
-        .iter()
-        .map(|l| Ok(l.local_addr()?.port()))
-        .collect()
-}
+pub use tongban_testkit::{free_port_block, free_ports};
 
 /// A child process killed (SIGKILL) when dropped, so a failing test leaves nothing running.
 pub struct Proc {

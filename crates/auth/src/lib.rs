@@ -12,6 +12,7 @@
 use std::{fmt, path::Path, str::FromStr, sync::Arc};
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use secrecy::{ExposeSecret as _, SecretSlice};
 use serde::{Deserialize, Serialize};
 use tongban_types::CreditCode;
 
@@ -163,22 +164,16 @@ impl From<AuthError> for tonic::Status {
     }
 }
 
-/// A shared HS256 secret. Never printed.
-#[derive(Clone)]
-pub struct Secret(Arc<Vec<u8>>);
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(**redacted**)")
-    }
-}
+/// A shared HS256 secret: a [`SecretSlice`], so `Debug` redacts it and it is zeroed on drop.
+#[derive(Clone, Debug)]
+pub struct Secret(SecretSlice<u8>);
 
 impl Secret {
     pub fn from_bytes(bytes: Vec<u8>) -> Result<Self, AuthError> {
         if bytes.len() < 32 {
             return Err(AuthError::WeakKey("<inline>".into()));
         }
-        Ok(Self(Arc::new(bytes)))
+        Ok(Self(bytes.into()))
     }
 
     /// Reads the secret (hex) from `path`, creating it with 32 random bytes when it does not
@@ -196,7 +191,7 @@ impl Secret {
                 if bytes.len() < 32 {
                     return Err(AuthError::WeakKey(path.display().to_string()));
                 }
-                Ok(Self(Arc::new(bytes)))
+                Ok(Self(bytes.into()))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 if let Some(dir) = path.parent() {
@@ -204,7 +199,7 @@ impl Secret {
                 }
                 let bytes: [u8; 32] = rand::random();
                 write_private(path, &hex::encode(bytes)).map_err(key_err)?;
-                Ok(Self(Arc::new(bytes.to_vec())))
+                Ok(Self(bytes.to_vec().into()))
             }
             Err(e) => Err(key_err(e)),
         }
@@ -223,7 +218,7 @@ impl Secret {
         if bytes.len() < 32 {
             return Err(AuthError::WeakKey(path.display().to_string()));
         }
-        Ok(Self(Arc::new(bytes)))
+        Ok(Self(bytes.into()))
     }
 }
 
@@ -287,7 +282,7 @@ impl Issuer {
         jsonwebtoken::encode(
             &Header::new(Algorithm::HS256),
             &claims,
-            &EncodingKey::from_secret(&self.secret.0),
+            &EncodingKey::from_secret(self.secret.0.expose_secret()),
         )
         .map_err(|e| AuthError::Sign(e.to_string()))
     }
@@ -313,7 +308,7 @@ impl Authenticator {
         validation.set_required_spec_claims(&["exp", "sub", "iss"]);
         validation.leeway = 30;
         Self {
-            key: Arc::new(DecodingKey::from_secret(&secret.0)),
+            key: Arc::new(DecodingKey::from_secret(secret.0.expose_secret())),
             validation: Arc::new(validation),
         }
     }
@@ -445,8 +440,11 @@ mod tests {
         let path = dir.path().join("sub/jwt.secret");
         let a = Secret::load_or_create(&path).unwrap_or_else(|e| panic!("{e}"));
         let b = Secret::load_or_create(&path).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(a.0, b.0);
-        assert!(format!("{a:?}").contains("redacted"));
+        assert_eq!(a.0.expose_secret(), b.0.expose_secret());
+        let shown = format!("{a:?}");
+        assert!(shown.contains("REDACTED"), "{shown}");
+        let hex = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!shown.contains(hex.trim()), "{shown}");
     }
 
     #[test]

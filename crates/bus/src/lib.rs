@@ -262,8 +262,12 @@ fn split_queue_expiry(url: &str) -> Result<(String, Option<Duration>), BusError>
 }
 
 /// Backoff for reconnect loops: 100 ms doubling to 5 s.
+/// How long to wait before reconnecting after `attempt` failed tries in a row (0 for the
+/// first retry): 100 ms doubling up to 5 s, with jitter, so that consumers that lost the
+/// broker together do not all come back in the same instant.
 pub(crate) fn reconnect_delay(attempt: u32) -> Duration {
-    Duration::from_millis((100u64 << attempt.min(6)).min(5_000))
+    tongban_types::Backoff::doubling(Duration::from_millis(100), Duration::from_secs(5))
+        .delay(attempt.saturating_add(1))
 }
 
 #[cfg(test)]

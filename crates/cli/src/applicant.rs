@@ -15,7 +15,7 @@ use crate::{
 };
 
 #[derive(clap::Args, Debug)]
-pub(crate) struct SubmitArgs {
+pub struct SubmitArgs {
     /// Proto3 JSON `tongban.intake.v1.SubmitApplicationRequest`.
     #[arg(long, short)]
     file: PathBuf,
@@ -25,7 +25,7 @@ pub(crate) struct SubmitArgs {
 }
 
 #[derive(clap::Args, Debug)]
-pub(crate) struct WatchArgs {
+pub struct WatchArgs {
     /// Application id.
     id: String,
     /// Exit once the application is APPROVED, REJECTED, WITHDRAWN or CLOSED.
@@ -37,7 +37,7 @@ pub(crate) struct WatchArgs {
 }
 
 #[derive(clap::Args, Debug)]
-pub(crate) struct SupplementArgs {
+pub struct SupplementArgs {
     /// Application id.
     id: String,
     /// A material: kind=…,name=…,sha256=…,size=…,uri=… (repeatable).
@@ -52,7 +52,7 @@ pub(crate) struct SupplementArgs {
 }
 
 #[derive(clap::Args, Debug)]
-pub(crate) struct WithdrawArgs {
+pub struct WithdrawArgs {
     /// Application id.
     id: String,
     #[arg(long)]
@@ -74,7 +74,7 @@ pub(crate) enum RatingArg {
 }
 
 #[derive(clap::Args, Debug)]
-pub(crate) struct RateArgs {
+pub struct RateArgs {
     /// Application id (an enterprise request).
     id: String,
     #[arg(value_enum)]

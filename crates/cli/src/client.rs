@@ -31,7 +31,7 @@ pub(crate) enum Output {
 
 /// Options every client command shares.
 #[derive(clap::Args, Debug, Clone)]
-pub(crate) struct GlobalArgs {
+pub struct GlobalArgs {
     /// Intake service URL; the others default to its port +1 (approval), +2 (notification), +3 (dispatch).
     #[arg(long, global = true, env = "TONGBAN_SERVER")]
     pub(crate) server: Option<String>,
@@ -339,7 +339,7 @@ pub(crate) const EXIT_AUTH: u8 = 3;
 pub(crate) const EXIT_UNREACHABLE: u8 = 4;
 
 /// The exit code for an error: server codes by class, anything else is a local error.
-pub(crate) fn exit_code(err: &anyhow::Error) -> u8 {
+pub fn exit_code(err: &anyhow::Error) -> u8 {
     let Some(rpc) = err.chain().find_map(|e| e.downcast_ref::<RpcError>()) else {
         return EXIT_LOCAL;
     };

@@ -26,7 +26,7 @@ use crate::{
 };
 
 #[derive(clap::Args, Debug)]
-pub(crate) struct DemoArgs {
+pub struct DemoArgs {
     /// Start `tongban dev` as a child process (temporary data dir, free ports) and stop it at the end.
     #[arg(long)]
     spawn: bool,

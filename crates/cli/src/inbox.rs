@@ -24,7 +24,7 @@ const MAX_PAGE: i32 = 200;
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 #[derive(clap::Args, Debug)]
-pub(crate) struct InboxArgs {
+pub struct InboxArgs {
     /// Only notifications not read yet.
     #[arg(long, conflicts_with = "follow")]
     unread: bool,
@@ -42,7 +42,7 @@ pub(crate) struct InboxArgs {
 }
 
 #[derive(clap::Args, Debug)]
-pub(crate) struct ReadArgs {
+pub struct ReadArgs {
     /// Notification ids, or the short ids `tongban inbox` shows (their last group).
     #[arg(required = true, value_name = "ID")]
     ids: Vec<String>,
@@ -184,7 +184,9 @@ async fn follow(conn: &Conn, after: i64) -> anyhow::Result<()> {
     let (mut client, errs) = client(conn)?;
     let mut last = after;
     let mut connected_once = false;
-    let mut backoff = Duration::from_millis(200);
+    let schedule =
+        || tongban_types::Backoff::doubling(Duration::from_millis(200), MAX_BACKOFF).schedule();
+    let mut delays = schedule();
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     loop {
@@ -195,7 +197,7 @@ async fn follow(conn: &Conn, after: i64) -> anyhow::Result<()> {
         let reason = match opened {
             Ok(resp) => {
                 connected_once = true;
-                backoff = Duration::from_millis(200);
+                delays = schedule();
                 let mut stream = resp.into_inner();
                 loop {
                     let msg = tokio::select! {
@@ -225,6 +227,7 @@ async fn follow(conn: &Conn, after: i64) -> anyhow::Result<()> {
             }
             Err(s) => crate::client::code_name(s.code()).to_string(),
         };
+        let backoff = delays.next().unwrap_or(MAX_BACKOFF);
         eprintln!(
             "notification stream dropped ({reason}); reconnecting after cursor {last} in {} ms",
             backoff.as_millis()
@@ -233,7 +236,6 @@ async fn follow(conn: &Conn, after: i64) -> anyhow::Result<()> {
             _ = &mut ctrl_c => return Ok(()),
             _ = tokio::time::sleep(backoff) => {}
         }
-        backoff = (backoff * 2).min(MAX_BACKOFF);
     }
 }
 

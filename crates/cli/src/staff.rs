@@ -51,7 +51,7 @@ const ALL_STATUSES: [TaskStatus; 7] = [
 ];
 
 #[derive(clap::Args, Debug)]
-pub(crate) struct TasksArgs {
+pub struct TasksArgs {
     /// Only tasks assigned to me.
     #[arg(long)]
     mine: bool,
@@ -71,7 +71,7 @@ pub(crate) struct TasksArgs {
 
 /// Where to find the task and which version to send.
 #[derive(clap::Args, Debug)]
-pub(crate) struct TaskRef {
+pub struct TaskRef {
     /// Task id.
     task: String,
     /// The task version you saw; looked up when omitted.
@@ -83,7 +83,7 @@ pub(crate) struct TaskRef {
 }
 
 #[derive(clap::Args, Debug)]
-pub(crate) struct ApproveArgs {
+pub struct ApproveArgs {
     #[command(flatten)]
     task: TaskRef,
     #[arg(long)]
@@ -91,7 +91,7 @@ pub(crate) struct ApproveArgs {
 }
 
 #[derive(clap::Args, Debug)]
-pub(crate) struct RejectArgs {
+pub struct RejectArgs {
     #[command(flatten)]
     task: TaskRef,
     /// Why (required; the applicant sees it).
@@ -100,7 +100,7 @@ pub(crate) struct RejectArgs {
 }
 
 #[derive(clap::Args, Debug)]
-pub(crate) struct RequestSupplementArgs {
+pub struct RequestSupplementArgs {
     #[command(flatten)]
     task: TaskRef,
     /// What is missing (required; the applicant sees it).
@@ -112,7 +112,7 @@ pub(crate) struct RequestSupplementArgs {
 }
 
 #[derive(clap::Args, Debug)]
-pub(crate) struct DelegateArgs {
+pub struct DelegateArgs {
     #[command(flatten)]
     task: TaskRef,
     /// Subject of the clerk who takes over.
@@ -134,7 +134,7 @@ pub(crate) enum DeliveryStatusArg {
 }
 
 #[derive(clap::Args, Debug)]
-pub(crate) struct DeliveriesArgs {
+pub struct DeliveriesArgs {
     #[arg(long)]
     application: Option<String>,
     #[arg(long)]

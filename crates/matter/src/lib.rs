@@ -2,9 +2,10 @@
 //!
 //! A *matter* such as `env.eia.report_form` (建设项目环境影响报告表审批) is described by one
 //! declarative, versioned TOML file under `deploy/matters/` (see its README for the format).
-//! This crate is that format and nothing else: it parses and validates definition files and
-//! the departments file, validates application forms, evaluates conditions and plans the
-//! stages and tasks an application goes through. It does no I/O beyond reading files.
+//! This crate is that format: it parses and validates definition files and the departments
+//! file, validates application forms, evaluates conditions and plans the stages and tasks an
+//! application goes through. It does no I/O beyond reading files, except through the
+//! [`DefinitionStore`] a service hands its [`Registry`].
 //!
 //! # Layout
 //! * [`Departments`] (`deploy/departments.toml`): departments, their township offices, and
@@ -14,6 +15,8 @@
 //!   for enterprise requests, a [`RequestPolicy`]. [`load_dir`] loads a directory of them.
 //! * [`Condition`]: the small `when` language (`form.uses_water_intake && credit_class == 'D'`),
 //!   parsed and type-checked at load time, evaluated against an [`EvalContext`].
+//! * [`Registry`]: every version of every matter a service knows, over the service's own
+//!   table ([`DefinitionStore`]), kept current on every replica.
 //!
 //! # Who uses what
 //! Intake validates an application with [`FormSchema::validate`] and the materials list;
@@ -32,6 +35,7 @@ mod definition;
 mod department;
 mod error;
 mod form;
+mod registry;
 mod util;
 
 pub use condition::{Condition, ConditionError, CreditClass, EvalContext, ParseCreditClassError};
@@ -43,3 +47,4 @@ pub use definition::{
 pub use department::{Department, Departments, Office, Routed};
 pub use error::{DefinitionError, EvalError, Problem};
 pub use form::{FieldDef, FieldType, FieldViolation, FormSchema, Pattern};
+pub use registry::{DEFAULT_REFRESH_INTERVAL, DefinitionStore, Registry, RegistryError};

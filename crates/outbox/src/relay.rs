@@ -157,7 +157,11 @@ impl Relay {
                 }
                 Err(e) => {
                     failures += 1;
-                    let pause = Duration::from_millis((100u64 << failures.min(6)).min(5_000));
+                    let pause = tongban_types::Backoff::doubling(
+                        Duration::from_millis(100),
+                        Duration::from_secs(5),
+                    )
+                    .delay(failures);
                     tracing::warn!(error = %e, ?pause, "outbox relay pass failed; will retry");
                     tokio::select! {
                         _ = shutdown.cancelled() => return,

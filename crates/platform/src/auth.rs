@@ -10,11 +10,11 @@
 //! ([`AuthConfig::verify`]) can never drift apart. Every comparison of secret material is
 //! constant-time.
 
-use std::fmt;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
+use secrecy::{ExposeSecret as _, SecretString};
 use sha2::Sha256;
 
 type HmacSha256 = Hmac<Sha256>;
@@ -24,27 +24,30 @@ pub const DEFAULT_SIGNATURE_HEADER: &str = "X-Signature";
 /// Default timestamp header for the hmac scheme.
 pub const DEFAULT_TIMESTAMP_HEADER: &str = "X-Timestamp";
 
-/// A credential. `Debug` never shows it, so configs can be logged.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
+/// A credential: a [`SecretString`] (redacted in `Debug`, zeroed on drop), comparable so that
+/// configurations can be compared in tests.
+#[derive(Clone, Debug)]
+pub struct Secret(SecretString);
 
 impl Secret {
     /// Wraps a secret value.
     pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
+        Self(SecretString::from(value.into()))
     }
 
     /// The secret itself: call only where it is put on the wire or checked.
     pub fn expose(&self) -> &str {
-        &self.0
+        self.0.expose_secret()
     }
 }
 
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
+impl PartialEq for Secret {
+    fn eq(&self, other: &Self) -> bool {
+        self.expose() == other.expose()
     }
 }
+
+impl Eq for Secret {}
 
 /// A platform's authentication scheme with its resolved secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -320,6 +323,10 @@ mod tests {
             auth.verify(lookup(&[]), b"", now, None),
             Err(AuthFailure::MissingHeader("Authorization".to_owned()))
         );
-        assert_eq!(format!("{:?}", Secret::new("tok")), "Secret(***)");
+        let shown = format!("{:?}", Secret::new("tok"));
+        assert!(
+            !shown.contains("tok") && shown.contains("REDACTED"),
+            "{shown}"
+        );
     }
 }

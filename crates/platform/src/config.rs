@@ -289,7 +289,7 @@ struct RawRetry {
     initial_backoff_ms: u64,
     max_backoff_ms: u64,
     multiplier: f64,
-    jitter: f64,
+    jitter: bool,
 }
 
 impl Default for RawRetry {
@@ -601,9 +601,6 @@ impl PlatformConfig {
         }
         if !(r.multiplier.is_finite() && r.multiplier >= 1.0) {
             return Err(invalid(file, "retry.multiplier", "must be a number ≥ 1.0"));
-        }
-        if !(0.0..=1.0).contains(&r.jitter) {
-            return Err(invalid(file, "retry.jitter", "must be between 0.0 and 1.0"));
         }
         let retry = RetryPolicy {
             max_attempts: r.max_attempts,

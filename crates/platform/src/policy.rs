@@ -3,7 +3,10 @@
 
 use std::time::Duration;
 
-/// Exponential backoff with jitter, bounded by a number of attempts.
+use tongban_types::Backoff;
+
+/// Exponential backoff with jitter ([`Backoff`], Tongban's one retry schedule), bounded by a
+/// number of attempts.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RetryPolicy {
     /// Attempts in total, the first included; after the last failure the delivery is
@@ -15,8 +18,8 @@ pub struct RetryPolicy {
     pub max_backoff: Duration,
     /// Growth factor per further failure (≥ 1).
     pub multiplier: f64,
-    /// Relative jitter in `[0, 1]`: the delay varies by up to ± this fraction.
-    pub jitter: f64,
+    /// Whether each delay gets a random extra of up to itself (see [`Backoff`]).
+    pub jitter: bool,
 }
 
 impl Default for RetryPolicy {
@@ -26,7 +29,7 @@ impl Default for RetryPolicy {
             initial_backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(60),
             multiplier: 2.0,
-            jitter: 0.2,
+            jitter: true,
         }
     }
 }
@@ -34,27 +37,14 @@ impl Default for RetryPolicy {
 impl RetryPolicy {
     /// Delay before the next attempt, after attempt number `attempt` (1-based; 0 counts as 1)
     /// failed.
-    ///
-    /// `jitter_unit` is a caller-supplied uniform sample in `[0, 1]` (0.5 means no jitter),
-    /// which keeps this function pure and testable. The result is
-    /// `min(initial × multiplier^(attempt−1), max) × (1 ± jitter)`, clamped to `max_backoff`.
-    pub fn backoff(&self, attempt: u32, jitter_unit: f64) -> Duration {
-        let max = self.max_backoff.as_secs_f64();
-        let exponent = i32::try_from(attempt.max(1) - 1)
-            .unwrap_or(i32::MAX)
-            .min(1024);
-        let base = (self.initial_backoff.as_secs_f64() * self.multiplier.powi(exponent)).min(max);
-        let unit = if jitter_unit.is_finite() {
-            jitter_unit.clamp(0.0, 1.0)
-        } else {
-            0.5
-        };
-        let delay = base * (1.0 + self.jitter * (2.0 * unit - 1.0));
-        if delay.is_finite() {
-            Duration::from_secs_f64(delay.clamp(0.0, max))
-        } else {
-            self.max_backoff
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        Backoff {
+            initial: self.initial_backoff,
+            max: self.max_backoff,
+            factor: self.multiplier as f32,
+            jitter: self.jitter,
         }
+        .delay(attempt)
     }
 
     /// Whether another attempt is allowed after `attempts_made` attempts have failed.
@@ -88,17 +78,22 @@ mod tests {
 
     #[test]
     fn backoff_grows_caps_and_jitters() {
-        let p = RetryPolicy::default();
-        assert_eq!(p.backoff(1, 0.5), Duration::from_millis(500));
-        assert_eq!(p.backoff(0, 0.5), Duration::from_millis(500));
-        assert_eq!(p.backoff(2, 0.5), Duration::from_millis(1000));
-        assert_eq!(p.backoff(4, 0.5), Duration::from_millis(4000));
-        assert_eq!(p.backoff(1, 0.0), Duration::from_millis(400));
-        assert_eq!(p.backoff(1, 1.0), Duration::from_millis(600));
-        assert_eq!(p.backoff(30, 0.5), Duration::from_secs(60));
-        assert_eq!(p.backoff(u32::MAX, 1.0), Duration::from_secs(60));
-        assert_eq!(p.backoff(u32::MAX, 0.0), Duration::from_secs(48));
-        assert_eq!(p.backoff(1, f64::NAN), Duration::from_millis(500));
+        let p = RetryPolicy {
+            jitter: false,
+            ..RetryPolicy::default()
+        };
+        assert_eq!(p.backoff(1), Duration::from_millis(500));
+        assert_eq!(p.backoff(0), Duration::from_millis(500));
+        assert_eq!(p.backoff(2), Duration::from_millis(1000));
+        assert_eq!(p.backoff(4), Duration::from_millis(4000));
+        assert_eq!(p.backoff(30), Duration::from_secs(60));
+        assert_eq!(p.backoff(u32::MAX), Duration::from_secs(60));
+        let jittered = RetryPolicy::default();
+        for _ in 0..50 {
+            let d = jittered.backoff(1);
+            assert!(d >= Duration::from_millis(500) && d < Duration::from_millis(1000));
+            assert!(jittered.backoff(u32::MAX) <= Duration::from_secs(60));
+        }
         assert!(p.should_retry(7));
         assert!(!p.should_retry(8));
     }

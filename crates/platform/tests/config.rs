@@ -287,8 +287,8 @@ fn bad_top_level_values_name_the_field() {
         "timeout_ms",
     );
     assert_invalid(
-        &BASE.replace("[auth]", "[retry]\njitter = 1.5\n[auth]"),
-        "retry.jitter",
+        &BASE.replace("[auth]", "[retry]\nmultiplier = 0.5\n[auth]"),
+        "retry.multiplier",
     );
     assert_invalid(
         &BASE.replace(

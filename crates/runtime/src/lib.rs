@@ -5,10 +5,15 @@
 //! - [`serve_grpc`]: one tonic server with gRPC health checking, server reflection and grpc-web,
 //!   stopping gracefully when the shutdown token fires.
 //! - [`shutdown_on_signals`]: SIGINT/SIGTERM cancel a token; a second signal exits at once.
+//! - [`ServiceBuilder`]: relay, consumer, background workers and the server of one service,
+//!   started in the right order and joined on shutdown.
 //! - [`Tasks`]: owner of background tasks (relay, consumers, timers), awaited on shutdown.
 
 pub mod config;
+pub mod service;
 pub mod status;
+
+pub use service::ServiceBuilder;
 
 use std::future::Future;
 
@@ -28,6 +33,19 @@ pub struct Context {
     pub auth: Authenticator,
     /// Where `matters/`, `calendar/`, `platforms/`, `departments.toml` live.
     pub deploy_dir: std::path::PathBuf,
+}
+
+impl Context {
+    /// Connects what `cfg` names: the database, the bus, and the token verifier.
+    pub async fn connect(cfg: &config::ServiceConfig) -> anyhow::Result<Self> {
+        use secrecy::ExposeSecret as _;
+        Ok(Self {
+            db: tongban_storage::connect(cfg.database_url.expose_secret()).await?,
+            bus: Bus::connect(cfg.bus_url.expose_secret(), &cfg.exchange).await?,
+            auth: Authenticator::new(&tongban_auth::Secret::load(&cfg.jwt_secret_file)?),
+            deploy_dir: cfg.deploy_dir.clone(),
+        })
+    }
 }
 
 /// Serves `routes` on `listener` with health (each of `services` reported SERVING), reflection
@@ -156,10 +174,15 @@ impl Tasks {
         Self::default()
     }
 
-    pub fn spawn(&mut self, name: &'static str, fut: impl Future<Output = ()> + Send + 'static) {
+    pub fn spawn(
+        &mut self,
+        name: impl Into<String>,
+        fut: impl Future<Output = ()> + Send + 'static,
+    ) {
+        let name = name.into();
         self.set.spawn(async move {
             fut.await;
-            tracing::debug!(task = name, "task finished");
+            tracing::debug!(task = %name, "task finished");
         });
     }
 

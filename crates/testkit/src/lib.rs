@@ -222,3 +222,129 @@ macro_rules! on_both {
         }
     };
 }
+
+/// `n` distinct free TCP ports on 127.0.0.1, bound and released at once. Another process may
+/// take one before the caller binds it; for tests on one machine that is rare enough, and a
+/// service that can bind port 0 itself should (see [`start_service`]).
+pub fn free_ports(n: usize) -> anyhow::Result<Vec<u16>> {
+    let listeners: Vec<std::net::TcpListener> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+        .collect::<Result<_, _>>()?;
+    listeners
+        .iter()
+        .map(|l| Ok(l.local_addr()?.port()))
+        .collect()
+}
+
+/// A base port such that it and the next `len - 1` ports are free, for programs that take
+/// consecutive ports (`tongban dev --base-port`).
+pub fn free_port_block(len: u16) -> anyhow::Result<u16> {
+    for _ in 0..200 {
+        let base = free_ports(1)?[0];
+        if base.checked_add(len).is_none_or(|end| end > 65000) {
+            continue;
+        }
+        let all: Result<Vec<_>, _> = (0..len)
+            .map(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)))
+            .collect();
+        if all.is_ok() {
+            return Ok(base);
+        }
+    }
+    anyhow::bail!("no block of {len} free ports")
+}
+
+/// A service started in this process for one test, on its own database and bus, listening
+/// on a free port; it stops when this is dropped.
+pub struct Service {
+    /// Where it listens.
+    pub addr: std::net::SocketAddr,
+    /// Signs tokens it accepts.
+    pub keys: Keys,
+    /// Its database, for tests that look at the tables.
+    pub db: sea_orm::DatabaseConnection,
+    /// Its bus, for tests that publish or watch events.
+    pub bus: Bus,
+    /// A connected channel (the server answered before `start_service` returned).
+    pub channel: tonic::transport::Channel,
+    stop: Stopper,
+    _db: TestDb,
+    _bus_dir: Option<tempfile::TempDir>,
+}
+
+impl Service {
+    /// The token that stops the service (and everything it started).
+    pub fn shutdown(&self) -> CancellationToken {
+        self.stop.0.clone()
+    }
+}
+
+/// What a test needs to start a service its own way: the context and the listener.
+pub struct ServiceStart {
+    pub ctx: tongban_runtime::Context,
+    pub listener: tokio::net::TcpListener,
+    pub shutdown: CancellationToken,
+}
+
+/// Starts a service for a test on `backend`: a fresh database named after `name`, a fresh
+/// exchange (RabbitMQ) or embedded bus (SQLite), test keys, a listener on a free port; `run`
+/// gets them and runs the service until the shutdown token fires. Returns once the server
+/// accepts connections.
+pub async fn start_service<F, Fut>(backend: Backend, name: &str, run: F) -> anyhow::Result<Service>
+where
+    F: FnOnce(ServiceStart) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    let test_db = TestDb::new(backend, name).await?;
+    let (bus, bus_dir) = match backend {
+        Backend::Postgres => (rabbit_bus(name).await?.0, None),
+        Backend::Sqlite => {
+            let (b, d) = local_bus().await?;
+            (b, Some(d))
+        }
+    };
+    let keys = Keys::new();
+    let db = tongban_storage::connect(&test_db.url).await?;
+    let ctx = tongban_runtime::Context {
+        db: db.clone(),
+        bus: bus.clone(),
+        auth: keys.authenticator(),
+        deploy_dir: deploy_dir(),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let shutdown = CancellationToken::new();
+    let fut = run(ServiceStart {
+        ctx,
+        listener,
+        shutdown: shutdown.clone(),
+    });
+    let service = name.to_string();
+    tokio::spawn(async move {
+        if let Err(e) = fut.await {
+            eprintln!("{service} stopped: {e:#}");
+        }
+    });
+    let channel = eventually(
+        std::time::Duration::from_secs(30),
+        &format!("{name} to listen on {addr}"),
+        || async move {
+            tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+                .ok()?
+                .connect()
+                .await
+                .ok()
+        },
+    )
+    .await?;
+    Ok(Service {
+        addr,
+        keys,
+        db,
+        bus,
+        channel,
+        stop: Stopper(shutdown),
+        _db: test_db,
+        _bus_dir: bus_dir,
+    })
+}

@@ -5,10 +5,13 @@
 //! - [`RegionCode`]: administrative division codes (county or township).
 //! - [`event_type`]: the routing keys of every event on the bus.
 //! - [`new_id`]: time-ordered ids (UUIDv7) for applications, tasks and events.
+//! - [`Backoff`]: the one retry schedule every retry loop follows.
 
+pub mod backoff;
 mod credit_code;
 mod region;
 
+pub use backoff::Backoff;
 pub use credit_code::{CreditCode, CreditCodeError};
 pub use region::{RegionCode, RegionCodeError};
 

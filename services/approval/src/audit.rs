@@ -3,13 +3,11 @@
 //! stored entry breaks the chain from that entry on, which [`verify`] reports.
 //!
 //! Appending takes the caller's transaction, which must hold the application's instance lock
-//! (see [`crate::repository::find_instance`]), so `seq` is assigned without races.
+//! (see [`crate::repository::InstanceStore::find_instance`]), so `seq` is assigned without races.
 
-use sea_orm::ConnectionTrait;
 use sha2::{Digest, Sha256};
-use tongban_storage::stmt;
 
-use crate::error::ApprovalError;
+use crate::{error::ApprovalError, repository::AuditStore};
 
 /// One audit entry, as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,25 +110,15 @@ pub fn verify(application_id: &str, entries: &[Entry]) -> Option<i64> {
     None
 }
 
-pub async fn append<C: ConnectionTrait>(
-    conn: &C,
+/// Appends `r` to the application's chain at `now_ms`.
+pub async fn append<S: AuditStore + Sync>(
+    store: &S,
     application_id: &str,
     now_ms: i64,
     r: Record,
 ) -> Result<(), ApprovalError> {
-    let b = conn.get_database_backend();
-    let last = conn
-        .query_one_raw(stmt(
-            b,
-            "SELECT seq, hash FROM audit WHERE application_id = ? ORDER BY seq DESC LIMIT 1",
-            vec![application_id.into()],
-        ))
-        .await?;
-    let (seq, prev_hash) = match last {
-        Some(row) => (
-            row.try_get::<i64>("", "seq")? + 1,
-            row.try_get::<String>("", "hash")?,
-        ),
+    let (seq, prev_hash) = match store.last_link(application_id).await? {
+        Some((seq, hash)) => (seq + 1, hash),
         None => (1, String::new()),
     };
     let mut e = Entry {
@@ -146,57 +134,16 @@ pub async fn append<C: ConnectionTrait>(
         hash: String::new(),
     };
     e.hash = hash(&e.prev_hash, application_id, &e);
-    conn.execute_raw(stmt(
-        b,
-        "INSERT INTO audit (application_id, seq, time_ms, actor, role, action, reason, task_id, department, prev_hash, hash)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        vec![
-            application_id.into(),
-            e.seq.into(),
-            e.time_ms.into(),
-            e.actor.into(),
-            e.role.into(),
-            e.action.into(),
-            e.reason.into(),
-            e.task_id.into(),
-            e.department.into(),
-            e.prev_hash.into(),
-            e.hash.into(),
-        ],
-    ))
-    .await?;
+    store.insert_entry(application_id, &e).await?;
     Ok(())
 }
 
-pub async fn entries<C: ConnectionTrait>(
-    conn: &C,
+/// An application's entries, in chain order.
+pub async fn entries<S: AuditStore + Sync>(
+    store: &S,
     application_id: &str,
 ) -> Result<Vec<Entry>, ApprovalError> {
-    let b = conn.get_database_backend();
-    let rows = conn
-        .query_all_raw(stmt(
-            b,
-            "SELECT seq, time_ms, actor, role, action, reason, task_id, department, prev_hash, hash FROM audit
-             WHERE application_id = ? ORDER BY seq",
-            vec![application_id.into()],
-        ))
-        .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(Entry {
-                seq: r.try_get("", "seq")?,
-                time_ms: r.try_get("", "time_ms")?,
-                actor: r.try_get("", "actor")?,
-                role: r.try_get("", "role")?,
-                action: r.try_get("", "action")?,
-                reason: r.try_get("", "reason")?,
-                task_id: r.try_get("", "task_id")?,
-                department: r.try_get("", "department")?,
-                prev_hash: r.try_get("", "prev_hash")?,
-                hash: r.try_get("", "hash")?,
-            })
-        })
-        .collect()
+    Ok(store.entries(application_id).await?)
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! Applies other services' events to workflows: submission starts an instance, supplement
-//! resumes it, withdrawal cancels it. Runs inside `run_consumer`'s transaction, whose inbox
+//! resumes it, withdrawal cancels it (see [`crate::engine::lifecycle`]). Runs inside `run_consumer`'s transaction, whose inbox
 //! makes a redelivered event (same `event_id`) a no-op.
 
 use std::sync::Arc;
@@ -8,7 +8,7 @@ use sea_orm::DatabaseTransaction;
 use tongban_outbox::{EventHandler, HandlerError};
 use tongban_proto::events::{Envelope, envelope::Payload};
 
-use crate::{error::ApprovalError, service::Approval};
+use crate::{engine::Approval, error::ApprovalError, requests::Submission};
 
 pub struct WorkflowDriver {
     approval: Arc<Approval>,
@@ -36,7 +36,10 @@ impl EventHandler for WorkflowDriver {
         let a = &self.approval;
         let result = match &event.payload {
             Some(Payload::ApplicationSubmitted(s)) => match &s.application {
-                Some(snap) => a.on_submitted(txn, event, snap).await,
+                Some(snap) => {
+                    a.on_submitted(txn, &Submission::from_event(event, snap))
+                        .await
+                }
                 None => {
                     return Err(HandlerError::Rejected(
                         "application.submitted without a snapshot".into(),
@@ -44,7 +47,8 @@ impl EventHandler for WorkflowDriver {
                 }
             },
             Some(Payload::ApplicationSupplemented(s)) => {
-                a.on_supplemented(txn, &event.application_id, s).await
+                a.on_supplemented(txn, &event.application_id, &s.fulfilled_kinds)
+                    .await
             }
             Some(Payload::ApplicationWithdrawn(w)) => {
                 a.on_withdrawn(txn, &event.application_id, &w.reason).await

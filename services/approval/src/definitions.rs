@@ -1,135 +1,156 @@
-//! The workflow definitions approval runs: loaded from `deploy/matters/` at start, published
-//! over gRPC by an admin, all remembered in the `definitions` table. Instances are pinned to a
-//! (code, version), so every version stays available.
-//!
-//! The in-memory map is a cache of the table: a version published through another replica is
-//! read from the table on first use.
+//! The workflow definitions approval runs: a [`Registry`] over approval's own `definitions`
+//! table. It loads `deploy/matters/` at start; an admin publishes over gRPC (through one
+//! replica). Instances are pinned to a (code, version), so every version stays available: one
+//! this replica lacks is read from the table on first use, and [`Definitions::keep_fresh`]
+//! reloads the table on every replica so that "the latest version" converges too.
 
-use std::{
-    collections::BTreeMap,
-    path::Path,
-    sync::{Arc, RwLock},
-};
+use std::{future::Future, ops::Deref, path::Path, sync::Arc, time::Duration};
 
-use sea_orm::ConnectionTrait;
-use tongban_matter::{DefinitionError, Departments, MatterDefinition};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr};
+use tongban_matter::{DefinitionError, DefinitionStore, Departments, MatterDefinition, Registry};
+use tongban_storage::stmt;
 
 use crate::repository::{self, StoredDefinition};
 
-type ByCode = BTreeMap<String, BTreeMap<u32, Arc<MatterDefinition>>>;
-
+/// Approval's registry of definitions. Clones share one registry.
+#[derive(Clone)]
 pub struct Definitions {
-    departments: Departments,
-    by_code: RwLock<ByCode>,
+    registry: Arc<Registry>,
 }
 
 impl Definitions {
+    /// Loads `dir` and everything stored (see [`Registry::load`]).
     pub async fn load<C: ConnectionTrait>(
         db: &C,
         dir: &Path,
         departments: Departments,
     ) -> anyhow::Result<Self> {
-        let this = Self {
-            departments,
-            by_code: RwLock::new(BTreeMap::new()),
-        };
-        let now = repository::ms(chrono::Utc::now());
-        for def in tongban_matter::load_dir(dir, &this.departments)? {
-            let stored = StoredDefinition {
-                code: def.code.clone(),
-                version: def.version,
-                name: def.name.clone(),
-                source: def.source.clone(),
-                published_at: now,
-                published_by: "deploy".into(),
-            };
-            repository::save_definition(db, &stored).await?;
-            this.insert(def);
-        }
-        for d in repository::definitions(db, None).await? {
-            match this.parse(
-                &d.source,
-                &format!("stored definition {} v{}", d.code, d.version),
-            ) {
-                Ok(def) => {
-                    this.insert(def);
-                }
-                Err(e) => {
-                    tracing::warn!(code = %d.code, version = d.version, error = %e, "stored definition no longer loads; skipped")
-                }
-            }
-        }
-        Ok(this)
+        let registry = Registry::load(&DefinitionsTable(db), dir, departments).await?;
+        Ok(Self {
+            registry: Arc::new(registry),
+        })
+    }
+
+    /// The registry itself, for what this wrapper does not cover.
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
     }
 
     pub fn departments(&self) -> &Departments {
-        &self.departments
+        self.registry.departments()
     }
 
     pub fn parse(&self, source: &str, origin: &str) -> Result<MatterDefinition, DefinitionError> {
-        MatterDefinition::parse(source, origin, &self.departments)
+        self.registry.parse(source, origin)
     }
 
+    /// Makes a definition just stored (by the caller, in its transaction) available here.
     pub fn insert(&self, def: MatterDefinition) -> Arc<MatterDefinition> {
-        let def = Arc::new(def);
-        let mut map = self.by_code.write().unwrap_or_else(|p| p.into_inner());
-        map.entry(def.code.clone())
-            .or_default()
-            .insert(def.version, def.clone());
-        def
+        self.registry.insert(def)
     }
 
-    fn cached(&self, code: &str, version: Option<u32>) -> Option<Arc<MatterDefinition>> {
-        let map = self.by_code.read().unwrap_or_else(|p| p.into_inner());
-        let versions = map.get(code)?;
-        match version {
-            Some(v) => versions.get(&v).cloned(),
-            None => versions.values().next_back().cloned(),
-        }
-    }
-
-    /// Exactly `code` v`version`, from the cache or the table.
+    /// Exactly `code` v`version`, from memory or the table (read through `db`, which may be
+    /// the caller's transaction). A failed read is logged and counts as not found.
     pub async fn get<C: ConnectionTrait>(
         &self,
         db: &C,
         code: &str,
         version: u32,
     ) -> Option<Arc<MatterDefinition>> {
-        if let Some(d) = self.cached(code, Some(version)) {
-            return Some(d);
+        match self
+            .registry
+            .get(&DefinitionsTable(db), code, version)
+            .await
+        {
+            Ok(def) => def,
+            Err(e) => {
+                tracing::warn!(%code, version, error = %e, "reading a definition failed");
+                None
+            }
         }
-        self.refresh(db, code).await;
-        self.cached(code, Some(version))
     }
 
-    /// The latest known version of `code`.
+    /// The latest version of `code`, after loading what other replicas published.
     pub async fn latest<C: ConnectionTrait>(
         &self,
         db: &C,
         code: &str,
     ) -> Option<Arc<MatterDefinition>> {
-        self.refresh(db, code).await;
-        self.cached(code, None)
+        if let Err(e) = self.registry.refresh(&DefinitionsTable(db)).await {
+            tracing::warn!(%code, error = %e, "reading definitions failed; using memory");
+        }
+        self.registry.latest(code)
     }
 
-    /// Loads versions of `code` another replica may have published.
-    async fn refresh<C: ConnectionTrait>(&self, db: &C, code: &str) {
-        let stored = match repository::definitions(db, Some(code)).await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(%code, error = %e, "reading definitions failed; using the cache");
-                return;
-            }
+    /// Reloads the `definitions` table every `every` until `shutdown`: spawn it on the
+    /// service's task set.
+    pub fn keep_fresh(
+        &self,
+        db: DatabaseConnection,
+        every: Duration,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        self.registry
+            .clone()
+            .keep_fresh(DefinitionsTable(Arc::new(db)), every, shutdown)
+    }
+}
+
+/// The `definitions` table as a [`DefinitionStore`], over anything that dereferences to a
+/// connection: `&DatabaseTransaction` inside a transaction, `Arc<DatabaseConnection>` to own one.
+/// What it saves is recorded as published by `deploy` (the files loaded at start); an admin's
+/// publish writes its own row, naming the admin.
+pub struct DefinitionsTable<C>(pub C);
+
+impl<C> DefinitionStore for DefinitionsTable<C>
+where
+    C: Deref + Send + Sync,
+    C::Target: ConnectionTrait + Sized,
+{
+    type Error = DbErr;
+
+    async fn versions(&self) -> Result<Vec<(String, u32)>, DbErr> {
+        let conn = &*self.0;
+        let rows = conn
+            .query_all_raw(stmt(
+                conn.get_database_backend(),
+                "SELECT code, version FROM definitions ORDER BY code, version",
+                vec![],
+            ))
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let version: i64 = r.try_get("", "version")?;
+                let version = u32::try_from(version).map_err(|_| {
+                    DbErr::Type(format!("definition version {version} out of range"))
+                })?;
+                Ok((r.try_get("", "code")?, version))
+            })
+            .collect()
+    }
+
+    async fn source(&self, code: &str, version: u32) -> Result<Option<String>, DbErr> {
+        let conn = &*self.0;
+        let row = conn
+            .query_one_raw(stmt(
+                conn.get_database_backend(),
+                "SELECT source FROM definitions WHERE code = ? AND version = ?",
+                vec![code.into(), i64::from(version).into()],
+            ))
+            .await?;
+        row.map(|r| r.try_get("", "source")).transpose()
+    }
+
+    async fn save(&self, def: &MatterDefinition) -> Result<(), DbErr> {
+        let stored = StoredDefinition {
+            code: def.code.clone(),
+            version: def.version,
+            name: def.name.clone(),
+            source: def.source.clone(),
+            published_at: repository::ms(chrono::Utc::now()),
+            published_by: "deploy".into(),
         };
-        for d in stored {
-            if self.cached(&d.code, Some(d.version)).is_none()
-                && let Ok(def) = self.parse(
-                    &d.source,
-                    &format!("stored definition {} v{}", d.code, d.version),
-                )
-            {
-                self.insert(def);
-            }
-        }
+        repository::save_definition(&*self.0, &stored).await?;
+        Ok(())
     }
 }

@@ -1,5 +1,7 @@
-//! `tongban.approval.v1.ApprovalService` over gRPC: identity from the interceptor, one call into
-//! [`Approval`], errors mapped once (see [`crate::error`]).
+//! `tongban.approval.v1.ApprovalService` over gRPC. Each handler does the same four things:
+//! identity from the interceptor, the request parsed into a domain input
+//! ([`crate::requests`]), one call into [`Approval`], the result converted
+//! ([`crate::convert`]). Errors map to status codes in one place ([`crate::error`]).
 
 use std::sync::Arc;
 
@@ -8,8 +10,9 @@ use tongban_proto::approval::{self as pb, approval_service_server::ApprovalServi
 use tonic::{Request, Response, Status};
 
 use crate::{
-    repository::ms,
-    service::{Approval, task_to_proto},
+    convert::{audit_trail_to_proto, definition_to_proto, task_to_proto, workflow_to_proto},
+    engine::Approval,
+    requests::{Claim, Decide, Delegate, ListDefinitions, ListTasks, Publish, Rate},
 };
 
 pub struct ApprovalGrpc {
@@ -20,10 +23,6 @@ impl ApprovalGrpc {
     pub fn new(approval: Arc<Approval>) -> Self {
         Self { approval }
     }
-
-    fn now_ms(&self) -> i64 {
-        ms(self.approval.now())
-    }
 }
 
 #[tonic::async_trait]
@@ -33,11 +32,12 @@ impl ApprovalService for ApprovalGrpc {
         req: Request<pb::ListTasksRequest>,
     ) -> Result<Response<pb::ListTasksResponse>, Status> {
         let who = identity(&req)?;
-        let (tasks, next_page_token) = self.approval.list_tasks(&who, req.get_ref()).await?;
-        let now = self.now_ms();
+        let input = ListTasks::try_from(req.into_inner())?;
+        let page = self.approval.list_tasks(&who, input).await?;
+        let now = self.approval.now_ms();
         Ok(Response::new(pb::ListTasksResponse {
-            tasks: tasks.iter().map(|t| task_to_proto(t, now)).collect(),
-            next_page_token,
+            tasks: page.tasks.iter().map(|t| task_to_proto(t, now)).collect(),
+            next_page_token: page.next_page_token,
         }))
     }
 
@@ -46,13 +46,12 @@ impl ApprovalService for ApprovalGrpc {
         req: Request<pb::ClaimTaskRequest>,
     ) -> Result<Response<pb::ClaimTaskResponse>, Status> {
         let who = identity(&req)?;
-        let r = req.get_ref();
         let task = self
             .approval
-            .claim(&who, &r.task_id, r.expected_version)
+            .claim(&who, Claim::from(req.into_inner()))
             .await?;
         Ok(Response::new(pb::ClaimTaskResponse {
-            task: Some(task_to_proto(&task, self.now_ms())),
+            task: Some(task_to_proto(&task, self.approval.now_ms())),
         }))
     }
 
@@ -61,9 +60,10 @@ impl ApprovalService for ApprovalGrpc {
         req: Request<pb::DecideTaskRequest>,
     ) -> Result<Response<pb::DecideTaskResponse>, Status> {
         let who = identity(&req)?;
-        let task = self.approval.decide(&who, req.into_inner()).await?;
+        let input = Decide::try_from(req.into_inner())?;
+        let task = self.approval.decide(&who, input).await?;
         Ok(Response::new(pb::DecideTaskResponse {
-            task: Some(task_to_proto(&task, self.now_ms())),
+            task: Some(task_to_proto(&task, self.approval.now_ms())),
         }))
     }
 
@@ -72,9 +72,10 @@ impl ApprovalService for ApprovalGrpc {
         req: Request<pb::DelegateTaskRequest>,
     ) -> Result<Response<pb::DelegateTaskResponse>, Status> {
         let who = identity(&req)?;
-        let task = self.approval.delegate(&who, req.into_inner()).await?;
+        let input = Delegate::try_from(req.into_inner())?;
+        let task = self.approval.delegate(&who, input).await?;
         Ok(Response::new(pb::DelegateTaskResponse {
-            task: Some(task_to_proto(&task, self.now_ms())),
+            task: Some(task_to_proto(&task, self.approval.now_ms())),
         }))
     }
 
@@ -83,12 +84,12 @@ impl ApprovalService for ApprovalGrpc {
         req: Request<pb::GetWorkflowRequest>,
     ) -> Result<Response<pb::GetWorkflowResponse>, Status> {
         let who = identity(&req)?;
-        let workflow = self
+        let view = self
             .approval
             .workflow(&who, &req.get_ref().application_id)
             .await?;
         Ok(Response::new(pb::GetWorkflowResponse {
-            workflow: Some(workflow),
+            workflow: Some(workflow_to_proto(view, self.approval.now_ms())),
         }))
     }
 
@@ -97,11 +98,11 @@ impl ApprovalService for ApprovalGrpc {
         req: Request<pb::GetAuditTrailRequest>,
     ) -> Result<Response<pb::GetAuditTrailResponse>, Status> {
         let who = identity(&req)?;
-        Ok(Response::new(
-            self.approval
-                .audit_trail(&who, &req.get_ref().application_id)
-                .await?,
-        ))
+        let trail = self
+            .approval
+            .audit_trail(&who, &req.get_ref().application_id)
+            .await?;
+        Ok(Response::new(audit_trail_to_proto(trail)))
     }
 
     async fn list_definitions(
@@ -109,8 +110,11 @@ impl ApprovalService for ApprovalGrpc {
         req: Request<pb::ListDefinitionsRequest>,
     ) -> Result<Response<pb::ListDefinitionsResponse>, Status> {
         let who = identity(&req)?;
-        let definitions = self.approval.list_definitions(&who, req.get_ref()).await?;
-        Ok(Response::new(pb::ListDefinitionsResponse { definitions }))
+        let input = ListDefinitions::from(req.into_inner());
+        let definitions = self.approval.list_definitions(&who, input).await?;
+        Ok(Response::new(pb::ListDefinitionsResponse {
+            definitions: definitions.into_iter().map(definition_to_proto).collect(),
+        }))
     }
 
     async fn publish_definition(
@@ -118,12 +122,10 @@ impl ApprovalService for ApprovalGrpc {
         req: Request<pb::PublishDefinitionRequest>,
     ) -> Result<Response<pb::PublishDefinitionResponse>, Status> {
         let who = identity(&req)?;
-        let definition = self
-            .approval
-            .publish_definition(&who, &req.get_ref().source)
-            .await?;
+        let input = Publish::try_from(req.into_inner())?;
+        let definition = self.approval.publish_definition(&who, input).await?;
         Ok(Response::new(pb::PublishDefinitionResponse {
-            definition: Some(definition),
+            definition: Some(definition_to_proto(definition)),
         }))
     }
 
@@ -132,9 +134,10 @@ impl ApprovalService for ApprovalGrpc {
         req: Request<pb::RateOutcomeRequest>,
     ) -> Result<Response<pb::RateOutcomeResponse>, Status> {
         let who = identity(&req)?;
-        let workflow = self.approval.rate(&who, req.into_inner()).await?;
+        let input = Rate::try_from(req.into_inner())?;
+        let view = self.approval.rate(&who, input).await?;
         Ok(Response::new(pb::RateOutcomeResponse {
-            workflow: Some(workflow),
+            workflow: Some(workflow_to_proto(view, self.approval.now_ms())),
         }))
     }
 }

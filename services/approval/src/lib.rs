@@ -10,23 +10,37 @@
 //!
 //! # Layout
 //! - [`workflow`]: the state machines (instance and task), pure; they say what to do.
-//! - [`service`]: the use cases, each one transaction that does it.
-//! - [`repository`], [`audit`], [`definitions`]: the tables.
-//! - [`consumer`]: submitted / supplemented / withdrawn events → [`service`].
+//!   [`model`] names their states and how they are stored and sent.
+//! - [`engine`]: the [`Approval`] engine: instance lifecycle (submitted, supplemented,
+//!   withdrawn, rated) and the command executor, each change one transaction.
+//! - [`tasks`]: the staff task API (claim, decide, delegate, list); [`views`]: workflow,
+//!   audit trail and definitions; [`publishing`]: publishing a definition.
 //! - [`timers`]: due-soon, overdue and escalation, once each, safe with several replicas.
-//! - [`grpc`]: thin `ApprovalService` handlers; [`error`]: the one mapping to gRPC codes.
+//! - [`repository`] (one trait per table) over [`entity`] (sea-orm entities), schema in
+//!   [`migration`]; [`audit`]: the hash chain; [`definitions`]: the registry of
+//!   workflow definitions, refreshed from its table on every replica.
+//! - [`consumer`]: submitted / supplemented / withdrawn events → [`engine`].
+//! - [`grpc`]: thin `ApprovalService` handlers that parse [`requests`] at the edge and
+//!   [`convert`] results; [`error`]: the one mapping to gRPC codes.
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod audit;
 pub mod consumer;
+pub mod convert;
 pub mod definitions;
+pub mod engine;
+pub mod entity;
 pub mod error;
 pub mod grpc;
 pub mod migration;
+pub mod model;
+pub mod publishing;
 pub mod repository;
-pub mod service;
+pub mod requests;
+pub mod tasks;
 pub mod timers;
+pub mod views;
 pub mod workflow;
 
 use std::sync::Arc;
@@ -35,12 +49,11 @@ use sea_orm_migration::MigratorTrait;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tongban_bus::QueueSpec;
-use tongban_outbox::{Relay, consumer::ConsumerOptions};
 use tongban_proto::approval::approval_service_server::ApprovalServiceServer;
-use tongban_runtime::{Context, Tasks};
+use tongban_runtime::{Context, ServiceBuilder};
 use tongban_types::event_type as et;
 
-pub use service::{Approval, Clock, SystemClock};
+pub use engine::{Approval, Clock, SystemClock};
 
 /// The queue approval consumes, and the keys it needs.
 pub fn queue_spec() -> QueueSpec {
@@ -62,18 +75,29 @@ pub async fn build(
     clock: Arc<dyn Clock>,
 ) -> anyhow::Result<Arc<Approval>> {
     migration::Migrator::up(&ctx.db, None).await?;
+    Ok(assemble(ctx, relay, clock).await?.0)
+}
+
+/// [`build`] on a migrated database, also handing back the definitions so that `run` can keep
+/// them fresh.
+async fn assemble(
+    ctx: &Context,
+    relay: tongban_outbox::RelayHandle,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<(Arc<Approval>, definitions::Definitions)> {
     let calendar = tongban_calendar::Calendar::load_dir(ctx.deploy_dir.join("calendar"))?;
     let departments = tongban_matter::Departments::load(ctx.deploy_dir.join("departments.toml"))?;
     let defs =
         definitions::Definitions::load(&ctx.db, &ctx.deploy_dir.join("matters"), departments)
             .await?;
-    Ok(Arc::new(Approval::new(
+    let approval = Arc::new(Approval::new(
         ctx.db.clone(),
-        defs,
+        defs.clone(),
         calendar,
         relay,
         clock,
-    )))
+    ));
+    Ok((approval, defs))
 }
 
 /// Migrates, starts the relay, the consumer and the timer worker, and serves gRPC on
@@ -83,52 +107,24 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let relay = Relay::new(ctx.db.clone(), ctx.bus.clone());
-    let approval = build(&ctx, relay.handle(), Arc::new(SystemClock)).await?;
-    ctx.bus.declare(&queue_spec()).await?;
-
-    let mut tasks = Tasks::new();
-    tasks.spawn("approval-relay", relay.run(shutdown.clone()));
-    let consumer_opts = ConsumerOptions {
-        consumer: "approval".into(),
-        queue: queue_spec(),
-        batch: 64,
-    };
-    let handler = Arc::new(consumer::WorkflowDriver::new(approval.clone()));
-    {
-        let (db, bus, relay, stop) = (
+    migration::Migrator::up(&ctx.db, None).await?;
+    let mut service = ServiceBuilder::new("approval", &ctx, &shutdown);
+    let (approval, defs) = assemble(&ctx, service.relay(), Arc::new(SystemClock)).await?;
+    service.spawn(
+        "definitions",
+        defs.keep_fresh(
             ctx.db.clone(),
-            ctx.bus.clone(),
-            approval.relay(),
-            shutdown.clone(),
-        );
-        tasks.spawn("approval-consumer", async move {
-            if let Err(e) =
-                tongban_outbox::run_consumer(db, bus, consumer_opts, handler, Some(relay), stop)
-                    .await
-            {
-                tracing::error!(error = %e, "approval consumer stopped");
-            }
-        });
-    }
-    tasks.spawn(
-        "approval-timers",
+            tongban_matter::DEFAULT_REFRESH_INTERVAL,
+            shutdown.clone().cancelled_owned(),
+        ),
+    );
+    let handler = Arc::new(consumer::WorkflowDriver::new(approval.clone()));
+    service.consume(queue_spec(), 64, handler).await?;
+    service.spawn(
+        "timers",
         timers::run(approval.clone(), timers::INTERVAL, shutdown.clone()),
     );
-
     let server = ApprovalServiceServer::new(grpc::ApprovalGrpc::new(approval))
         .max_decoding_message_size(1024 * 1024);
-    let svc = tonic::service::interceptor::InterceptedService::new(server, ctx.auth.clone());
-    let routes = tonic::service::Routes::new(svc);
-    tracing::info!(addr = %listener.local_addr()?, "approval serving");
-    tongban_runtime::serve_grpc(
-        listener,
-        routes,
-        &["tongban.approval.v1.ApprovalService"],
-        shutdown.clone(),
-    )
-    .await?;
-    shutdown.cancel();
-    tasks.join().await;
-    Ok(())
+    service.serve(listener, server).await
 }

@@ -5,14 +5,8 @@ use tongban_runtime::{Context, config::ServiceConfig};
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let _telemetry = tongban_telemetry::init("approval");
-    let cfg = ServiceConfig::load("approval", ServiceConfig::defaults("approval", 50052))?;
-    let ctx = Context {
-        db: tongban_storage::connect(cfg.database_url.expose()).await?,
-        bus: tongban_bus::Bus::connect(cfg.bus_url.expose(), &cfg.exchange).await?,
-        auth: tongban_auth::Authenticator::new(&tongban_auth::Secret::load(&cfg.jwt_secret_file)?),
-        deploy_dir: cfg.deploy_dir.clone(),
-    };
+    let cfg = ServiceConfig::load("approval", 50052)?;
+    let ctx = Context::connect(&cfg).await?;
     let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
-    let shutdown = tongban_runtime::shutdown_on_signals();
-    tongban_approval::run(ctx, listener, shutdown).await
+    tongban_approval::run(ctx, listener, tongban_runtime::shutdown_on_signals()).await
 }

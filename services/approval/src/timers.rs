@@ -1,14 +1,31 @@
-//! The timer worker: on start and then every [`INTERVAL`], fire what is due
-//! ([`Approval::fire_timers`]). Every replica runs one; the per-application row lock taken
-//! with SKIP LOCKED keeps them from firing anything twice.
+//! Timers: due-soon reminders, overdue notices and escalation, each fired once per task.
+//! [`run`] is the worker: on start and then every [`INTERVAL`] it calls
+//! [`Approval::fire_timers`]. Every replica runs one; the per-application row lock taken with
+//! SKIP LOCKED keeps them from firing anything twice.
 
 use std::{sync::Arc, time::Duration};
 
+use chrono::{DateTime, Utc};
+use sea_orm::DatabaseTransaction;
 use tokio_util::sync::CancellationToken;
+use tongban_outbox::new_envelope;
+use tongban_proto::{
+    events::{self, envelope::Payload},
+    time::ts,
+};
+use tongban_storage::begin_write;
 
-use crate::service::Approval;
+use crate::{
+    audit::{self, Record},
+    engine::{Approval, PRODUCER},
+    error::ApprovalError,
+    repository::{Instance, InstanceStore, Lock, Task, TaskStore, from_ms, ms},
+};
 
 pub const INTERVAL: Duration = Duration::from_secs(1);
+
+/// How many due tasks one pass looks at.
+const BATCH: u64 = 200;
 
 pub async fn run(approval: Arc<Approval>, interval: Duration, shutdown: CancellationToken) {
     loop {
@@ -21,5 +38,120 @@ pub async fn run(approval: Arc<Approval>, interval: Duration, shutdown: Cancella
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(interval) => {}
         }
+    }
+}
+
+impl Approval {
+    /// One pass of the timer worker at `now`: fires due-soon, overdue and escalation, each once
+    /// per task. Safe with several workers: each task is handled under its application's
+    /// instance lock, taken with SKIP LOCKED on PostgreSQL (a locked application is left to the
+    /// worker holding it), and the flags change in the same transaction as the outbox rows.
+    /// Returns how many events it emitted.
+    pub async fn fire_timers(&self, now: DateTime<Utc>) -> Result<usize, ApprovalError> {
+        let now_ms = ms(now);
+        let mut emitted = 0;
+        for (application_id, task_id) in self.db.due_timers(now_ms, BATCH).await? {
+            let txn = begin_write(&self.db).await?;
+            let Some(inst) = txn.find_instance(&application_id, Lock::SkipLocked).await? else {
+                txn.rollback().await?;
+                continue;
+            };
+            let Some(task) = txn.find_task(&task_id).await? else {
+                txn.rollback().await?;
+                continue;
+            };
+            if !task.status.is_active() {
+                txn.rollback().await?;
+                continue;
+            }
+            let mut t = task.clone();
+            let mut events = Vec::new();
+            let due = from_ms(t.due_at);
+            if !t.due_soon_sent && now_ms >= t.due_soon_at {
+                t.due_soon_sent = true;
+                // Past due already (e.g. the worker was down): "overdue" says it better.
+                if now_ms < t.due_at {
+                    events.push(new_envelope(
+                        PRODUCER,
+                        &application_id,
+                        Payload::TaskDueSoon(events::TaskDueSoon {
+                            task_id: t.task_id.clone(),
+                            department: t.department.clone(),
+                            due_time: Some(ts(due)),
+                            kind: t.kind.event_word().into(),
+                            title: t.title.clone(),
+                        }),
+                    ));
+                }
+            }
+            if !t.overdue_sent && now_ms >= t.due_at {
+                t.overdue_sent = true;
+                events.push(new_envelope(
+                    PRODUCER,
+                    &application_id,
+                    Payload::TaskOverdue(events::TaskOverdue {
+                        task_id: t.task_id.clone(),
+                        department: t.department.clone(),
+                        due_time: Some(ts(due)),
+                        kind: t.kind.event_word().into(),
+                        title: t.title.clone(),
+                    }),
+                ));
+            }
+            if !t.escalated && now_ms >= t.escalate_at {
+                t.escalated = true;
+                let to = format!(
+                    "supervisor:{}",
+                    self.escalation_department(&txn, &inst, &t).await?
+                );
+                events.push(new_envelope(
+                    PRODUCER,
+                    &application_id,
+                    Payload::TaskEscalated(events::TaskEscalated {
+                        task_id: t.task_id.clone(),
+                        department: t.department.clone(),
+                        escalated_to: to.clone(),
+                        title: t.title.clone(),
+                    }),
+                ));
+                audit::append(
+                    &txn,
+                    &application_id,
+                    now_ms,
+                    Record::system("escalate", to, &t.task_id, &t.department),
+                )
+                .await?;
+            }
+            // Timer flags do not bump the task version: a clerk's expected_version must not go
+            // stale because a reminder went out.
+            if !txn.update_task_if_version(&t, task.version).await? {
+                txn.rollback().await?;
+                continue;
+            }
+            emitted += events.len();
+            self.finish(txn, &events).await?;
+        }
+        Ok(emitted)
+    }
+
+    /// Whose supervisors an overdue task is escalated to: for an enterprise request, the
+    /// supervising department its matter names (督办), else the task's own department.
+    async fn escalation_department(
+        &self,
+        txn: &DatabaseTransaction,
+        inst: &Instance,
+        t: &Task,
+    ) -> Result<String, ApprovalError> {
+        if inst.is_request() {
+            let def = self.definition_of(txn, inst).await?;
+            if let Some(d) = def
+                .request
+                .as_ref()
+                .and_then(|r| r.supervising_department.as_deref())
+            {
+                return Ok(d.to_string());
+            }
+        }
+        Ok(t.department.clone())
     }
 }

@@ -3,13 +3,17 @@
 //! # Mental model
 //! An *instance* follows the plan computed once at submission (a list of stages, each a set of
 //! parallel department tasks). It sits on one stage at a time. Every input (a task decided, a
-//! supplement arriving, a withdrawal, a rating) goes through [`InstanceStatus::apply`], which
-//! either refuses the input (an invalid transition) or returns the new status and the
+//! supplement arriving, a withdrawal, a rating) goes through [`InstanceState::apply`], which
+//! either refuses the input (an invalid transition) or returns the new state and the
 //! [`Command`]s the engine must carry out (open a stage's tasks, cancel open tasks, emit the
-//! final event). The engine (`service.rs`) does the reading and writing; this module only
-//! decides. Tasks have their own, smaller machine: [`TaskState`].
+//! final event). The engine ([`crate::engine`]) does the reading and writing; this module only
+//! decides. Tasks have their own, smaller machine: [`TaskState`]. The states themselves (and
+//! how they are stored) are named in [`crate::model`].
 
 use serde::{Deserialize, Serialize};
+
+pub use crate::model::{InstanceStatus, TaskState};
+use crate::model::{TaskDecision, Unspecified};
 
 /// One stage of an instance's plan, frozen at submission so later stages never re-plan (a
 /// definition published meanwhile, or a changed condition, cannot move a running instance).
@@ -48,23 +52,13 @@ impl From<&tongban_matter::PlannedStage> for StagePlan {
     }
 }
 
-/// Where an instance is.
+/// The machine's state: the instance's status and its position in the plan. This is the one
+/// owner of the stage index: running, it is the stage being worked on; finished, the last one
+/// worked on (the workflow view shows the stages before it as done).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum InstanceStatus {
-    /// Working on the stage at this index of the plan.
-    Running {
-        stage: usize,
-    },
-    /// A clerk asked for materials; the stage resumes when they arrive.
-    WaitingSupplement {
-        stage: usize,
-    },
-    Approved,
-    Rejected,
-    Withdrawn,
-    /// Enterprise request answered; waiting for the enterprise's rating.
-    AwaitingRating,
-    Closed,
+pub struct InstanceState {
+    pub status: InstanceStatus,
+    pub stage: usize,
 }
 
 /// What happened to an instance.
@@ -113,158 +107,117 @@ pub enum Command {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("a workflow that is {from} cannot take {input:?}")]
 pub struct InvalidTransition {
-    pub from: &'static str,
+    pub from: InstanceStatus,
     pub input: Input,
 }
 
-impl InstanceStatus {
-    /// The status name stored in the database and shown in errors.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Running { .. } => "RUNNING",
-            Self::WaitingSupplement { .. } => "WAITING_SUPPLEMENT",
-            Self::Approved => "APPROVED",
-            Self::Rejected => "REJECTED",
-            Self::Withdrawn => "WITHDRAWN",
-            Self::AwaitingRating => "AWAITING_RATING",
-            Self::Closed => "CLOSED",
-        }
+impl InstanceState {
+    /// A new instance, before [`Input::Started`].
+    pub fn start() -> Self {
+        Self::new(InstanceStatus::Running, 0)
     }
 
-    /// Rebuilds the status from its stored name and stage index.
-    pub fn from_stored(name: &str, stage: usize) -> Option<Self> {
-        Some(match name {
-            "RUNNING" => Self::Running { stage },
-            "WAITING_SUPPLEMENT" => Self::WaitingSupplement { stage },
-            "APPROVED" => Self::Approved,
-            "REJECTED" => Self::Rejected,
-            "WITHDRAWN" => Self::Withdrawn,
-            "AWAITING_RATING" => Self::AwaitingRating,
-            "CLOSED" => Self::Closed,
-            _ => return None,
-        })
+    pub fn new(status: InstanceStatus, stage: usize) -> Self {
+        Self { status, stage }
     }
 
-    /// The stage index the instance is on (the last one once it finished).
-    pub fn stage(self) -> Option<usize> {
-        match self {
-            Self::Running { stage } | Self::WaitingSupplement { stage } => Some(stage),
-            _ => None,
-        }
-    }
-
-    pub fn to_proto(self) -> tongban_proto::approval::WorkflowStatus {
-        use tongban_proto::approval::WorkflowStatus as W;
-        match self {
-            Self::Running { .. } => W::Running,
-            Self::WaitingSupplement { .. } => W::WaitingSupplement,
-            Self::Approved => W::Approved,
-            Self::Rejected => W::Rejected,
-            Self::Withdrawn => W::Withdrawn,
-            Self::AwaitingRating => W::AwaitingRating,
-            Self::Closed => W::Closed,
-        }
+    /// The stage being worked on, while the instance runs (waiting for a supplement included).
+    pub fn current_stage(self) -> Option<usize> {
+        matches!(
+            self.status,
+            InstanceStatus::Running | InstanceStatus::WaitingSupplement
+        )
+        .then_some(self.stage)
     }
 
     /// Applies `input` to an instance whose plan has `stages` stages; `request` when the
-    /// matter is an enterprise request (its last stage answers instead of approving).
+    /// matter is an enterprise request (its last stage answers instead of approving). A
+    /// finished instance keeps the stage it finished on.
     pub fn apply(
         self,
         input: Input,
         stages: usize,
         request: bool,
     ) -> Result<(Self, Vec<Command>), InvalidTransition> {
+        use InstanceStatus as S;
         let invalid = || InvalidTransition {
-            from: self.name(),
+            from: self.status,
             input,
         };
-        match (self, input) {
-            (Self::Running { stage: 0 }, Input::Started) if stages > 0 => {
+        let stage = self.stage;
+        let to = |status| Self::new(status, stage);
+        match (self.status, input) {
+            (S::Running, Input::Started) if stage == 0 && stages > 0 => {
                 Ok((self, vec![Command::OpenStage(0)]))
             }
             // Commitment-based approval (告知承诺制): a plan with nothing to review is approved
             // at once; verification follows (see `Command::EmitApproved`).
-            (Self::Running { stage: 0 }, Input::Started) if !request => {
-                Ok((Self::Approved, vec![Command::EmitApproved]))
+            (S::Running, Input::Started) if stage == 0 && !request => {
+                Ok((to(S::Approved), vec![Command::EmitApproved]))
             }
             (
-                Self::Running { stage },
+                S::Running,
                 Input::TaskApproved {
                     stage_complete: false,
                 },
-            ) => Ok((Self::Running { stage }, vec![])),
+            ) => Ok((self, vec![])),
             (
-                Self::Running { stage },
+                S::Running,
                 Input::TaskApproved {
                     stage_complete: true,
                 },
             ) => {
                 if stage + 1 < stages {
                     Ok((
-                        Self::Running { stage: stage + 1 },
+                        Self::new(S::Running, stage + 1),
                         vec![Command::OpenStage(stage + 1)],
                     ))
                 } else if request {
-                    Ok((Self::AwaitingRating, vec![Command::EmitAnswered]))
+                    Ok((to(S::AwaitingRating), vec![Command::EmitAnswered]))
                 } else {
-                    Ok((Self::Approved, vec![Command::EmitApproved]))
+                    Ok((to(S::Approved), vec![Command::EmitApproved]))
                 }
             }
             // While one department waits for materials the others keep working; the stage cannot
             // complete until the waiting task is resumed and approved.
             (
-                Self::WaitingSupplement { stage },
+                S::WaitingSupplement,
                 Input::TaskApproved {
                     stage_complete: false,
                 },
-            ) => Ok((Self::WaitingSupplement { stage }, vec![])),
-            (Self::Running { .. } | Self::WaitingSupplement { .. }, Input::TaskRejected) => {
-                Ok((Self::Rejected, vec![Command::RejectApplication]))
+            ) => Ok((self, vec![])),
+            (S::Running | S::WaitingSupplement, Input::TaskRejected) => {
+                Ok((to(S::Rejected), vec![Command::RejectApplication]))
             }
-            (Self::Running { stage }, Input::SupplementRequested) => Ok((
-                Self::WaitingSupplement { stage },
+            (S::Running, Input::SupplementRequested) => Ok((
+                to(S::WaitingSupplement),
                 vec![Command::EmitSupplementRequested],
             )),
-            (Self::WaitingSupplement { stage }, Input::Supplemented) => {
-                Ok((Self::Running { stage }, vec![Command::ResumeSupplementTask]))
+            (S::WaitingSupplement, Input::Supplemented) => {
+                Ok((to(S::Running), vec![Command::ResumeSupplementTask]))
+            }
+            (S::Running | S::WaitingSupplement | S::AwaitingRating, Input::Withdrawn) => {
+                Ok((to(S::Withdrawn), vec![Command::CancelOpenTasks]))
             }
             (
-                Self::Running { .. } | Self::WaitingSupplement { .. } | Self::AwaitingRating,
-                Input::Withdrawn,
-            ) => Ok((Self::Withdrawn, vec![Command::CancelOpenTasks])),
-            (
-                Self::AwaitingRating,
+                S::AwaitingRating,
                 Input::Rated {
                     reopen: true,
                     reopen_stage,
                 },
             ) if reopen_stage < stages => Ok((
-                Self::Running {
-                    stage: reopen_stage,
-                },
+                Self::new(S::Running, reopen_stage),
                 vec![
                     Command::EmitRated { reopened: true },
                     Command::OpenStage(reopen_stage),
                 ],
             )),
-            (Self::AwaitingRating, Input::Rated { reopen: false, .. }) => {
-                Ok((Self::Closed, vec![Command::EmitRated { reopened: false }]))
+            (S::AwaitingRating, Input::Rated { reopen: false, .. }) => {
+                Ok((to(S::Closed), vec![Command::EmitRated { reopened: false }]))
             }
             _ => Err(invalid()),
         }
     }
-}
-
-/// A task's lifecycle.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TaskState {
-    Open,
-    Claimed,
-    Approved,
-    Rejected,
-    SupplementRequested,
-    Cancelled,
-    Done,
 }
 
 /// A clerk's decision on a task.
@@ -276,7 +229,7 @@ pub enum Decision {
 }
 
 impl Decision {
-    /// The word `task.decided` carries.
+    /// The word `task.decided` carries, and the audit action.
     pub fn event_name(self) -> &'static str {
         match self {
             Self::Approve => "approve",
@@ -286,68 +239,54 @@ impl Decision {
     }
 }
 
+/// The decision as recorded on the task.
+impl From<Decision> for TaskDecision {
+    fn from(d: Decision) -> Self {
+        match d {
+            Decision::Approve => Self::Approve,
+            Decision::Reject => Self::Reject,
+            Decision::RequestSupplement => Self::RequestSupplement,
+        }
+    }
+}
+
+/// A clerk's decision from the API; `DECISION_UNSPECIFIED` is none.
+impl TryFrom<tongban_proto::approval::Decision> for Decision {
+    type Error = Unspecified;
+
+    fn try_from(d: tongban_proto::approval::Decision) -> Result<Self, Unspecified> {
+        use tongban_proto::approval::Decision as D;
+        match d {
+            D::Approve => Ok(Self::Approve),
+            D::Reject => Ok(Self::Reject),
+            D::RequestSupplement => Ok(Self::RequestSupplement),
+            D::Unspecified => Err(Unspecified("decision")),
+        }
+    }
+}
+
 /// A task change the task's state does not allow.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("task is {from}; cannot {action}")]
 pub struct InvalidTaskChange {
-    pub from: &'static str,
+    pub from: TaskState,
     pub action: &'static str,
 }
 
 impl TaskState {
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Open => "OPEN",
-            Self::Claimed => "CLAIMED",
-            Self::Approved => "APPROVED",
-            Self::Rejected => "REJECTED",
-            Self::SupplementRequested => "SUPPLEMENT_REQUESTED",
-            Self::Cancelled => "CANCELLED",
-            Self::Done => "DONE",
-        }
-    }
-
-    pub fn from_stored(s: &str) -> Option<Self> {
-        [
-            Self::Open,
-            Self::Claimed,
-            Self::Approved,
-            Self::Rejected,
-            Self::SupplementRequested,
-            Self::Cancelled,
-            Self::Done,
-        ]
-        .into_iter()
-        .find(|t| t.name() == s)
-    }
-
-    pub fn from_proto(s: tongban_proto::approval::TaskStatus) -> Option<Self> {
-        Self::from_stored(s.as_str_name().trim_start_matches("TASK_STATUS_"))
-    }
-
-    pub fn to_proto(self) -> tongban_proto::approval::TaskStatus {
-        use tongban_proto::approval::TaskStatus as T;
-        match self {
-            Self::Open => T::Open,
-            Self::Claimed => T::Claimed,
-            Self::Approved => T::Approved,
-            Self::Rejected => T::Rejected,
-            Self::SupplementRequested => T::SupplementRequested,
-            Self::Cancelled => T::Cancelled,
-            Self::Done => T::Done,
-        }
-    }
+    /// The states of a task still waiting for someone to act.
+    pub const ACTIVE: [Self; 2] = [Self::Open, Self::Claimed];
 
     /// Still waiting for someone to act.
     pub fn is_active(self) -> bool {
-        matches!(self, Self::Open | Self::Claimed)
+        Self::ACTIVE.contains(&self)
     }
 
     pub fn claim(self) -> Result<Self, InvalidTaskChange> {
         match self {
             Self::Open => Ok(Self::Claimed),
             _ => Err(InvalidTaskChange {
-                from: self.name(),
+                from: self,
                 action: "claim it",
             }),
         }
@@ -358,7 +297,7 @@ impl TaskState {
     pub fn decide(self, decision: Decision, follow_up: bool) -> Result<Self, InvalidTaskChange> {
         if !self.is_active() {
             return Err(InvalidTaskChange {
-                from: self.name(),
+                from: self,
                 action: "decide it",
             });
         }
@@ -368,7 +307,7 @@ impl TaskState {
             (Decision::Reject, _) => Ok(Self::Rejected),
             (Decision::RequestSupplement, false) => Ok(Self::SupplementRequested),
             (Decision::RequestSupplement, true) => Err(InvalidTaskChange {
-                from: self.name(),
+                from: self,
                 action: "request a supplement on a follow-up task",
             }),
         }
@@ -379,7 +318,7 @@ impl TaskState {
         match self {
             Self::SupplementRequested => Ok(Self::Open),
             _ => Err(InvalidTaskChange {
-                from: self.name(),
+                from: self,
                 action: "resume it",
             }),
         }
@@ -389,7 +328,7 @@ impl TaskState {
         match self {
             Self::Open | Self::Claimed | Self::SupplementRequested => Ok(Self::Cancelled),
             _ => Err(InvalidTaskChange {
-                from: self.name(),
+                from: self,
                 action: "cancel it",
             }),
         }
@@ -402,7 +341,7 @@ mod tests {
 
     #[test]
     fn start_opens_the_first_stage_or_approves_an_empty_plan() {
-        let start = InstanceStatus::Running { stage: 0 };
+        let start = InstanceState::start();
         assert_eq!(
             start.apply(Input::Started, 3, false).unwrap(),
             (start, vec![Command::OpenStage(0)])
@@ -410,12 +349,15 @@ mod tests {
         // Commitment-based approval: nothing to review, approved at once.
         assert_eq!(
             start.apply(Input::Started, 0, false).unwrap(),
-            (InstanceStatus::Approved, vec![Command::EmitApproved])
+            (
+                InstanceState::new(InstanceStatus::Approved, 0),
+                vec![Command::EmitApproved]
+            )
         );
         // A request always has someone to answer it; an empty plan is a broken definition.
         assert!(start.apply(Input::Started, 0, true).is_err());
         assert!(
-            InstanceStatus::Approved
+            InstanceState::new(InstanceStatus::Approved, 0)
                 .apply(Input::Started, 3, false)
                 .is_err()
         );
@@ -423,7 +365,7 @@ mod tests {
 
     #[test]
     fn stages_advance_then_approve() {
-        let s = InstanceStatus::Running { stage: 0 };
+        let s = InstanceState::new(InstanceStatus::Running, 0);
         let (s, c) = s
             .apply(
                 Input::TaskApproved {
@@ -446,7 +388,7 @@ mod tests {
         assert_eq!(
             (s, c),
             (
-                InstanceStatus::Running { stage: 1 },
+                InstanceState::new(InstanceStatus::Running, 1),
                 vec![Command::OpenStage(1)]
             )
         );
@@ -461,13 +403,17 @@ mod tests {
             .unwrap();
         assert_eq!(
             (s, c),
-            (InstanceStatus::Approved, vec![Command::EmitApproved])
+            (
+                InstanceState::new(InstanceStatus::Approved, 1),
+                vec![Command::EmitApproved]
+            ),
+            "a finished instance keeps the stage it finished on"
         );
     }
 
     #[test]
     fn request_answers_then_reopens_or_closes() {
-        let (s, c) = InstanceStatus::Running { stage: 3 }
+        let (s, c) = InstanceState::new(InstanceStatus::Running, 3)
             .apply(
                 Input::TaskApproved {
                     stage_complete: true,
@@ -478,7 +424,10 @@ mod tests {
             .unwrap();
         assert_eq!(
             (s, c),
-            (InstanceStatus::AwaitingRating, vec![Command::EmitAnswered])
+            (
+                InstanceState::new(InstanceStatus::AwaitingRating, 3),
+                vec![Command::EmitAnswered]
+            )
         );
         let (r, c) = s
             .apply(
@@ -490,7 +439,7 @@ mod tests {
                 true,
             )
             .unwrap();
-        assert_eq!(r, InstanceStatus::Running { stage: 2 });
+        assert_eq!(r, InstanceState::new(InstanceStatus::Running, 2));
         assert_eq!(
             c,
             vec![Command::EmitRated { reopened: true }, Command::OpenStage(2)]
@@ -505,7 +454,7 @@ mod tests {
                 true,
             )
             .unwrap();
-        assert_eq!(r, InstanceStatus::Closed);
+        assert_eq!(r, InstanceState::new(InstanceStatus::Closed, 3));
     }
 
     #[test]
@@ -516,24 +465,33 @@ mod tests {
         };
         for (from, input) in [
             (
-                InstanceStatus::Approved,
+                InstanceState::new(InstanceStatus::Approved, 0),
                 Input::TaskApproved {
                     stage_complete: true,
                 },
             ),
-            (InstanceStatus::Rejected, Input::Withdrawn),
-            (InstanceStatus::Withdrawn, Input::Supplemented),
-            (InstanceStatus::Running { stage: 0 }, Input::Supplemented),
-            (InstanceStatus::Running { stage: 0 }, rated),
             (
-                InstanceStatus::WaitingSupplement { stage: 0 },
+                InstanceState::new(InstanceStatus::Rejected, 0),
+                Input::Withdrawn,
+            ),
+            (
+                InstanceState::new(InstanceStatus::Withdrawn, 0),
+                Input::Supplemented,
+            ),
+            (
+                InstanceState::new(InstanceStatus::Running, 0),
+                Input::Supplemented,
+            ),
+            (InstanceState::new(InstanceStatus::Running, 0), rated),
+            (
+                InstanceState::new(InstanceStatus::WaitingSupplement, 0),
                 Input::TaskApproved {
                     stage_complete: true,
                 },
             ),
-            (InstanceStatus::Closed, rated),
+            (InstanceState::new(InstanceStatus::Closed, 0), rated),
             (
-                InstanceStatus::AwaitingRating,
+                InstanceState::new(InstanceStatus::AwaitingRating, 0),
                 Input::Rated {
                     reopen: true,
                     reopen_stage: 9,
@@ -574,7 +532,13 @@ mod tests {
         assert!(TaskState::Open.resume().is_err());
         assert!(TaskState::Done.cancel().is_err());
         for s in ["OPEN", "CLAIMED", "DONE"] {
-            assert_eq!(TaskState::from_stored(s).map(TaskState::name), Some(s));
+            use sea_orm::ActiveEnum;
+            assert_eq!(
+                TaskState::try_from_value(&s.to_string())
+                    .ok()
+                    .map(|t| t.to_value()),
+                Some(s.to_string())
+            );
         }
     }
 }

@@ -49,10 +49,9 @@ use sea_orm_migration::MigratorTrait;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tongban_bus::QueueSpec;
-use tongban_outbox::{Relay, consumer::ConsumerOptions};
 use tongban_platform::PlatformConfig;
 use tongban_proto::dispatch::dispatch_service_server::DispatchServiceServer;
-use tongban_runtime::{Context, Tasks};
+use tongban_runtime::{Context, ServiceBuilder};
 use tongban_types::event_type as et;
 
 pub use service::Dispatch;
@@ -124,60 +123,22 @@ pub async fn run_with_platforms(
             .collect(),
     );
 
-    let relay = Relay::new(ctx.db.clone(), ctx.bus.clone());
-    let relay_handle = relay.handle();
-    ctx.bus.declare(&spec).await?;
-
-    let mut tasks = Tasks::new();
-    tasks.spawn("dispatch-relay", relay.run(shutdown.clone()));
+    let mut service = ServiceBuilder::new("dispatch", &ctx, &shutdown);
     let deliverer = worker::Deliverer {
         db: ctx.db.clone(),
-        relay: relay_handle.clone(),
+        relay: service.relay(),
         http: http.clone(),
         poll: POLL,
     };
     for p in runtimes.iter() {
-        tasks.spawn(
-            "dispatch-worker",
+        service.spawn(
+            "worker",
             worker::run(p.clone(), deliverer.clone(), shutdown.clone()),
         );
     }
-    {
-        let opts = ConsumerOptions {
-            consumer: "dispatch".into(),
-            queue: spec,
-            batch: 128,
-        };
-        let handler = Arc::new(consumer::Fanout::new(runtimes.clone()));
-        let (db, bus, relay, stop) = (
-            ctx.db.clone(),
-            ctx.bus.clone(),
-            relay_handle.clone(),
-            shutdown.clone(),
-        );
-        tasks.spawn("dispatch-consumer", async move {
-            if let Err(e) =
-                tongban_outbox::run_consumer(db, bus, opts, handler, Some(relay), stop).await
-            {
-                tracing::error!(error = %e, "dispatch consumer stopped");
-            }
-        });
-    }
-
+    let handler = Arc::new(consumer::Fanout::new(runtimes.clone()));
+    service.consume(spec, 128, handler).await?;
     let dispatch = Arc::new(Dispatch::new(ctx.db.clone(), runtimes, http));
     let server = DispatchServiceServer::new(grpc::DispatchGrpc::new(dispatch));
-    let svc = tonic::service::interceptor::InterceptedService::new(server, ctx.auth.clone());
-    let routes = tonic::service::Routes::new(svc);
-    tracing::info!(addr = %listener.local_addr()?, "dispatch serving");
-    let served = tongban_runtime::serve_grpc(
-        listener,
-        routes,
-        &["tongban.dispatch.v1.DispatchService"],
-        shutdown.clone(),
-    )
-    .await;
-    shutdown.cancel();
-    tasks.join().await;
-    served?;
-    Ok(())
+    service.serve(listener, server).await
 }

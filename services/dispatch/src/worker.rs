@@ -232,7 +232,7 @@ async fn deliver(
         Attempt::Retryable(error) => {
             platform.with_breaker(|b| b.on_failure(std::time::Instant::now()));
             if config.retry.should_retry(attempts) {
-                let delay = config.retry.backoff(attempts, rand::random::<f64>());
+                let delay = config.retry.backoff(attempts);
                 Outcome::Retry {
                     error,
                     next_attempt_at: tongban_storage::now_ms()

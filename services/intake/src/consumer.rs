@@ -9,11 +9,7 @@ use tongban_proto::{
     time::ts,
 };
 
-use crate::{
-    domain,
-    repository::{ApplicationStore, MatterStore},
-    service::Intake,
-};
+use crate::{domain, repository::ApplicationStore, service::Intake};
 
 pub struct StatusUpdater {
     intake: Arc<Intake>,
@@ -36,8 +32,7 @@ impl EventHandler for StatusUpdater {
                 &d.source,
                 &format!("published {} v{}", d.matter_code, d.version),
             ) {
-                txn.save_matter(&def.code, def.version, &def.source).await?;
-                self.intake.matters().insert(def);
+                self.intake.matters().publish(txn, def).await?;
             }
             return Ok(());
         }

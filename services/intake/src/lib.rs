@@ -8,7 +8,7 @@
 //! - [`grpc`]: thin `IntakeService` handlers: identity → use case → response.
 //! - [`consumer`]: keeps each application's status current from other services' events.
 //! - [`matters`]: the matter definitions intake validates against (`deploy/matters/`, plus
-//!   `definition.published` events from the approval service).
+//!   `definition.published` events from the approval service), refreshed on every replica.
 
 pub mod consumer;
 pub mod domain;
@@ -26,9 +26,8 @@ use sea_orm_migration::MigratorTrait;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tongban_bus::QueueSpec;
-use tongban_outbox::{Relay, consumer::ConsumerOptions};
 use tongban_proto::intake::intake_service_server::IntakeServiceServer;
-use tongban_runtime::{Context, Tasks};
+use tongban_runtime::{Context, ServiceBuilder};
 use tongban_types::event_type as et;
 
 pub use service::Intake;
@@ -64,53 +63,24 @@ pub async fn run(
     let matters =
         matters::Matters::load(&ctx.db, &ctx.deploy_dir.join("matters"), departments).await?;
 
-    let relay = Relay::new(ctx.db.clone(), ctx.bus.clone());
+    let mut service = ServiceBuilder::new("intake", &ctx, &shutdown);
     let intake = Arc::new(Intake::new(
         ctx.db.clone(),
         matters,
         calendar,
-        relay.handle(),
+        service.relay(),
     ));
-    ctx.bus.declare(&queue_spec()).await?;
-
-    let mut tasks = Tasks::new();
-    tasks.spawn("intake-relay", relay.run(shutdown.clone()));
-    let consumer_opts = ConsumerOptions {
-        consumer: "intake".into(),
-        queue: queue_spec(),
-        batch: 128,
-    };
-    let handler = Arc::new(consumer::StatusUpdater::new(intake.clone()));
-    {
-        let (db, bus, relay, stop) = (
+    service.spawn(
+        "definitions",
+        intake.matters().keep_fresh(
             ctx.db.clone(),
-            ctx.bus.clone(),
-            intake.relay(),
-            shutdown.clone(),
-        );
-        tasks.spawn("intake-consumer", async move {
-            if let Err(e) =
-                tongban_outbox::run_consumer(db, bus, consumer_opts, handler, Some(relay), stop)
-                    .await
-            {
-                tracing::error!(error = %e, "intake consumer stopped");
-            }
-        });
-    }
-
+            tongban_matter::DEFAULT_REFRESH_INTERVAL,
+            shutdown.clone().cancelled_owned(),
+        ),
+    );
+    let handler = Arc::new(consumer::StatusUpdater::new(intake.clone()));
+    service.consume(queue_spec(), 128, handler).await?;
     let server = IntakeServiceServer::new(grpc::IntakeGrpc::new(intake))
         .max_decoding_message_size(4 * 1024 * 1024);
-    let svc = tonic::service::interceptor::InterceptedService::new(server, ctx.auth.clone());
-    let routes = tonic::service::Routes::new(svc);
-    tracing::info!(addr = %listener.local_addr()?, "intake serving");
-    tongban_runtime::serve_grpc(
-        listener,
-        routes,
-        &["tongban.intake.v1.IntakeService"],
-        shutdown.clone(),
-    )
-    .await?;
-    shutdown.cancel();
-    tasks.join().await;
-    Ok(())
+    service.serve(listener, server).await
 }

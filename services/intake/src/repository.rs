@@ -209,8 +209,15 @@ pub trait MatterStore {
         source: &str,
     ) -> impl Future<Output = Result<(), DbErr>> + Send;
 
-    /// Every stored matter source as (code, source), oldest version first.
-    fn matter_sources(&self) -> impl Future<Output = Result<Vec<(String, String)>, DbErr>> + Send;
+    /// Every stored (code, version), by code then version.
+    fn matter_versions(&self) -> impl Future<Output = Result<Vec<(String, u32)>, DbErr>> + Send;
+
+    /// The source of one stored version, if stored.
+    fn matter_source(
+        &self,
+        code: &str,
+        version: u32,
+    ) -> impl Future<Output = Result<Option<String>, DbErr>> + Send;
 }
 
 impl<C: ConnectionTrait> MatterStore for C {
@@ -233,15 +240,32 @@ impl<C: ConnectionTrait> MatterStore for C {
         Ok(())
     }
 
-    async fn matter_sources(&self) -> Result<Vec<(String, String)>, DbErr> {
-        matter::Entity::find()
+    async fn matter_versions(&self) -> Result<Vec<(String, u32)>, DbErr> {
+        let rows: Vec<(String, i32)> = matter::Entity::find()
             .select_only()
             .column(matter::Column::Code)
-            .column(matter::Column::Source)
+            .column(matter::Column::Version)
             .order_by_asc(matter::Column::Code)
             .order_by_asc(matter::Column::Version)
             .into_tuple()
             .all(self)
-            .await
+            .await?;
+        rows.into_iter()
+            .map(|(code, version)| {
+                let version = u32::try_from(version)
+                    .map_err(|_| DbErr::Type(format!("matter version {version} out of range")))?;
+                Ok((code, version))
+            })
+            .collect()
+    }
+
+    async fn matter_source(&self, code: &str, version: u32) -> Result<Option<String>, DbErr> {
+        let Ok(version) = i32::try_from(version) else {
+            return Ok(None);
+        };
+        Ok(matter::Entity::find_by_id((code.to_string(), version))
+            .one(self)
+            .await?
+            .map(|m| m.source))
     }
 }

@@ -48,9 +48,8 @@ use sea_orm_migration::MigratorTrait;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tongban_bus::QueueSpec;
-use tongban_outbox::consumer::ConsumerOptions;
 use tongban_proto::notification::notification_service_server::NotificationServiceServer;
-use tongban_runtime::{Context, Tasks};
+use tongban_runtime::{Context, ServiceBuilder};
 
 pub use email::SmtpSettings;
 pub use error::NotificationError;
@@ -128,52 +127,20 @@ pub async fn run_with(
         mailer.is_some(),
     ));
     let notifications = Arc::new(Notifications::new(shared.clone()));
-    ctx.bus.declare(&queue_spec()).await?;
-
-    let mut tasks = Tasks::new();
-    let consumer_opts = ConsumerOptions {
-        consumer: "notification".into(),
-        queue: queue_spec(),
-        batch: 128,
-    };
+    let mut service = ServiceBuilder::new("notification", &ctx, &shutdown);
     let handler = Arc::new(consumer::FanIn::new(shared.clone()));
-    {
-        let (db, bus, stop) = (ctx.db.clone(), ctx.bus.clone(), shutdown.clone());
-        tasks.spawn("notification-consumer", async move {
-            if let Err(e) =
-                tongban_outbox::run_consumer(db, bus, consumer_opts, handler, None, stop).await
-            {
-                tracing::error!(error = %e, "notification consumer stopped");
-            }
-        });
-    }
+    service.consume(queue_spec(), 128, handler).await?;
     if let Some(m) = mailer {
-        tasks.spawn(
-            "notification-email",
-            m.run(shared.clone(), opts.poll, shutdown.clone()),
-        );
+        service.spawn("email", m.run(shared.clone(), opts.poll, shutdown.clone()));
     }
-    tasks.spawn(
-        "notification-webhooks",
+    service.spawn(
+        "webhooks",
         deliverer.run(shared.clone(), opts.poll, shutdown.clone()),
     );
-
     let server = NotificationServiceServer::new(grpc::NotificationGrpc::new(
         notifications,
         opts.poll,
         shutdown.clone(),
     ));
-    let svc = tonic::service::interceptor::InterceptedService::new(server, ctx.auth.clone());
-    let routes = tonic::service::Routes::new(svc);
-    tracing::info!(addr = %listener.local_addr()?, "notification serving");
-    tongban_runtime::serve_grpc(
-        listener,
-        routes,
-        &["tongban.notification.v1.NotificationService"],
-        shutdown.clone(),
-    )
-    .await?;
-    shutdown.cancel();
-    tasks.join().await;
-    Ok(())
+    service.serve(listener, server).await
 }

@@ -5,16 +5,8 @@ use tongban_runtime::{Context, config::ServiceConfig};
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let _telemetry = tongban_telemetry::init("notification");
-    let cfg = ServiceConfig::load(
-        "notification",
-        ServiceConfig::defaults("notification", 50053),
-    )?;
-    let ctx = Context {
-        db: tongban_storage::connect(cfg.database_url.expose()).await?,
-        bus: tongban_bus::Bus::connect(cfg.bus_url.expose(), &cfg.exchange).await?,
-        auth: tongban_auth::Authenticator::new(&tongban_auth::Secret::load(&cfg.jwt_secret_file)?),
-        deploy_dir: cfg.deploy_dir.clone(),
-    };
+    let cfg = ServiceConfig::load("notification", 50053)?;
+    let ctx = Context::connect(&cfg).await?;
     let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
     let shutdown = tongban_runtime::shutdown_on_signals();
     tongban_notification::run(ctx, listener, shutdown).await

@@ -7,8 +7,6 @@
 //!   the calendar's next working instant (the `send_after_ms` column). Other e-mails (受理,
 //!   approved, rejected, …) go at once: the applicant is waiting for them.
 
-use std::time::Duration;
-
 use chrono::{DateTime, Utc};
 use tongban_calendar::Calendar;
 
@@ -19,15 +17,6 @@ pub fn email_send_after(reminder: bool, now: DateTime<Utc>, calendar: &Calendar)
     } else {
         now
     }
-}
-
-/// Delay before retry number `attempts` (1 = after the first failure): `base · 2^(attempts-1)`,
-/// capped at `cap`, minus up to 20 % jitter so that many failed deliveries do not retry in
-/// lockstep.
-pub fn retry_delay(base: Duration, cap: Duration, attempts: u32, jitter: f64) -> Duration {
-    let exp = attempts.saturating_sub(1).min(30);
-    let raw = base.saturating_mul(1u32 << exp).min(cap);
-    raw.mul_f64(1.0 - 0.2 * jitter.clamp(0.0, 1.0))
 }
 
 #[cfg(test)]
@@ -82,15 +71,5 @@ mod tests {
         assert!(after > national_day);
         assert!(cal.is_working_time(after));
         Ok(())
-    }
-
-    #[test]
-    fn retry_delay_grows_and_is_capped() {
-        let base = Duration::from_secs(2);
-        let cap = Duration::from_secs(60);
-        assert_eq!(retry_delay(base, cap, 1, 0.0), Duration::from_secs(2));
-        assert_eq!(retry_delay(base, cap, 3, 0.0), Duration::from_secs(8));
-        assert_eq!(retry_delay(base, cap, 30, 0.0), cap);
-        assert_eq!(retry_delay(base, cap, 1, 1.0), Duration::from_millis(1600));
     }
 }

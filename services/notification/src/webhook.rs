@@ -15,11 +15,11 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use tokio_util::sync::CancellationToken;
 use tongban_proto::events::Envelope;
+use tongban_types::Backoff;
 
 use crate::{
     error::NotificationError,
     repository::{DeliveryOutcome, DeliveryRow, WebhookDeliveries},
-    schedule,
     service::Shared,
 };
 
@@ -148,12 +148,8 @@ impl Deliverer {
                 DeliveryOutcome::GaveUp { error }
             }
             Some(error) => {
-                let delay = schedule::retry_delay(
-                    self.policy.base,
-                    self.policy.cap,
-                    u32::try_from(attempts).unwrap_or(u32::MAX),
-                    rand::random::<f64>(),
-                );
+                let delay = Backoff::doubling(self.policy.base, self.policy.cap)
+                    .delay(u32::try_from(attempts).unwrap_or(u32::MAX));
                 tracing::warn!(delivery_id = %d.delivery_id, url = %d.url, attempts, %error, retry_in = ?delay, "webhook delivery failed; will retry");
                 DeliveryOutcome::Retry {
                     at_ms: tongban_storage::now_ms()

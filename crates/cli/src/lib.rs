@@ -1,11 +1,11 @@
-//! `tongban`: one command for newcomers and staff.
+//! The thin client behind the `tongban` command: every subcommand that talks to a running
+//! Tongban over gRPC, for applicants (`submit`, `status`, `watch`, ...) and staff (`tasks`,
+//! `claim`, `approve`, `show`, `audit`, ...), plus `token issue` and `demo`, a scripted
+//! walkthrough of one application from submission to every platform.
 //!
-//! - `tongban dev` runs the whole stack in this process: SQLite files and the durable embedded
-//!   bus under `./data`, each service on its own port.
-//! - `tongban token issue` signs a bearer token with the dev secret.
-//! - Everything else is the thin gRPC client for applicants (`submit`, `status`, `watch`, ...)
-//!   and staff (`tasks`, `claim`, `approve`, `show`, `audit`, ...), plus `demo`, a scripted
-//!   walkthrough of one application from submission to every platform.
+//! This crate depends only on the protos and the shared vocabulary (auth, types), never on a
+//! service: the `tongban` binary (crate `crates/tongban`) composes it with `tongban dev` and
+//! `tongban topology`, which do run the services.
 //!
 //! # Layout
 //! - `client`: server URLs, token, config file, and the error → exit code mapping.
@@ -15,17 +15,32 @@
 mod applicant;
 mod client;
 mod demo;
-mod dev;
 mod inbox;
 mod output;
 mod staff;
-mod topology;
 
 use std::path::Path;
 
-use clap::{CommandFactory as _, Parser, Subcommand};
+use clap::Subcommand;
 
-const EXIT_CODES: &str = "\
+pub use client::{GlobalArgs, exit_code};
+
+/// The argument types of [`Command`]'s variants.
+pub mod args {
+    pub use crate::{
+        IssueArgs,
+        applicant::{RateArgs, SubmitArgs, SupplementArgs, WatchArgs, WithdrawArgs},
+        demo::DemoArgs,
+        inbox::{InboxArgs, ReadArgs},
+        staff::{
+            ApproveArgs, DelegateArgs, DeliveriesArgs, RejectArgs, RequestSupplementArgs, TaskRef,
+            TasksArgs,
+        },
+    };
+}
+
+/// Exit codes and examples, for the top-level `--help`.
+pub const EXIT_CODES: &str = "\
 Exit codes:
   0  ok
   1  usage or local error (bad flags, unreadable file, ...)
@@ -42,35 +57,9 @@ Examples:
   tongban tasks --output json | jq '.tasks[].taskId'
   tongban demo --spawn";
 
-#[derive(Parser, Debug)]
-#[command(
-    name = "tongban",
-    version,
-    about = "Tongban: enter once, approved across departments, delivered everywhere",
-    after_help = EXIT_CODES
-)]
-struct Cli {
-    #[command(flatten)]
-    global: client::GlobalArgs,
-    #[command(subcommand)]
-    command: Command,
-}
-
+/// The client subcommands; the binary adds `dev`, `topology` and `completions`.
 #[derive(Subcommand, Debug)]
-enum Command {
-    /// Run every service in one process with SQLite and the embedded bus (data under ./data).
-    #[command(
-        after_help = "Example:\n  tongban dev\n  tongban dev --data-dir /tmp/tongban --deploy-dir ./deploy"
-    )]
-    Dev(dev::DevArgs),
-    /// Declare every service's queue on the bus before the services start (run once per deployment).
-    #[command(
-        after_help = "Example:\n  tongban topology declare --bus-url amqp://guest:guest@127.0.0.1:5672/%2f"
-    )]
-    Topology {
-        #[command(subcommand)]
-        command: TopologyCommand,
-    },
+pub enum Command {
     /// Bearer tokens for the dev stack.
     Token {
         #[command(subcommand)]
@@ -190,27 +179,10 @@ enum Command {
         after_help = "Examples:\n  tongban demo --spawn                 # starts its own `tongban dev` and stops it\n  tongban demo --data-dir data         # against a running `tongban dev`\n  tongban demo --spawn --timeout 120"
     )]
     Demo(demo::DemoArgs),
-    /// Print shell completions.
-    #[command(
-        after_help = "Examples:\n  tongban completions bash > ~/.local/share/bash-completion/completions/tongban\n  tongban completions zsh > ~/.zfunc/_tongban\n  tongban completions fish > ~/.config/fish/completions/tongban.fish"
-    )]
-    Completions {
-        #[arg(value_enum)]
-        shell: clap_complete::Shell,
-    },
 }
 
 #[derive(Subcommand, Debug)]
-enum TopologyCommand {
-    /// Declare the exchange, every consumer queue and its bindings, and the dead-letter queues.
-    #[command(
-        after_help = "Example:\n  TONGBAN_BUS_URL=amqp://tongban:secret@rabbitmq:5672/%2f tongban topology declare"
-    )]
-    Declare(topology::DeclareArgs),
-}
-
-#[derive(Subcommand, Debug)]
-enum TokenCommand {
+pub enum TokenCommand {
     /// Print a token signed with the dev secret (created by `tongban dev` in ./data).
     #[command(
         after_help = "Examples:\n  tongban token issue --role clerk --department eco_env\n  tongban token issue --role applicant --credit-code 91350100M000100Y43"
@@ -219,7 +191,7 @@ enum TokenCommand {
 }
 
 #[derive(clap::Args, Debug)]
-struct IssueArgs {
+pub struct IssueArgs {
     /// applicant, clerk, supervisor, admin or integrator.
     #[arg(long)]
     role: String,
@@ -243,54 +215,20 @@ struct IssueArgs {
     data_dir: std::path::PathBuf,
 }
 
-fn main() -> std::process::ExitCode {
-    // Usage errors exit 1 (exit 2 means the server rejected a request); help and version 0.
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
-        Err(e) => {
-            let _ = e.print();
-            return std::process::ExitCode::from(if e.use_stderr() { 1 } else { 0 });
-        }
-    };
-    if let Command::Completions { shell } = cli.command {
-        clap_complete::generate(
-            shell,
-            &mut Cli::command(),
-            "tongban",
-            &mut std::io::stdout(),
-        );
-        return std::process::ExitCode::SUCCESS;
-    }
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return std::process::ExitCode::from(1);
-        }
-    };
-    let result = runtime.block_on(async move {
-        match cli.command {
-            Command::Dev(args) => dev::run(args).await,
-            Command::Topology {
-                command: TopologyCommand::Declare(args),
-            } => topology::declare(args).await,
-            Command::Token {
-                command: TokenCommand::Issue(args),
-            } => issue(args),
-            other => client_command(&cli.global, other).await,
-        }
-    });
-    match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {}", error_line(&e));
-            std::process::ExitCode::from(client::exit_code(&e))
-        }
+/// Runs one client subcommand.
+pub async fn run(global: &GlobalArgs, command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Token {
+            command: TokenCommand::Issue(args),
+        } => issue(args),
+        Command::Demo(args) => demo::run(global, args).await,
+        Command::Login => login(global),
+        other => remote(global, other).await,
     }
 }
 
 /// One line: a server error as `CODE: field: why`, anything else with its causes.
-fn error_line(e: &anyhow::Error) -> String {
+pub fn error_line(e: &anyhow::Error) -> String {
     let text = match e.chain().find_map(|c| c.downcast_ref::<client::RpcError>()) {
         // Keep the outermost context ("listing tasks ...") when there is one.
         Some(rpc) if e.to_string() != rpc.to_string() => format!("{rpc} ({e})"),
@@ -300,13 +238,8 @@ fn error_line(e: &anyhow::Error) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-async fn client_command(global: &client::GlobalArgs, command: Command) -> anyhow::Result<()> {
-    if let Command::Demo(args) = command {
-        return demo::run(global, args).await;
-    }
-    if let Command::Login = command {
-        return login(global);
-    }
+/// The subcommands that call a server.
+async fn remote(global: &GlobalArgs, command: Command) -> anyhow::Result<()> {
     let conn = client::Conn::resolve(global)?;
     match command {
         Command::Submit(a) => applicant::submit(&conn, a).await,
@@ -328,12 +261,9 @@ async fn client_command(global: &client::GlobalArgs, command: Command) -> anyhow
         Command::Audit { id } => staff::audit(&conn, &id).await,
         Command::Inbox(a) => inbox::inbox(&conn, a).await,
         Command::Read(a) => inbox::read(&conn, a).await,
-        Command::Dev(_)
-        | Command::Topology { .. }
-        | Command::Token { .. }
-        | Command::Login
-        | Command::Demo(_)
-        | Command::Completions { .. } => unreachable!("handled before"),
+        Command::Token { .. } | Command::Login | Command::Demo(_) => {
+            anyhow::bail!("handled by run")
+        }
     }
 }
 
@@ -423,13 +353,4 @@ fn mint(data_dir: &Path, create: bool, args: &MintArgs) -> anyhow::Result<String
             ttl: chrono::Duration::hours(args.hours.max(1)),
         })?,
     )
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn clap_definition_is_consistent() {
-        use clap::CommandFactory as _;
-        super::Cli::command().debug_assert();
-    }
 }

@@ -23,21 +23,7 @@ pub fn example_path() -> PathBuf {
 
 /// A base port whose next three ports are free too.
 pub fn free_port_block() -> anyhow::Result<u16> {
-    for _ in 0..200 {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0")?;
-        let base = probe.local_addr()?.port();
-        drop(probe);
-        if base > 65000 {
-            continue;
-        }
-        let all: Result<Vec<_>, _> = (0..4)
-            .map(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)))
-            .collect();
-        if all.is_ok() {
-            return Ok(base);
-        }
-    }
-    anyhow::bail!("no block of 4 free ports")
+    tongban_testkit::free_port_block(4)
 }
 
 /// A running `tongban dev`.

@@ -1,0 +1,135 @@
+//! One way to start a service process: the outbox relay, the event consumer, the service's own
+//! background work, and the gRPC server, all stopped by one shutdown token and joined before
+//! [`ServiceBuilder::serve`] returns.
+//!
+//! Every service used to spell this sequence out by hand; the order matters (declare the queue
+//! before consuming, cancel the token when the server stops for any reason, join every task),
+//! so it lives here once.
+
+use std::{convert::Infallible, sync::Arc};
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tongban_bus::QueueSpec;
+use tongban_outbox::{
+    Relay, RelayHandle,
+    consumer::{ConsumerOptions, EventHandler},
+};
+use tonic::{
+    body::Body,
+    codegen::{
+        Service,
+        http::{Request, Response},
+    },
+    server::NamedService,
+    service::{Routes, interceptor::InterceptedService},
+};
+
+use crate::{Context, Tasks};
+
+/// Collects a service's background tasks, then serves its gRPC API until shutdown.
+pub struct ServiceBuilder {
+    name: &'static str,
+    ctx: Context,
+    shutdown: CancellationToken,
+    tasks: Tasks,
+    relay: Option<RelayHandle>,
+}
+
+impl ServiceBuilder {
+    /// A service called `name` (it names the consumer and the task logs) over `ctx`, stopping
+    /// when `shutdown` is cancelled.
+    pub fn new(name: &'static str, ctx: &Context, shutdown: &CancellationToken) -> Self {
+        Self {
+            name,
+            ctx: ctx.clone(),
+            shutdown: shutdown.clone(),
+            tasks: Tasks::new(),
+            relay: None,
+        }
+    }
+
+    /// The service's transactional-outbox relay, started on first call; later calls return the
+    /// same handle.
+    pub fn relay(&mut self) -> RelayHandle {
+        if let Some(handle) = &self.relay {
+            return handle.clone();
+        }
+        let relay = Relay::new(self.ctx.db.clone(), self.ctx.bus.clone());
+        let handle = relay.handle();
+        self.tasks.spawn(
+            format!("{}-relay", self.name),
+            relay.run(self.shutdown.clone()),
+        );
+        self.relay = Some(handle.clone());
+        handle
+    }
+
+    /// Declares `queue` and consumes it in batches of up to `batch` events with `handler`. The
+    /// consumer wakes the relay after each batch when [`relay`](Self::relay) was started first,
+    /// so the events a batch caused leave at once.
+    pub async fn consume<H: EventHandler>(
+        &mut self,
+        queue: QueueSpec,
+        batch: usize,
+        handler: Arc<H>,
+    ) -> Result<(), tongban_bus::BusError> {
+        self.ctx.bus.declare(&queue).await?;
+        let opts = ConsumerOptions {
+            consumer: self.name.to_string(),
+            queue,
+            batch,
+        };
+        let (db, bus, relay, stop) = (
+            self.ctx.db.clone(),
+            self.ctx.bus.clone(),
+            self.relay.clone(),
+            self.shutdown.clone(),
+        );
+        let name = self.name;
+        self.tasks.spawn(format!("{name}-consumer"), async move {
+            if let Err(e) = tongban_outbox::run_consumer(db, bus, opts, handler, relay, stop).await
+            {
+                tracing::error!(service = name, error = %e, "consumer stopped");
+            }
+        });
+        Ok(())
+    }
+
+    /// Runs `fut` (a worker that watches [`shutdown`](Self::shutdown)) until the service stops.
+    pub fn spawn(
+        &mut self,
+        task: &str,
+        fut: impl std::future::Future<Output = ()> + Send + 'static,
+    ) {
+        self.tasks.spawn(format!("{}-{task}", self.name), fut);
+    }
+
+    /// The token every task of this service watches.
+    pub fn shutdown(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Serves `server` (behind the bearer-token interceptor, with health, reflection and
+    /// grpc-web) on `listener` until shutdown; then stops every task and waits for them.
+    /// A server that fails also stops the tasks, so nothing is left running.
+    pub async fn serve<S>(self, listener: TcpListener, server: S) -> anyhow::Result<()>
+    where
+        S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>
+            + NamedService
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        let svc = InterceptedService::new(server, self.ctx.auth.clone());
+        let routes = Routes::new(svc);
+        tracing::info!(service = self.name, addr = %listener.local_addr()?, "serving");
+        let served = crate::serve_grpc(listener, routes, &[S::NAME], self.shutdown.clone()).await;
+        self.shutdown.cancel();
+        self.tasks.join().await;
+        served?;
+        Ok(())
+    }
+}

@@ -1,0 +1,255 @@
+//! Approval's persistence, behind one narrow trait per table: [`InstanceStore`],
+//! [`TaskStore`], [`AuditStore`], [`DefinitionStore`], [`CounterStore`]. Each is implemented
+//! for every sea-orm connection and transaction (the entities are in [`crate::entity`]), so
+//! domain code calls them on the transaction it holds and state and the events it causes
+//! commit together.
+//!
+//! The records here ([`Instance`], [`Task`], [`StoredDefinition`]) are what the engine works
+//! with; the row models stay inside this module.
+
+mod audit;
+mod counters;
+mod definitions;
+mod instances;
+mod tasks;
+
+use std::future::Future;
+
+use chrono::{DateTime, Utc};
+use sea_orm::{ConnectionTrait, DbErr};
+use tongban_proto::events::ApplicationSnapshot;
+
+pub use crate::model::{InstanceKind, TaskDecision, TaskKind, TaskState};
+use crate::{
+    audit::Entry,
+    error::ApprovalError,
+    workflow::{InstanceState, StagePlan},
+};
+
+pub fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+pub fn from_ms(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+/// One application's run through its workflow.
+#[derive(Debug, Clone)]
+pub struct Instance {
+    pub instance_id: String,
+    pub application_id: String,
+    pub matter_code: String,
+    pub definition_version: u32,
+    pub kind: InstanceKind,
+    /// The workflow machine's state: status and stage, stored in `status` and `stage_index`.
+    pub state: InstanceState,
+    pub plan: Vec<StagePlan>,
+    pub on_pledge: bool,
+    pub lead_department: String,
+    pub owner_credit_code: String,
+    /// The task that asked for the supplement being waited for ("" when none).
+    pub supplement_task_id: String,
+    pub snapshot: ApplicationSnapshot,
+    pub version: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl Instance {
+    /// An enterprise request (answered and rated) rather than an application (approved).
+    pub fn is_request(&self) -> bool {
+        self.kind == InstanceKind::EnterpriseRequest
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Task {
+    pub task_id: String,
+    pub instance_id: String,
+    pub application_id: String,
+    pub matter_code: String,
+    /// -1 for follow-up tasks outside the stages.
+    pub stage_index: i64,
+    pub stage_id: String,
+    pub stage_name: String,
+    pub kind: TaskKind,
+    pub status: TaskState,
+    pub department: String,
+    pub office: String,
+    pub assignee: String,
+    pub title: String,
+    /// For FOLLOW_UP_MATERIAL: the owed material kind.
+    pub material_kind: String,
+    pub deadline_hours: u32,
+    pub version: i64,
+    pub created_at: i64,
+    pub due_at: i64,
+    pub due_soon_at: i64,
+    /// When the task, if still active, is escalated: `escalate_after_hours` of working time
+    /// past `due_at`.
+    pub escalate_at: i64,
+    pub decided_at: Option<i64>,
+    pub decision: TaskDecision,
+    pub comment: String,
+    pub due_soon_sent: bool,
+    pub overdue_sent: bool,
+    pub escalated: bool,
+}
+
+impl Task {
+    pub fn is_follow_up(&self) -> bool {
+        self.stage_index < 0
+    }
+}
+
+/// A stored definition version.
+#[derive(Debug, Clone)]
+pub struct StoredDefinition {
+    pub code: String,
+    pub version: u32,
+    pub name: String,
+    pub source: String,
+    pub published_at: i64,
+    pub published_by: String,
+}
+
+/// Row locking for reads inside a write transaction (PostgreSQL only; SQLite's write
+/// transactions already exclude each other).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lock {
+    None,
+    Update,
+    SkipLocked,
+}
+
+/// Filter for [`TaskStore::list_tasks`].
+#[derive(Debug, Default, Clone)]
+pub struct TaskFilter {
+    /// Matches the task's department or its township office.
+    pub department: Option<String>,
+    pub assignee: Option<String>,
+    pub statuses: Vec<TaskState>,
+    pub due_before: Option<i64>,
+    pub application_id: Option<String>,
+    /// Keyset paging: strictly after this (due_at, task_id).
+    pub after: Option<(i64, String)>,
+    pub limit: u64,
+}
+
+/// The `instances` table.
+pub trait InstanceStore {
+    /// Inserts an instance; `false` when the application already has one (a redelivery that
+    /// got past the inbox, e.g. the same application submitted under two event ids).
+    fn insert_instance(
+        &self,
+        i: &Instance,
+    ) -> impl Future<Output = Result<bool, ApprovalError>> + Send;
+
+    /// The instance of an application; with `lock`, the row is the application's mutex: every
+    /// change to the instance, its tasks or its audit chain takes it first.
+    fn find_instance(
+        &self,
+        application_id: &str,
+        lock: Lock,
+    ) -> impl Future<Output = Result<Option<Instance>, ApprovalError>> + Send;
+
+    /// Writes the machine state, the supplement task, version and update time.
+    fn update_instance(&self, i: &Instance) -> impl Future<Output = Result<(), DbErr>> + Send;
+}
+
+/// The `tasks` table.
+pub trait TaskStore {
+    fn insert_task(&self, t: &Task) -> impl Future<Output = Result<(), DbErr>> + Send;
+
+    fn find_task(
+        &self,
+        task_id: &str,
+    ) -> impl Future<Output = Result<Option<Task>, ApprovalError>> + Send;
+
+    /// The tasks of an instance, oldest first.
+    fn tasks_of_instance(
+        &self,
+        instance_id: &str,
+    ) -> impl Future<Output = Result<Vec<Task>, ApprovalError>> + Send;
+
+    /// Writes a changed task only if nobody changed it since `expected_version`: the
+    /// optimistic concurrency check and the write are one statement, so of two concurrent
+    /// decisions exactly one matches. Returns whether the row was written.
+    fn update_task_if_version(
+        &self,
+        t: &Task,
+        expected_version: i64,
+    ) -> impl Future<Output = Result<bool, DbErr>> + Send;
+
+    /// Tasks matching `f`, soonest due first (ties by task id).
+    fn list_tasks(
+        &self,
+        f: &TaskFilter,
+    ) -> impl Future<Output = Result<Vec<Task>, ApprovalError>> + Send;
+
+    /// Active tasks with a timer due at `now` that has not fired: (application_id, task_id).
+    fn due_timers(
+        &self,
+        now: i64,
+        limit: u64,
+    ) -> impl Future<Output = Result<Vec<(String, String)>, DbErr>> + Send;
+}
+
+/// The `audit` table (the chain itself is [`crate::audit`]'s).
+pub trait AuditStore {
+    /// The last entry's (seq, hash) of an application, if any.
+    fn last_link(
+        &self,
+        application_id: &str,
+    ) -> impl Future<Output = Result<Option<(i64, String)>, DbErr>> + Send;
+
+    fn insert_entry(
+        &self,
+        application_id: &str,
+        e: &Entry,
+    ) -> impl Future<Output = Result<(), DbErr>> + Send;
+
+    /// An application's entries by seq.
+    fn entries(
+        &self,
+        application_id: &str,
+    ) -> impl Future<Output = Result<Vec<Entry>, DbErr>> + Send;
+}
+
+/// The `definitions` table.
+pub trait DefinitionStore {
+    /// Stores a definition version; `false` when that code and version exist already.
+    fn save_definition(
+        &self,
+        d: &StoredDefinition,
+    ) -> impl Future<Output = Result<bool, DbErr>> + Send;
+
+    /// Stored definitions, by code then version; only `code` when given.
+    fn definitions(
+        &self,
+        code: Option<&str>,
+    ) -> impl Future<Output = Result<Vec<StoredDefinition>, DbErr>> + Send;
+}
+
+/// The `counters` table.
+pub trait CounterStore {
+    /// Next value of a named counter (starting at 1), atomically.
+    fn next_counter(&self, name: &str) -> impl Future<Output = Result<i64, ApprovalError>> + Send;
+}
+
+/// [`DefinitionStore::save_definition`] as a function, for the definition registry.
+pub async fn save_definition<C: ConnectionTrait>(
+    conn: &C,
+    d: &StoredDefinition,
+) -> Result<bool, DbErr> {
+    conn.save_definition(d).await
+}
+
+/// [`DefinitionStore::definitions`] as a function, for the definition registry.
+pub async fn definitions<C: ConnectionTrait>(
+    conn: &C,
+    code: Option<&str>,
+) -> Result<Vec<StoredDefinition>, DbErr> {
+    DefinitionStore::definitions(conn, code).await
+}

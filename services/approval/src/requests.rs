@@ -1,0 +1,413 @@
+//! The engine's inputs, parsed at the edge: [`crate::grpc`] turns each API request into one
+//! of these (`TryFrom`), and [`crate::consumer`] turns a submission event into a
+//! [`Submission`], so the engine never reads a raw proto field. A request that does not parse
+//! is `INVALID_ARGUMENT` naming the field; rules that need the database or the caller's
+//! identity stay in the engine.
+
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value as Json};
+use tongban_matter::CreditClass;
+use tongban_proto::{
+    approval as pb,
+    events::{ApplicationSnapshot, Envelope},
+    time::from_ts,
+};
+
+use crate::{
+    error::{ApprovalError, invalid},
+    model::TaskState,
+    repository::ms,
+    workflow::Decision,
+};
+
+/// Longest comment (decisions, ratings), in characters.
+pub const MAX_COMMENT_CHARS: usize = 2000;
+/// Longest definition source, in bytes.
+pub const MAX_SOURCE_BYTES: usize = 256 * 1024;
+/// Page size when none is asked for, and the most one page holds.
+pub const DEFAULT_PAGE_SIZE: u64 = 50;
+pub const MAX_PAGE_SIZE: u64 = 200;
+
+/// A trimmed, non-blank string, or `None`.
+fn given(s: &str) -> Option<String> {
+    let s = s.trim();
+    (!s.is_empty()).then(|| s.to_string())
+}
+
+fn comment(s: &str) -> Result<String, ApprovalError> {
+    let c = s.trim().to_string();
+    if c.chars().count() > MAX_COMMENT_CHARS {
+        return Err(invalid(
+            "comment",
+            format!("must be at most {MAX_COMMENT_CHARS} characters"),
+        ));
+    }
+    Ok(c)
+}
+
+/// `ClaimTask`.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    pub task_id: String,
+    /// 0: whatever version the task is at.
+    pub expected_version: i64,
+}
+
+impl From<pb::ClaimTaskRequest> for Claim {
+    fn from(r: pb::ClaimTaskRequest) -> Self {
+        Self {
+            task_id: r.task_id.trim().to_string(),
+            expected_version: r.expected_version,
+        }
+    }
+}
+
+/// `DecideTask`.
+#[derive(Debug, Clone)]
+pub struct Decide {
+    pub task_id: String,
+    pub decision: Decision,
+    /// Trimmed; never empty unless the decision approves.
+    pub comment: String,
+    /// The task version the clerk saw (always given).
+    pub expected_version: i64,
+    pub requested_materials: Vec<String>,
+}
+
+impl TryFrom<pb::DecideTaskRequest> for Decide {
+    type Error = ApprovalError;
+
+    fn try_from(r: pb::DecideTaskRequest) -> Result<Self, ApprovalError> {
+        let decision = pb::Decision::try_from(r.decision)
+            .ok()
+            .and_then(|d| Decision::try_from(d).ok())
+            .ok_or_else(|| invalid("decision", "must be approve, reject or request_supplement"))?;
+        let text = r.comment.trim();
+        if decision != Decision::Approve && text.is_empty() {
+            return Err(invalid(
+                "comment",
+                "is required to reject or request a supplement",
+            ));
+        }
+        let comment = comment(text)?;
+        if r.expected_version <= 0 {
+            return Err(invalid(
+                "expected_version",
+                "must be the task version you saw",
+            ));
+        }
+        Ok(Self {
+            task_id: r.task_id.trim().to_string(),
+            decision,
+            comment,
+            expected_version: r.expected_version,
+            requested_materials: r.requested_materials,
+        })
+    }
+}
+
+/// `DelegateTask`.
+#[derive(Debug, Clone)]
+pub struct Delegate {
+    pub task_id: String,
+    pub assignee: String,
+    /// The department to move the task to, if any (checked against the known departments by
+    /// the engine).
+    pub department: Option<String>,
+    pub reason: String,
+    /// 0: whatever version the task is at.
+    pub expected_version: i64,
+}
+
+impl TryFrom<pb::DelegateTaskRequest> for Delegate {
+    type Error = ApprovalError;
+
+    fn try_from(r: pb::DelegateTaskRequest) -> Result<Self, ApprovalError> {
+        let assignee = given(&r.assignee).ok_or_else(|| invalid("assignee", "is required"))?;
+        Ok(Self {
+            task_id: r.task_id.trim().to_string(),
+            assignee,
+            department: given(&r.department),
+            reason: r.reason.trim().to_string(),
+            expected_version: r.expected_version,
+        })
+    }
+}
+
+/// Whose tasks to list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Assignee {
+    /// The caller (`"me"`).
+    Me,
+    Named(String),
+}
+
+/// Where a page of tasks starts: strictly after this (due_at, task_id).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskCursor {
+    pub due_at: i64,
+    pub task_id: String,
+}
+
+impl TaskCursor {
+    /// The opaque `page_token` for the page after this task.
+    pub fn encode(&self) -> String {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(format!("{}:{}", self.due_at, self.task_id))
+    }
+
+    /// Reads a token [`Self::encode`] made.
+    pub fn decode(token: &str) -> Result<Self, ApprovalError> {
+        let bad = || invalid("page_token", "is not a token this service issued");
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(token)
+            .map_err(|_| bad())?;
+        let raw = String::from_utf8(raw).map_err(|_| bad())?;
+        let (due, id) = raw.split_once(':').ok_or_else(bad)?;
+        Ok(Self {
+            due_at: due.parse::<i64>().map_err(|_| bad())?,
+            task_id: id.to_string(),
+        })
+    }
+}
+
+/// `ListTasks`.
+#[derive(Debug, Clone)]
+pub struct ListTasks {
+    pub page_size: u64,
+    pub after: Option<TaskCursor>,
+    pub department: Option<String>,
+    pub assignee: Option<Assignee>,
+    /// Never empty: OPEN and CLAIMED when none was asked for.
+    pub statuses: Vec<TaskState>,
+    /// Unix milliseconds.
+    pub due_before: Option<i64>,
+    pub application_id: Option<String>,
+}
+
+impl TryFrom<pb::ListTasksRequest> for ListTasks {
+    type Error = ApprovalError;
+
+    fn try_from(r: pb::ListTasksRequest) -> Result<Self, ApprovalError> {
+        let page_size = match r.page_size {
+            n if n < 0 => return Err(invalid("page_size", "must not be negative")),
+            0 => DEFAULT_PAGE_SIZE,
+            n => (n as u64).min(MAX_PAGE_SIZE),
+        };
+        let mut statuses = Vec::new();
+        for (i, s) in r.statuses.iter().enumerate() {
+            let st = pb::TaskStatus::try_from(*s)
+                .ok()
+                .and_then(|s| TaskState::try_from(s).ok());
+            statuses.push(st.ok_or_else(|| invalid(format!("statuses[{i}]"), "unknown status"))?);
+        }
+        if statuses.is_empty() {
+            statuses = TaskState::ACTIVE.to_vec();
+        }
+        let after = if r.page_token.is_empty() {
+            None
+        } else {
+            Some(TaskCursor::decode(&r.page_token)?)
+        };
+        Ok(Self {
+            page_size,
+            after,
+            department: given(&r.department),
+            assignee: match r.assignee.trim() {
+                "" => None,
+                "me" => Some(Assignee::Me),
+                other => Some(Assignee::Named(other.to_string())),
+            },
+            statuses,
+            due_before: r.due_before.as_ref().and_then(from_ts).map(ms),
+            application_id: given(&r.application_id),
+        })
+    }
+}
+
+/// `RateOutcome`.
+#[derive(Debug, Clone)]
+pub struct Rate {
+    pub application_id: String,
+    pub rating: tongban_matter::Rating,
+    /// Trimmed.
+    pub comment: String,
+}
+
+impl TryFrom<pb::RateOutcomeRequest> for Rate {
+    type Error = ApprovalError;
+
+    fn try_from(r: pb::RateOutcomeRequest) -> Result<Self, ApprovalError> {
+        let rating = pb::Rating::try_from(r.rating)
+            .ok()
+            .and_then(crate::convert::rating)
+            .ok_or_else(|| {
+                invalid(
+                    "rating",
+                    "must be satisfied, basically_satisfied or unsatisfied",
+                )
+            })?;
+        Ok(Self {
+            application_id: r.application_id.trim().to_string(),
+            rating,
+            comment: comment(&r.comment)?,
+        })
+    }
+}
+
+/// `ListDefinitions`.
+#[derive(Debug, Clone)]
+pub struct ListDefinitions {
+    pub matter_code: Option<String>,
+    /// Every version, rather than the latest of each code.
+    pub all_versions: bool,
+}
+
+impl From<pb::ListDefinitionsRequest> for ListDefinitions {
+    fn from(r: pb::ListDefinitionsRequest) -> Self {
+        Self {
+            matter_code: given(&r.matter_code),
+            all_versions: r.all_versions,
+        }
+    }
+}
+
+/// `PublishDefinition`: the definition's TOML source, not yet parsed (the engine parses it
+/// against the departments it knows).
+#[derive(Debug, Clone)]
+pub struct Publish {
+    pub source: String,
+}
+
+impl TryFrom<pb::PublishDefinitionRequest> for Publish {
+    type Error = ApprovalError;
+
+    fn try_from(r: pb::PublishDefinitionRequest) -> Result<Self, ApprovalError> {
+        if r.source.trim().is_empty() {
+            return Err(invalid("source", "must hold the definition (TOML)"));
+        }
+        if r.source.len() > MAX_SOURCE_BYTES {
+            return Err(invalid("source", "must be at most 256 KiB"));
+        }
+        Ok(Self { source: r.source })
+    }
+}
+
+/// A material the application was accepted without (容缺受理), still owed.
+#[derive(Debug, Clone)]
+pub struct OwedMaterial {
+    pub material_kind: String,
+    /// When it is due; `None`: the engine's default window.
+    pub due: Option<DateTime<Utc>>,
+}
+
+/// `application.submitted`: what the engine plans an instance from.
+#[derive(Debug, Clone)]
+pub struct Submission {
+    pub application_id: String,
+    pub matter_code: String,
+    pub matter_version: u32,
+    /// The form, as conditions evaluate it.
+    pub form: Map<String, Json>,
+    pub credit_class: Option<CreditClass>,
+    pub credit_code: String,
+    pub region_code: String,
+    pub pledge_signed: bool,
+    /// Owed materials not yet fulfilled.
+    pub owed: Vec<OwedMaterial>,
+    /// The snapshot as submitted, kept with the instance.
+    pub snapshot: ApplicationSnapshot,
+}
+
+impl Submission {
+    /// The submission an `application.submitted` envelope carries; the snapshot's application
+    /// id, or the envelope's when the snapshot has none.
+    pub fn from_event(env: &Envelope, snap: &ApplicationSnapshot) -> Self {
+        let applicant = snap.applicant.clone().unwrap_or_default();
+        Self {
+            application_id: if snap.application_id.is_empty() {
+                env.application_id.clone()
+            } else {
+                snap.application_id.clone()
+            },
+            matter_code: snap.matter_code.clone(),
+            matter_version: snap.matter_version,
+            form: crate::convert::struct_to_json(snap.form.as_ref()),
+            credit_class: crate::convert::credit_class(applicant.credit_class),
+            credit_code: applicant.credit_code,
+            region_code: applicant.region_code,
+            pledge_signed: snap.pledge.as_ref().is_some_and(|p| p.signed),
+            owed: snap
+                .owed_materials
+                .iter()
+                .filter(|o| o.fulfilled_time.is_none())
+                .map(|o| OwedMaterial {
+                    material_kind: o.material_kind.clone(),
+                    due: o.due_time.as_ref().and_then(from_ts),
+                })
+                .collect(),
+            snapshot: snap.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field(e: ApprovalError) -> String {
+        match e {
+            ApprovalError::Invalid(v) => v.into_iter().map(|v| v.field).collect(),
+            other => format!("not invalid: {other}"),
+        }
+    }
+
+    #[test]
+    fn bad_requests_name_the_field() {
+        let decide = |decision: pb::Decision, comment: &str, version| {
+            Decide::try_from(pb::DecideTaskRequest {
+                task_id: "t".into(),
+                decision: decision as i32,
+                comment: comment.into(),
+                expected_version: version,
+                requested_materials: vec![],
+            })
+        };
+        assert_eq!(
+            field(decide(pb::Decision::Unspecified, "", 1).unwrap_err()),
+            "decision"
+        );
+        assert_eq!(
+            field(decide(pb::Decision::Reject, " ", 1).unwrap_err()),
+            "comment"
+        );
+        assert_eq!(
+            field(decide(pb::Decision::Approve, "", 0).unwrap_err()),
+            "expected_version"
+        );
+        assert!(decide(pb::Decision::Approve, "", 3).is_ok());
+        let list = ListTasks::try_from(pb::ListTasksRequest {
+            statuses: vec![99],
+            ..Default::default()
+        });
+        assert_eq!(field(list.unwrap_err()), "statuses[0]");
+        let list = ListTasks::try_from(pb::ListTasksRequest {
+            page_token: "not-a-token".into(),
+            ..Default::default()
+        });
+        assert_eq!(field(list.unwrap_err()), "page_token");
+    }
+
+    #[test]
+    fn page_tokens_round_trip() {
+        let c = TaskCursor {
+            due_at: 1_700_000_000_000,
+            task_id: "0193a:b".into(),
+        };
+        assert_eq!(TaskCursor::decode(&c.encode()).unwrap(), c);
+        let list = ListTasks::try_from(pb::ListTasksRequest::default()).unwrap();
+        assert_eq!(list.statuses, TaskState::ACTIVE.to_vec());
+        assert_eq!(list.page_size, DEFAULT_PAGE_SIZE);
+    }
+}

@@ -1,0 +1,296 @@
+//! The staff task API: claim, decide, delegate and list tasks. Each change runs under the
+//! application's instance lock (see [`crate::engine`]) and checks the task version the clerk
+//! saw, so two clerks cannot both act on one task.
+
+use sea_orm::DatabaseTransaction;
+use tongban_auth::{Identity, Role};
+use tongban_storage::begin_write;
+
+use crate::{
+    audit::{self, Record},
+    convert::decided_event,
+    engine::{Approval, Cause},
+    error::{ApprovalError, forbidden, invalid},
+    model::TaskState,
+    repository::{Instance, InstanceStore, Lock, Task, TaskFilter, TaskStore, ms},
+    requests::{Assignee, Claim, Decide, Delegate, ListTasks, TaskCursor},
+    workflow::{Decision, Input},
+};
+
+/// A page of tasks and the token for the next one ("" on the last page).
+#[derive(Debug, Clone)]
+pub struct TaskPage {
+    pub tasks: Vec<Task>,
+    pub next_page_token: String,
+}
+
+fn check_version(expected: i64, actual: i64) -> Result<(), ApprovalError> {
+    if expected != 0 && expected != actual {
+        return Err(ApprovalError::StaleVersion { expected, actual });
+    }
+    Ok(())
+}
+
+/// Clerks act on tasks of their department (or of one of its township offices, or of the
+/// office they belong to); supervisors of their department; admins on all.
+fn authorize_task(who: &Identity, task: &Task) -> Result<(), ApprovalError> {
+    if who.role == Role::Admin {
+        return Ok(());
+    }
+    let own = who.department.as_deref().unwrap_or("");
+    let ok = !own.is_empty() && (own == task.department || own == task.office);
+    if ok {
+        Ok(())
+    } else {
+        Err(forbidden(format!("task belongs to {}", task.department)))
+    }
+}
+
+impl Approval {
+    /// Loads a task and locks its application: (instance, task as of after the lock).
+    async fn lock_task(
+        &self,
+        txn: &DatabaseTransaction,
+        task_id: &str,
+    ) -> Result<(Instance, Task), ApprovalError> {
+        let not_found = || ApprovalError::NotFound(format!("task {task_id}"));
+        let first = txn.find_task(task_id).await?.ok_or_else(not_found)?;
+        let inst = txn
+            .find_instance(&first.application_id, Lock::Update)
+            .await?
+            .ok_or_else(|| ApprovalError::Corrupt(format!("task {task_id} has no instance")))?;
+        let task = txn.find_task(task_id).await?.ok_or_else(not_found)?;
+        Ok((inst, task))
+    }
+
+    pub async fn claim(&self, who: &Identity, req: Claim) -> Result<Task, ApprovalError> {
+        who.require(&[Role::Clerk, Role::Supervisor, Role::Admin])?;
+        let now = self.now();
+        let txn = begin_write(&self.db).await?;
+        let (_, task) = self.lock_task(&txn, &req.task_id).await?;
+        authorize_task(who, &task)?;
+        check_version(req.expected_version, task.version)?;
+        let mut claimed = task.clone();
+        claimed.status = task.status.claim()?;
+        claimed.assignee = who.subject.clone();
+        claimed.version += 1;
+        self.write_task(&txn, &claimed, task.version).await?;
+        audit::append(
+            &txn,
+            &task.application_id,
+            ms(now),
+            Record::by(who, "claim", "", &task.task_id, &task.department),
+        )
+        .await?;
+        self.finish(txn, &[]).await?;
+        Ok(claimed)
+    }
+
+    /// Decides a task. A clerk may decide an OPEN task of their department directly: that
+    /// claims it implicitly (the decision records them as assignee). A task CLAIMED by someone
+    /// else can only be decided by that clerk, or a supervisor/admin.
+    pub async fn decide(&self, who: &Identity, req: Decide) -> Result<Task, ApprovalError> {
+        who.require(&[Role::Clerk, Role::Supervisor, Role::Admin])?;
+        let Decide {
+            task_id,
+            decision,
+            comment,
+            expected_version,
+            requested_materials,
+        } = req;
+        let now = self.now();
+        let txn = begin_write(&self.db).await?;
+        let (mut inst, task) = self.lock_task(&txn, &task_id).await?;
+        authorize_task(who, &task)?;
+        check_version(expected_version, task.version)?;
+        if task.status == TaskState::Claimed
+            && task.assignee != who.subject
+            && who.role == Role::Clerk
+        {
+            return Err(ApprovalError::FailedPrecondition(format!(
+                "task is claimed by {}",
+                task.assignee
+            )));
+        }
+        let mut decided = task.clone();
+        decided.status = task.status.decide(decision, task.is_follow_up())?;
+        if decided.assignee.is_empty() {
+            decided.assignee = who.subject.clone();
+        }
+        decided.version += 1;
+        decided.decided_at = Some(ms(now));
+        decided.decision = decision.into();
+        decided.comment = comment.clone();
+        // The conditional write is the guard: of two decisions with the same version, one
+        // matches and the other gets ABORTED.
+        self.write_task(&txn, &decided, expected_version).await?;
+        let record = Record::by(
+            who,
+            decision.event_name(),
+            comment.clone(),
+            &task.task_id,
+            &task.department,
+        );
+        audit::append(&txn, &task.application_id, ms(now), record.clone()).await?;
+        let mut events = vec![decided_event(
+            &decided,
+            if task.is_follow_up() && decision == Decision::Approve {
+                "done"
+            } else {
+                decision.event_name()
+            },
+            &who.actor_label(),
+        )];
+        if !task.is_follow_up() {
+            if inst.state.current_stage() != Some(task.stage_index as usize) {
+                return Err(ApprovalError::FailedPrecondition(format!(
+                    "workflow is {}; this task's stage is not current",
+                    inst.state.status
+                )));
+            }
+            let input = match decision {
+                Decision::Approve => Input::TaskApproved {
+                    stage_complete: self.stage_complete(&txn, &inst, &decided).await?,
+                },
+                Decision::Reject => Input::TaskRejected,
+                Decision::RequestSupplement => Input::SupplementRequested,
+            };
+            let cause = Cause {
+                record,
+                task: Some(decided.clone()),
+                comment,
+                requested_materials,
+                rating: None,
+            };
+            self.transition(&txn, &mut inst, input, &cause, now, &mut events)
+                .await?;
+            self.save_instance(&txn, &mut inst, now).await?;
+        }
+        self.finish(txn, &events).await?;
+        Ok(decided)
+    }
+
+    /// Whether approving `decided` completes its stage: every other task of the stage that
+    /// was not cancelled is approved.
+    async fn stage_complete(
+        &self,
+        txn: &DatabaseTransaction,
+        inst: &Instance,
+        decided: &Task,
+    ) -> Result<bool, ApprovalError> {
+        let siblings = txn.tasks_of_instance(&inst.instance_id).await?;
+        Ok(siblings
+            .iter()
+            .filter(|t| t.stage_index == decided.stage_index && t.status != TaskState::Cancelled)
+            .all(|t| t.task_id == decided.task_id || t.status == TaskState::Approved))
+    }
+
+    /// Hands a task to another clerk; moving it to another department is for supervisors and
+    /// admins. The task becomes CLAIMED by the new assignee.
+    pub async fn delegate(&self, who: &Identity, req: Delegate) -> Result<Task, ApprovalError> {
+        who.require(&[Role::Clerk, Role::Supervisor, Role::Admin])?;
+        if let Some(d) = &req.department
+            && !self.defs.departments().contains(d)
+        {
+            return Err(invalid("department", format!("unknown department {d}")));
+        }
+        let now = self.now();
+        let txn = begin_write(&self.db).await?;
+        let (_, task) = self.lock_task(&txn, &req.task_id).await?;
+        authorize_task(who, &task)?;
+        check_version(req.expected_version, task.version)?;
+        if !task.status.is_active() {
+            return Err(ApprovalError::FailedPrecondition(format!(
+                "task is {}; cannot delegate it",
+                task.status
+            )));
+        }
+        let mut moved = task.clone();
+        if let Some(d) = &req.department
+            && *d != task.department
+        {
+            if who.role == Role::Clerk {
+                return Err(forbidden(
+                    "only a supervisor or admin may move a task to another department",
+                ));
+            }
+            moved.department = d.clone();
+            moved.office.clear();
+        }
+        moved.assignee = req.assignee.clone();
+        moved.status = TaskState::Claimed;
+        moved.version += 1;
+        self.write_task(&txn, &moved, task.version).await?;
+        let reason = format!(
+            "to {}{}; {}",
+            req.assignee,
+            req.department
+                .as_ref()
+                .map(|d| format!("@{d}"))
+                .unwrap_or_default(),
+            req.reason
+        );
+        audit::append(
+            &txn,
+            &task.application_id,
+            ms(now),
+            Record::by(who, "delegate", reason, &task.task_id, &moved.department),
+        )
+        .await?;
+        self.finish(txn, &[]).await?;
+        Ok(moved)
+    }
+
+    /// Tasks soonest due first, a page at a time. Clerks and supervisors see their own
+    /// department's unless they name another (clerks may name only their own or its offices).
+    pub async fn list_tasks(
+        &self,
+        who: &Identity,
+        req: ListTasks,
+    ) -> Result<TaskPage, ApprovalError> {
+        who.require(&[Role::Clerk, Role::Supervisor, Role::Admin, Role::Integrator])?;
+        let mut department = req.department;
+        if matches!(who.role, Role::Clerk | Role::Supervisor) && department.is_none() {
+            department = who.department.clone();
+        }
+        if who.role == Role::Clerk
+            && let (Some(asked), Some(own)) = (&department, &who.department)
+            && !(asked == own || asked.starts_with(&format!("{own}.")))
+        {
+            return Err(forbidden("clerks see their own department's tasks"));
+        }
+        let limit = req.page_size;
+        let filter = TaskFilter {
+            department,
+            assignee: req.assignee.map(|a| match a {
+                Assignee::Me => who.subject.clone(),
+                Assignee::Named(n) => n,
+            }),
+            statuses: req.statuses,
+            due_before: req.due_before,
+            application_id: req.application_id,
+            after: req.after.map(|c| (c.due_at, c.task_id)),
+            limit: limit + 1,
+        };
+        let mut tasks = self.db.list_tasks(&filter).await?;
+        let next_page_token = if tasks.len() as u64 > limit {
+            tasks.truncate(limit as usize);
+            tasks
+                .last()
+                .map(|t| {
+                    TaskCursor {
+                        due_at: t.due_at,
+                        task_id: t.task_id.clone(),
+                    }
+                    .encode()
+                })
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(TaskPage {
+            tasks,
+            next_page_token,
+        })
+    }
+}

@@ -1,0 +1,158 @@
+//! Approval over real gRPC (see `common` for the harness). Publishing definitions: validation, permissions, versions, and instances that keep the
+//! version they started on.
+
+mod common;
+
+use common::*;
+
+async fn running_instances_keep_their_version(backend: Backend) -> anyhow::Result<()> {
+    let mut h = Harness::start(backend).await?;
+    let v1 = std::fs::read_to_string(
+        tongban_testkit::deploy_dir().join("matters/env.eia.report_form.v1.toml"),
+    )?;
+    let started_on_v1 = h.submit(snapshot()?).await?;
+    h.stage(&started_on_v1, "acceptance", 1).await?;
+
+    // v2: acceptance and joint review merged away; only the decision stage.
+    let cut = v1
+        .find("[[stages]]")
+        .ok_or_else(|| anyhow::anyhow!("no stages"))?;
+    let decision = v1
+        .find("[[stages]]\nid = \"decision\"")
+        .ok_or_else(|| anyhow::anyhow!("no decision stage"))?;
+    let v2 = format!("{}{}", &v1[..cut], &v1[decision..]).replace("version = 1", "version = 2").replace(
+        "next = [\n  # 告知承诺: approve on the pledge now, verify afterwards.\n  { when = \"pledge_accepted\", goto = \"decision\" },\n]\n",
+        "",
+    );
+    let admin = h.admin();
+    let bad = h
+        .client
+        .publish_definition(authed(
+            pb::PublishDefinitionRequest {
+                source: v2.replace(
+                    "lead_department = \"eco_env\"",
+                    "lead_department = \"nowhere\"",
+                ),
+            },
+            &admin,
+        ))
+        .await
+        .err();
+    assert_eq!(
+        bad.as_ref().map(|e| e.code()),
+        Some(Code::InvalidArgument),
+        "{bad:?}"
+    );
+    assert!(
+        bad.as_ref()
+            .is_some_and(|e| e.message().contains("nowhere")),
+        "names the problem: {bad:?}"
+    );
+    let clerk = h.clerk("eco_env");
+    let denied = h
+        .client
+        .publish_definition(authed(
+            pb::PublishDefinitionRequest { source: v2.clone() },
+            &clerk,
+        ))
+        .await
+        .err()
+        .map(|e| e.code());
+    assert_eq!(denied, Some(Code::PermissionDenied));
+    let published = h
+        .client
+        .publish_definition(authed(
+            pb::PublishDefinitionRequest { source: v2.clone() },
+            &admin,
+        ))
+        .await?
+        .into_inner();
+    assert_eq!(published.definition.map(|d| d.version), Some(2));
+    let again = h
+        .client
+        .publish_definition(authed(pb::PublishDefinitionRequest { source: v2 }, &admin))
+        .await
+        .err()
+        .map(|e| e.code());
+    assert_eq!(again, Some(Code::AlreadyExists));
+    let old = h
+        .client
+        .publish_definition(authed(pb::PublishDefinitionRequest { source: v1 }, &admin))
+        .await
+        .err()
+        .map(|e| e.code());
+    assert_eq!(old, Some(Code::AlreadyExists));
+    h.event("", "definition.published", 1).await?;
+    let list = h
+        .client
+        .list_definitions(authed(
+            pb::ListDefinitionsRequest {
+                matter_code: "env.eia.report_form".into(),
+                all_versions: true,
+            },
+            &clerk,
+        ))
+        .await?
+        .into_inner();
+    assert_eq!(
+        list.definitions
+            .iter()
+            .map(|d| d.version)
+            .collect::<Vec<_>>(),
+        vec![1, 2]
+    );
+
+    let mut on_v2 = snapshot()?;
+    on_v2.matter_version = 2;
+    let started_on_v2 = h.submit(on_v2).await?;
+    h.stage(&started_on_v2, "decision", 1).await?;
+    // The v1 instance still follows v1: acceptance, then joint review.
+    h.approve_stage(&started_on_v1, "acceptance", 1).await?;
+    h.stage(&started_on_v1, "joint_review", 3).await?;
+    assert_eq!(h.workflow(&started_on_v1).await?.definition_version, 1);
+    assert_eq!(h.workflow(&started_on_v2).await?.definition_version, 2);
+    Ok(())
+}
+
+/// A matter without `decision_number_prefix` numbers its decisions after its lead department.
+async fn decision_number_falls_back_to_the_lead_department(backend: Backend) -> anyhow::Result<()> {
+    let mut h = Harness::start(backend).await?;
+    let v1 = std::fs::read_to_string(
+        tongban_testkit::deploy_dir().join("matters/env.eia.report_form.v1.toml"),
+    )?;
+    assert!(v1.contains("decision_number_prefix = \"松环审\"\n"));
+    let cut = v1
+        .find("[[stages]]")
+        .ok_or_else(|| anyhow::anyhow!("no stages"))?;
+    let decision = v1
+        .find("[[stages]]\nid = \"decision\"")
+        .ok_or_else(|| anyhow::anyhow!("no decision stage"))?;
+    let v2 = format!("{}{}", &v1[..cut], &v1[decision..])
+        .replace("version = 1", "version = 2")
+        .replace("decision_number_prefix = \"松环审\"\n", "");
+    h.client
+        .publish_definition(authed(
+            pb::PublishDefinitionRequest { source: v2 },
+            &h.admin(),
+        ))
+        .await?;
+    let mut snap = snapshot()?;
+    snap.matter_version = 2;
+    let app = h.submit(snap).await?;
+    h.approve_stage(&app, "decision", 1).await?;
+    let approved = h.event(&app, "application.approved", 1).await?;
+    let Some(Payload::ApplicationApproved(a)) = approved.payload else {
+        anyhow::bail!("wrong payload")
+    };
+    assert!(
+        a.decision_number.starts_with("eco_env〔") && a.decision_number.ends_with("〕1号"),
+        "{}",
+        a.decision_number
+    );
+    Ok(())
+}
+
+tongban_testkit::on_both!(
+    running_instances_keep_their_version,
+    decision_number_falls_back_to_the_lead_department,
+);

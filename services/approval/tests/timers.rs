@@ -1,0 +1,91 @@
+//! Approval over real gRPC (see `common` for the harness). Timers with several workers: due-soon, overdue and escalation fire once each.
+
+mod common;
+
+use common::*;
+
+async fn timers_fire_once_with_two_workers(backend: Backend) -> anyhow::Result<()> {
+    let h = Harness::start(backend).await?;
+    let app = h.submit(snapshot()?).await?;
+    let task = h.stage(&app, "acceptance", 1).await?.remove(0);
+    let due = task
+        .due_time
+        .as_ref()
+        .and_then(tongban_proto::time::from_ts)
+        .ok_or_else(|| anyhow::anyhow!("no due time"))?;
+    // Two more engines over the same database (each with its own connection), as two replicas.
+    let mut workers = Vec::new();
+    for _ in 0..2 {
+        let mut ctx = h.ctx.clone();
+        ctx.db = tongban_storage::connect(&h._db.url).await?;
+        workers.push(
+            tongban_approval::build(
+                &ctx,
+                Default::default(),
+                Arc::new(tongban_approval::SystemClock),
+            )
+            .await?,
+        );
+    }
+    let cal = workers[0].calendar().clone();
+    let soon = cal.due_soon_at(due);
+    // The matter does not set escalate_after_hours: 4 working hours of grace past the deadline.
+    let escalate = cal.add_working_hours(due, 4);
+    assert!(escalate > due);
+    let just_before = escalate - chrono::Duration::milliseconds(1);
+    let late = due + chrono::Duration::days(30);
+    let counts = |steps: [i64; 3]| {
+        [
+            ("task.due_soon", steps[0]),
+            ("task.overdue", steps[1]),
+            ("task.escalated", steps[2]),
+        ]
+    };
+    for (at, expected) in [
+        (soon, counts([1, 0, 0])),
+        (soon, counts([1, 0, 0])),
+        (due, counts([1, 1, 0])),
+        (due, counts([1, 1, 0])),
+        (just_before, counts([1, 1, 0])),
+        (escalate, counts([1, 1, 1])),
+        (escalate, counts([1, 1, 1])),
+        (late, counts([1, 1, 1])),
+    ] {
+        let (a, b) = tokio::join!(workers[0].fire_timers(at), workers[1].fire_timers(at));
+        a?;
+        b?;
+        for (ty, n) in expected {
+            let got = h.count(&format!("SELECT COUNT(*) AS n FROM outbox WHERE routing_key = '{ty}' AND application_id = '{app}'")).await;
+            assert_eq!(got, n, "{ty} after firing at {at}");
+        }
+        if at < escalate {
+            assert!(!h.tasks(&app, &[]).await?[0].escalated, "not yet at {at}");
+        }
+    }
+    let t = h.tasks(&app, &[]).await?.remove(0);
+    assert!(t.escalated);
+    assert_eq!(
+        t.version, task.version,
+        "reminders do not make the clerk's version stale"
+    );
+    let trail = h
+        .client
+        .clone()
+        .get_audit_trail(authed(
+            pb::GetAuditTrailRequest {
+                application_id: app.clone(),
+            },
+            &h.admin(),
+        ))
+        .await?
+        .into_inner();
+    assert!(
+        trail
+            .entries
+            .iter()
+            .any(|e| e.action == "escalate" && e.reason == "supervisor:admin_approval")
+    );
+    Ok(())
+}
+
+tongban_testkit::on_both!(timers_fire_once_with_two_workers,);
