@@ -160,3 +160,58 @@ impl MigrationTrait for Ledger {
         drop_tables(manager, &["deliveries", "parked_events", "applications"]).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use sea_orm::{ConnectionTrait, Database, EntityTrait};
+    use tongban_storage::stmt;
+
+    use super::*;
+    use crate::{
+        entity::{application, delivery, parked_event},
+        ledger::{DeliveryLedger, Status},
+    };
+
+    #[tokio::test]
+    async fn migrates_up_down_and_up_again() -> anyhow::Result<()> {
+        let db = Database::connect("sqlite::memory:").await?;
+        Migrator::up(&db, None).await?;
+        assert!(delivery::Entity::find().all(&db).await?.is_empty());
+        Migrator::down(&db, Some(1)).await?;
+        assert!(delivery::Entity::find().all(&db).await.is_err());
+        Migrator::up(&db, None).await?;
+        assert!(application::Entity::find().all(&db).await?.is_empty());
+        assert!(parked_event::Entity::find().all(&db).await?.is_empty());
+        Ok(())
+    }
+
+    /// Rows written by the raw-SQL ledger (status as its upper-case name) read as typed.
+    #[tokio::test]
+    async fn rows_written_before_typed_statuses_read_as_typed() -> anyhow::Result<()> {
+        let db = Database::connect("sqlite::memory:").await?;
+        Migrator::up(&db, None).await?;
+        for (id, status) in [
+            ("d1", "PENDING"),
+            ("d2", "SUCCEEDED"),
+            ("d3", "DEAD_LETTERED"),
+        ] {
+            db.execute_raw(stmt(
+                db.get_database_backend(),
+                "INSERT INTO deliveries (delivery_id, application_id, platform_id, event_id, event_type, idempotency_key, status, attempts, last_error, payload, next_attempt_at, created_at, updated_at)
+                 VALUES (?, 'a', 'p', ?, 't', ?, ?, 0, '', '{}', 0, 0, 0)",
+                vec![id.into(), id.into(), id.into(), status.into()],
+            ))
+        .await?;
+        }
+        let status = |id: &'static str| {
+            let db = &db;
+            async move { db.find_delivery(id).await.map(|d| d.map(|d| d.status)) }
+        };
+        assert_eq!(status("d1").await?, Some(Status::Pending));
+        assert_eq!(status("d2").await?, Some(Status::Succeeded));
+        assert_eq!(status("d3").await?, Some(Status::DeadLettered));
+        assert_eq!(db.replay_dead_letters(Some("p"), None).await?, 1);
+        assert_eq!(status("d3").await?, Some(Status::Pending));
+        Ok(())
+    }
+}

@@ -112,3 +112,74 @@ impl MigrationTrait for IntakeTables {
         drop_tables(manager, &["matters", "applications"]).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use sea_orm::{ConnectionTrait, Database, EntityTrait};
+    use tongban_proto::intake::{Application, ApplicationStatus};
+
+    use super::*;
+    use crate::{
+        entity::{application, matter},
+        repository::{ApplicationStore, ListFilter},
+    };
+
+    #[tokio::test]
+    async fn migrates_up_down_and_up_again() -> anyhow::Result<()> {
+        let db = Database::connect("sqlite::memory:").await?;
+        Migrator::up(&db, None).await?;
+        assert!(application::Entity::find().all(&db).await?.is_empty());
+        Migrator::down(&db, Some(1)).await?;
+        assert!(application::Entity::find().all(&db).await.is_err());
+        Migrator::up(&db, None).await?;
+        assert!(matter::Entity::find().all(&db).await?.is_empty());
+        Ok(())
+    }
+
+    /// Rows written by the raw-SQL repository (status as the proto value name) are found by
+    /// the typed status filter.
+    #[tokio::test]
+    async fn rows_written_before_typed_statuses_filter_as_typed() -> anyhow::Result<()> {
+        let db = Database::connect("sqlite::memory:").await?;
+        Migrator::up(&db, None).await?;
+        let app = Application {
+            application_id: "a1".into(),
+            request_id: "r1".into(),
+            status: ApplicationStatus::InReview as i32,
+            ..Default::default()
+        };
+        db.execute_raw(tongban_storage::stmt(
+            db.get_database_backend(),
+            "INSERT INTO applications (application_id, request_id, fingerprint, matter_code, credit_code, region_code, status, version, body, created_at, updated_at)
+             VALUES ('a1', 'r1', 'f', 'm', 'c', '350100', ?, 1, ?, ?, ?)",
+            vec![
+                ApplicationStatus::InReview.as_str_name().into(),
+                prost::Message::encode_to_vec(&app).into(),
+                chrono::Utc::now().into(),
+                chrono::Utc::now().into(),
+            ],
+        ))
+        .await?;
+        let listed = |status| {
+            let db = &db;
+            async move {
+                db.list_applications(&ListFilter {
+                    status: Some(status),
+                    limit: 10,
+                    ..Default::default()
+                })
+                .await
+                .map(|apps| apps.len())
+            }
+        };
+        assert_eq!(listed(ApplicationStatus::InReview).await?, 1);
+        assert_eq!(listed(ApplicationStatus::Submitted).await?, 0);
+        let stored = db
+            .find_application("a1")
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("a1 not found"))?;
+        assert_eq!(stored.fingerprint, "f");
+        assert_eq!(stored.application.status(), ApplicationStatus::InReview);
+        Ok(())
+    }
+}

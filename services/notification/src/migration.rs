@@ -251,3 +251,26 @@ impl MigrationTrait for NotificationTables {
         .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use sea_orm::{Database, EntityTrait};
+
+    use super::*;
+    use crate::entity::{application_fact, email, notification, webhook, webhook_delivery};
+
+    #[tokio::test]
+    async fn migrates_up_down_and_up_again() -> anyhow::Result<()> {
+        let db = Database::connect("sqlite::memory:").await?;
+        Migrator::up(&db, None).await?;
+        assert!(notification::Entity::find().all(&db).await?.is_empty());
+        Migrator::down(&db, Some(1)).await?;
+        assert!(notification::Entity::find().all(&db).await.is_err());
+        Migrator::up(&db, None).await?;
+        assert!(application_fact::Entity::find().all(&db).await?.is_empty());
+        assert!(email::Entity::find().all(&db).await?.is_empty());
+        assert!(webhook::Entity::find().all(&db).await?.is_empty());
+        assert!(webhook_delivery::Entity::find().all(&db).await?.is_empty());
+        Ok(())
+    }
+}
