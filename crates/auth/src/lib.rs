@@ -9,6 +9,8 @@
 //! under `./data/jwt.secret`; `tongban token issue` signs tokens with it. The verifying side only
 //! sees [`Authenticator`], so moving to asymmetric keys changes this crate, not the services.
 
+mod hs256;
+
 use std::{fmt, path::Path, str::FromStr, sync::Arc};
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -255,6 +257,7 @@ pub struct Issuer {
 
 impl Issuer {
     pub fn new(secret: Secret) -> Self {
+        hs256::install();
         Self { secret }
     }
 
@@ -303,6 +306,7 @@ impl fmt::Debug for Authenticator {
 
 impl Authenticator {
     pub fn new(secret: &Secret) -> Self {
+        hs256::install();
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_issuer(&[ISSUER]);
         validation.set_required_spec_claims(&["exp", "sub", "iss"]);
