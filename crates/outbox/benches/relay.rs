@@ -11,8 +11,9 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use sea_orm::DatabaseConnection;
 use sea_orm_migration::prelude::*;
 use tongban_bus::{Bus, QueueSpec};
-use tongban_outbox::{Relay, db, migration::OutboxInbox, new_envelope, outbox};
+use tongban_outbox::{Relay, migration::OutboxInbox, new_envelope, outbox};
 use tongban_proto::events::{Envelope, TaskOverdue, envelope::Payload};
+use tongban_storage as db;
 use tongban_testkit::{Backend, TestDb};
 
 const BATCH: usize = 500;

@@ -152,7 +152,7 @@ async fn apply_in_txn<H: EventHandler>(
     handler: &H,
     events: &[&Envelope],
 ) -> Result<(), HandlerError> {
-    let txn = crate::db::begin_write(db).await?;
+    let txn = tongban_storage::begin_write(db).await?;
     for env in events {
         if inbox::record(&txn, consumer, &env.event_id).await? {
             let span = tracing::info_span!("apply_event", event_id = %env.event_id, r#type = %env.r#type, application_id = %env.application_id);

@@ -2,7 +2,7 @@
 
 use sea_orm::{ConnectionTrait, DbErr};
 
-use crate::db::stmt;
+use tongban_storage::stmt;
 
 /// Records that `consumer` applies `event_id`, in the caller's transaction. Returns `false` when
 /// it was recorded before, in which case the caller must not apply the event again.

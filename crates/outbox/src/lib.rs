@@ -8,12 +8,12 @@
 //!   effects; a redelivered event finds its id there and changes nothing.
 //! - [`consumer`]: the loop that ties them together: take a batch from the bus, apply it in one
 //!   transaction, commit, then ack.
-//! - [`db`]: connecting to PostgreSQL or SQLite, write transactions, per-test databases.
+//! - [`migration`]: the `outbox` and `inbox` tables, which every service lists in its migrator.
 //!
-//! The same code runs on PostgreSQL (production) and SQLite (`tongban dev`).
+//! The same code runs on PostgreSQL (production) and SQLite (`tongban dev`); connecting and
+//! transactions are `tongban-storage`'s.
 
 pub mod consumer;
-pub mod db;
 pub mod envelope;
 pub mod inbox;
 pub mod migration;

@@ -1,7 +1,8 @@
 //! The `outbox` and `inbox` tables; every service lists this migration in its own migrator.
+//! The names below are this migration's own, frozen with it.
 
-use sea_orm::DbBackend;
-use sea_orm_migration::prelude::*;
+use sea_orm_migration::{prelude::*, schema::*};
+use tongban_storage::schema::{bytes, drop_tables, instant, sequence};
 
 /// Creates `outbox` and `inbox`.
 pub struct OutboxInbox;
@@ -12,61 +13,80 @@ impl MigrationName for OutboxInbox {
     }
 }
 
+#[derive(DeriveIden)]
+enum Outbox {
+    Table,
+    Seq,
+    EventId,
+    RoutingKey,
+    ApplicationId,
+    Payload,
+    Traceparent,
+    CreatedAt,
+    PublishedAt,
+}
+
+#[derive(DeriveIden)]
+enum Inbox {
+    Table,
+    Consumer,
+    EventId,
+    ProcessedAt,
+}
+
 #[async_trait::async_trait]
 impl MigrationTrait for OutboxInbox {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let db = manager.get_connection();
-        let ddl: &[&str] = match manager.get_database_backend() {
-            DbBackend::Postgres => &[
-                "CREATE TABLE outbox (
-                    seq BIGSERIAL PRIMARY KEY,
-                    event_id TEXT NOT NULL UNIQUE,
-                    routing_key TEXT NOT NULL,
-                    application_id TEXT NOT NULL,
-                    payload BYTEA NOT NULL,
-                    traceparent TEXT,
-                    created_at TIMESTAMPTZ NOT NULL,
-                    published_at TIMESTAMPTZ)",
-                "CREATE TABLE inbox (
-                    consumer TEXT NOT NULL,
-                    event_id TEXT NOT NULL,
-                    processed_at TIMESTAMPTZ NOT NULL,
-                    PRIMARY KEY (consumer, event_id))",
-            ],
-            _ => &[
-                "CREATE TABLE outbox (
-                    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-                    event_id TEXT NOT NULL UNIQUE,
-                    routing_key TEXT NOT NULL,
-                    application_id TEXT NOT NULL,
-                    payload BLOB NOT NULL,
-                    traceparent TEXT,
-                    created_at TEXT NOT NULL,
-                    published_at TEXT)",
-                "CREATE TABLE inbox (
-                    consumer TEXT NOT NULL,
-                    event_id TEXT NOT NULL,
-                    processed_at TEXT NOT NULL,
-                    PRIMARY KEY (consumer, event_id))",
-            ],
-        };
-        for sql in ddl {
-            db.execute_unprepared(sql).await?;
-        }
+        manager
+            .create_table(
+                Table::create()
+                    .table(Outbox::Table)
+                    .col(sequence(Outbox::Seq))
+                    .col(text(Outbox::EventId).unique_key())
+                    .col(text(Outbox::RoutingKey))
+                    .col(text(Outbox::ApplicationId))
+                    .col(bytes(Outbox::Payload))
+                    .col(text_null(Outbox::Traceparent))
+                    .col(instant(Outbox::CreatedAt))
+                    .col(timestamp_with_time_zone_null(Outbox::PublishedAt))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table(Inbox::Table)
+                    .col(text(Inbox::Consumer))
+                    .col(text(Inbox::EventId))
+                    .col(instant(Inbox::ProcessedAt))
+                    .primary_key(Index::create().col(Inbox::Consumer).col(Inbox::EventId))
+                    .to_owned(),
+            )
+            .await?;
         // Partial index: the relay only ever looks for unpublished rows, which are few.
-        db.execute_unprepared(
-            "CREATE INDEX outbox_pending ON outbox (seq) WHERE published_at IS NULL",
-        )
-        .await?;
-        db.execute_unprepared("CREATE INDEX inbox_processed_at ON inbox (processed_at)")
+        manager
+            .create_index(
+                Index::create()
+                    .name("outbox_pending")
+                    .table(Outbox::Table)
+                    .col(Outbox::Seq)
+                    .and_where(Expr::col(Outbox::PublishedAt).is_null())
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("inbox_processed_at")
+                    .table(Inbox::Table)
+                    .col(Inbox::ProcessedAt)
+                    .to_owned(),
+            )
             .await?;
         Ok(())
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let db = manager.get_connection();
-        db.execute_unprepared("DROP TABLE inbox").await?;
-        db.execute_unprepared("DROP TABLE outbox").await?;
-        Ok(())
+        drop_tables(manager, &["inbox", "outbox"]).await
     }
 }

@@ -4,7 +4,7 @@ use prost::Message;
 use sea_orm::{ConnectionTrait, DbErr};
 use tongban_proto::events::Envelope;
 
-use crate::db::stmt;
+use tongban_storage::stmt;
 
 /// Adds `events` to the outbox as part of the caller's transaction: they become visible to the
 /// relay exactly when (and only if) the caller commits.

@@ -8,12 +8,12 @@
 
 use std::{sync::Arc, time::Duration};
 
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Value};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, Value};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tongban_bus::{Bus, BusError, OutgoingMessage};
 
-use crate::db::stmt;
+use tongban_storage::stmt;
 
 /// Why a relay pass failed; the relay retries after a pause.
 #[derive(Debug, thiserror::Error)]
@@ -80,12 +80,8 @@ impl Relay {
     /// Publishes one batch; returns how many rows it published.
     pub async fn publish_once(&self) -> Result<usize, RelayError> {
         let backend = self.db.get_database_backend();
-        let lock = if backend == DbBackend::Postgres {
-            " FOR UPDATE SKIP LOCKED"
-        } else {
-            ""
-        };
-        let txn = crate::db::begin_write(&self.db).await?;
+        let lock = tongban_storage::lock::skip_locked(backend);
+        let txn = tongban_storage::begin_write(&self.db).await?;
         let rows = txn
             .query_all_raw(stmt(
                 backend,

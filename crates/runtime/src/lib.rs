@@ -40,7 +40,7 @@ impl Context {
     pub async fn connect(cfg: &config::ServiceConfig) -> anyhow::Result<Self> {
         use secrecy::ExposeSecret as _;
         Ok(Self {
-            db: tongban_outbox::db::connect(cfg.database_url.expose_secret()).await?,
+            db: tongban_storage::connect(cfg.database_url.expose_secret()).await?,
             bus: Bus::connect(cfg.bus_url.expose_secret(), &cfg.exchange).await?,
             auth: Authenticator::new(&tongban_auth::Secret::load(&cfg.jwt_secret_file)?),
             deploy_dir: cfg.deploy_dir.clone(),

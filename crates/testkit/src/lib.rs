@@ -58,7 +58,7 @@ impl TestDb {
         match backend {
             Backend::Postgres => {
                 let admin = postgres_admin_url();
-                let url = tongban_outbox::db::create_postgres_database(&admin, prefix)
+                let url = tongban_storage::create_postgres_database(&admin, prefix)
                     .await
                     .map_err(|e| {
                         anyhow::anyhow!("PostgreSQL at {admin} is required for this test: {e}")
@@ -311,7 +311,7 @@ where
         }
     };
     let keys = Keys::new();
-    let db = tongban_outbox::db::connect(&test_db.url).await?;
+    let db = tongban_storage::connect(&test_db.url).await?;
     let ctx = tongban_runtime::Context {
         db: db.clone(),
         bus: bus.clone(),

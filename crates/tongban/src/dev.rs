@@ -115,11 +115,10 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
         let listener = TcpListener::bind(addr)
             .await
             .with_context(|| format!("binding {} to {addr}", svc.name))?;
-        let db = tongban_outbox::db::connect(&sqlite_url(
-            &args.data_dir.join(format!("{}.db", svc.name)),
-        ))
-        .await
-        .with_context(|| format!("opening {} database", svc.name))?;
+        let db =
+            tongban_storage::connect(&sqlite_url(&args.data_dir.join(format!("{}.db", svc.name))))
+                .await
+                .with_context(|| format!("opening {} database", svc.name))?;
         let ctx = Context {
             db,
             bus: bus.clone(),

@@ -8,7 +8,7 @@ use std::{future::Future, ops::Deref, path::Path, sync::Arc, time::Duration};
 
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr};
 use tongban_matter::{DefinitionError, DefinitionStore, Departments, MatterDefinition, Registry};
-use tongban_outbox::db::stmt;
+use tongban_storage::stmt;
 
 use crate::repository::{self, StoredDefinition};
 

@@ -4,8 +4,9 @@
 
 use tongban_auth::{Identity, Role};
 use tongban_matter::DefinitionError;
-use tongban_outbox::{db::begin_write, new_envelope};
+use tongban_outbox::new_envelope;
 use tongban_proto::events::{self, envelope::Payload};
+use tongban_storage::begin_write;
 
 use crate::{
     engine::{Approval, PRODUCER},

@@ -4,7 +4,7 @@
 
 use sea_orm::DatabaseTransaction;
 use tongban_auth::{Identity, Role};
-use tongban_outbox::db::begin_write;
+use tongban_storage::begin_write;
 
 use crate::{
     audit::{self, Record},

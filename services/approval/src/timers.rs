@@ -8,11 +8,12 @@ use std::{sync::Arc, time::Duration};
 use chrono::{DateTime, Utc};
 use sea_orm::DatabaseTransaction;
 use tokio_util::sync::CancellationToken;
-use tongban_outbox::{db::begin_write, new_envelope};
+use tongban_outbox::new_envelope;
 use tongban_proto::{
     events::{self, envelope::Payload},
     time::ts,
 };
+use tongban_storage::begin_write;
 
 use crate::{
     audit::{self, Record},

@@ -15,7 +15,7 @@ const CODE: &str = "env.eia.report_form";
 const WAIT: Duration = Duration::from_secs(30);
 
 async fn replica(url: &str) -> anyhow::Result<(sea_orm::DatabaseConnection, Definitions)> {
-    let db = tongban_outbox::db::connect(url).await?;
+    let db = tongban_storage::connect(url).await?;
     tongban_approval::migration::Migrator::up(&db, None).await?;
     let deploy = tongban_testkit::deploy_dir();
     let departments = Departments::load(deploy.join("departments.toml"))?;

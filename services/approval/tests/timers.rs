@@ -17,7 +17,7 @@ async fn timers_fire_once_with_two_workers(backend: Backend) -> anyhow::Result<(
     let mut workers = Vec::new();
     for _ in 0..2 {
         let mut ctx = h.ctx.clone();
-        ctx.db = tongban_outbox::db::connect(h.service.database_url()).await?;
+        ctx.db = tongban_storage::connect(h.service.database_url()).await?;
         workers.push(
             tongban_approval::build(
                 &ctx,

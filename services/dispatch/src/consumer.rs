@@ -16,7 +16,7 @@ use tongban_proto::events::{DeliveryDeadLettered, Envelope, envelope::Payload};
 
 use crate::{
     canonical,
-    ledger::{self, NewDelivery, Status},
+    ledger::{self, ApplicationSnapshots, DeliveryLedger, NewDelivery, ParkedEvents, Status},
     worker::PlatformRuntime,
 };
 
@@ -61,7 +61,7 @@ impl Fanout {
                 last_error,
                 payload,
             };
-            if ledger::insert(txn, &row).await? && status == Status::DeadLettered {
+            if txn.insert_delivery(&row).await? && status == Status::DeadLettered {
                 tracing::warn!(platform = %row.platform_id, error = %row.last_error, "mapping failed; dead-lettered");
                 let dl = new_envelope(
                     "dispatch",
@@ -89,7 +89,8 @@ impl Fanout {
         application: &mut Value,
     ) -> Result<(), HandlerError> {
         if canonical::apply_to_application(application, event) {
-            ledger::save_application(txn, &event.application_id, application).await?;
+            txn.save_application(&event.application_id, application)
+                .await?;
         }
         if self.wanted(&event.r#type) {
             self.fan_out(txn, event, application).await?;
@@ -111,11 +112,12 @@ impl EventHandler for Fanout {
                 ));
             };
             let mut application = canonical::application_section(snapshot);
-            ledger::save_application(txn, &event.application_id, &application).await?;
+            txn.save_application(&event.application_id, &application)
+                .await?;
             if self.wanted(&event.r#type) {
                 self.fan_out(txn, event, &application).await?;
             }
-            for parked in ledger::unpark(txn, &event.application_id).await? {
+            for parked in txn.unpark(&event.application_id).await? {
                 self.apply_known(txn, &parked, &mut application).await?;
             }
             return Ok(());
@@ -125,11 +127,11 @@ impl EventHandler for Fanout {
         if !relevant || event.application_id.is_empty() {
             return Ok(());
         }
-        match ledger::load_application(txn, &event.application_id).await? {
+        match txn.load_application(&event.application_id).await? {
             Some(mut application) => self.apply_known(txn, event, &mut application).await,
             None => {
                 tracing::info!(application_id = %event.application_id, r#type = %event.r#type, "application not known yet; event parked");
-                ledger::park(txn, event).await?;
+                txn.park(event).await?;
                 Ok(())
             }
         }

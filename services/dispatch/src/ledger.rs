@@ -1,71 +1,29 @@
-//! Dispatch's persistence: application snapshots, parked events and the delivery ledger.
-//! Everything that must commit with other effects takes the caller's connection or
-//! transaction. Times are epoch milliseconds.
+//! Dispatch's persistence, one narrow trait per table: [`ApplicationSnapshots`],
+//! [`ParkedEvents`] and the [`DeliveryLedger`]. Each is implemented for every sea-orm
+//! connection or transaction, so whatever must commit with other effects runs on the caller's
+//! transaction. Times are Unix milliseconds.
+//!
+//! Queries use the sea-orm builder; the one raw statement is the worker's claim, an
+//! `UPDATE … RETURNING` over a `FOR UPDATE SKIP LOCKED` sub-select, with every value bound.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, future::Future};
 
 use prost::Message;
-use sea_orm::{ConnectionTrait, DbBackend, DbErr, QueryResult, Value};
-use tongban_outbox::db::stmt;
+use sea_orm::{
+    ActiveValue::{NotSet, Set},
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    sea_query::{Expr, OnConflict},
+};
 use tongban_proto::{dispatch as pb, events::Envelope};
+use tongban_storage::{lock, now_ms, stmt};
 
-use crate::error::DispatchError;
+pub use crate::entity::delivery::Status;
+use crate::{
+    entity::{application, delivery, parked_event},
+    error::DispatchError,
+};
 
-/// Milliseconds since the epoch, now.
-pub fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
-
-/// Where a delivery stands. Stored as its upper-case name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Status {
-    Pending,
-    Succeeded,
-    DeadLettered,
-}
-
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Pending => "PENDING",
-            Status::Succeeded => "SUCCEEDED",
-            Status::DeadLettered => "DEAD_LETTERED",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "PENDING" => Some(Status::Pending),
-            "SUCCEEDED" => Some(Status::Succeeded),
-            "DEAD_LETTERED" => Some(Status::DeadLettered),
-            _ => None,
-        }
-    }
-}
-
-impl From<Status> for pb::DeliveryStatus {
-    fn from(s: Status) -> Self {
-        match s {
-            Status::Pending => pb::DeliveryStatus::Pending,
-            Status::Succeeded => pb::DeliveryStatus::Succeeded,
-            Status::DeadLettered => pb::DeliveryStatus::DeadLettered,
-        }
-    }
-}
-
-impl TryFrom<pb::DeliveryStatus> for Status {
-    type Error = ();
-    fn try_from(s: pb::DeliveryStatus) -> Result<Self, ()> {
-        match s {
-            pb::DeliveryStatus::Pending => Ok(Status::Pending),
-            pb::DeliveryStatus::Succeeded => Ok(Status::Succeeded),
-            pb::DeliveryStatus::DeadLettered => Ok(Status::DeadLettered),
-            pb::DeliveryStatus::Unspecified => Err(()),
-        }
-    }
-}
-
-/// One ledger row.
+/// One ledger row, as the service sees it.
 #[derive(Debug, Clone)]
 pub struct Delivery {
     pub delivery_id: String,
@@ -84,31 +42,29 @@ pub struct Delivery {
     pub delivered_at: Option<i64>,
 }
 
-const COLUMNS: &str = "delivery_id, application_id, platform_id, event_id, event_type, idempotency_key, status, attempts, last_error, payload, next_attempt_at, created_at, updated_at, delivered_at";
-
-fn decode(row: &QueryResult) -> Result<Delivery, DispatchError> {
-    let status: String = row.try_get("", "status")?;
-    Ok(Delivery {
-        delivery_id: row.try_get("", "delivery_id")?,
-        application_id: row.try_get("", "application_id")?,
-        platform_id: row.try_get("", "platform_id")?,
-        event_id: row.try_get("", "event_id")?,
-        event_type: row.try_get("", "event_type")?,
-        idempotency_key: row.try_get("", "idempotency_key")?,
-        status: Status::parse(&status)
-            .ok_or_else(|| DispatchError::Corrupt(format!("status {status}")))?,
-        attempts: u32::try_from(row.try_get::<i64>("", "attempts")?).unwrap_or(u32::MAX),
-        last_error: row.try_get("", "last_error")?,
-        payload: row.try_get("", "payload")?,
-        next_attempt_at: row.try_get("", "next_attempt_at")?,
-        created_at: row.try_get("", "created_at")?,
-        updated_at: row.try_get("", "updated_at")?,
-        delivered_at: row.try_get("", "delivered_at")?,
-    })
+impl From<delivery::Model> for Delivery {
+    fn from(m: delivery::Model) -> Self {
+        Self {
+            delivery_id: m.delivery_id,
+            application_id: m.application_id,
+            platform_id: m.platform_id,
+            event_id: m.event_id,
+            event_type: m.event_type,
+            idempotency_key: m.idempotency_key,
+            status: m.status,
+            attempts: u32::try_from(m.attempts).unwrap_or(u32::MAX),
+            last_error: m.last_error,
+            payload: m.payload,
+            next_attempt_at: m.next_attempt_at,
+            created_at: m.created_at,
+            updated_at: m.updated_at,
+            delivered_at: m.delivered_at,
+        }
+    }
 }
 
 fn ms_ts(ms: i64) -> Option<prost_types::Timestamp> {
-    chrono::DateTime::from_timestamp_millis(ms).map(tongban_proto::time::ts)
+    tongban_storage::from_ms(ms).map(tongban_proto::time::ts)
 }
 
 impl Delivery {
@@ -133,100 +89,6 @@ impl Delivery {
     }
 }
 
-// ---------------------------------------------------------------- applications and parking
-
-pub async fn load_application<C: ConnectionTrait>(
-    conn: &C,
-    application_id: &str,
-) -> Result<Option<serde_json::Value>, DbErr> {
-    let b = conn.get_database_backend();
-    let row = conn
-        .query_one_raw(stmt(
-            b,
-            "SELECT snapshot FROM applications WHERE application_id = ?",
-            vec![application_id.into()],
-        ))
-        .await?;
-    let Some(row) = row else { return Ok(None) };
-    let text: String = row.try_get("", "snapshot")?;
-    serde_json::from_str(&text)
-        .map(Some)
-        .map_err(|e| DbErr::Custom(format!("corrupt snapshot of {application_id}: {e}")))
-}
-
-/// Stores (or replaces) an application's canonical section.
-pub async fn save_application<C: ConnectionTrait>(
-    conn: &C,
-    application_id: &str,
-    section: &serde_json::Value,
-) -> Result<(), DbErr> {
-    let b = conn.get_database_backend();
-    conn.execute_raw(stmt(
-        b,
-        "INSERT INTO applications (application_id, snapshot, updated_at) VALUES (?, ?, ?)
-         ON CONFLICT (application_id) DO UPDATE SET snapshot = excluded.snapshot, updated_at = excluded.updated_at",
-        vec![
-            application_id.into(),
-            section.to_string().into(),
-            now_ms().into(),
-        ],
-    ))
-    .await?;
-    Ok(())
-}
-
-/// Keeps an event whose application is not known yet.
-pub async fn park<C: ConnectionTrait>(conn: &C, event: &Envelope) -> Result<(), DbErr> {
-    let b = conn.get_database_backend();
-    conn.execute_raw(stmt(
-        b,
-        "INSERT INTO parked_events (event_id, application_id, envelope, parked_at) VALUES (?, ?, ?, ?)
-         ON CONFLICT (event_id) DO NOTHING",
-        vec![
-            event.event_id.clone().into(),
-            event.application_id.clone().into(),
-            event.encode_to_vec().into(),
-            now_ms().into(),
-        ],
-    ))
-    .await?;
-    Ok(())
-}
-
-/// Removes and returns the events parked for `application_id`, oldest first.
-pub async fn unpark<C: ConnectionTrait>(
-    conn: &C,
-    application_id: &str,
-) -> Result<Vec<Envelope>, DbErr> {
-    let b = conn.get_database_backend();
-    let rows = conn
-        .query_all_raw(stmt(
-            b,
-            "SELECT envelope FROM parked_events WHERE application_id = ? ORDER BY event_id",
-            vec![application_id.into()],
-        ))
-        .await?;
-    let mut out = Vec::with_capacity(rows.len());
-    for r in rows {
-        let bytes: Vec<u8> = r.try_get("", "envelope")?;
-        match Envelope::decode(bytes.as_slice()) {
-            Ok(e) => out.push(e),
-            Err(e) => tracing::error!(error = %e, "undecodable parked event dropped"),
-        }
-    }
-    if !out.is_empty() {
-        conn.execute_raw(stmt(
-            b,
-            "DELETE FROM parked_events WHERE application_id = ?",
-            vec![application_id.into()],
-        ))
-        .await?;
-    }
-    Ok(out)
-}
-
-// ---------------------------------------------------------------- the ledger
-
 /// A row to add to the ledger.
 #[derive(Debug, Clone)]
 pub struct NewDelivery {
@@ -246,91 +108,6 @@ pub fn idempotency_key(platform_id: &str, event_id: &str) -> String {
     format!("{platform_id}-{event_id}")
 }
 
-/// Adds a row; `false` if (platform, event) is already in the ledger.
-pub async fn insert<C: ConnectionTrait>(conn: &C, d: &NewDelivery) -> Result<bool, DbErr> {
-    let b = conn.get_database_backend();
-    let now = now_ms();
-    let res = conn
-        .execute_raw(stmt(
-            b,
-            "INSERT INTO deliveries (delivery_id, application_id, platform_id, event_id, event_type, idempotency_key, status, attempts, last_error, payload, next_attempt_at, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?) ON CONFLICT (platform_id, event_id) DO NOTHING",
-            vec![
-                d.delivery_id.clone().into(),
-                d.application_id.clone().into(),
-                d.platform_id.clone().into(),
-                d.event_id.clone().into(),
-                d.event_type.clone().into(),
-                d.idempotency_key.clone().into(),
-                d.status.as_str().into(),
-                d.last_error.clone().into(),
-                d.payload.clone().into(),
-                now.into(),
-                now.into(),
-                now.into(),
-            ],
-        ))
-        .await?;
-    Ok(res.rows_affected() == 1)
-}
-
-/// Leases up to `limit` due rows of `platform` until `lease_until`, under `lease_token`. Rows
-/// whose lease ran out (a crashed worker's) are due again. On PostgreSQL, `SKIP LOCKED` lets
-/// replicas claim side by side without waiting on each other.
-pub async fn claim<C: ConnectionTrait>(
-    conn: &C,
-    platform_id: &str,
-    limit: usize,
-    lease_until: i64,
-    lease_token: &str,
-) -> Result<Vec<Delivery>, DispatchError> {
-    let b = conn.get_database_backend();
-    let lock = if b == DbBackend::Postgres {
-        " FOR UPDATE SKIP LOCKED"
-    } else {
-        ""
-    };
-    let now = now_ms();
-    let rows = conn
-        .query_all_raw(stmt(
-            b,
-            &format!(
-                "UPDATE deliveries SET locked_until = ?, lease_token = ? WHERE delivery_id IN (
-                    SELECT delivery_id FROM deliveries
-                    WHERE platform_id = ? AND status = 'PENDING' AND next_attempt_at <= ?
-                      AND (locked_until IS NULL OR locked_until <= ?)
-                    ORDER BY next_attempt_at, delivery_id LIMIT ?{lock})
-                 RETURNING {COLUMNS}"
-            ),
-            vec![
-                lease_until.into(),
-                lease_token.into(),
-                platform_id.into(),
-                now.into(),
-                now.into(),
-                (limit as i64).into(),
-            ],
-        ))
-        .await?;
-    rows.iter().map(decode).collect()
-}
-
-/// Gives a leased row back untouched (shutdown mid-request).
-pub async fn release<C: ConnectionTrait>(
-    conn: &C,
-    delivery_id: &str,
-    lease_token: &str,
-) -> Result<(), DbErr> {
-    let b = conn.get_database_backend();
-    conn.execute_raw(stmt(
-        b,
-        "UPDATE deliveries SET locked_until = NULL, lease_token = NULL WHERE delivery_id = ? AND lease_token = ?",
-        vec![delivery_id.into(), lease_token.into()],
-    ))
-    .await?;
-    Ok(())
-}
-
 /// What an attempt came to.
 #[derive(Debug, Clone)]
 pub enum Outcome {
@@ -345,62 +122,7 @@ pub enum Outcome {
     },
 }
 
-/// Records an attempt on a row this worker still leases. `false` if the lease was lost (the
-/// row was reclaimed or reset meanwhile), in which case nothing is written.
-pub async fn finish<C: ConnectionTrait>(
-    conn: &C,
-    delivery_id: &str,
-    lease_token: &str,
-    attempts: u32,
-    outcome: &Outcome,
-) -> Result<bool, DbErr> {
-    let b = conn.get_database_backend();
-    let now = now_ms();
-    let (status, error, next, delivered): (Status, &str, i64, Option<i64>) = match outcome {
-        Outcome::Succeeded => (Status::Succeeded, "", now, Some(now)),
-        Outcome::Retry {
-            error,
-            next_attempt_at,
-        } => (Status::Pending, error, *next_attempt_at, None),
-        Outcome::DeadLettered { error } => (Status::DeadLettered, error, now, None),
-    };
-    let res = conn
-        .execute_raw(stmt(
-            b,
-            "UPDATE deliveries SET status = ?, attempts = ?, last_error = ?, next_attempt_at = ?, delivered_at = ?,
-                    updated_at = ?, locked_until = NULL, lease_token = NULL
-             WHERE delivery_id = ? AND lease_token = ? AND status = 'PENDING'",
-            vec![
-                status.as_str().into(),
-                i64::from(attempts).into(),
-                error.into(),
-                next.into(),
-                delivered.into(),
-                now.into(),
-                delivery_id.into(),
-                lease_token.into(),
-            ],
-        ))
-        .await?;
-    Ok(res.rows_affected() == 1)
-}
-
-pub async fn find<C: ConnectionTrait>(
-    conn: &C,
-    delivery_id: &str,
-) -> Result<Option<Delivery>, DispatchError> {
-    let b = conn.get_database_backend();
-    let row = conn
-        .query_one_raw(stmt(
-            b,
-            &format!("SELECT {COLUMNS} FROM deliveries WHERE delivery_id = ?"),
-            vec![delivery_id.into()],
-        ))
-        .await?;
-    row.as_ref().map(decode).transpose()
-}
-
-/// Filter for [`list`]; `None` matches everything.
+/// Filter for [`DeliveryLedger::list_deliveries`]; `None` matches everything.
 #[derive(Debug, Default, Clone)]
 pub struct Filter {
     pub application_id: Option<String>,
@@ -411,175 +133,458 @@ pub struct Filter {
     pub limit: u64,
 }
 
-fn where_clause(f: &Filter, sql: &mut String, values: &mut Vec<Value>) {
-    sql.push_str(" WHERE 1=1");
-    if let Some(a) = &f.application_id {
-        sql.push_str(" AND application_id = ?");
-        values.push(a.clone().into());
-    }
-    if let Some(p) = &f.platform_id {
-        sql.push_str(" AND platform_id = ?");
-        values.push(p.clone().into());
-    }
-    if let Some(s) = f.status {
-        sql.push_str(" AND status = ?");
-        values.push(s.as_str().into());
-    }
-    if let Some(id) = &f.after_id {
-        sql.push_str(" AND delivery_id > ?");
-        values.push(id.clone().into());
-    }
+// ---------------------------------------------------------------- applications and parking
+
+/// The `applications` table: each known application's canonical section.
+pub trait ApplicationSnapshots {
+    fn load_application(
+        &self,
+        application_id: &str,
+    ) -> impl Future<Output = Result<Option<serde_json::Value>, DbErr>> + Send;
+
+    /// Stores (or replaces) an application's canonical section.
+    fn save_application(
+        &self,
+        application_id: &str,
+        section: &serde_json::Value,
+    ) -> impl Future<Output = Result<(), DbErr>> + Send;
 }
 
-pub async fn list<C: ConnectionTrait>(
-    conn: &C,
-    f: &Filter,
-) -> Result<Vec<Delivery>, DispatchError> {
-    let b = conn.get_database_backend();
-    let mut sql = format!("SELECT {COLUMNS} FROM deliveries");
-    let mut values = Vec::new();
-    where_clause(f, &mut sql, &mut values);
-    sql.push_str(" ORDER BY delivery_id LIMIT ?");
-    values.push((f.limit as i64).into());
-    let rows = conn.query_all_raw(stmt(b, &sql, values)).await?;
-    rows.iter().map(decode).collect()
-}
+impl<C: ConnectionTrait> ApplicationSnapshots for C {
+    async fn load_application(
+        &self,
+        application_id: &str,
+    ) -> Result<Option<serde_json::Value>, DbErr> {
+        let Some(row) = application::Entity::find_by_id(application_id)
+            .one(self)
+            .await?
+        else {
+            return Ok(None);
+        };
+        serde_json::from_str(&row.snapshot)
+            .map(Some)
+            .map_err(|e| DbErr::Custom(format!("corrupt snapshot of {application_id}: {e}")))
+    }
 
-/// Row counts per (platform, status).
-pub async fn counts<C: ConnectionTrait>(conn: &C) -> Result<HashMap<(String, Status), u64>, DbErr> {
-    let b = conn.get_database_backend();
-    let rows = conn
-        .query_all_raw(stmt(
-            b,
-            "SELECT platform_id, status, COUNT(*) AS n FROM deliveries GROUP BY platform_id, status",
-            vec![],
-        ))
+    async fn save_application(
+        &self,
+        application_id: &str,
+        section: &serde_json::Value,
+    ) -> Result<(), DbErr> {
+        application::Entity::insert(application::ActiveModel {
+            application_id: Set(application_id.to_string()),
+            snapshot: Set(section.to_string()),
+            updated_at: Set(now_ms()),
+        })
+        .on_conflict(
+            OnConflict::column(application::Column::ApplicationId)
+                .update_columns([
+                    application::Column::Snapshot,
+                    application::Column::UpdatedAt,
+                ])
+                .to_owned(),
+        )
+        .exec_without_returning(self)
         .await?;
-    let mut out = HashMap::new();
-    for r in rows {
-        let status: String = r.try_get("", "status")?;
-        if let Some(s) = Status::parse(&status) {
-            let n: i64 = r.try_get("", "n")?;
-            out.insert((r.try_get("", "platform_id")?, s), n.max(0) as u64);
-        }
+        Ok(())
     }
-    Ok(out)
 }
 
-/// Makes one row due now: a dead letter starts over with fresh attempts, a pending row just
-/// skips its wait. Returns the updated row; `FailedPrecondition` for a delivered one.
-pub async fn retry_now<C: ConnectionTrait>(
-    conn: &C,
-    delivery_id: &str,
-) -> Result<Delivery, DispatchError> {
-    let current = find(conn, delivery_id)
-        .await?
-        .ok_or_else(|| DispatchError::NotFound(format!("delivery {delivery_id}")))?;
-    let b = conn.get_database_backend();
-    let now = now_ms();
-    match current.status {
-        Status::Succeeded => {
-            return Err(DispatchError::FailedPrecondition(format!(
-                "delivery {delivery_id} already succeeded; use Reconcile to re-deliver what a platform lost"
-            )));
-        }
-        Status::DeadLettered => {
-            conn.execute_raw(stmt(
-                b,
-                "UPDATE deliveries SET status = 'PENDING', attempts = 0, next_attempt_at = ?, updated_at = ?, locked_until = NULL, lease_token = NULL
-                 WHERE delivery_id = ? AND status = 'DEAD_LETTERED'",
-                vec![now.into(), now.into(), delivery_id.into()],
-            ))
-            .await?;
-        }
-        Status::Pending => {
-            conn.execute_raw(stmt(
-                b,
-                "UPDATE deliveries SET next_attempt_at = ?, updated_at = ? WHERE delivery_id = ? AND status = 'PENDING'",
-                vec![now.into(), now.into(), delivery_id.into()],
-            ))
-            .await?;
-        }
-    }
-    find(conn, delivery_id)
-        .await?
-        .ok_or_else(|| DispatchError::NotFound(format!("delivery {delivery_id}")))
+/// The `parked_events` table: events waiting for their application.
+pub trait ParkedEvents {
+    /// Keeps an event whose application is not known yet.
+    fn park(&self, event: &Envelope) -> impl Future<Output = Result<(), DbErr>> + Send;
+
+    /// Removes and returns the events parked for `application_id`, oldest first.
+    fn unpark(
+        &self,
+        application_id: &str,
+    ) -> impl Future<Output = Result<Vec<Envelope>, DbErr>> + Send;
 }
 
-/// Puts every dead letter matching the filter back in the queue, attempts reset. Returns the
-/// platforms touched and how many rows.
-pub async fn replay_dead_letters<C: ConnectionTrait>(
-    conn: &C,
-    platform_id: Option<&str>,
-    application_id: Option<&str>,
-) -> Result<u64, DbErr> {
-    let b = conn.get_database_backend();
-    let now = now_ms();
-    let mut sql = String::from(
-        "UPDATE deliveries SET status = 'PENDING', attempts = 0, next_attempt_at = ?, updated_at = ?, locked_until = NULL, lease_token = NULL
-         WHERE status = 'DEAD_LETTERED'",
-    );
-    let mut values: Vec<Value> = vec![now.into(), now.into()];
-    if let Some(p) = platform_id {
-        sql.push_str(" AND platform_id = ?");
-        values.push(p.into());
-    }
-    if let Some(a) = application_id {
-        sql.push_str(" AND application_id = ?");
-        values.push(a.into());
-    }
-    Ok(conn
-        .execute_raw(stmt(b, &sql, values))
-        .await?
-        .rows_affected())
-}
-
-/// Every idempotency key of `platform` in the ledger, with whether it succeeded.
-pub async fn keys<C: ConnectionTrait>(
-    conn: &C,
-    platform_id: &str,
-) -> Result<HashMap<String, Status>, DispatchError> {
-    let b = conn.get_database_backend();
-    let rows = conn
-        .query_all_raw(stmt(
-            b,
-            "SELECT idempotency_key, status FROM deliveries WHERE platform_id = ?",
-            vec![platform_id.into()],
-        ))
+impl<C: ConnectionTrait> ParkedEvents for C {
+    async fn park(&self, event: &Envelope) -> Result<(), DbErr> {
+        parked_event::Entity::insert(parked_event::ActiveModel {
+            event_id: Set(event.event_id.clone()),
+            application_id: Set(event.application_id.clone()),
+            envelope: Set(event.encode_to_vec()),
+            parked_at: Set(now_ms()),
+        })
+        .on_conflict(
+            OnConflict::column(parked_event::Column::EventId)
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(self)
         .await?;
-    let mut out = HashMap::new();
-    for r in rows {
-        let status: String = r.try_get("", "status")?;
-        let s = Status::parse(&status)
-            .ok_or_else(|| DispatchError::Corrupt(format!("status {status}")))?;
-        out.insert(r.try_get("", "idempotency_key")?, s);
+        Ok(())
     }
-    Ok(out)
+
+    async fn unpark(&self, application_id: &str) -> Result<Vec<Envelope>, DbErr> {
+        let rows = parked_event::Entity::find()
+            .filter(parked_event::Column::ApplicationId.eq(application_id))
+            .order_by_asc(parked_event::Column::EventId)
+            .all(self)
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            match Envelope::decode(r.envelope.as_slice()) {
+                Ok(e) => out.push(e),
+                Err(e) => tracing::error!(error = %e, "undecodable parked event dropped"),
+            }
+        }
+        if !out.is_empty() {
+            parked_event::Entity::delete_many()
+                .filter(parked_event::Column::ApplicationId.eq(application_id))
+                .exec(self)
+                .await?;
+        }
+        Ok(out)
+    }
 }
 
-/// Sets delivered rows (by key) back to pending, due now, attempts reset.
-pub async fn redeliver_keys<C: ConnectionTrait>(
-    conn: &C,
-    platform_id: &str,
-    keys: &[String],
-) -> Result<u64, DbErr> {
-    if keys.is_empty() {
-        return Ok(0);
+// ---------------------------------------------------------------- the ledger
+
+/// The `deliveries` table: what was sent where, how often, and how it ended.
+pub trait DeliveryLedger {
+    /// Adds a row; `false` if (platform, event) is already in the ledger.
+    fn insert_delivery(&self, d: &NewDelivery) -> impl Future<Output = Result<bool, DbErr>> + Send;
+
+    /// Leases up to `limit` due rows of `platform` until `lease_until`, under `lease_token`.
+    /// Rows whose lease ran out (a crashed worker's) are due again. On PostgreSQL, `SKIP
+    /// LOCKED` lets replicas claim side by side without waiting on each other.
+    fn claim_due(
+        &self,
+        platform_id: &str,
+        limit: usize,
+        lease_until: i64,
+        lease_token: &str,
+    ) -> impl Future<Output = Result<Vec<Delivery>, DbErr>> + Send;
+
+    /// Gives a leased row back untouched (shutdown mid-request).
+    fn release_lease(
+        &self,
+        delivery_id: &str,
+        lease_token: &str,
+    ) -> impl Future<Output = Result<(), DbErr>> + Send;
+
+    /// Records an attempt on a row this worker still leases. `false` if the lease was lost
+    /// (the row was reclaimed or reset meanwhile), in which case nothing is written.
+    fn finish_attempt(
+        &self,
+        delivery_id: &str,
+        lease_token: &str,
+        attempts: u32,
+        outcome: &Outcome,
+    ) -> impl Future<Output = Result<bool, DbErr>> + Send;
+
+    fn find_delivery(
+        &self,
+        delivery_id: &str,
+    ) -> impl Future<Output = Result<Option<Delivery>, DbErr>> + Send;
+
+    /// Matching rows in id order.
+    fn list_deliveries(
+        &self,
+        f: &Filter,
+    ) -> impl Future<Output = Result<Vec<Delivery>, DbErr>> + Send;
+
+    /// Row counts per (platform, status).
+    fn delivery_counts(
+        &self,
+    ) -> impl Future<Output = Result<HashMap<(String, Status), u64>, DbErr>> + Send;
+
+    /// Makes one row due now: a dead letter starts over with fresh attempts, a pending row
+    /// just skips its wait. Returns the updated row; `FailedPrecondition` for a delivered one.
+    fn retry_now(
+        &self,
+        delivery_id: &str,
+    ) -> impl Future<Output = Result<Delivery, DispatchError>> + Send;
+
+    /// Puts every dead letter matching the filter back in the queue, attempts reset. Returns
+    /// how many rows.
+    fn replay_dead_letters(
+        &self,
+        platform_id: Option<&str>,
+        application_id: Option<&str>,
+    ) -> impl Future<Output = Result<u64, DbErr>> + Send;
+
+    /// Every idempotency key of `platform` in the ledger, with its status.
+    fn delivery_keys(
+        &self,
+        platform_id: &str,
+    ) -> impl Future<Output = Result<HashMap<String, Status>, DbErr>> + Send;
+
+    /// Sets delivered rows (by key) back to pending, due now, attempts reset.
+    fn redeliver_keys(
+        &self,
+        platform_id: &str,
+        keys: &[String],
+    ) -> impl Future<Output = Result<u64, DbErr>> + Send;
+}
+
+/// `UPDATE deliveries` that puts rows back in the queue: pending, due `now`, attempts reset,
+/// no lease.
+fn requeue(now: i64) -> sea_orm::UpdateMany<delivery::Entity> {
+    delivery::Entity::update_many()
+        .col_expr(delivery::Column::Status, Expr::value(Status::Pending))
+        .col_expr(delivery::Column::Attempts, Expr::value(0i64))
+        .col_expr(delivery::Column::NextAttemptAt, Expr::value(now))
+        .col_expr(delivery::Column::UpdatedAt, Expr::value(now))
+        .col_expr(
+            delivery::Column::LockedUntil,
+            Expr::value(Option::<i64>::None),
+        )
+        .col_expr(
+            delivery::Column::LeaseToken,
+            Expr::value(Option::<String>::None),
+        )
+}
+
+impl<C: ConnectionTrait> DeliveryLedger for C {
+    async fn insert_delivery(&self, d: &NewDelivery) -> Result<bool, DbErr> {
+        let now = now_ms();
+        let inserted = delivery::Entity::insert(delivery::ActiveModel {
+            delivery_id: Set(d.delivery_id.clone()),
+            application_id: Set(d.application_id.clone()),
+            platform_id: Set(d.platform_id.clone()),
+            event_id: Set(d.event_id.clone()),
+            event_type: Set(d.event_type.clone()),
+            idempotency_key: Set(d.idempotency_key.clone()),
+            status: Set(d.status),
+            attempts: Set(0),
+            last_error: Set(d.last_error.clone()),
+            payload: Set(d.payload.clone()),
+            next_attempt_at: Set(now),
+            locked_until: NotSet,
+            lease_token: NotSet,
+            created_at: Set(now),
+            updated_at: Set(now),
+            delivered_at: NotSet,
+        })
+        .on_conflict(
+            OnConflict::columns([delivery::Column::PlatformId, delivery::Column::EventId])
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(self)
+        .await?;
+        Ok(inserted == 1)
     }
-    let b = conn.get_database_backend();
-    let now = now_ms();
-    let placeholders = vec!["?"; keys.len()].join(",");
-    let mut values: Vec<Value> = vec![now.into(), now.into(), platform_id.into()];
-    values.extend(keys.iter().map(|k| Value::from(k.clone())));
-    let res = conn
-        .execute_raw(stmt(
+
+    async fn claim_due(
+        &self,
+        platform_id: &str,
+        limit: usize,
+        lease_until: i64,
+        lease_token: &str,
+    ) -> Result<Vec<Delivery>, DbErr> {
+        let b = self.get_database_backend();
+        let now = now_ms();
+        let claim = stmt(
             b,
             &format!(
-                "UPDATE deliveries SET status = 'PENDING', attempts = 0, next_attempt_at = ?, updated_at = ?, delivered_at = NULL, locked_until = NULL, lease_token = NULL
-                 WHERE platform_id = ? AND status = 'SUCCEEDED' AND idempotency_key IN ({placeholders})"
+                "UPDATE deliveries SET locked_until = ?, lease_token = ? WHERE delivery_id IN (
+                    SELECT delivery_id FROM deliveries
+                    WHERE platform_id = ? AND status = ? AND next_attempt_at <= ?
+                      AND (locked_until IS NULL OR locked_until <= ?)
+                    ORDER BY next_attempt_at, delivery_id LIMIT ?{})
+                 RETURNING *",
+                lock::skip_locked(b)
             ),
-            values,
-        ))
-        .await?;
-    Ok(res.rows_affected())
+            vec![
+                lease_until.into(),
+                lease_token.into(),
+                platform_id.into(),
+                Status::Pending.into(),
+                now.into(),
+                now.into(),
+                (limit as i64).into(),
+            ],
+        );
+        let rows = delivery::Entity::find()
+            .from_raw_sql(claim)
+            .all(self)
+            .await?;
+        Ok(rows.into_iter().map(Delivery::from).collect())
+    }
+
+    async fn release_lease(&self, delivery_id: &str, lease_token: &str) -> Result<(), DbErr> {
+        delivery::Entity::update_many()
+            .col_expr(
+                delivery::Column::LockedUntil,
+                Expr::value(Option::<i64>::None),
+            )
+            .col_expr(
+                delivery::Column::LeaseToken,
+                Expr::value(Option::<String>::None),
+            )
+            .filter(delivery::Column::DeliveryId.eq(delivery_id))
+            .filter(delivery::Column::LeaseToken.eq(lease_token))
+            .exec(self)
+            .await?;
+        Ok(())
+    }
+
+    async fn finish_attempt(
+        &self,
+        delivery_id: &str,
+        lease_token: &str,
+        attempts: u32,
+        outcome: &Outcome,
+    ) -> Result<bool, DbErr> {
+        let now = now_ms();
+        let (status, error, next, delivered): (Status, &str, i64, Option<i64>) = match outcome {
+            Outcome::Succeeded => (Status::Succeeded, "", now, Some(now)),
+            Outcome::Retry {
+                error,
+                next_attempt_at,
+            } => (Status::Pending, error, *next_attempt_at, None),
+            Outcome::DeadLettered { error } => (Status::DeadLettered, error, now, None),
+        };
+        let res = delivery::Entity::update_many()
+            .col_expr(delivery::Column::Status, Expr::value(status))
+            .col_expr(delivery::Column::Attempts, Expr::value(i64::from(attempts)))
+            .col_expr(delivery::Column::LastError, Expr::value(error))
+            .col_expr(delivery::Column::NextAttemptAt, Expr::value(next))
+            .col_expr(delivery::Column::DeliveredAt, Expr::value(delivered))
+            .col_expr(delivery::Column::UpdatedAt, Expr::value(now))
+            .col_expr(
+                delivery::Column::LockedUntil,
+                Expr::value(Option::<i64>::None),
+            )
+            .col_expr(
+                delivery::Column::LeaseToken,
+                Expr::value(Option::<String>::None),
+            )
+            .filter(delivery::Column::DeliveryId.eq(delivery_id))
+            .filter(delivery::Column::LeaseToken.eq(lease_token))
+            .filter(delivery::Column::Status.eq(Status::Pending))
+            .exec(self)
+            .await?;
+        Ok(res.rows_affected == 1)
+    }
+
+    async fn find_delivery(&self, delivery_id: &str) -> Result<Option<Delivery>, DbErr> {
+        Ok(delivery::Entity::find_by_id(delivery_id)
+            .one(self)
+            .await?
+            .map(Delivery::from))
+    }
+
+    async fn list_deliveries(&self, f: &Filter) -> Result<Vec<Delivery>, DbErr> {
+        let mut q = delivery::Entity::find();
+        if let Some(a) = &f.application_id {
+            q = q.filter(delivery::Column::ApplicationId.eq(a.as_str()));
+        }
+        if let Some(p) = &f.platform_id {
+            q = q.filter(delivery::Column::PlatformId.eq(p.as_str()));
+        }
+        if let Some(s) = f.status {
+            q = q.filter(delivery::Column::Status.eq(s));
+        }
+        if let Some(id) = &f.after_id {
+            q = q.filter(delivery::Column::DeliveryId.gt(id.as_str()));
+        }
+        let rows = q
+            .order_by_asc(delivery::Column::DeliveryId)
+            .limit(f.limit)
+            .all(self)
+            .await?;
+        Ok(rows.into_iter().map(Delivery::from).collect())
+    }
+
+    async fn delivery_counts(&self) -> Result<HashMap<(String, Status), u64>, DbErr> {
+        let rows: Vec<(String, Status, i64)> = delivery::Entity::find()
+            .select_only()
+            .column(delivery::Column::PlatformId)
+            .column(delivery::Column::Status)
+            .column_as(delivery::Column::DeliveryId.count(), "n")
+            .group_by(delivery::Column::PlatformId)
+            .group_by(delivery::Column::Status)
+            .into_tuple()
+            .all(self)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(platform, status, n)| ((platform, status), n.max(0) as u64))
+            .collect())
+    }
+
+    async fn retry_now(&self, delivery_id: &str) -> Result<Delivery, DispatchError> {
+        let not_found = || DispatchError::NotFound(format!("delivery {delivery_id}"));
+        let current = self
+            .find_delivery(delivery_id)
+            .await?
+            .ok_or_else(not_found)?;
+        let now = now_ms();
+        match current.status {
+            Status::Succeeded => {
+                return Err(DispatchError::FailedPrecondition(format!(
+                    "delivery {delivery_id} already succeeded; use Reconcile to re-deliver what a platform lost"
+                )));
+            }
+            Status::DeadLettered => {
+                requeue(now)
+                    .filter(delivery::Column::DeliveryId.eq(delivery_id))
+                    .filter(delivery::Column::Status.eq(Status::DeadLettered))
+                    .exec(self)
+                    .await?;
+            }
+            Status::Pending => {
+                delivery::Entity::update_many()
+                    .col_expr(delivery::Column::NextAttemptAt, Expr::value(now))
+                    .col_expr(delivery::Column::UpdatedAt, Expr::value(now))
+                    .filter(delivery::Column::DeliveryId.eq(delivery_id))
+                    .filter(delivery::Column::Status.eq(Status::Pending))
+                    .exec(self)
+                    .await?;
+            }
+        }
+        self.find_delivery(delivery_id).await?.ok_or_else(not_found)
+    }
+
+    async fn replay_dead_letters(
+        &self,
+        platform_id: Option<&str>,
+        application_id: Option<&str>,
+    ) -> Result<u64, DbErr> {
+        let mut q = requeue(now_ms()).filter(delivery::Column::Status.eq(Status::DeadLettered));
+        if let Some(p) = platform_id {
+            q = q.filter(delivery::Column::PlatformId.eq(p));
+        }
+        if let Some(a) = application_id {
+            q = q.filter(delivery::Column::ApplicationId.eq(a));
+        }
+        Ok(q.exec(self).await?.rows_affected)
+    }
+
+    async fn delivery_keys(&self, platform_id: &str) -> Result<HashMap<String, Status>, DbErr> {
+        let rows: Vec<(String, Status)> = delivery::Entity::find()
+            .select_only()
+            .column(delivery::Column::IdempotencyKey)
+            .column(delivery::Column::Status)
+            .filter(delivery::Column::PlatformId.eq(platform_id))
+            .into_tuple()
+            .all(self)
+            .await?;
+        Ok(rows.into_iter().collect())
+    }
+
+    async fn redeliver_keys(&self, platform_id: &str, keys: &[String]) -> Result<u64, DbErr> {
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        let res = requeue(now_ms())
+            .col_expr(
+                delivery::Column::DeliveredAt,
+                Expr::value(Option::<i64>::None),
+            )
+            .filter(delivery::Column::PlatformId.eq(platform_id))
+            .filter(delivery::Column::Status.eq(Status::Succeeded))
+            .filter(delivery::Column::IdempotencyKey.is_in(keys.iter().map(String::as_str)))
+            .exec(self)
+            .await?;
+        Ok(res.rows_affected)
+    }
 }

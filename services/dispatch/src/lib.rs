@@ -35,6 +35,7 @@
 pub mod canonical;
 pub mod circuit;
 pub mod consumer;
+pub mod entity;
 pub mod error;
 pub mod grpc;
 pub mod ledger;

@@ -2,10 +2,11 @@
 //! known, the delivery ledger, plus the shared outbox and inbox.
 //!
 //! Ledger times are epoch milliseconds (`BIGINT`) on both engines, so that due-row queries
-//! compare numbers, never engine-specific timestamp text.
+//! compare numbers, never engine-specific timestamp text. The names below are this
+//! migration's own, frozen with it; the entities in [`crate::entity`] may move on.
 
-use sea_orm::DbBackend;
-use sea_orm_migration::prelude::*;
+use sea_orm_migration::{prelude::*, schema::*};
+use tongban_storage::schema::{bytes, drop_tables, millis, millis_null};
 
 pub struct Migrator;
 
@@ -27,72 +28,190 @@ impl MigrationName for Ledger {
     }
 }
 
+#[derive(DeriveIden)]
+enum Applications {
+    Table,
+    ApplicationId,
+    Snapshot,
+    UpdatedAt,
+}
+
+#[derive(DeriveIden)]
+enum ParkedEvents {
+    Table,
+    EventId,
+    ApplicationId,
+    Envelope,
+    ParkedAt,
+}
+
+#[derive(DeriveIden)]
+enum Deliveries {
+    Table,
+    DeliveryId,
+    ApplicationId,
+    PlatformId,
+    EventId,
+    EventType,
+    IdempotencyKey,
+    Status,
+    Attempts,
+    LastError,
+    Payload,
+    NextAttemptAt,
+    LockedUntil,
+    LeaseToken,
+    CreatedAt,
+    UpdatedAt,
+    DeliveredAt,
+}
+
 #[async_trait::async_trait]
 impl MigrationTrait for Ledger {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let db = manager.get_connection();
-        let blob = match manager.get_database_backend() {
-            DbBackend::Postgres => "BYTEA",
-            _ => "BLOB",
-        };
         // The canonical `application` section as JSON, from `application.submitted`.
-        db.execute_unprepared(
-            "CREATE TABLE applications (
-                application_id TEXT PRIMARY KEY,
-                snapshot TEXT NOT NULL,
-                updated_at BIGINT NOT NULL)",
-        )
-        .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table(Applications::Table)
+                    .col(text(Applications::ApplicationId).primary_key())
+                    .col(text(Applications::Snapshot))
+                    .col(millis(Applications::UpdatedAt))
+                    .to_owned(),
+            )
+            .await?;
         // Events that arrived before their application's `application.submitted`.
-        db.execute_unprepared(&format!(
-            "CREATE TABLE parked_events (
-                event_id TEXT PRIMARY KEY,
-                application_id TEXT NOT NULL,
-                envelope {blob} NOT NULL,
-                parked_at BIGINT NOT NULL)"
-        ))
-        .await?;
-        db.execute_unprepared(
-            "CREATE INDEX parked_events_application ON parked_events (application_id, event_id)",
-        )
-        .await?;
-        db.execute_unprepared(
-            "CREATE TABLE deliveries (
-                delivery_id TEXT PRIMARY KEY,
-                application_id TEXT NOT NULL,
-                platform_id TEXT NOT NULL,
-                event_id TEXT NOT NULL,
-                event_type TEXT NOT NULL,
-                idempotency_key TEXT NOT NULL UNIQUE,
-                status TEXT NOT NULL,
-                attempts BIGINT NOT NULL,
-                last_error TEXT NOT NULL,
-                payload TEXT NOT NULL,
-                next_attempt_at BIGINT NOT NULL,
-                locked_until BIGINT,
-                lease_token TEXT,
-                created_at BIGINT NOT NULL,
-                updated_at BIGINT NOT NULL,
-                delivered_at BIGINT,
-                UNIQUE (platform_id, event_id))",
-        )
-        .await?;
-        db.execute_unprepared(
-            "CREATE INDEX deliveries_due ON deliveries (platform_id, status, next_attempt_at)",
-        )
-        .await?;
-        db.execute_unprepared(
-            "CREATE INDEX deliveries_application ON deliveries (application_id, delivery_id)",
-        )
-        .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table(ParkedEvents::Table)
+                    .col(text(ParkedEvents::EventId).primary_key())
+                    .col(text(ParkedEvents::ApplicationId))
+                    .col(bytes(ParkedEvents::Envelope))
+                    .col(millis(ParkedEvents::ParkedAt))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("parked_events_application")
+                    .table(ParkedEvents::Table)
+                    .col(ParkedEvents::ApplicationId)
+                    .col(ParkedEvents::EventId)
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table(Deliveries::Table)
+                    .col(text(Deliveries::DeliveryId).primary_key())
+                    .col(text(Deliveries::ApplicationId))
+                    .col(text(Deliveries::PlatformId))
+                    .col(text(Deliveries::EventId))
+                    .col(text(Deliveries::EventType))
+                    .col(text(Deliveries::IdempotencyKey).unique_key())
+                    // `PENDING`, `SUCCEEDED` or `DEAD_LETTERED` (`entity::delivery::Status`).
+                    .col(text(Deliveries::Status))
+                    .col(big_integer(Deliveries::Attempts))
+                    .col(text(Deliveries::LastError))
+                    .col(text(Deliveries::Payload))
+                    .col(millis(Deliveries::NextAttemptAt))
+                    .col(millis_null(Deliveries::LockedUntil))
+                    .col(text_null(Deliveries::LeaseToken))
+                    .col(millis(Deliveries::CreatedAt))
+                    .col(millis(Deliveries::UpdatedAt))
+                    .col(millis_null(Deliveries::DeliveredAt))
+                    .index(
+                        Index::create()
+                            .unique()
+                            .col(Deliveries::PlatformId)
+                            .col(Deliveries::EventId),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("deliveries_due")
+                    .table(Deliveries::Table)
+                    .col(Deliveries::PlatformId)
+                    .col(Deliveries::Status)
+                    .col(Deliveries::NextAttemptAt)
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("deliveries_application")
+                    .table(Deliveries::Table)
+                    .col(Deliveries::ApplicationId)
+                    .col(Deliveries::DeliveryId)
+                    .to_owned(),
+            )
+            .await?;
         Ok(())
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let db = manager.get_connection();
-        db.execute_unprepared("DROP TABLE deliveries").await?;
-        db.execute_unprepared("DROP TABLE parked_events").await?;
-        db.execute_unprepared("DROP TABLE applications").await?;
+        drop_tables(manager, &["deliveries", "parked_events", "applications"]).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sea_orm::{ConnectionTrait, Database, EntityTrait};
+    use tongban_storage::stmt;
+
+    use super::*;
+    use crate::{
+        entity::{application, delivery, parked_event},
+        ledger::{DeliveryLedger, Status},
+    };
+
+    #[tokio::test]
+    async fn migrates_up_down_and_up_again() -> anyhow::Result<()> {
+        let db = Database::connect("sqlite::memory:").await?;
+        Migrator::up(&db, None).await?;
+        assert!(delivery::Entity::find().all(&db).await?.is_empty());
+        Migrator::down(&db, Some(1)).await?;
+        assert!(delivery::Entity::find().all(&db).await.is_err());
+        Migrator::up(&db, None).await?;
+        assert!(application::Entity::find().all(&db).await?.is_empty());
+        assert!(parked_event::Entity::find().all(&db).await?.is_empty());
+        Ok(())
+    }
+
+    /// Rows written by the raw-SQL ledger (status as its upper-case name) read as typed.
+    #[tokio::test]
+    async fn rows_written_before_typed_statuses_read_as_typed() -> anyhow::Result<()> {
+        let db = Database::connect("sqlite::memory:").await?;
+        Migrator::up(&db, None).await?;
+        for (id, status) in [
+            ("d1", "PENDING"),
+            ("d2", "SUCCEEDED"),
+            ("d3", "DEAD_LETTERED"),
+        ] {
+            db.execute_raw(stmt(
+                db.get_database_backend(),
+                "INSERT INTO deliveries (delivery_id, application_id, platform_id, event_id, event_type, idempotency_key, status, attempts, last_error, payload, next_attempt_at, created_at, updated_at)
+                 VALUES (?, 'a', 'p', ?, 't', ?, ?, 0, '', '{}', 0, 0, 0)",
+                vec![id.into(), id.into(), id.into(), status.into()],
+            ))
+        .await?;
+        }
+        let status = |id: &'static str| {
+            let db = &db;
+            async move { db.find_delivery(id).await.map(|d| d.map(|d| d.status)) }
+        };
+        assert_eq!(status("d1").await?, Some(Status::Pending));
+        assert_eq!(status("d2").await?, Some(Status::Succeeded));
+        assert_eq!(status("d3").await?, Some(Status::DeadLettered));
+        assert_eq!(db.replay_dead_letters(Some("p"), None).await?, 1);
+        assert_eq!(status("d3").await?, Some(Status::Pending));
         Ok(())
     }
 }

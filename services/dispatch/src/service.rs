@@ -9,7 +9,7 @@ use tongban_proto::{dispatch as pb, page::Paging};
 
 use crate::{
     error::{DispatchError, invalid},
-    ledger::{self, Status},
+    ledger::{self, DeliveryLedger, Status},
     worker::PlatformRuntime,
 };
 
@@ -62,7 +62,7 @@ impl Dispatch {
     ) -> Result<(Vec<pb::Platform>, String), DispatchError> {
         who.require(READERS)?;
         let page = PLATFORMS.page::<usize>(req.page_size, &req.page_token)?;
-        let counts = ledger::counts(&self.db).await?;
+        let counts = self.db.delivery_counts().await?;
         let n = |id: &str, s: Status| counts.get(&(id.to_string(), s)).copied().unwrap_or(0);
         let positions: Vec<usize> = (0..self.platforms.len()).collect();
         let (positions, next) = page.slice(&positions, |i| *i);
@@ -110,7 +110,7 @@ impl Dispatch {
             after_id: page.after.clone(),
             limit: page.fetch_limit(),
         };
-        let mut rows = ledger::list(&self.db, &filter).await?;
+        let mut rows = self.db.list_deliveries(&filter).await?;
         let next = page.finish(&mut rows, |r| r.delivery_id.clone());
         Ok((rows.iter().map(ledger::Delivery::to_proto).collect(), next))
     }
@@ -125,7 +125,7 @@ impl Dispatch {
         if id.is_empty() {
             return Err(invalid("delivery_id", "is required"));
         }
-        let row = ledger::retry_now(&self.db, id).await?;
+        let row = self.db.retry_now(id).await?;
         tracing::info!(delivery_id = %id, actor = %who.actor_label(), "delivery retried by staff");
         self.wake(Some(&row.platform_id));
         Ok(row.to_proto())
@@ -142,12 +142,13 @@ impl Dispatch {
             self.platform(platform)?;
         }
         let application = req.application_id.trim();
-        let n = ledger::replay_dead_letters(
-            &self.db,
-            (!platform.is_empty()).then_some(platform),
-            (!application.is_empty()).then_some(application),
-        )
-        .await?;
+        let n = self
+            .db
+            .replay_dead_letters(
+                (!platform.is_empty()).then_some(platform),
+                (!application.is_empty()).then_some(application),
+            )
+            .await?;
         tracing::info!(replayed = n, platform, application, actor = %who.actor_label(), "dead letters replayed");
         self.wake((!platform.is_empty()).then_some(platform));
         Ok(u32::try_from(n).unwrap_or(u32::MAX))
@@ -166,7 +167,7 @@ impl Dispatch {
         }
         let platform = self.platform(id)?;
         let held = self.held_keys(&platform.config).await?;
-        let ledger_keys = ledger::keys(&self.db, id).await?;
+        let ledger_keys = self.db.delivery_keys(id).await?;
         let mut missing: Vec<String> = ledger_keys
             .iter()
             .filter(|(k, s)| **s == Status::Succeeded && !held.contains(*k))
@@ -184,7 +185,7 @@ impl Dispatch {
             .filter(|(k, s)| **s == Status::Succeeded && held.contains(*k))
             .count();
         let redelivered = if req.redeliver_missing {
-            let n = ledger::redeliver_keys(&self.db, id, &missing).await?;
+            let n = self.db.redeliver_keys(id, &missing).await?;
             self.wake(Some(id));
             n
         } else {

@@ -25,13 +25,14 @@ use tokio::{
     task::JoinSet,
 };
 use tokio_util::sync::CancellationToken;
-use tongban_outbox::{RelayHandle, db::begin_write, new_envelope, outbox};
+use tongban_outbox::{RelayHandle, new_envelope, outbox};
 use tongban_platform::PlatformConfig;
 use tongban_proto::events::{DeliveryDeadLettered, DeliverySucceeded, envelope::Payload};
+use tongban_storage::begin_write;
 
 use crate::{
     circuit::{Admit, Breaker},
-    ledger::{self, Delivery, Outcome},
+    ledger::{Delivery, DeliveryLedger, Outcome},
 };
 
 const PRODUCER: &str = "dispatch";
@@ -104,10 +105,11 @@ pub async fn run(platform: Arc<PlatformRuntime>, d: Deliverer, shutdown: Cancell
                 let claimed = if want == 0 {
                     Ok(Vec::new())
                 } else {
-                    let lease_until = ledger::now_ms()
+                    let lease_until = tongban_storage::now_ms()
                         + i64::try_from((platform.config.timeout + LEASE_MARGIN).as_millis())
                             .unwrap_or(i64::MAX / 2);
-                    ledger::claim(&d.db, &platform.config.id, want, lease_until, &lease_token).await
+                    d.db.claim_due(&platform.config.id, want, lease_until, &lease_token)
+                        .await
                 };
                 match claimed {
                     Ok(rows) if !rows.is_empty() => {
@@ -115,8 +117,7 @@ pub async fn run(platform: Arc<PlatformRuntime>, d: Deliverer, shutdown: Cancell
                             let Ok(permit) = permits.clone().try_acquire_owned() else {
                                 // Cannot happen (we claimed at most the free permits); give the
                                 // row back rather than exceed the bulkhead.
-                                let _ =
-                                    ledger::release(&d.db, &row.delivery_id, &lease_token).await;
+                                let _ = d.db.release_lease(&row.delivery_id, &lease_token).await;
                                 continue;
                             };
                             let (p, dd, stop, token) = (
@@ -209,7 +210,7 @@ async fn deliver(
     let attempts = row.attempts.saturating_add(1);
     let attempt = tokio::select! {
         _ = shutdown.cancelled() => {
-            if let Err(e) = ledger::release(&d.db, &row.delivery_id, lease_token).await {
+            if let Err(e) = d.db.release_lease(&row.delivery_id, lease_token).await {
                 tracing::warn!(delivery_id = %row.delivery_id, error = %e, "releasing lease on shutdown failed; it expires on its own");
             }
             return;
@@ -234,7 +235,7 @@ async fn deliver(
                 let delay = config.retry.backoff(attempts);
                 Outcome::Retry {
                     error,
-                    next_attempt_at: ledger::now_ms()
+                    next_attempt_at: tongban_storage::now_ms()
                         + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2),
                 }
             } else {
@@ -256,7 +257,10 @@ async fn record(
     outcome: &Outcome,
 ) -> Result<(), sea_orm::DbErr> {
     let txn = begin_write(&d.db).await?;
-    if !ledger::finish(&txn, &row.delivery_id, lease_token, attempts, outcome).await? {
+    if !txn
+        .finish_attempt(&row.delivery_id, lease_token, attempts, outcome)
+        .await?
+    {
         txn.rollback().await?;
         tracing::info!(delivery_id = %row.delivery_id, "lease lost; outcome not recorded");
         return Ok(());

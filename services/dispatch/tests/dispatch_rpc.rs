@@ -96,7 +96,7 @@ impl Harness {
             c.circuit.open_for = Duration::from_millis(300);
         }
         tweak(&mut configs);
-        let db = tongban_outbox::db::connect(&test_db.url).await?;
+        let db = tongban_storage::connect(&test_db.url).await?;
         let mut h = Self {
             client: DispatchServiceClient::new(
                 tonic::transport::Endpoint::from_static("http://127.0.0.1:1").connect_lazy(),
@@ -693,7 +693,7 @@ async fn bad_mapping_stops_start_up_naming_file_and_field(backend: Backend) -> a
     }
     let keys = Keys::new();
     let ctx = tongban_runtime::Context {
-        db: tongban_outbox::db::connect(&test_db.url).await?,
+        db: tongban_storage::connect(&test_db.url).await?,
         bus,
         auth: keys.authenticator(),
         deploy_dir: deploy.path().to_path_buf(),

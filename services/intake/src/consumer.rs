@@ -9,7 +9,7 @@ use tongban_proto::{
     time::ts,
 };
 
-use crate::{domain, repository, service::Intake};
+use crate::{domain, repository::ApplicationStore, service::Intake};
 
 pub struct StatusUpdater {
     intake: Arc<Intake>,
@@ -36,7 +36,8 @@ impl EventHandler for StatusUpdater {
             }
             return Ok(());
         }
-        let stored = repository::find_for_update(txn, &event.application_id)
+        let stored = txn
+            .find_application_for_update(&event.application_id)
             .await
             .map_err(|e| HandlerError::Rejected(e.to_string()))?;
         let Some(stored) = stored else {
@@ -47,7 +48,7 @@ impl EventHandler for StatusUpdater {
         if domain::apply_event(&mut app, event) {
             app.version += 1;
             app.update_time = Some(ts(chrono::Utc::now()));
-            repository::update(txn, &app).await?;
+            txn.update_application(&app).await?;
         }
         Ok(())
     }

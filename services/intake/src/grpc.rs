@@ -12,7 +12,7 @@ use tongban_proto::{
 };
 use tonic::{Request, Response, Status};
 
-use crate::{repository, service::Intake};
+use crate::{repository::ApplicationStore, service::Intake};
 
 pub struct IntakeGrpc {
     intake: Arc<Intake>,
@@ -100,7 +100,7 @@ impl IntakeService for IntakeGrpc {
                     },
                     _ = tokio::time::sleep(WATCH_POLL) => "changed".to_string(),
                 };
-                match repository::find(intake.db(), &id).await {
+                match intake.db().find_application(&id).await {
                     Ok(Some(s)) if s.application.version > seen => {
                         seen = s.application.version;
                         let msg = pb::WatchApplicationResponse {

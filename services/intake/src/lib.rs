@@ -12,6 +12,7 @@
 
 pub mod consumer;
 pub mod domain;
+pub mod entity;
 pub mod error;
 pub mod grpc;
 pub mod matters;

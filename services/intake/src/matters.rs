@@ -7,9 +7,8 @@ use std::{future::Future, ops::Deref, path::Path, sync::Arc, time::Duration};
 
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr};
 use tongban_matter::{DefinitionStore, Departments, MatterDefinition, Registry};
-use tongban_outbox::db::stmt;
 
-use crate::repository;
+use crate::repository::MatterStore;
 
 /// Intake's registry of matter definitions.
 pub struct Matters {
@@ -93,37 +92,16 @@ where
     type Error = DbErr;
 
     async fn versions(&self) -> Result<Vec<(String, u32)>, DbErr> {
-        let conn = &*self.0;
-        let rows = conn
-            .query_all_raw(stmt(
-                conn.get_database_backend(),
-                "SELECT code, CAST(version AS BIGINT) AS version FROM matters ORDER BY code, version",
-                vec![],
-            ))
-            .await?;
-        rows.iter()
-            .map(|r| {
-                let version: i64 = r.try_get("", "version")?;
-                let version = u32::try_from(version)
-                    .map_err(|_| DbErr::Type(format!("matter version {version} out of range")))?;
-                Ok((r.try_get("", "code")?, version))
-            })
-            .collect()
+        (*self.0).matter_versions().await
     }
 
     async fn source(&self, code: &str, version: u32) -> Result<Option<String>, DbErr> {
-        let conn = &*self.0;
-        let row = conn
-            .query_one_raw(stmt(
-                conn.get_database_backend(),
-                "SELECT source FROM matters WHERE code = ? AND version = ?",
-                vec![code.into(), i64::from(version).into()],
-            ))
-            .await?;
-        row.map(|r| r.try_get("", "source")).transpose()
+        (*self.0).matter_source(code, version).await
     }
 
     async fn save(&self, def: &MatterDefinition) -> Result<(), DbErr> {
-        repository::save_matter(&*self.0, &def.code, def.version, &def.source).await
+        (*self.0)
+            .save_matter(&def.code, def.version, &def.source)
+            .await
     }
 }

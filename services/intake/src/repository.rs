@@ -1,12 +1,21 @@
-//! Intake's persistence: the `applications` and `matters` tables. Everything that writes takes
-//! the caller's transaction, so that state and the events it causes commit together.
+//! Intake's persistence, one narrow trait per table: [`ApplicationStore`] and
+//! [`MatterStore`], implemented for every sea-orm connection or transaction. Everything that
+//! writes runs on the caller's transaction, so that state and the events it causes commit
+//! together.
+
+use std::future::Future;
 
 use prost::Message;
-use sea_orm::{ConnectionTrait, DbErr, Value};
-use tongban_outbox::db::stmt;
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, sea_query::OnConflict,
+};
 use tongban_proto::intake::{Application, ApplicationStatus};
 
-use crate::error::IntakeError;
+use crate::{
+    entity::{application, matter},
+    error::IntakeError,
+};
 
 /// A stored application and the fingerprint of the request that created it.
 #[derive(Debug, Clone)]
@@ -15,123 +24,19 @@ pub struct Stored {
     pub fingerprint: String,
 }
 
-pub fn status_name(s: ApplicationStatus) -> &'static str {
-    s.as_str_name()
+impl TryFrom<application::Model> for Stored {
+    type Error = IntakeError;
+    fn try_from(m: application::Model) -> Result<Self, IntakeError> {
+        let application = Application::decode(m.body.as_slice())
+            .map_err(|e| IntakeError::Corrupt(e.to_string()))?;
+        Ok(Stored {
+            application,
+            fingerprint: m.fingerprint,
+        })
+    }
 }
 
-fn decode(row: &sea_orm::QueryResult) -> Result<Stored, IntakeError> {
-    let body: Vec<u8> = row.try_get("", "body")?;
-    let application =
-        Application::decode(body.as_slice()).map_err(|e| IntakeError::Corrupt(e.to_string()))?;
-    Ok(Stored {
-        application,
-        fingerprint: row.try_get("", "fingerprint")?,
-    })
-}
-
-pub async fn find<C: ConnectionTrait>(
-    conn: &C,
-    application_id: &str,
-) -> Result<Option<Stored>, IntakeError> {
-    let b = conn.get_database_backend();
-    let row = conn
-        .query_one_raw(stmt(
-            b,
-            "SELECT body, fingerprint FROM applications WHERE application_id = ?",
-            vec![application_id.into()],
-        ))
-        .await?;
-    row.as_ref().map(decode).transpose()
-}
-
-/// Like [`find`], locking the row for update on PostgreSQL.
-pub async fn find_for_update<C: ConnectionTrait>(
-    conn: &C,
-    application_id: &str,
-) -> Result<Option<Stored>, IntakeError> {
-    let b = conn.get_database_backend();
-    let lock = if b == sea_orm::DbBackend::Postgres {
-        " FOR UPDATE"
-    } else {
-        ""
-    };
-    let row = conn
-        .query_one_raw(stmt(
-            b,
-            &format!("SELECT body, fingerprint FROM applications WHERE application_id = ?{lock}"),
-            vec![application_id.into()],
-        ))
-        .await?;
-    row.as_ref().map(decode).transpose()
-}
-
-pub async fn find_by_request_id<C: ConnectionTrait>(
-    conn: &C,
-    request_id: &str,
-) -> Result<Option<Stored>, IntakeError> {
-    let b = conn.get_database_backend();
-    let row = conn
-        .query_one_raw(stmt(
-            b,
-            "SELECT body, fingerprint FROM applications WHERE request_id = ?",
-            vec![request_id.into()],
-        ))
-        .await?;
-    row.as_ref().map(decode).transpose()
-}
-
-/// Inserts a new application. Returns `false` (and writes nothing) when the request id is
-/// taken, which happens when two identical submissions race.
-pub async fn insert<C: ConnectionTrait>(
-    conn: &C,
-    app: &Application,
-    fingerprint: &str,
-) -> Result<bool, DbErr> {
-    let b = conn.get_database_backend();
-    let applicant = app.applicant.clone().unwrap_or_default();
-    let now = chrono::Utc::now();
-    let res = conn
-        .execute_raw(stmt(
-            b,
-            "INSERT INTO applications (application_id, request_id, fingerprint, matter_code, credit_code, region_code, status, version, body, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (request_id) DO NOTHING",
-            vec![
-                app.application_id.clone().into(),
-                app.request_id.clone().into(),
-                fingerprint.into(),
-                app.matter_code.clone().into(),
-                applicant.credit_code.into(),
-                applicant.region_code.into(),
-                status_name(app.status()).into(),
-                app.version.into(),
-                app.encode_to_vec().into(),
-                now.into(),
-                now.into(),
-            ],
-        ))
-        .await?;
-    Ok(res.rows_affected() == 1)
-}
-
-/// Writes back a changed application (its version already bumped by the caller).
-pub async fn update<C: ConnectionTrait>(conn: &C, app: &Application) -> Result<(), DbErr> {
-    let b = conn.get_database_backend();
-    conn.execute_raw(stmt(
-        b,
-        "UPDATE applications SET status = ?, version = ?, body = ?, updated_at = ? WHERE application_id = ?",
-        vec![
-            status_name(app.status()).into(),
-            app.version.into(),
-            app.encode_to_vec().into(),
-            chrono::Utc::now().into(),
-            app.application_id.clone().into(),
-        ],
-    ))
-    .await?;
-    Ok(())
-}
-
-/// Filter for [`list`].
+/// Filter for [`ApplicationStore::list_applications`].
 #[derive(Debug, Default, Clone)]
 pub struct ListFilter {
     pub status: Option<ApplicationStatus>,
@@ -143,54 +48,224 @@ pub struct ListFilter {
     pub limit: u64,
 }
 
-pub async fn list<C: ConnectionTrait>(
-    conn: &C,
-    f: &ListFilter,
-) -> Result<Vec<Application>, IntakeError> {
-    let b = conn.get_database_backend();
-    let mut sql = String::from("SELECT body, fingerprint FROM applications WHERE 1=1");
-    let mut values: Vec<Value> = Vec::new();
-    if let Some(s) = f.status {
-        sql.push_str(" AND status = ?");
-        values.push(status_name(s).into());
-    }
-    if let Some(m) = &f.matter_code {
-        sql.push_str(" AND matter_code = ?");
-        values.push(m.clone().into());
-    }
-    if let Some(c) = &f.credit_code {
-        sql.push_str(" AND credit_code = ?");
-        values.push(c.clone().into());
-    }
-    if let Some(r) = &f.region_prefix {
-        sql.push_str(" AND region_code LIKE ?");
-        values.push(format!("{}%", r.replace(['%', '_'], "")).into());
-    }
-    if let Some(id) = &f.before_id {
-        sql.push_str(" AND application_id < ?");
-        values.push(id.clone().into());
-    }
-    sql.push_str(" ORDER BY application_id DESC LIMIT ?");
-    values.push((f.limit as i64).into());
-    let rows = conn.query_all_raw(stmt(b, &sql, values)).await?;
-    rows.iter()
-        .map(|r| decode(r).map(|s| s.application))
-        .collect()
+/// The status column's value for `app`; an application is never stored unspecified.
+fn stored_status(app: &Application) -> Result<application::Status, DbErr> {
+    application::Status::try_from(app.status()).map_err(|e| DbErr::Type(e.to_string()))
 }
 
-/// Records a matter definition source (idempotent).
-pub async fn save_matter<C: ConnectionTrait>(
-    conn: &C,
-    code: &str,
-    version: u32,
-    source: &str,
-) -> Result<(), DbErr> {
-    let b = conn.get_database_backend();
-    conn.execute_raw(stmt(
-        b,
-        "INSERT INTO matters (code, version, source, loaded_at) VALUES (?, ?, ?, ?) ON CONFLICT (code, version) DO NOTHING",
-        vec![code.into(), i64::from(version).into(), source.into(), chrono::Utc::now().into()],
-    ))
-    .await?;
-    Ok(())
+/// The `applications` table.
+pub trait ApplicationStore {
+    fn find_application(
+        &self,
+        application_id: &str,
+    ) -> impl Future<Output = Result<Option<Stored>, IntakeError>> + Send;
+
+    /// Like [`Self::find_application`], locking the row for update on PostgreSQL.
+    fn find_application_for_update(
+        &self,
+        application_id: &str,
+    ) -> impl Future<Output = Result<Option<Stored>, IntakeError>> + Send;
+
+    fn find_by_request_id(
+        &self,
+        request_id: &str,
+    ) -> impl Future<Output = Result<Option<Stored>, IntakeError>> + Send;
+
+    /// Inserts a new application. Returns `false` (and writes nothing) when the request id is
+    /// taken, which happens when two identical submissions race.
+    fn insert_application(
+        &self,
+        app: &Application,
+        fingerprint: &str,
+    ) -> impl Future<Output = Result<bool, DbErr>> + Send;
+
+    /// Writes back a changed application (its version already bumped by the caller).
+    fn update_application(
+        &self,
+        app: &Application,
+    ) -> impl Future<Output = Result<(), DbErr>> + Send;
+
+    /// Matching applications, newest first.
+    fn list_applications(
+        &self,
+        f: &ListFilter,
+    ) -> impl Future<Output = Result<Vec<Application>, IntakeError>> + Send;
+}
+
+impl<C: ConnectionTrait> ApplicationStore for C {
+    async fn find_application(&self, application_id: &str) -> Result<Option<Stored>, IntakeError> {
+        application::Entity::find_by_id(application_id)
+            .one(self)
+            .await?
+            .map(Stored::try_from)
+            .transpose()
+    }
+
+    async fn find_application_for_update(
+        &self,
+        application_id: &str,
+    ) -> Result<Option<Stored>, IntakeError> {
+        application::Entity::find_by_id(application_id)
+            .lock_exclusive()
+            .one(self)
+            .await?
+            .map(Stored::try_from)
+            .transpose()
+    }
+
+    async fn find_by_request_id(&self, request_id: &str) -> Result<Option<Stored>, IntakeError> {
+        application::Entity::find()
+            .filter(application::Column::RequestId.eq(request_id))
+            .one(self)
+            .await?
+            .map(Stored::try_from)
+            .transpose()
+    }
+
+    async fn insert_application(
+        &self,
+        app: &Application,
+        fingerprint: &str,
+    ) -> Result<bool, DbErr> {
+        let applicant = app.applicant.clone().unwrap_or_default();
+        let now = chrono::Utc::now();
+        let inserted = application::Entity::insert(application::ActiveModel {
+            application_id: Set(app.application_id.clone()),
+            request_id: Set(app.request_id.clone()),
+            fingerprint: Set(fingerprint.to_string()),
+            matter_code: Set(app.matter_code.clone()),
+            credit_code: Set(applicant.credit_code),
+            region_code: Set(applicant.region_code),
+            status: Set(stored_status(app)?),
+            version: Set(app.version),
+            body: Set(app.encode_to_vec()),
+            created_at: Set(now),
+            updated_at: Set(now),
+        })
+        .on_conflict(
+            OnConflict::column(application::Column::RequestId)
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(self)
+        .await?;
+        Ok(inserted == 1)
+    }
+
+    async fn update_application(&self, app: &Application) -> Result<(), DbErr> {
+        application::Entity::update_many()
+            .set(application::ActiveModel {
+                status: Set(stored_status(app)?),
+                version: Set(app.version),
+                body: Set(app.encode_to_vec()),
+                updated_at: Set(chrono::Utc::now()),
+                ..Default::default()
+            })
+            .filter(application::Column::ApplicationId.eq(app.application_id.as_str()))
+            .exec(self)
+            .await?;
+        Ok(())
+    }
+
+    async fn list_applications(&self, f: &ListFilter) -> Result<Vec<Application>, IntakeError> {
+        let mut q = application::Entity::find();
+        if let Some(s) = f.status {
+            match application::Status::try_from(s) {
+                Ok(s) => q = q.filter(application::Column::Status.eq(s)),
+                // Nothing is stored unspecified.
+                Err(_) => return Ok(Vec::new()),
+            }
+        }
+        if let Some(m) = &f.matter_code {
+            q = q.filter(application::Column::MatterCode.eq(m.as_str()));
+        }
+        if let Some(c) = &f.credit_code {
+            q = q.filter(application::Column::CreditCode.eq(c.as_str()));
+        }
+        if let Some(r) = &f.region_prefix {
+            let prefix = r.replace(['%', '_'], "");
+            q = q.filter(application::Column::RegionCode.like(format!("{prefix}%")));
+        }
+        if let Some(id) = &f.before_id {
+            q = q.filter(application::Column::ApplicationId.lt(id.as_str()));
+        }
+        q.order_by_desc(application::Column::ApplicationId)
+            .limit(f.limit)
+            .all(self)
+            .await?
+            .into_iter()
+            .map(|m| Stored::try_from(m).map(|s| s.application))
+            .collect()
+    }
+}
+
+/// The `matters` table.
+pub trait MatterStore {
+    /// Records a matter definition source (idempotent).
+    fn save_matter(
+        &self,
+        code: &str,
+        version: u32,
+        source: &str,
+    ) -> impl Future<Output = Result<(), DbErr>> + Send;
+
+    /// Every stored (code, version), by code then version.
+    fn matter_versions(&self) -> impl Future<Output = Result<Vec<(String, u32)>, DbErr>> + Send;
+
+    /// The source of one stored version, if stored.
+    fn matter_source(
+        &self,
+        code: &str,
+        version: u32,
+    ) -> impl Future<Output = Result<Option<String>, DbErr>> + Send;
+}
+
+impl<C: ConnectionTrait> MatterStore for C {
+    async fn save_matter(&self, code: &str, version: u32, source: &str) -> Result<(), DbErr> {
+        let version = i32::try_from(version)
+            .map_err(|_| DbErr::Type(format!("matter {code}: version {version} is too large")))?;
+        matter::Entity::insert(matter::ActiveModel {
+            code: Set(code.to_string()),
+            version: Set(version),
+            source: Set(source.to_string()),
+            loaded_at: Set(chrono::Utc::now()),
+        })
+        .on_conflict(
+            OnConflict::columns([matter::Column::Code, matter::Column::Version])
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(self)
+        .await?;
+        Ok(())
+    }
+
+    async fn matter_versions(&self) -> Result<Vec<(String, u32)>, DbErr> {
+        let rows: Vec<(String, i32)> = matter::Entity::find()
+            .select_only()
+            .column(matter::Column::Code)
+            .column(matter::Column::Version)
+            .order_by_asc(matter::Column::Code)
+            .order_by_asc(matter::Column::Version)
+            .into_tuple()
+            .all(self)
+            .await?;
+        rows.into_iter()
+            .map(|(code, version)| {
+                let version = u32::try_from(version)
+                    .map_err(|_| DbErr::Type(format!("matter version {version} out of range")))?;
+                Ok((code, version))
+            })
+            .collect()
+    }
+
+    async fn matter_source(&self, code: &str, version: u32) -> Result<Option<String>, DbErr> {
+        let Ok(version) = i32::try_from(version) else {
+            return Ok(None);
+        };
+        Ok(matter::Entity::find_by_id((code.to_string(), version))
+            .one(self)
+            .await?
+            .map(|m| m.source))
+    }
 }

@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::broadcast;
 use tongban_auth::{Identity, Role};
 use tongban_calendar::Calendar;
-use tongban_outbox::{RelayHandle, db::begin_write, new_envelope, outbox};
+use tongban_outbox::{RelayHandle, new_envelope, outbox};
 use tongban_proto::{
     events::{self, ApplicationSnapshot, envelope::Payload},
     intake::{
@@ -20,6 +20,7 @@ use tongban_proto::{
     page::Paging,
     time::ts,
 };
+use tongban_storage::begin_write;
 use tongban_types::CreditCode;
 
 use crate::{
@@ -27,7 +28,7 @@ use crate::{
     error::Violation,
     error::{IntakeError, invalid},
     matters::Matters,
-    repository::{self, ListFilter},
+    repository::{ApplicationStore, ListFilter},
 };
 
 const PRODUCER: &str = "intake";
@@ -154,7 +155,7 @@ impl Intake {
         );
 
         let txn = begin_write(&self.db).await?;
-        if !repository::insert(&txn, &app, &fingerprint).await? {
+        if !txn.insert_application(&app, &fingerprint).await? {
             // Lost a race with an identical (or conflicting) request id.
             txn.rollback().await?;
             return match self.replay(&app.request_id, &fingerprint).await? {
@@ -181,7 +182,7 @@ impl Intake {
         if request_id.is_empty() {
             return Ok(None);
         }
-        match repository::find_by_request_id(&self.db, request_id).await? {
+        match self.db.find_by_request_id(request_id).await? {
             Some(s) if s.fingerprint == fingerprint => Ok(Some(s.application)),
             Some(_) => Err(IntakeError::RequestIdReused(request_id.to_string())),
             None => Ok(None),
@@ -193,7 +194,9 @@ impl Intake {
         who: &Identity,
         application_id: &str,
     ) -> Result<Application, IntakeError> {
-        let app = repository::find(&self.db, application_id.trim())
+        let app = self
+            .db
+            .find_application(application_id.trim())
             .await?
             .ok_or_else(|| IntakeError::NotFound(format!("application {application_id}")))?
             .application;
@@ -234,7 +237,7 @@ impl Intake {
             before_id: page.after.clone(),
             limit: page.fetch_limit(),
         };
-        let mut apps = repository::list(&self.db, &filter).await?;
+        let mut apps = self.db.list_applications(&filter).await?;
         let next = page.finish(&mut apps, |a| a.application_id.clone());
         Ok((apps, next))
     }
@@ -255,7 +258,8 @@ impl Intake {
             ));
         }
         let txn = begin_write(&self.db).await?;
-        let mut app = repository::find_for_update(&txn, req.application_id.trim())
+        let mut app = txn
+            .find_application_for_update(req.application_id.trim())
             .await?
             .ok_or_else(|| IntakeError::NotFound(format!("application {}", req.application_id)))?
             .application;
@@ -312,7 +316,7 @@ impl Intake {
                 fulfilled_kinds: fulfilled,
             }),
         );
-        repository::update(&txn, &app).await?;
+        txn.update_application(&app).await?;
         outbox::enqueue(&txn, std::slice::from_ref(&event)).await?;
         txn.commit().await?;
         self.relay.wake();
@@ -333,7 +337,8 @@ impl Intake {
             ));
         }
         let txn = begin_write(&self.db).await?;
-        let mut app = repository::find_for_update(&txn, req.application_id.trim())
+        let mut app = txn
+            .find_application_for_update(req.application_id.trim())
             .await?
             .ok_or_else(|| IntakeError::NotFound(format!("application {}", req.application_id)))?
             .application;
@@ -357,7 +362,7 @@ impl Intake {
                 reason: app.status_reason.clone(),
             }),
         );
-        repository::update(&txn, &app).await?;
+        txn.update_application(&app).await?;
         outbox::enqueue(&txn, std::slice::from_ref(&event)).await?;
         txn.commit().await?;
         self.relay.wake();

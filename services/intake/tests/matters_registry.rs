@@ -14,7 +14,7 @@ const CODE: &str = "env.eia.report_form";
 const WAIT: Duration = Duration::from_secs(30);
 
 async fn replica(url: &str) -> anyhow::Result<(sea_orm::DatabaseConnection, Matters)> {
-    let db = tongban_outbox::db::connect(url).await?;
+    let db = tongban_storage::connect(url).await?;
     tongban_intake::migration::Migrator::up(&db, None).await?;
     let deploy = tongban_testkit::deploy_dir();
     let departments = Departments::load(deploy.join("departments.toml"))?;
@@ -40,7 +40,7 @@ async fn replicas_converge_after_a_publish(backend: Backend) -> anyhow::Result<(
     let def = a
         .parse(&source, "published env.eia.report_form v2")
         .ok_or_else(|| anyhow::anyhow!("v2 does not parse"))?;
-    let txn = tongban_outbox::db::begin_write(&db_a).await?;
+    let txn = tongban_storage::begin_write(&db_a).await?;
     a.publish(&txn, def).await?;
     txn.commit().await?;
     assert_eq!(latest_version(&a), Some(2));

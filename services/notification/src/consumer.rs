@@ -9,7 +9,9 @@ use tongban_proto::events::Envelope;
 
 use crate::{
     fanin::{self, Facts},
-    repository::{self, NewNotification},
+    repository::{
+        EmailQueue, FactStore, InboxStore, NewNotification, WebhookDeliveries, WebhookStore,
+    },
     schedule,
     service::Shared,
 };
@@ -33,14 +35,14 @@ impl EventHandler for FanIn {
         let s = &self.shared;
         let facts = match Facts::from_event(event) {
             Some(f) => {
-                repository::save_facts(txn, &f).await?;
+                txn.save_facts(&f).await?;
                 Some(f)
             }
-            None => repository::find_facts(txn, &event.application_id).await?,
+            None => txn.find_facts(&event.application_id).await?,
         };
         let drafts = fanin::drafts(event, facts.as_ref(), s.calendar.time_zone());
         if !drafts.is_empty() {
-            repository::lock_sequence(txn).await?;
+            txn.lock_sequence().await?;
         }
         let now = chrono::Utc::now();
         for d in drafts {
@@ -57,14 +59,13 @@ impl EventHandler for FanIn {
                 task_id: d.task_id.clone(),
                 dedup_key: d.dedup_key(),
             };
-            if !repository::insert_notification(txn, &n).await? {
+            if !txn.insert_notification(&n).await? {
                 tracing::debug!(recipient = %n.recipient, kind = %n.kind, "duplicate notification skipped");
                 continue;
             }
             if let (true, Some(to)) = (s.email_enabled, &d.email_to) {
                 let after = schedule::email_send_after(d.reminder, now, &s.calendar);
-                repository::insert_email(
-                    txn,
+                txn.insert_email(
                     &n.notification_id,
                     to,
                     &text.title,
@@ -75,12 +76,13 @@ impl EventHandler for FanIn {
             }
         }
 
-        let hooks = repository::webhooks(txn).await?;
+        let hooks = txn.webhooks().await?;
         let wanted: Vec<_> = hooks.iter().filter(|w| w.wants(&event.r#type)).collect();
         if !wanted.is_empty() {
             let body = crate::webhook::body(event).to_string();
             for w in wanted {
-                repository::insert_delivery(txn, &w.webhook_id, &event.event_id, &body).await?;
+                txn.insert_delivery(&w.webhook_id, &event.event_id, &body)
+                    .await?;
             }
         }
         Ok(())

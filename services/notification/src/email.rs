@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     error::NotificationError,
-    repository::{self, EmailRow},
+    repository::{EmailQueue, EmailRow},
     service::Shared,
 };
 
@@ -89,7 +89,7 @@ impl Mailer {
     /// Claims and sends due e-mails until `shutdown`, waking on new work or every `poll`.
     pub async fn run(self, shared: Arc<Shared>, poll: Duration, shutdown: CancellationToken) {
         loop {
-            match repository::claim_emails(&shared.db, LEASE_MS, 16).await {
+            match shared.db.claim_emails(LEASE_MS, 16).await {
                 Ok(batch) if !batch.is_empty() => {
                     for e in batch {
                         self.send_one(&shared, e).await;
@@ -147,9 +147,10 @@ impl Mailer {
                 Some(err.to_string())
             }
         };
-        if let Err(db) =
-            repository::finish_email(&shared.db, &e.notification_id, attempts, error.as_deref())
-                .await
+        if let Err(db) = shared
+            .db
+            .finish_email(&e.notification_id, attempts, error.as_deref())
+            .await
         {
             tracing::warn!(error = %db, "recording e-mail outcome failed; it may be sent again");
         }

@@ -12,7 +12,7 @@ use tonic::{Request, Response, Status};
 
 use crate::{
     error::invalid,
-    repository,
+    repository::InboxStore,
     service::{Notifications, audience},
 };
 
@@ -60,7 +60,7 @@ impl NotificationService for NotificationGrpc {
     type SubscribeStream = NotificationStream;
 
     /// Backlog after the cursor (cursor 0: the unread backlog), then live, in cursor order.
-    /// Cursors are assigned in commit order (see `repository::lock_sequence`), so reading
+    /// Cursors are assigned in commit order (see `InboxStore::lock_sequence`), so reading
     /// `seq > last` again and again never skips a row and never repeats one.
     async fn subscribe(
         &self,
@@ -87,14 +87,10 @@ impl NotificationService for NotificationGrpc {
         let stream = tongban_runtime::stream_from_task(move |tx| async move {
             loop {
                 let unread_only = last < unread_until;
-                let batch = repository::after(
-                    notifications.db(),
-                    &audience,
-                    last,
-                    unread_only,
-                    STREAM_BATCH,
-                )
-                .await;
+                let batch = notifications
+                    .db()
+                    .notifications_after(&audience, last, unread_only, STREAM_BATCH)
+                    .await;
                 let batch = match batch {
                     Ok(b) => b,
                     Err(e) => {

@@ -31,6 +31,7 @@
 
 pub mod consumer;
 pub mod email;
+pub mod entity;
 pub mod error;
 pub mod fanin;
 pub mod grpc;

@@ -1,10 +1,11 @@
-//! Notification's schema: its own tables plus the shared outbox and inbox.
+//! Notification's schema: its own tables plus the shared outbox and inbox. The names below are
+//! this migration's own, frozen with it; the entities in [`crate::entity`] may move on.
 //!
 //! Every instant is stored as BIGINT milliseconds since the Unix epoch (`*_ms`): the schedulers
 //! compare them (`next_attempt_ms <= now`), and integers compare the same on both engines.
 
-use sea_orm::DbBackend;
-use sea_orm_migration::prelude::*;
+use sea_orm_migration::{prelude::*, schema::*};
+use tongban_storage::schema::{drop_tables, millis, millis_null, sequence};
 
 pub struct Migrator;
 
@@ -13,13 +14,13 @@ impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
         vec![
             Box::new(tongban_outbox::migration::OutboxInbox),
-            Box::new(Notifications),
+            Box::new(NotificationTables),
             Box::new(WebhookRequestId),
         ]
     }
 }
 
-struct Notifications;
+struct NotificationTables;
 
 /// `webhooks.request_id`: the client idempotency key RegisterWebhook was called with ("" when
 /// none), unique when set, so that a retried registration returns the webhook it created.
@@ -56,111 +57,256 @@ impl MigrationTrait for WebhookRequestId {
     }
 }
 
-impl MigrationName for Notifications {
+impl MigrationName for NotificationTables {
     fn name(&self) -> &str {
         "m20261126_000003_notification_tables"
     }
 }
 
+#[derive(DeriveIden)]
+enum ApplicationFacts {
+    Table,
+    ApplicationId,
+    CreditCode,
+    ContactEmail,
+    Locale,
+    MatterCode,
+    ProjectName,
+    CreatedMs,
+}
+
+#[derive(DeriveIden)]
+enum Notifications {
+    Table,
+    Seq,
+    NotificationId,
+    EventId,
+    Recipient,
+    Kind,
+    Title,
+    Body,
+    Locale,
+    ApplicationId,
+    TaskId,
+    DedupKey,
+    CreatedMs,
+    ReadMs,
+}
+
+#[derive(DeriveIden)]
+enum Emails {
+    Table,
+    NotificationId,
+    ToAddr,
+    Subject,
+    Body,
+    SendAfterMs,
+    NextAttemptMs,
+    Attempts,
+    SentMs,
+    FailedMs,
+    LastError,
+}
+
+#[derive(DeriveIden)]
+enum Webhooks {
+    Table,
+    WebhookId,
+    Url,
+    EventTypes,
+    Secret,
+    CreatedBy,
+    CreatedMs,
+}
+
+#[derive(DeriveIden)]
+enum WebhookDeliveries {
+    Table,
+    DeliveryId,
+    WebhookId,
+    EventId,
+    Body,
+    Attempts,
+    NextAttemptMs,
+    DeliveredMs,
+    FailedMs,
+    LastError,
+}
+
 #[async_trait::async_trait]
-impl MigrationTrait for Notifications {
+impl MigrationTrait for NotificationTables {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let db = manager.get_connection();
-        let seq = match manager.get_database_backend() {
-            DbBackend::Postgres => "seq BIGSERIAL PRIMARY KEY",
-            _ => "seq INTEGER PRIMARY KEY AUTOINCREMENT",
-        };
-        let ddl = [
-            // What notification knows about each application, from `application.submitted`, so
-            // that later events (which carry only the id) can address the applicant.
-            "CREATE TABLE application_facts (
-                application_id TEXT PRIMARY KEY,
-                credit_code TEXT NOT NULL,
-                contact_email TEXT NOT NULL,
-                locale TEXT NOT NULL,
-                matter_code TEXT NOT NULL,
-                project_name TEXT NOT NULL,
-                created_ms BIGINT NOT NULL)"
-                .to_string(),
-            // The inbox. `seq` is the global cursor: monotonic, and (see repository::insert)
-            // assigned in commit order. `dedup_key` is set for reminders only: one per
-            // (recipient, kind, task); NULLs never collide.
-            format!(
-                "CREATE TABLE notifications (
-                {seq},
-                notification_id TEXT NOT NULL UNIQUE,
-                event_id TEXT NOT NULL,
-                recipient TEXT NOT NULL,
-                kind TEXT NOT NULL,
-                title TEXT NOT NULL,
-                body TEXT NOT NULL,
-                locale TEXT NOT NULL,
-                application_id TEXT NOT NULL,
-                task_id TEXT NOT NULL,
-                dedup_key TEXT UNIQUE,
-                created_ms BIGINT NOT NULL,
-                read_ms BIGINT,
-                UNIQUE (event_id, recipient))"
-            ),
-            "CREATE INDEX notifications_recipient ON notifications (recipient, seq)".to_string(),
-            // E-mails to send: one per notification at most. `send_after_ms` holds reminders
-            // back until working time; `next_attempt_ms` is also the claim lease.
-            "CREATE TABLE emails (
-                notification_id TEXT PRIMARY KEY,
-                to_addr TEXT NOT NULL,
-                subject TEXT NOT NULL,
-                body TEXT NOT NULL,
-                send_after_ms BIGINT NOT NULL,
-                next_attempt_ms BIGINT NOT NULL,
-                attempts INTEGER NOT NULL,
-                sent_ms BIGINT,
-                failed_ms BIGINT,
-                last_error TEXT)"
-                .to_string(),
-            "CREATE INDEX emails_due ON emails (next_attempt_ms) WHERE sent_ms IS NULL AND failed_ms IS NULL"
-                .to_string(),
-            "CREATE TABLE webhooks (
-                webhook_id TEXT PRIMARY KEY,
-                url TEXT NOT NULL,
-                event_types TEXT NOT NULL,
-                secret TEXT NOT NULL,
-                created_by TEXT NOT NULL,
-                created_ms BIGINT NOT NULL)"
-                .to_string(),
-            // One row per (webhook, event); the body is fixed when queued so that every retry
-            // sends (and signs) the same bytes.
-            "CREATE TABLE webhook_deliveries (
-                delivery_id TEXT PRIMARY KEY,
-                webhook_id TEXT NOT NULL,
-                event_id TEXT NOT NULL,
-                body TEXT NOT NULL,
-                attempts INTEGER NOT NULL,
-                next_attempt_ms BIGINT NOT NULL,
-                delivered_ms BIGINT,
-                failed_ms BIGINT,
-                last_error TEXT,
-                UNIQUE (webhook_id, event_id))"
-                .to_string(),
-            "CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_ms) WHERE delivered_ms IS NULL AND failed_ms IS NULL"
-                .to_string(),
-        ];
-        for sql in ddl {
-            db.execute_unprepared(&sql).await?;
-        }
+        // What notification knows about each application, from `application.submitted`, so
+        // that later events (which carry only the id) can address the applicant.
+        manager
+            .create_table(
+                Table::create()
+                    .table(ApplicationFacts::Table)
+                    .col(text(ApplicationFacts::ApplicationId).primary_key())
+                    .col(text(ApplicationFacts::CreditCode))
+                    .col(text(ApplicationFacts::ContactEmail))
+                    .col(text(ApplicationFacts::Locale))
+                    .col(text(ApplicationFacts::MatterCode))
+                    .col(text(ApplicationFacts::ProjectName))
+                    .col(millis(ApplicationFacts::CreatedMs))
+                    .to_owned(),
+            )
+            .await?;
+        // The inbox. `seq` is the global cursor: monotonic, and (see
+        // `InboxStore::lock_sequence`) assigned in commit order. `dedup_key` is set for
+        // reminders only: one per (recipient, kind, task); NULLs never collide.
+        manager
+            .create_table(
+                Table::create()
+                    .table(Notifications::Table)
+                    .col(sequence(Notifications::Seq))
+                    .col(text(Notifications::NotificationId).unique_key())
+                    .col(text(Notifications::EventId))
+                    .col(text(Notifications::Recipient))
+                    .col(text(Notifications::Kind))
+                    .col(text(Notifications::Title))
+                    .col(text(Notifications::Body))
+                    .col(text(Notifications::Locale))
+                    .col(text(Notifications::ApplicationId))
+                    .col(text(Notifications::TaskId))
+                    .col(text_null(Notifications::DedupKey).unique_key())
+                    .col(millis(Notifications::CreatedMs))
+                    .col(millis_null(Notifications::ReadMs))
+                    .index(
+                        Index::create()
+                            .unique()
+                            .col(Notifications::EventId)
+                            .col(Notifications::Recipient),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("notifications_recipient")
+                    .table(Notifications::Table)
+                    .col(Notifications::Recipient)
+                    .col(Notifications::Seq)
+                    .to_owned(),
+            )
+            .await?;
+        // E-mails to send: one per notification at most. `send_after_ms` holds reminders
+        // back until working time; `next_attempt_ms` is also the claim lease.
+        manager
+            .create_table(
+                Table::create()
+                    .table(Emails::Table)
+                    .col(text(Emails::NotificationId).primary_key())
+                    .col(text(Emails::ToAddr))
+                    .col(text(Emails::Subject))
+                    .col(text(Emails::Body))
+                    .col(millis(Emails::SendAfterMs))
+                    .col(millis(Emails::NextAttemptMs))
+                    .col(integer(Emails::Attempts))
+                    .col(millis_null(Emails::SentMs))
+                    .col(millis_null(Emails::FailedMs))
+                    .col(text_null(Emails::LastError))
+                    .to_owned(),
+            )
+            .await?;
+        // Partial index: the sender only ever looks for open rows, which are few.
+        manager
+            .create_index(
+                Index::create()
+                    .name("emails_due")
+                    .table(Emails::Table)
+                    .col(Emails::NextAttemptMs)
+                    .and_where(Expr::col(Emails::SentMs).is_null())
+                    .and_where(Expr::col(Emails::FailedMs).is_null())
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table(Webhooks::Table)
+                    .col(text(Webhooks::WebhookId).primary_key())
+                    .col(text(Webhooks::Url))
+                    .col(text(Webhooks::EventTypes))
+                    .col(text(Webhooks::Secret))
+                    .col(text(Webhooks::CreatedBy))
+                    .col(millis(Webhooks::CreatedMs))
+                    .to_owned(),
+            )
+            .await?;
+        // One row per (webhook, event); the body is fixed when queued so that every retry
+        // sends (and signs) the same bytes.
+        manager
+            .create_table(
+                Table::create()
+                    .table(WebhookDeliveries::Table)
+                    .col(text(WebhookDeliveries::DeliveryId).primary_key())
+                    .col(text(WebhookDeliveries::WebhookId))
+                    .col(text(WebhookDeliveries::EventId))
+                    .col(text(WebhookDeliveries::Body))
+                    .col(integer(WebhookDeliveries::Attempts))
+                    .col(millis(WebhookDeliveries::NextAttemptMs))
+                    .col(millis_null(WebhookDeliveries::DeliveredMs))
+                    .col(millis_null(WebhookDeliveries::FailedMs))
+                    .col(text_null(WebhookDeliveries::LastError))
+                    .index(
+                        Index::create()
+                            .unique()
+                            .col(WebhookDeliveries::WebhookId)
+                            .col(WebhookDeliveries::EventId),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("webhook_deliveries_due")
+                    .table(WebhookDeliveries::Table)
+                    .col(WebhookDeliveries::NextAttemptMs)
+                    .and_where(Expr::col(WebhookDeliveries::DeliveredMs).is_null())
+                    .and_where(Expr::col(WebhookDeliveries::FailedMs).is_null())
+                    .to_owned(),
+            )
+            .await?;
         Ok(())
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let db = manager.get_connection();
-        for t in [
-            "webhook_deliveries",
-            "webhooks",
-            "emails",
-            "notifications",
-            "application_facts",
-        ] {
-            db.execute_unprepared(&format!("DROP TABLE {t}")).await?;
-        }
+        drop_tables(
+            manager,
+            &[
+                "webhook_deliveries",
+                "webhooks",
+                "emails",
+                "notifications",
+                "application_facts",
+            ],
+        )
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sea_orm::{Database, EntityTrait};
+
+    use super::*;
+    use crate::entity::{application_fact, email, notification, webhook, webhook_delivery};
+
+    #[tokio::test]
+    async fn migrates_up_down_and_up_again() -> anyhow::Result<()> {
+        let db = Database::connect("sqlite::memory:").await?;
+        Migrator::up(&db, None).await?;
+        assert!(notification::Entity::find().all(&db).await?.is_empty());
+        Migrator::down(&db, Some(1)).await?;
+        assert!(notification::Entity::find().all(&db).await.is_err());
+        Migrator::up(&db, None).await?;
+        assert!(application_fact::Entity::find().all(&db).await?.is_empty());
+        assert!(email::Entity::find().all(&db).await?.is_empty());
+        assert!(webhook::Entity::find().all(&db).await?.is_empty());
+        assert!(webhook_delivery::Entity::find().all(&db).await?.is_empty());
         Ok(())
     }
 }

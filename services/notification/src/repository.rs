@@ -1,76 +1,78 @@
-//! Notification's persistence: `application_facts`, `notifications`, `emails`, `webhooks` and
-//! `webhook_deliveries`. Writes made while applying an event take the consumer's transaction,
-//! so that they commit together with the inbox record (a redelivered event writes nothing).
+//! Notification's persistence, one narrow trait per table: [`FactStore`], [`InboxStore`],
+//! [`EmailQueue`], [`WebhookStore`] and [`WebhookDeliveries`], implemented for every sea-orm
+//! connection or transaction. Writes made while applying an event run on the consumer's
+//! transaction, so that they commit together with the inbox record (a redelivered event
+//! writes nothing).
+//!
+//! Queries use the sea-orm builder; the raw statements are the two queue claims (an `UPDATE …
+//! RETURNING` over a `FOR UPDATE SKIP LOCKED` sub-select) and PostgreSQL's advisory lock.
 
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, QueryResult, Value};
-use tongban_outbox::db::{begin_write, stmt};
+use std::future::Future;
+
+use sea_orm::{
+    ActiveValue::{NotSet, Set},
+    ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Select, UpdateMany,
+    sea_query::{Expr, OnConflict},
+};
 use tongban_proto::{notification as pb, time::ts};
+use tongban_storage::{from_ms, lock, now_ms, stmt};
 
-use crate::fanin::Facts;
+use crate::{
+    entity::{application_fact, email, notification, webhook, webhook_delivery},
+    fanin::Facts,
+};
 
-/// Milliseconds since the epoch, the unit of every `*_ms` column.
-pub fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
+// ---------------------------------------------------------------- application facts
+
+/// The `application_facts` table.
+pub trait FactStore {
+    /// Remembers an application's facts; the first ones seen stay.
+    fn save_facts(&self, f: &Facts) -> impl Future<Output = Result<(), DbErr>> + Send;
+
+    fn find_facts(
+        &self,
+        application_id: &str,
+    ) -> impl Future<Output = Result<Option<Facts>, DbErr>> + Send;
 }
 
-fn ms_ts(ms: i64) -> Option<prost_types::Timestamp> {
-    chrono::DateTime::from_timestamp_millis(ms).map(ts)
-}
-
-pub async fn save_facts<C: ConnectionTrait>(conn: &C, f: &Facts) -> Result<(), DbErr> {
-    conn.execute_raw(stmt(
-        conn.get_database_backend(),
-        "INSERT INTO application_facts (application_id, credit_code, contact_email, locale, matter_code, project_name, created_ms)
-         VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (application_id) DO NOTHING",
-        vec![
-            f.application_id.clone().into(),
-            f.credit_code.clone().into(),
-            f.contact_email.clone().into(),
-            f.locale.clone().into(),
-            f.matter_code.clone().into(),
-            f.project_name.clone().into(),
-            now_ms().into(),
-        ],
-    ))
-    .await?;
-    Ok(())
-}
-
-pub async fn find_facts<C: ConnectionTrait>(
-    conn: &C,
-    application_id: &str,
-) -> Result<Option<Facts>, DbErr> {
-    let row = conn
-        .query_one_raw(stmt(
-            conn.get_database_backend(),
-            "SELECT application_id, credit_code, contact_email, locale, matter_code, project_name
-             FROM application_facts WHERE application_id = ?",
-            vec![application_id.into()],
-        ))
-        .await?;
-    row.map(|r| {
-        Ok(Facts {
-            application_id: r.try_get("", "application_id")?,
-            credit_code: r.try_get("", "credit_code")?,
-            contact_email: r.try_get("", "contact_email")?,
-            locale: r.try_get("", "locale")?,
-            matter_code: r.try_get("", "matter_code")?,
-            project_name: r.try_get("", "project_name")?,
+impl<C: ConnectionTrait> FactStore for C {
+    async fn save_facts(&self, f: &Facts) -> Result<(), DbErr> {
+        application_fact::Entity::insert(application_fact::ActiveModel {
+            application_id: Set(f.application_id.clone()),
+            credit_code: Set(f.credit_code.clone()),
+            contact_email: Set(f.contact_email.clone()),
+            locale: Set(f.locale.clone()),
+            matter_code: Set(f.matter_code.clone()),
+            project_name: Set(f.project_name.clone()),
+            created_ms: Set(now_ms()),
         })
-    })
-    .transpose()
+        .on_conflict(
+            OnConflict::column(application_fact::Column::ApplicationId)
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(self)
+        .await?;
+        Ok(())
+    }
+
+    async fn find_facts(&self, application_id: &str) -> Result<Option<Facts>, DbErr> {
+        Ok(application_fact::Entity::find_by_id(application_id)
+            .one(self)
+            .await?
+            .map(|m| Facts {
+                application_id: m.application_id,
+                credit_code: m.credit_code,
+                contact_email: m.contact_email,
+                locale: m.locale,
+                matter_code: m.matter_code,
+                project_name: m.project_name,
+            }))
+    }
 }
 
-/// Serialises inserts into `notifications` until the transaction ends (PostgreSQL; SQLite has
-/// one writer anyway). With it, `seq` values become visible in the order they were assigned,
-/// so a subscriber that has seen cursor N can never later find a committed row below N.
-pub async fn lock_sequence<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
-    if conn.get_database_backend() == DbBackend::Postgres {
-        conn.execute_unprepared("SELECT pg_advisory_xact_lock(7243053)")
-            .await?;
-    }
-    Ok(())
-}
+// ---------------------------------------------------------------- the inbox
 
 /// A notification to insert.
 #[derive(Debug, Clone)]
@@ -87,79 +89,6 @@ pub struct NewNotification {
     pub dedup_key: Option<String>,
 }
 
-/// Inserts `n`; returns false when it already exists (same event and recipient, or a reminder
-/// with the same de-duplication key).
-pub async fn insert_notification<C: ConnectionTrait>(
-    conn: &C,
-    n: &NewNotification,
-) -> Result<bool, DbErr> {
-    let res = conn
-        .execute_raw(stmt(
-            conn.get_database_backend(),
-            "INSERT INTO notifications (notification_id, event_id, recipient, kind, title, body, locale, application_id, task_id, dedup_key, created_ms)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            vec![
-                n.notification_id.clone().into(),
-                n.event_id.clone().into(),
-                n.recipient.clone().into(),
-                n.kind.clone().into(),
-                n.title.clone().into(),
-                n.body.clone().into(),
-                n.locale.clone().into(),
-                n.application_id.clone().into(),
-                n.task_id.clone().into(),
-                n.dedup_key.clone().into(),
-                now_ms().into(),
-            ],
-        ))
-        .await?;
-    Ok(res.rows_affected() == 1)
-}
-
-pub async fn insert_email<C: ConnectionTrait>(
-    conn: &C,
-    notification_id: &str,
-    to: &str,
-    subject: &str,
-    body: &str,
-    send_after_ms: i64,
-) -> Result<(), DbErr> {
-    conn.execute_raw(stmt(
-        conn.get_database_backend(),
-        "INSERT INTO emails (notification_id, to_addr, subject, body, send_after_ms, next_attempt_ms, attempts)
-         VALUES (?, ?, ?, ?, ?, ?, 0) ON CONFLICT DO NOTHING",
-        vec![
-            notification_id.into(),
-            to.into(),
-            subject.into(),
-            body.into(),
-            send_after_ms.into(),
-            send_after_ms.into(),
-        ],
-    ))
-    .await?;
-    Ok(())
-}
-
-const NOTIFICATION_COLUMNS: &str = "seq, notification_id, recipient, kind, title, body, locale, application_id, task_id, created_ms, read_ms";
-
-fn decode_notification(r: &QueryResult) -> Result<pb::Notification, DbErr> {
-    let read_ms: Option<i64> = r.try_get("", "read_ms")?;
-    Ok(pb::Notification {
-        cursor: r.try_get("", "seq")?,
-        notification_id: r.try_get("", "notification_id")?,
-        recipient: r.try_get("", "recipient")?,
-        kind: r.try_get("", "kind")?,
-        title: r.try_get("", "title")?,
-        body: r.try_get("", "body")?,
-        locale: r.try_get("", "locale")?,
-        application_id: r.try_get("", "application_id")?,
-        task_id: r.try_get("", "task_id")?,
-        create_time: ms_ts(r.try_get("", "created_ms")?),
-        read_time: read_ms.and_then(ms_ts),
-    })
-}
-
 /// Whose notifications a query may see: some recipient keys, or everything (admin).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Audience {
@@ -168,89 +97,329 @@ pub enum Audience {
 }
 
 impl Audience {
-    fn push_filter(&self, sql: &mut String, values: &mut Vec<Value>) {
-        if let Audience::Keys(keys) = self {
-            if keys.is_empty() {
-                sql.push_str(" AND 1=0");
-                return;
+    /// Narrows `q` to the audience; no keys match nothing.
+    fn filter<Q: QueryFilter>(&self, q: Q) -> Q {
+        match self {
+            Audience::All => q,
+            Audience::Keys(keys) => {
+                q.filter(notification::Column::Recipient.is_in(keys.iter().map(String::as_str)))
             }
-            sql.push_str(" AND recipient IN (");
-            sql.push_str(&vec!["?"; keys.len()].join(", "));
-            sql.push(')');
-            values.extend(keys.iter().map(|k| Value::from(k.clone())));
         }
     }
 }
 
-/// Newest first, strictly before `before_seq` when given.
-pub async fn list<C: ConnectionTrait>(
-    conn: &C,
-    audience: &Audience,
-    unread_only: bool,
-    before_seq: Option<i64>,
-    limit: u64,
-) -> Result<Vec<pb::Notification>, DbErr> {
-    let mut sql = format!("SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE 1=1");
-    let mut values = Vec::new();
-    audience.push_filter(&mut sql, &mut values);
-    if unread_only {
-        sql.push_str(" AND read_ms IS NULL");
-    }
-    if let Some(b) = before_seq {
-        sql.push_str(" AND seq < ?");
-        values.push(b.into());
-    }
-    sql.push_str(" ORDER BY seq DESC LIMIT ?");
-    values.push((limit as i64).into());
-    let rows = conn
-        .query_all_raw(stmt(conn.get_database_backend(), &sql, values))
-        .await?;
-    rows.iter().map(decode_notification).collect()
+fn ms_ts(ms: i64) -> Option<prost_types::Timestamp> {
+    from_ms(ms).map(ts)
 }
 
-/// Oldest first, strictly after `after_seq`: the Subscribe stream's reads.
-pub async fn after<C: ConnectionTrait>(
-    conn: &C,
-    audience: &Audience,
-    after_seq: i64,
-    unread_only: bool,
-    limit: u64,
-) -> Result<Vec<pb::Notification>, DbErr> {
-    let mut sql = format!("SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE seq > ?");
-    let mut values: Vec<Value> = vec![after_seq.into()];
-    audience.push_filter(&mut sql, &mut values);
-    if unread_only {
-        sql.push_str(" AND read_ms IS NULL");
+impl From<notification::Model> for pb::Notification {
+    fn from(m: notification::Model) -> Self {
+        pb::Notification {
+            cursor: m.seq,
+            notification_id: m.notification_id,
+            recipient: m.recipient,
+            kind: m.kind,
+            title: m.title,
+            body: m.body,
+            locale: m.locale,
+            application_id: m.application_id,
+            task_id: m.task_id,
+            create_time: ms_ts(m.created_ms),
+            read_time: m.read_ms.and_then(ms_ts),
+        }
     }
-    sql.push_str(" ORDER BY seq ASC LIMIT ?");
-    values.push((limit as i64).into());
-    let rows = conn
-        .query_all_raw(stmt(conn.get_database_backend(), &sql, values))
-        .await?;
-    rows.iter().map(decode_notification).collect()
 }
 
-/// Marks the audience's notifications among `ids` read; returns how many were unread.
-pub async fn mark_read<C: ConnectionTrait>(
-    conn: &C,
-    audience: &Audience,
-    ids: &[String],
-) -> Result<u64, DbErr> {
-    if ids.is_empty() {
-        return Ok(0);
-    }
-    let mut sql = format!(
-        "UPDATE notifications SET read_ms = ? WHERE read_ms IS NULL AND notification_id IN ({})",
-        vec!["?"; ids.len()].join(", ")
-    );
-    let mut values: Vec<Value> = vec![now_ms().into()];
-    values.extend(ids.iter().map(|i| Value::from(i.clone())));
-    audience.push_filter(&mut sql, &mut values);
-    let res = conn
-        .execute_raw(stmt(conn.get_database_backend(), &sql, values))
-        .await?;
-    Ok(res.rows_affected())
+/// The `notifications` table, the in-app inbox.
+pub trait InboxStore {
+    /// Serialises inserts into `notifications` until the transaction ends (PostgreSQL; SQLite
+    /// has one writer anyway). With it, `seq` values become visible in the order they were
+    /// assigned, so a subscriber that has seen cursor N can never later find a committed row
+    /// below N.
+    fn lock_sequence(&self) -> impl Future<Output = Result<(), DbErr>> + Send;
+
+    /// Inserts `n`; returns false when it already exists (same event and recipient, or a
+    /// reminder with the same de-duplication key).
+    fn insert_notification(
+        &self,
+        n: &NewNotification,
+    ) -> impl Future<Output = Result<bool, DbErr>> + Send;
+
+    /// Newest first, strictly before `before_seq` when given.
+    fn list_notifications(
+        &self,
+        audience: &Audience,
+        unread_only: bool,
+        before_seq: Option<i64>,
+        limit: u64,
+    ) -> impl Future<Output = Result<Vec<pb::Notification>, DbErr>> + Send;
+
+    /// Oldest first, strictly after `after_seq`: the Subscribe stream's reads.
+    fn notifications_after(
+        &self,
+        audience: &Audience,
+        after_seq: i64,
+        unread_only: bool,
+        limit: u64,
+    ) -> impl Future<Output = Result<Vec<pb::Notification>, DbErr>> + Send;
+
+    /// Marks the audience's notifications among `ids` read; returns how many were unread.
+    fn mark_read(
+        &self,
+        audience: &Audience,
+        ids: &[String],
+    ) -> impl Future<Output = Result<u64, DbErr>> + Send;
+
+    /// The highest cursor so far (0 when there is none).
+    fn head_cursor(&self) -> impl Future<Output = Result<i64, DbErr>> + Send;
 }
+
+/// The audience's notifications, unread ones only if asked.
+fn visible(audience: &Audience, unread_only: bool) -> Select<notification::Entity> {
+    let q = audience.filter(notification::Entity::find());
+    if unread_only {
+        q.filter(notification::Column::ReadMs.is_null())
+    } else {
+        q
+    }
+}
+
+impl<C: ConnectionTrait> InboxStore for C {
+    async fn lock_sequence(&self) -> Result<(), DbErr> {
+        if self.get_database_backend() == DbBackend::Postgres {
+            self.execute_unprepared("SELECT pg_advisory_xact_lock(7243053)")
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn insert_notification(&self, n: &NewNotification) -> Result<bool, DbErr> {
+        let inserted = notification::Entity::insert(notification::ActiveModel {
+            seq: NotSet,
+            notification_id: Set(n.notification_id.clone()),
+            event_id: Set(n.event_id.clone()),
+            recipient: Set(n.recipient.clone()),
+            kind: Set(n.kind.clone()),
+            title: Set(n.title.clone()),
+            body: Set(n.body.clone()),
+            locale: Set(n.locale.clone()),
+            application_id: Set(n.application_id.clone()),
+            task_id: Set(n.task_id.clone()),
+            dedup_key: Set(n.dedup_key.clone()),
+            created_ms: Set(now_ms()),
+            read_ms: NotSet,
+        })
+        // Any of the unique keys: id, (event, recipient), or the reminder's dedup key.
+        .on_conflict(OnConflict::new().do_nothing().to_owned())
+        .exec_without_returning(self)
+        .await?;
+        Ok(inserted == 1)
+    }
+
+    async fn list_notifications(
+        &self,
+        audience: &Audience,
+        unread_only: bool,
+        before_seq: Option<i64>,
+        limit: u64,
+    ) -> Result<Vec<pb::Notification>, DbErr> {
+        let mut q = visible(audience, unread_only);
+        if let Some(b) = before_seq {
+            q = q.filter(notification::Column::Seq.lt(b));
+        }
+        let rows = q
+            .order_by_desc(notification::Column::Seq)
+            .limit(limit)
+            .all(self)
+            .await?;
+        Ok(rows.into_iter().map(pb::Notification::from).collect())
+    }
+
+    async fn notifications_after(
+        &self,
+        audience: &Audience,
+        after_seq: i64,
+        unread_only: bool,
+        limit: u64,
+    ) -> Result<Vec<pb::Notification>, DbErr> {
+        let rows = visible(audience, unread_only)
+            .filter(notification::Column::Seq.gt(after_seq))
+            .order_by_asc(notification::Column::Seq)
+            .limit(limit)
+            .all(self)
+            .await?;
+        Ok(rows.into_iter().map(pb::Notification::from).collect())
+    }
+
+    async fn mark_read(&self, audience: &Audience, ids: &[String]) -> Result<u64, DbErr> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let q = notification::Entity::update_many()
+            .col_expr(notification::Column::ReadMs, Expr::value(now_ms()))
+            .filter(notification::Column::ReadMs.is_null())
+            .filter(notification::Column::NotificationId.is_in(ids.iter().map(String::as_str)));
+        Ok(audience.filter(q).exec(self).await?.rows_affected)
+    }
+
+    async fn head_cursor(&self) -> Result<i64, DbErr> {
+        let max: Option<Option<i64>> = notification::Entity::find()
+            .select_only()
+            .column_as(notification::Column::Seq.max(), "m")
+            .into_tuple()
+            .one(self)
+            .await?;
+        Ok(max.flatten().unwrap_or(0))
+    }
+}
+
+// ---------------------------------------------------------------- the two send queues
+
+/// Claims up to `limit` due rows of `table` (keyed by `id_col`, still open by `open_filter`)
+/// by pushing their `next_attempt_ms` out by `lease_ms`: another replica will not pick them up
+/// meanwhile, and if this one dies they become due again when the lease runs out. One
+/// statement, so it is atomic without a transaction of its own.
+async fn claim<C: ConnectionTrait>(
+    conn: &C,
+    table: &str,
+    id_col: &str,
+    open_filter: &str,
+    lease_ms: i64,
+    limit: u64,
+) -> Result<Vec<String>, DbErr> {
+    let b = conn.get_database_backend();
+    let now = now_ms();
+    let rows = conn
+        .query_all_raw(stmt(
+            b,
+            &format!(
+                "UPDATE {table} SET next_attempt_ms = ? WHERE {id_col} IN (
+                    SELECT {id_col} FROM {table} WHERE {open_filter} AND next_attempt_ms <= ?
+                    ORDER BY next_attempt_ms LIMIT ?{})
+                 RETURNING {id_col} AS id",
+                lock::skip_locked(b)
+            ),
+            vec![(now + lease_ms).into(), now.into(), (limit as i64).into()],
+        ))
+        .await?;
+    rows.iter().map(|r| r.try_get("", "id")).collect()
+}
+
+/// An e-mail claimed for sending.
+#[derive(Debug, Clone)]
+pub struct EmailRow {
+    pub notification_id: String,
+    pub to_addr: String,
+    pub subject: String,
+    pub body: String,
+    pub attempts: i64,
+}
+
+/// The `emails` table, a send queue.
+pub trait EmailQueue {
+    fn insert_email(
+        &self,
+        notification_id: &str,
+        to: &str,
+        subject: &str,
+        body: &str,
+        send_after_ms: i64,
+    ) -> impl Future<Output = Result<(), DbErr>> + Send;
+
+    /// Leases up to `limit` due e-mails for `lease_ms`.
+    fn claim_emails(
+        &self,
+        lease_ms: i64,
+        limit: u64,
+    ) -> impl Future<Output = Result<Vec<EmailRow>, DbErr>> + Send;
+
+    /// Records the outcome of sending an e-mail: sent, or given up with the last error.
+    fn finish_email(
+        &self,
+        notification_id: &str,
+        attempts: i64,
+        error: Option<&str>,
+    ) -> impl Future<Output = Result<(), DbErr>> + Send;
+}
+
+impl<C: ConnectionTrait> EmailQueue for C {
+    async fn insert_email(
+        &self,
+        notification_id: &str,
+        to: &str,
+        subject: &str,
+        body: &str,
+        send_after_ms: i64,
+    ) -> Result<(), DbErr> {
+        email::Entity::insert(email::ActiveModel {
+            notification_id: Set(notification_id.to_string()),
+            to_addr: Set(to.to_string()),
+            subject: Set(subject.to_string()),
+            body: Set(body.to_string()),
+            send_after_ms: Set(send_after_ms),
+            next_attempt_ms: Set(send_after_ms),
+            attempts: Set(0),
+            sent_ms: NotSet,
+            failed_ms: NotSet,
+            last_error: NotSet,
+        })
+        .on_conflict(OnConflict::new().do_nothing().to_owned())
+        .exec_without_returning(self)
+        .await?;
+        Ok(())
+    }
+
+    async fn claim_emails(&self, lease_ms: i64, limit: u64) -> Result<Vec<EmailRow>, DbErr> {
+        let ids = claim(
+            self,
+            "emails",
+            "notification_id",
+            "sent_ms IS NULL AND failed_ms IS NULL",
+            lease_ms,
+            limit,
+        )
+        .await?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = email::Entity::find()
+            .filter(email::Column::NotificationId.is_in(ids))
+            .all(self)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|m| EmailRow {
+                notification_id: m.notification_id,
+                to_addr: m.to_addr,
+                subject: m.subject,
+                body: m.body,
+                attempts: i64::from(m.attempts),
+            })
+            .collect())
+    }
+
+    async fn finish_email(
+        &self,
+        notification_id: &str,
+        attempts: i64,
+        error: Option<&str>,
+    ) -> Result<(), DbErr> {
+        let done = match error {
+            None => email::Column::SentMs,
+            Some(_) => email::Column::FailedMs,
+        };
+        email::Entity::update_many()
+            .col_expr(done, Expr::value(now_ms()))
+            .col_expr(email::Column::Attempts, Expr::value(attempts as i32))
+            .col_expr(email::Column::LastError, Expr::value(error))
+            .filter(email::Column::NotificationId.eq(notification_id))
+            .exec(self)
+            .await?;
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------- webhooks
 
 /// A registered webhook.
 #[derive(Debug, Clone)]
@@ -268,236 +437,86 @@ impl WebhookRow {
     }
 }
 
-/// Stores a webhook; `request_id` is RegisterWebhook's idempotency key ("" for none), unique
-/// when set.
-pub async fn insert_webhook<C: ConnectionTrait>(
-    conn: &C,
-    w: &WebhookRow,
-    created_by: &str,
-    request_id: &str,
-) -> Result<(), DbErr> {
-    conn.execute_raw(stmt(
-        conn.get_database_backend(),
-        "INSERT INTO webhooks (webhook_id, url, event_types, secret, created_by, created_ms, request_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        vec![
-            w.webhook_id.clone().into(),
-            w.url.clone().into(),
-            w.event_types.join(",").into(),
-            w.secret.clone().into(),
-            created_by.into(),
-            w.created_ms.into(),
-            request_id.into(),
-        ],
-    ))
-    .await?;
-    Ok(())
-}
-
-/// The webhook registered with `request_id`, and who registered it.
-pub async fn webhook_by_request_id<C: ConnectionTrait>(
-    conn: &C,
-    request_id: &str,
-) -> Result<Option<(WebhookRow, String)>, DbErr> {
-    let row = conn
-        .query_one_raw(stmt(
-            conn.get_database_backend(),
-            "SELECT webhook_id, url, event_types, secret, created_ms, created_by FROM webhooks WHERE request_id = ?",
-            vec![request_id.into()],
-        ))
-        .await?;
-    row.map(|r| Ok((decode_webhook(&r)?, r.try_get("", "created_by")?)))
-        .transpose()
-}
-
-pub async fn webhooks<C: ConnectionTrait>(conn: &C) -> Result<Vec<WebhookRow>, DbErr> {
-    let rows = conn
-        .query_all_raw(stmt(
-            conn.get_database_backend(),
-            "SELECT webhook_id, url, event_types, secret, created_ms FROM webhooks",
-            vec![],
-        ))
-        .await?;
-    rows.iter().map(decode_webhook).collect()
-}
-
-fn decode_webhook(r: &QueryResult) -> Result<WebhookRow, DbErr> {
-    let types: String = r.try_get("", "event_types")?;
-    Ok(WebhookRow {
-        webhook_id: r.try_get("", "webhook_id")?,
-        url: r.try_get("", "url")?,
-        event_types: types
-            .split(',')
-            .filter(|t| !t.is_empty())
-            .map(str::to_string)
-            .collect(),
-        secret: r.try_get("", "secret")?,
-        created_ms: r.try_get("", "created_ms")?,
-    })
-}
-
-pub async fn insert_delivery<C: ConnectionTrait>(
-    conn: &C,
-    webhook_id: &str,
-    event_id: &str,
-    body: &str,
-) -> Result<(), DbErr> {
-    conn.execute_raw(stmt(
-        conn.get_database_backend(),
-        "INSERT INTO webhook_deliveries (delivery_id, webhook_id, event_id, body, attempts, next_attempt_ms)
-         VALUES (?, ?, ?, ?, 0, ?) ON CONFLICT DO NOTHING",
-        vec![
-            tongban_types::new_id().into(),
-            webhook_id.into(),
-            event_id.into(),
-            body.into(),
-            now_ms().into(),
-        ],
-    ))
-    .await?;
-    Ok(())
-}
-
-/// Claims up to `limit` due rows of `table` (keyed by `id_col`) by pushing their
-/// `next_attempt_ms` out by `lease_ms`: another replica will not pick them up meanwhile, and
-/// if this one dies they become due again when the lease runs out.
-async fn claim(
-    db: &DatabaseConnection,
-    table: &str,
-    id_col: &str,
-    open_filter: &str,
-    lease_ms: i64,
-    limit: u64,
-) -> Result<Vec<String>, DbErr> {
-    let txn = begin_write(db).await?;
-    let b = txn.get_database_backend();
-    let lock = if b == DbBackend::Postgres {
-        " FOR UPDATE SKIP LOCKED"
-    } else {
-        ""
-    };
-    let now = now_ms();
-    let rows = txn
-        .query_all_raw(stmt(
-            b,
-            &format!(
-                "SELECT {id_col} AS id FROM {table} WHERE {open_filter} AND next_attempt_ms <= ? ORDER BY next_attempt_ms LIMIT ?{lock}"
-            ),
-            vec![now.into(), (limit as i64).into()],
-        ))
-        .await?;
-    let ids: Vec<String> = rows
-        .iter()
-        .map(|r| r.try_get("", "id"))
-        .collect::<Result<_, _>>()?;
-    if !ids.is_empty() {
-        let mut values: Vec<Value> = vec![(now + lease_ms).into()];
-        values.extend(ids.iter().map(|id| Value::from(id.clone())));
-        txn.execute_raw(stmt(
-            b,
-            &format!(
-                "UPDATE {table} SET next_attempt_ms = ? WHERE {id_col} IN ({})",
-                placeholders(ids.len())
-            ),
-            values,
-        ))
-        .await?;
+impl From<webhook::Model> for WebhookRow {
+    fn from(m: webhook::Model) -> Self {
+        WebhookRow {
+            webhook_id: m.webhook_id,
+            url: m.url,
+            event_types: m
+                .event_types
+                .split(',')
+                .filter(|t| !t.is_empty())
+                .map(str::to_string)
+                .collect(),
+            secret: m.secret,
+            created_ms: m.created_ms,
+        }
     }
-    txn.commit().await?;
-    Ok(ids)
 }
 
-/// `?, ?, ?` for an `IN (…)` list of `n` values.
-fn placeholders(n: usize) -> String {
-    vec!["?"; n].join(", ")
+/// The `webhooks` table.
+pub trait WebhookStore {
+    /// Stores a webhook; `request_id` is RegisterWebhook's idempotency key ("" for none),
+    /// unique when set.
+    fn insert_webhook(
+        &self,
+        w: &WebhookRow,
+        created_by: &str,
+        request_id: &str,
+    ) -> impl Future<Output = Result<(), DbErr>> + Send;
+
+    /// The webhook registered with `request_id`, and who registered it.
+    fn webhook_by_request_id(
+        &self,
+        request_id: &str,
+    ) -> impl Future<Output = Result<Option<(WebhookRow, String)>, DbErr>> + Send;
+
+    fn webhooks(&self) -> impl Future<Output = Result<Vec<WebhookRow>, DbErr>> + Send;
 }
 
-/// The rows of `sql_before_in` followed by `(?, …)` over `ids`, in one query.
-async fn rows_for_ids(
-    db: &DatabaseConnection,
-    sql_before_in: &str,
-    ids: Vec<String>,
-) -> Result<Vec<sea_orm::QueryResult>, DbErr> {
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    let sql = format!("{sql_before_in} ({})", placeholders(ids.len()));
-    let values = ids.into_iter().map(Value::from).collect();
-    db.query_all_raw(stmt(db.get_database_backend(), &sql, values))
-        .await
-}
-
-/// An e-mail claimed for sending.
-#[derive(Debug, Clone)]
-pub struct EmailRow {
-    pub notification_id: String,
-    pub to_addr: String,
-    pub subject: String,
-    pub body: String,
-    pub attempts: i64,
-}
-
-pub async fn claim_emails(
-    db: &DatabaseConnection,
-    lease_ms: i64,
-    limit: u64,
-) -> Result<Vec<EmailRow>, DbErr> {
-    let ids = claim(
-        db,
-        "emails",
-        "notification_id",
-        "sent_ms IS NULL AND failed_ms IS NULL",
-        lease_ms,
-        limit,
-    )
-    .await?;
-    let rows = rows_for_ids(
-        db,
-        "SELECT notification_id, to_addr, subject, body, attempts FROM emails WHERE notification_id IN",
-        ids,
-    )
-    .await?;
-    let mut out = Vec::with_capacity(rows.len());
-    for r in rows {
-        out.push(EmailRow {
-            notification_id: r.try_get("", "notification_id")?,
-            to_addr: r.try_get("", "to_addr")?,
-            subject: r.try_get("", "subject")?,
-            body: r.try_get("", "body")?,
-            attempts: i64::from(r.try_get::<i32>("", "attempts")?),
-        });
-    }
-    Ok(out)
-}
-
-/// Records the outcome of sending an e-mail: sent, or given up with the last error.
-pub async fn finish_email(
-    db: &DatabaseConnection,
-    notification_id: &str,
-    attempts: i64,
-    error: Option<&str>,
-) -> Result<(), DbErr> {
-    let (sql, values): (&str, Vec<Value>) = match error {
-        None => (
-            "UPDATE emails SET sent_ms = ?, attempts = ?, last_error = NULL WHERE notification_id = ?",
-            vec![
-                now_ms().into(),
-                (attempts as i32).into(),
-                notification_id.into(),
-            ],
-        ),
-        Some(e) => (
-            "UPDATE emails SET failed_ms = ?, attempts = ?, last_error = ? WHERE notification_id = ?",
-            vec![
-                now_ms().into(),
-                (attempts as i32).into(),
-                e.into(),
-                notification_id.into(),
-            ],
-        ),
-    };
-    db.execute_raw(stmt(db.get_database_backend(), sql, values))
+impl<C: ConnectionTrait> WebhookStore for C {
+    async fn insert_webhook(
+        &self,
+        w: &WebhookRow,
+        created_by: &str,
+        request_id: &str,
+    ) -> Result<(), DbErr> {
+        webhook::Entity::insert(webhook::ActiveModel {
+            webhook_id: Set(w.webhook_id.clone()),
+            url: Set(w.url.clone()),
+            event_types: Set(w.event_types.join(",")),
+            secret: Set(w.secret.clone()),
+            created_by: Set(created_by.to_string()),
+            created_ms: Set(w.created_ms),
+            request_id: Set(request_id.to_string()),
+        })
+        .exec_without_returning(self)
         .await?;
-    Ok(())
+        Ok(())
+    }
+
+    async fn webhook_by_request_id(
+        &self,
+        request_id: &str,
+    ) -> Result<Option<(WebhookRow, String)>, DbErr> {
+        Ok(webhook::Entity::find()
+            .filter(webhook::Column::RequestId.eq(request_id))
+            .one(self)
+            .await?
+            .map(|m| {
+                let by = m.created_by.clone();
+                (WebhookRow::from(m), by)
+            }))
+    }
+
+    async fn webhooks(&self) -> Result<Vec<WebhookRow>, DbErr> {
+        Ok(webhook::Entity::find()
+            .all(self)
+            .await?
+            .into_iter()
+            .map(WebhookRow::from)
+            .collect())
+    }
 }
 
 /// A webhook delivery claimed for sending.
@@ -509,42 +528,6 @@ pub struct DeliveryRow {
     pub secret: String,
     pub body: String,
     pub attempts: i64,
-}
-
-pub async fn claim_deliveries(
-    db: &DatabaseConnection,
-    lease_ms: i64,
-    limit: u64,
-) -> Result<Vec<DeliveryRow>, DbErr> {
-    let ids = claim(
-        db,
-        "webhook_deliveries",
-        "delivery_id",
-        "delivered_ms IS NULL AND failed_ms IS NULL",
-        lease_ms,
-        limit,
-    )
-    .await?;
-    let rows = rows_for_ids(
-        db,
-        "SELECT d.delivery_id, d.event_id, d.body, d.attempts, w.url, w.secret
-         FROM webhook_deliveries d JOIN webhooks w ON w.webhook_id = d.webhook_id
-         WHERE d.delivery_id IN",
-        ids,
-    )
-    .await?;
-    let mut out = Vec::with_capacity(rows.len());
-    for r in rows {
-        out.push(DeliveryRow {
-            delivery_id: r.try_get("", "delivery_id")?,
-            event_id: r.try_get("", "event_id")?,
-            url: r.try_get("", "url")?,
-            secret: r.try_get("", "secret")?,
-            body: r.try_get("", "body")?,
-            attempts: i64::from(r.try_get::<i32>("", "attempts")?),
-        });
-    }
-    Ok(out)
 }
 
 /// What became of one delivery attempt.
@@ -562,38 +545,122 @@ pub enum DeliveryOutcome {
     },
 }
 
-pub async fn finish_delivery(
-    db: &DatabaseConnection,
-    delivery_id: &str,
-    attempts: i64,
-    outcome: &DeliveryOutcome,
-) -> Result<(), DbErr> {
-    let attempts = attempts as i32;
-    let (sql, values): (&str, Vec<Value>) = match outcome {
-        DeliveryOutcome::Delivered => (
-            "UPDATE webhook_deliveries SET delivered_ms = ?, attempts = ?, last_error = NULL WHERE delivery_id = ?",
-            vec![now_ms().into(), attempts.into(), delivery_id.into()],
-        ),
-        DeliveryOutcome::Retry { at_ms, error } => (
-            "UPDATE webhook_deliveries SET next_attempt_ms = ?, attempts = ?, last_error = ? WHERE delivery_id = ?",
-            vec![
-                (*at_ms).into(),
-                attempts.into(),
-                error.clone().into(),
-                delivery_id.into(),
-            ],
-        ),
-        DeliveryOutcome::GaveUp { error } => (
-            "UPDATE webhook_deliveries SET failed_ms = ?, attempts = ?, last_error = ? WHERE delivery_id = ?",
-            vec![
-                now_ms().into(),
-                attempts.into(),
-                error.clone().into(),
-                delivery_id.into(),
-            ],
-        ),
-    };
-    db.execute_raw(stmt(db.get_database_backend(), sql, values))
+/// The `webhook_deliveries` table, a send queue.
+pub trait WebhookDeliveries {
+    /// Queues `body` for `webhook_id`, once per event.
+    fn insert_delivery(
+        &self,
+        webhook_id: &str,
+        event_id: &str,
+        body: &str,
+    ) -> impl Future<Output = Result<(), DbErr>> + Send;
+
+    /// Leases up to `limit` due deliveries for `lease_ms`, with their webhook's URL and secret.
+    fn claim_deliveries(
+        &self,
+        lease_ms: i64,
+        limit: u64,
+    ) -> impl Future<Output = Result<Vec<DeliveryRow>, DbErr>> + Send;
+
+    fn finish_delivery(
+        &self,
+        delivery_id: &str,
+        attempts: i64,
+        outcome: &DeliveryOutcome,
+    ) -> impl Future<Output = Result<(), DbErr>> + Send;
+}
+
+impl<C: ConnectionTrait> WebhookDeliveries for C {
+    async fn insert_delivery(
+        &self,
+        webhook_id: &str,
+        event_id: &str,
+        body: &str,
+    ) -> Result<(), DbErr> {
+        webhook_delivery::Entity::insert(webhook_delivery::ActiveModel {
+            delivery_id: Set(tongban_types::new_id()),
+            webhook_id: Set(webhook_id.to_string()),
+            event_id: Set(event_id.to_string()),
+            body: Set(body.to_string()),
+            attempts: Set(0),
+            next_attempt_ms: Set(now_ms()),
+            delivered_ms: NotSet,
+            failed_ms: NotSet,
+            last_error: NotSet,
+        })
+        .on_conflict(OnConflict::new().do_nothing().to_owned())
+        .exec_without_returning(self)
         .await?;
-    Ok(())
+        Ok(())
+    }
+
+    async fn claim_deliveries(&self, lease_ms: i64, limit: u64) -> Result<Vec<DeliveryRow>, DbErr> {
+        let ids = claim(
+            self,
+            "webhook_deliveries",
+            "delivery_id",
+            "delivered_ms IS NULL AND failed_ms IS NULL",
+            lease_ms,
+            limit,
+        )
+        .await?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = webhook_delivery::Entity::find()
+            .filter(webhook_delivery::Column::DeliveryId.is_in(ids))
+            .find_also_related(webhook::Entity)
+            .all(self)
+            .await?;
+        Ok(rows
+            .into_iter()
+            // A delivery always has its webhook (they are never deleted).
+            .filter_map(|(d, w)| {
+                w.map(|w| DeliveryRow {
+                    delivery_id: d.delivery_id,
+                    event_id: d.event_id,
+                    url: w.url,
+                    secret: w.secret,
+                    body: d.body,
+                    attempts: i64::from(d.attempts),
+                })
+            })
+            .collect())
+    }
+
+    async fn finish_delivery(
+        &self,
+        delivery_id: &str,
+        attempts: i64,
+        outcome: &DeliveryOutcome,
+    ) -> Result<(), DbErr> {
+        let q = webhook_delivery::Entity::update_many().col_expr(
+            webhook_delivery::Column::Attempts,
+            Expr::value(attempts as i32),
+        );
+        let q: UpdateMany<webhook_delivery::Entity> = match outcome {
+            DeliveryOutcome::Delivered => q
+                .col_expr(webhook_delivery::Column::DeliveredMs, Expr::value(now_ms()))
+                .col_expr(
+                    webhook_delivery::Column::LastError,
+                    Expr::value(Option::<String>::None),
+                ),
+            DeliveryOutcome::Retry { at_ms, error } => q
+                .col_expr(webhook_delivery::Column::NextAttemptMs, Expr::value(*at_ms))
+                .col_expr(
+                    webhook_delivery::Column::LastError,
+                    Expr::value(error.as_str()),
+                ),
+            DeliveryOutcome::GaveUp { error } => q
+                .col_expr(webhook_delivery::Column::FailedMs, Expr::value(now_ms()))
+                .col_expr(
+                    webhook_delivery::Column::LastError,
+                    Expr::value(error.as_str()),
+                ),
+        };
+        q.filter(webhook_delivery::Column::DeliveryId.eq(delivery_id))
+            .exec(self)
+            .await?;
+        Ok(())
+    }
 }

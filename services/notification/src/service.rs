@@ -3,16 +3,15 @@
 use std::sync::Arc;
 
 use rand::RngCore;
-use sea_orm::{ConnectionTrait, DatabaseConnection};
+use sea_orm::DatabaseConnection;
 use tokio::sync::{Notify, broadcast};
 use tongban_auth::{AuthError, Identity, Role};
 use tongban_calendar::Calendar;
-use tongban_outbox::db::stmt;
 use tongban_proto::{notification as pb, page::Paging, time::ts};
 
 use crate::{
     error::{NotificationError, invalid},
-    repository::{self, Audience, WebhookRow},
+    repository::{Audience, InboxStore, WebhookRow, WebhookStore},
     templates::Templates,
 };
 
@@ -109,14 +108,10 @@ impl Notifications {
     ) -> Result<(Vec<pb::Notification>, String), NotificationError> {
         let audience = audience(who)?;
         let page = NOTIFICATIONS.page::<i64>(req.page_size, &req.page_token)?;
-        let mut rows = repository::list(
-            self.db(),
-            &audience,
-            req.unread_only,
-            page.after,
-            page.fetch_limit(),
-        )
-        .await?;
+        let mut rows = self
+            .db()
+            .list_notifications(&audience, req.unread_only, page.after, page.fetch_limit())
+            .await?;
         let next = page.finish(&mut rows, |n| n.cursor);
         Ok((rows, next))
     }
@@ -136,24 +131,13 @@ impl Notifications {
             .map(|s| s.trim().to_string())
             .filter(|s| !s.is_empty())
             .collect();
-        let n = repository::mark_read(self.db(), &audience, &ids).await?;
+        let n = self.db().mark_read(&audience, &ids).await?;
         Ok(u32::try_from(n).unwrap_or(u32::MAX))
     }
 
     /// The highest cursor so far (0 when there is none).
     pub async fn head(&self) -> Result<i64, NotificationError> {
-        let db = self.db();
-        let row = db
-            .query_one_raw(stmt(
-                db.get_database_backend(),
-                "SELECT COALESCE(MAX(seq), 0) AS m FROM notifications",
-                vec![],
-            ))
-            .await?;
-        Ok(match row {
-            Some(r) => r.try_get::<i64>("", "m")?,
-            None => 0,
-        })
+        Ok(self.db().head_cursor().await?)
     }
 
     #[tracing::instrument(skip(self, req), fields(role = %who.role))]
@@ -197,10 +181,12 @@ impl Notifications {
             url,
             event_types,
             secret: hex::encode(secret),
-            created_ms: repository::now_ms(),
+            created_ms: tongban_storage::now_ms(),
         };
-        if let Err(e) =
-            repository::insert_webhook(self.db(), &row, &who.actor_label(), request_id).await
+        if let Err(e) = self
+            .db()
+            .insert_webhook(&row, &who.actor_label(), request_id)
+            .await
         {
             // A concurrent retry of this very request may have won the unique request_id.
             return match self
@@ -228,7 +214,7 @@ impl Notifications {
         if request_id.is_empty() {
             return Ok(None);
         }
-        match repository::webhook_by_request_id(self.db(), request_id).await? {
+        match self.db().webhook_by_request_id(request_id).await? {
             None => Ok(None),
             Some((w, by))
                 if by == who.actor_label() && w.url == url && w.event_types == event_types =>

@@ -19,7 +19,7 @@ use tongban_types::Backoff;
 
 use crate::{
     error::NotificationError,
-    repository::{self, DeliveryOutcome, DeliveryRow},
+    repository::{DeliveryOutcome, DeliveryRow, WebhookDeliveries},
     service::Shared,
 };
 
@@ -106,7 +106,7 @@ impl Deliverer {
     /// Claims and delivers due webhook calls until `shutdown`.
     pub async fn run(self, shared: Arc<Shared>, poll: Duration, shutdown: CancellationToken) {
         loop {
-            match repository::claim_deliveries(&shared.db, LEASE_MS, 32).await {
+            match shared.db.claim_deliveries(LEASE_MS, 32).await {
                 Ok(batch) if !batch.is_empty() => {
                     // One slow receiver must not hold up the others in the batch.
                     futures::stream::iter(batch)
@@ -152,14 +152,16 @@ impl Deliverer {
                     .delay(u32::try_from(attempts).unwrap_or(u32::MAX));
                 tracing::warn!(delivery_id = %d.delivery_id, url = %d.url, attempts, %error, retry_in = ?delay, "webhook delivery failed; will retry");
                 DeliveryOutcome::Retry {
-                    at_ms: repository::now_ms()
+                    at_ms: tongban_storage::now_ms()
                         + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2),
                     error,
                 }
             }
         };
-        if let Err(e) =
-            repository::finish_delivery(&shared.db, &d.delivery_id, attempts, &outcome).await
+        if let Err(e) = shared
+            .db
+            .finish_delivery(&d.delivery_id, attempts, &outcome)
+            .await
         {
             tracing::warn!(error = %e, "recording webhook outcome failed; it may be sent again");
         }

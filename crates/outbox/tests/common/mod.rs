@@ -20,13 +20,11 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tongban_bus::{Bus, BusError, OutgoingMessage, QueueSpec, Subscription};
 use tongban_outbox::{
-    EventHandler, HandlerError, Relay, RelayHandle,
-    consumer::ConsumerOptions,
-    db::{begin_write, connect, stmt},
-    migration::OutboxInbox,
-    outbox,
+    EventHandler, HandlerError, Relay, RelayHandle, consumer::ConsumerOptions,
+    migration::OutboxInbox, outbox,
 };
 use tongban_proto::events::{Envelope, TaskOverdue, envelope::Payload};
+use tongban_storage::{begin_write, connect, stmt};
 use tongban_testkit::{Backend, TestDb};
 
 /// How long any single wait in these tests may take before the test fails.

@@ -5,7 +5,8 @@
 use sea_orm::DatabaseTransaction;
 use tongban_auth::{Identity, Role};
 use tongban_matter::{EvalContext, MatterKind};
-use tongban_outbox::{db::begin_write, outbox};
+use tongban_outbox::outbox;
+use tongban_storage::begin_write;
 
 use super::{Approval, Cause, TaskSpec};
 use crate::{

@@ -278,7 +278,7 @@ pub fn text(s: &str) -> prost_types::Value {
 /// A second engine over the harness's database, to run the timer worker at chosen instants.
 pub async fn timer_worker(h: &Harness) -> anyhow::Result<Arc<tongban_approval::Approval>> {
     let mut ctx = h.ctx.clone();
-    ctx.db = tongban_outbox::db::connect(h.service.database_url()).await?;
+    ctx.db = tongban_storage::connect(h.service.database_url()).await?;
     tongban_approval::build(
         &ctx,
         Default::default(),

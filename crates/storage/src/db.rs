@@ -1,4 +1,4 @@
-//! Storage plumbing shared by every service: connect by URL, begin write transactions that
+//! Connections and transactions: connect by URL, begin write transactions that
 //! behave the same on both engines, and make throw-away databases for tests.
 
 use std::time::Duration;

@@ -1,0 +1,100 @@
+//! The Subscribe stream: resuming from a cursor without gaps or repeats, and only the caller's own notifications.
+
+mod common;
+
+use std::{collections::HashSet, time::Duration};
+
+use tongban_auth::Role;
+use tongban_proto::{
+    events::{self, Envelope, envelope::Payload},
+    notification as pb,
+};
+use tongban_testkit::{Backend, authed};
+
+use common::*;
+
+async fn subscribe_resumes_without_gaps_or_repeats(backend: Backend) -> anyhow::Result<()> {
+    let h = Harness::start(backend).await?;
+    let clerk = h.keys.token(Role::Clerk, Some("eco_env"), None);
+    let task = |i: usize| {
+        tongban_outbox::new_envelope(
+            "approval",
+            "app-x",
+            Payload::TaskCreated(events::TaskCreated {
+                task_id: format!("task-{i}"),
+                department: "eco_env".into(),
+                ..Default::default()
+            }),
+        )
+    };
+    let first: Vec<Envelope> = (0..5).map(task).collect();
+    h.publish(&first.iter().collect::<Vec<_>>()).await?;
+
+    let mut stream = h
+        .client
+        .clone()
+        .subscribe(authed(pb::SubscribeRequest { after_cursor: 0 }, &clerk))
+        .await?
+        .into_inner();
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let n = tokio::time::timeout(WAIT, stream.message())
+            .await??
+            .ok_or_else(|| anyhow::anyhow!("stream ended"))?;
+        seen.push(
+            n.notification
+                .ok_or_else(|| anyhow::anyhow!("empty SubscribeResponse"))?,
+        );
+    }
+    drop(stream);
+    let last = seen.last().map(|n| n.cursor).unwrap_or_default();
+
+    let more: Vec<Envelope> = (5..9).map(task).collect();
+    h.publish(&more.iter().collect::<Vec<_>>()).await?;
+
+    let mut stream = h
+        .client
+        .clone()
+        .subscribe(authed(pb::SubscribeRequest { after_cursor: last }, &clerk))
+        .await?
+        .into_inner();
+    for _ in 0..6 {
+        let n = tokio::time::timeout(WAIT, stream.message())
+            .await??
+            .ok_or_else(|| anyhow::anyhow!("stream ended"))?;
+        seen.push(
+            n.notification
+                .ok_or_else(|| anyhow::anyhow!("empty SubscribeResponse"))?,
+        );
+    }
+    // And nothing else.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(600), stream.message())
+            .await
+            .is_err(),
+        "an extra notification arrived"
+    );
+    let cursors: Vec<i64> = seen.iter().map(|n| n.cursor).collect();
+    assert!(cursors.windows(2).all(|w| w[0] < w[1]), "{cursors:?}");
+    let tasks: HashSet<String> = seen.iter().map(|n| n.task_id.clone()).collect();
+    assert_eq!(tasks.len(), 9, "every task exactly once: {tasks:?}");
+
+    // Someone else's stream stays empty.
+    let mut other = h
+        .client
+        .clone()
+        .subscribe(authed(
+            pb::SubscribeRequest { after_cursor: 0 },
+            &h.keys.token(Role::Clerk, Some("water"), None),
+        ))
+        .await?
+        .into_inner();
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), other.message())
+            .await
+            .is_err()
+    );
+    Ok(())
+}
+
+tongban_testkit::on_both!(subscribe_resumes_without_gaps_or_repeats,);
