@@ -153,7 +153,7 @@ async fn entered_once_approved_in_parallel_delivered_everywhere() -> anyhow::Res
         IntakeServiceClient::connect(format!("http://127.0.0.1:{intake_port}")).await?;
     let approval_client =
         ApprovalServiceClient::connect(format!("http://127.0.0.1:{approval_port}")).await?;
-    let mut dispatch_client =
+    let dispatch_client =
         DispatchServiceClient::connect(format!("http://127.0.0.1:{dispatch_port}")).await?;
     let applicant = stack
         .keys
@@ -279,19 +279,43 @@ async fn entered_once_approved_in_parallel_delivered_everywhere() -> anyhow::Res
         app.decision_number
     );
 
-    // Every delivery succeeded, and each simulator holds exactly one copy per event.
-    let deliveries = dispatch_client
-        .list_deliveries(authed(
-            dpb::ListDeliveriesRequest {
-                application_id: id.clone(),
-                page_size: 100,
-                ..Default::default()
-            },
-            &admin,
-        ))
-        .await?
-        .into_inner()
-        .deliveries;
+    // Every delivery succeeded, and each simulator holds exactly one copy per event. "4 of 4
+    // platforms" can be reached while a platform's later `application.approved` delivery is
+    // still under way, so wait until every platform has that one and nothing is pending.
+    let platform_ids: Vec<String> = sim_urls.iter().map(|(p, _)| p.clone()).collect();
+    let deliveries = eventually(Duration::from_secs(60), "every delivery to succeed", || {
+        let (mut d, id, admin, platform_ids) = (
+            dispatch_client.clone(),
+            id.clone(),
+            admin.clone(),
+            platform_ids.clone(),
+        );
+        async move {
+            let all = d
+                .list_deliveries(authed(
+                    dpb::ListDeliveriesRequest {
+                        application_id: id,
+                        page_size: 100,
+                        ..Default::default()
+                    },
+                    &admin,
+                ))
+                .await
+                .ok()?
+                .into_inner()
+                .deliveries;
+            let approved_everywhere = platform_ids.iter().all(|p| {
+                all.iter()
+                    .any(|d| &d.platform_id == p && d.event_type == "application.approved")
+            });
+            let settled = all
+                .iter()
+                .all(|d| d.status() == dpb::DeliveryStatus::Succeeded);
+            (approved_everywhere && settled).then_some(all)
+        }
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", dispatch.tail()))?;
     let http = reqwest::Client::new();
     for (platform, received_url) in &sim_urls {
         let ours: Vec<&dpb::Delivery> = deliveries

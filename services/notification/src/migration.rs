@@ -300,6 +300,11 @@ mod tests {
         let db = Database::connect("sqlite::memory:").await?;
         Migrator::up(&db, None).await?;
         assert!(notification::Entity::find().all(&db).await?.is_empty());
+        assert!(webhook::Entity::find().all(&db).await?.is_empty());
+        // The last migration adds webhooks.request_id: without it the entity no longer reads.
+        Migrator::down(&db, Some(1)).await?;
+        assert!(webhook::Entity::find().all(&db).await.is_err());
+        assert!(notification::Entity::find().all(&db).await?.is_empty());
         Migrator::down(&db, Some(1)).await?;
         assert!(notification::Entity::find().all(&db).await.is_err());
         Migrator::up(&db, None).await?;
