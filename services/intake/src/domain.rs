@@ -286,10 +286,14 @@ fn validate_applicant(
 }
 
 /// A rating as the applicant reads it: `unsatisfied`.
-fn rating_word(r: tongban_proto::events::Rating) -> String {
-    r.as_str_name()
-        .trim_start_matches("RATING_")
-        .to_ascii_lowercase()
+fn rating_word(r: tongban_proto::events::Rating) -> &'static str {
+    use tongban_proto::events::Rating;
+    match r {
+        Rating::Satisfied => "satisfied",
+        Rating::BasicallySatisfied => "basically_satisfied",
+        Rating::Unsatisfied => "unsatisfied",
+        Rating::Unspecified => "unrated",
+    }
 }
 
 /// The credit class as the matter crate sees it.
