@@ -21,7 +21,7 @@ use tongban_proto::{
     events::{self, Envelope, envelope::Payload},
     notification::{self as pb, notification_service_client::NotificationServiceClient},
 };
-use tongban_testkit::{Backend, Keys, Stopper, TestDb, authed, eventually};
+use tongban_testkit::{Backend, Keys, Stopper, authed, eventually};
 use tonic::transport::Channel;
 use tonic_types::StatusExt;
 
@@ -37,9 +37,8 @@ pub struct Harness {
     pub db: sea_orm::DatabaseConnection,
     pub bus: Bus,
     pub mails: Mails,
-    _stop: Stopper,
-    _db: TestDb,
-    _bus_dir: Option<tempfile::TempDir>,
+    _sink: Stopper,
+    _service: tongban_testkit::Service,
 }
 
 impl Harness {
@@ -48,25 +47,10 @@ impl Harness {
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .with_test_writer()
             .try_init();
-        let test_db = TestDb::new(backend, "notification").await?;
-        let (bus, bus_dir) = match backend {
-            Backend::Postgres => (tongban_testkit::rabbit_bus("notification").await?.0, None),
-            Backend::Sqlite => {
-                let (b, d) = tongban_testkit::local_bus().await?;
-                (b, Some(d))
-            }
-        };
-        let stop = CancellationToken::new();
+        // The SMTP sink outlives nothing: it stops with the harness.
+        let sink_stop = CancellationToken::new();
         let mails: Mails = Arc::default();
-        let smtp_port = smtp_sink(mails.clone(), stop.clone()).await?;
-        let keys = Keys::new();
-        let db = tongban_storage::connect(&test_db.url).await?;
-        let ctx = tongban_runtime::Context {
-            db: db.clone(),
-            bus: bus.clone(),
-            auth: keys.authenticator(),
-            deploy_dir: tongban_testkit::deploy_dir(),
-        };
+        let smtp_port = smtp_sink(mails.clone(), sink_stop.clone()).await?;
         let opts = NotificationOptions {
             smtp: Some(SmtpSettings {
                 host: "127.0.0.1".into(),
@@ -81,36 +65,33 @@ impl Harness {
             },
             poll: Duration::from_millis(200),
         };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let token = stop.clone();
-        tokio::spawn(async move {
-            if let Err(e) = tongban_notification::run_with(ctx, opts, listener, token).await {
-                eprintln!("notification stopped: {e:#}");
-            }
-        });
+        let service = tongban_testkit::start_service(backend, "notification", |s| {
+            tongban_notification::run_with(s.ctx, opts, s.listener, s.shutdown)
+        })
+        .await?;
         // The listener accepts before the service runs; an answered RPC proves the queue is
         // declared (it is, before serving starts), so nothing published from now on is lost.
-        let admin = keys.token(Role::Admin, None, None);
-        let client = eventually(Duration::from_secs(30), "notification to serve", || async {
-            let mut c = NotificationServiceClient::connect(format!("http://{addr}"))
-                .await
-                .ok()?;
-            c.list_notifications(authed(pb::ListNotificationsRequest::default(), &admin))
-                .await
-                .ok()?;
-            Some(c)
+        let admin = service.keys.token(Role::Admin, None, None);
+        let channel = service.channel.clone();
+        let client = eventually(Duration::from_secs(30), "notification to serve", || {
+            let mut c = NotificationServiceClient::new(channel.clone());
+            let admin = admin.clone();
+            async move {
+                c.list_notifications(authed(pb::ListNotificationsRequest::default(), &admin))
+                    .await
+                    .ok()?;
+                Some(c)
+            }
         })
         .await?;
         Ok(Self {
             client,
-            keys,
-            db,
-            bus,
+            keys: service.keys.clone(),
+            db: service.db.clone(),
+            bus: service.bus.clone(),
             mails,
-            _stop: Stopper(stop),
-            _db: test_db,
-            _bus_dir: bus_dir,
+            _sink: Stopper(sink_stop),
+            _service: service,
         })
     }
 
