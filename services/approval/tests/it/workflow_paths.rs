@@ -1,9 +1,7 @@
 //! Approval over real gRPC (see `common` for the harness). Applications through their workflow: joint review, rejection, credit-class paths,
 //! approval on pledge with its follow-ups, and a supplement that pauses a stage.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 async fn joint_review_then_decision_approves(backend: Backend) -> anyhow::Result<()> {
     let mut h = Harness::start(backend).await?;

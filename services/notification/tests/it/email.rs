@@ -1,12 +1,10 @@
 //! E-mail: one message per notification, in the applicant's language, through an SMTP sink.
 
-mod common;
-
 use std::time::Duration;
 
 use tongban_testkit::{Backend, eventually};
 
-use common::*;
+use crate::common::*;
 
 async fn email_goes_out_once_in_the_applicants_language(backend: Backend) -> anyhow::Result<()> {
     let h = Harness::start(backend).await?;

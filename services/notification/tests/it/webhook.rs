@@ -1,7 +1,5 @@
 //! Webhooks: registration rules, signed calls, and retries that send the same bytes.
 
-mod common;
-
 use std::{
     sync::{Arc, Mutex},
     time::Duration,
@@ -18,7 +16,7 @@ use tongban_proto::{
 use tongban_testkit::{Backend, authed, eventually};
 use tonic::Code;
 
-use common::*;
+use crate::common::*;
 
 #[derive(Clone, Default)]
 struct Receiver {

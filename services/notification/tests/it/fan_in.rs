@@ -1,7 +1,5 @@
 //! Notification fan-in: each event reaches each role it concerns, once.
 
-mod common;
-
 use std::time::Duration;
 
 use tongban_auth::Role;
@@ -12,7 +10,7 @@ use tongban_proto::{
 use tongban_testkit::{Backend, authed};
 use tonic::Code;
 
-use common::*;
+use crate::common::*;
 
 async fn fan_in_reaches_each_role_once(backend: Backend) -> anyhow::Result<()> {
     let h = Harness::start(backend).await?;

@@ -1,9 +1,7 @@
 //! Approval over real gRPC (see `common` for the harness). Publishing definitions: validation, permissions, versions, and instances that keep the
 //! version they started on.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 async fn running_instances_keep_their_version(backend: Backend) -> anyhow::Result<()> {
     let mut h = Harness::start(backend).await?;

@@ -1,8 +1,6 @@
 //! Approval over real gRPC (see `common` for the harness). Timers with several workers: due-soon, overdue and escalation fire once each.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 async fn timers_fire_once_with_two_workers(backend: Backend) -> anyhow::Result<()> {
     let h = Harness::start(backend).await?;

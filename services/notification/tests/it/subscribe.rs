@@ -1,7 +1,5 @@
 //! The Subscribe stream: resuming from a cursor without gaps or repeats, and only the caller's own notifications.
 
-mod common;
-
 use std::{collections::HashSet, time::Duration};
 
 use tongban_auth::Role;
@@ -11,7 +9,7 @@ use tongban_proto::{
 };
 use tongban_testkit::{Backend, authed};
 
-use common::*;
+use crate::common::*;
 
 async fn subscribe_resumes_without_gaps_or_repeats(backend: Backend) -> anyhow::Result<()> {
     let h = Harness::start(backend).await?;

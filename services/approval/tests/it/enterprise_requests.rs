@@ -1,9 +1,7 @@
 //! Approval over real gRPC (see `common` for the harness). Enterprise requests: answered, rated, reopened when unsatisfied, escalated to the
 //! supervising department.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 async fn request_reopens_when_unsatisfied_and_closes_when_satisfied(
     backend: Backend,

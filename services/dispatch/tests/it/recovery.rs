@@ -1,8 +1,6 @@
 //! Dispatch recovers: restarts mid-delivery, reconciliation, and a bad mapping stopping start-up.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 async fn restart_mid_delivery_loses_nothing_and_duplicates_nothing(
     backend: Backend,

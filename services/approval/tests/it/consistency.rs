@@ -1,9 +1,7 @@
 //! Approval over real gRPC (see `common` for the harness). Exactly-once effects: concurrent decisions, redelivered submissions, and a tamper-evident
 //! audit trail.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 async fn concurrent_decisions_one_wins(backend: Backend) -> anyhow::Result<()> {
     let h = Harness::start(backend).await?;

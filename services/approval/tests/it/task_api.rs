@@ -1,8 +1,6 @@
 //! Approval over real gRPC (see `common` for the harness). The staff task API: delegation rules and paged task lists.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 async fn delegate_task_rules(backend: Backend) -> anyhow::Result<()> {
     let h = Harness::start(backend).await?;

@@ -1,8 +1,6 @@
 //! Dispatch fans out: every platform once, bulkheads, dead letters and replay.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 async fn fan_out_reaches_every_platform_once(backend: Backend) -> anyhow::Result<()> {
     let h = Harness::start(backend, |_| {}).await?;

@@ -1,8 +1,6 @@
 //! What rides on the transport: reflection and health without a token, and the caller's trace continuing into the events.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 /// What `grpcurl list` and `grpc_health_probe` do: reflection lists the service and health
 /// reports it serving, without a token.

@@ -1,8 +1,6 @@
 //! Intake's RPCs over real gRPC, against PostgreSQL + RabbitMQ and against SQLite + the embedded bus.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 async fn submit_is_idempotent_and_emits_one_event(backend: Backend) -> anyhow::Result<()> {
     let mut h = Harness::start(backend).await?;

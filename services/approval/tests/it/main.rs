@@ -1,0 +1,11 @@
+//! Approval's integration tests: one test binary, each file a module, so the suite is linked
+//! once. `common` is the shared harness; every test makes its own database and bus names.
+
+mod common;
+mod consistency;
+mod definitions;
+mod definitions_registry;
+mod enterprise_requests;
+mod task_api;
+mod timers;
+mod workflow_paths;

@@ -1,0 +1,6 @@
+//! Dispatch's integration tests: one test binary, each file a module, so the suite is linked
+//! once. `common` is the shared harness; every test makes its own database and bus names.
+
+mod common;
+mod delivery;
+mod recovery;
