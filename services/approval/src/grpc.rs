@@ -12,7 +12,7 @@ use tonic::{Request, Response, Status};
 use crate::{
     convert::{audit_trail_to_proto, definition_to_proto, task_to_proto, workflow_to_proto},
     engine::Approval,
-    requests::{Claim, Decide, Delegate, ListDefinitions, ListTasks, Publish, Rate},
+    requests::{Claim, Decide, Delegate, ListDefinitions, ListTasks, Publish, Rate, roles},
 };
 
 pub struct ApprovalGrpc {
@@ -32,6 +32,7 @@ impl ApprovalService for ApprovalGrpc {
         req: Request<pb::ListTasksRequest>,
     ) -> Result<Response<pb::ListTasksResponse>, Status> {
         let who = identity(&req)?;
+        who.require(roles::TASK_READERS)?;
         let input = ListTasks::try_from(req.into_inner())?;
         let page = self.approval.list_tasks(&who, input).await?;
         let now = self.approval.now_ms();
@@ -60,6 +61,7 @@ impl ApprovalService for ApprovalGrpc {
         req: Request<pb::DecideTaskRequest>,
     ) -> Result<Response<pb::DecideTaskResponse>, Status> {
         let who = identity(&req)?;
+        who.require(roles::TASK_WORK)?;
         let input = Decide::try_from(req.into_inner())?;
         let task = self.approval.decide(&who, input).await?;
         Ok(Response::new(pb::DecideTaskResponse {
@@ -72,6 +74,7 @@ impl ApprovalService for ApprovalGrpc {
         req: Request<pb::DelegateTaskRequest>,
     ) -> Result<Response<pb::DelegateTaskResponse>, Status> {
         let who = identity(&req)?;
+        who.require(roles::TASK_WORK)?;
         let input = Delegate::try_from(req.into_inner())?;
         let task = self.approval.delegate(&who, input).await?;
         Ok(Response::new(pb::DelegateTaskResponse {
@@ -123,6 +126,7 @@ impl ApprovalService for ApprovalGrpc {
         req: Request<pb::PublishDefinitionRequest>,
     ) -> Result<Response<pb::PublishDefinitionResponse>, Status> {
         let who = identity(&req)?;
+        who.require(roles::PUBLISHERS)?;
         let input = Publish::try_from(req.into_inner())?;
         let definition = self.approval.publish_definition(&who, input).await?;
         Ok(Response::new(pb::PublishDefinitionResponse {
@@ -135,6 +139,7 @@ impl ApprovalService for ApprovalGrpc {
         req: Request<pb::RateOutcomeRequest>,
     ) -> Result<Response<pb::RateOutcomeResponse>, Status> {
         let who = identity(&req)?;
+        who.require(roles::RATERS)?;
         let input = Rate::try_from(req.into_inner())?;
         let view = self.approval.rate(&who, input).await?;
         Ok(Response::new(pb::RateOutcomeResponse {

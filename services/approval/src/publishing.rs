@@ -2,7 +2,7 @@
 //! once per (code, version) and never below the latest, announced with `definition.published`
 //! in the same transaction.
 
-use tongban_auth::{Identity, Role};
+use tongban_auth::Identity;
 use tongban_matter::DefinitionError;
 use tongban_outbox::new_envelope;
 use tongban_proto::events::{self, envelope::Payload};
@@ -12,7 +12,7 @@ use crate::{
     engine::{Approval, PRODUCER},
     error::{ApprovalError, Violation, invalid},
     repository::{DefinitionStore, StoredDefinition, ms},
-    requests::Publish,
+    requests::{Publish, roles},
 };
 
 /// Every problem the definition parser found, as violations of `source`.
@@ -58,7 +58,7 @@ impl Approval {
         who: &Identity,
         req: Publish,
     ) -> Result<StoredDefinition, ApprovalError> {
-        who.require(&[Role::Admin])?;
+        who.require(roles::PUBLISHERS)?;
         let def = self
             .defs
             .parse(&req.source, "published definition")

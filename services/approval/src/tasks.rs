@@ -13,7 +13,7 @@ use crate::{
     error::{ApprovalError, forbidden, invalid},
     model::TaskState,
     repository::{Instance, InstanceStore, Lock, Task, TaskFilter, TaskStore, ms},
-    requests::{Assignee, Claim, Decide, Delegate, ListTasks},
+    requests::{Assignee, Claim, Decide, Delegate, ListTasks, roles},
     workflow::{Decision, Input},
 };
 
@@ -64,7 +64,7 @@ impl Approval {
     }
 
     pub async fn claim(&self, who: &Identity, req: Claim) -> Result<Task, ApprovalError> {
-        who.require(&[Role::Clerk, Role::Supervisor, Role::Admin])?;
+        who.require(roles::TASK_WORK)?;
         let now = self.now();
         let txn = begin_write(&self.db).await?;
         let (_, task) = self.lock_task(&txn, &req.task_id).await?;
@@ -90,7 +90,7 @@ impl Approval {
     /// claims it implicitly (the decision records them as assignee). A task CLAIMED by someone
     /// else can only be decided by that clerk, or a supervisor/admin.
     pub async fn decide(&self, who: &Identity, req: Decide) -> Result<Task, ApprovalError> {
-        who.require(&[Role::Clerk, Role::Supervisor, Role::Admin])?;
+        who.require(roles::TASK_WORK)?;
         let Decide {
             task_id,
             decision,
@@ -188,7 +188,7 @@ impl Approval {
     /// Hands a task to another clerk; moving it to another department is for supervisors and
     /// admins. The task becomes CLAIMED by the new assignee.
     pub async fn delegate(&self, who: &Identity, req: Delegate) -> Result<Task, ApprovalError> {
-        who.require(&[Role::Clerk, Role::Supervisor, Role::Admin])?;
+        who.require(roles::TASK_WORK)?;
         if let Some(d) = &req.department
             && !self.defs.departments().contains(d)
         {
@@ -248,7 +248,7 @@ impl Approval {
         who: &Identity,
         req: ListTasks,
     ) -> Result<TaskPage, ApprovalError> {
-        who.require(&[Role::Clerk, Role::Supervisor, Role::Admin, Role::Integrator])?;
+        who.require(roles::TASK_READERS)?;
         let mut department = req.department;
         if matches!(who.role, Role::Clerk | Role::Supervisor) && department.is_none() {
             department = who.department.clone();

@@ -13,7 +13,7 @@ use crate::{
     repository::{
         DefinitionStore, Instance, InstanceStore, Lock, StoredDefinition, Task, TaskStore,
     },
-    requests::ListDefinitions,
+    requests::{ListDefinitions, roles},
 };
 
 /// Where a stage of the definition stands for one application.
@@ -137,7 +137,7 @@ impl Approval {
         who: &Identity,
         application_id: &str,
     ) -> Result<AuditTrail, ApprovalError> {
-        who.require(&[Role::Clerk, Role::Supervisor, Role::Admin, Role::Integrator])?;
+        who.require(roles::TASK_READERS)?;
         let inst = self.visible_instance(who, application_id).await?;
         let entries = audit::entries(&self.db, &inst.application_id).await?;
         let first_bad_seq = audit::verify(&inst.application_id, &entries);

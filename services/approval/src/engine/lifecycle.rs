@@ -3,7 +3,7 @@
 //! enterprise's rating of an answered request.
 
 use sea_orm::DatabaseTransaction;
-use tongban_auth::{Identity, Role};
+use tongban_auth::Identity;
 use tongban_matter::{EvalContext, MatterKind};
 use tongban_outbox::outbox;
 use tongban_storage::begin_write;
@@ -15,7 +15,7 @@ use crate::{
     error::{ApprovalError, forbidden},
     model::{InstanceKind, InstanceStatus, TaskDecision, TaskKind, TaskState},
     repository::{Instance, InstanceStore, Lock, TaskStore, ms},
-    requests::{Rate, Submission},
+    requests::{Rate, Submission, roles},
     views::WorkflowView,
     workflow::{Input, InstanceState, StagePlan},
 };
@@ -241,7 +241,7 @@ impl Approval {
 
     /// The enterprise rates the answer to its request.
     pub async fn rate(&self, who: &Identity, req: Rate) -> Result<WorkflowView, ApprovalError> {
-        who.require(&[Role::Applicant])?;
+        who.require(roles::RATERS)?;
         let now = self.now();
         let txn = begin_write(&self.db).await?;
         let mut inst = txn

@@ -61,6 +61,15 @@ async fn running_instances_keep_their_version(backend: Backend) -> anyhow::Resul
         denied.as_ref().map(reason).as_deref(),
         Some("PERMISSION_DENIED")
     );
+    // The role is checked before the request: a clerk learns nothing about what a valid
+    // definition looks like.
+    let malformed = h
+        .client
+        .publish_definition(authed(publish("", ""), &clerk))
+        .await
+        .err()
+        .map(|e| e.code());
+    assert_eq!(malformed, Some(Code::PermissionDenied));
     let published = h
         .client
         .publish_definition(authed(publish(&v2, "publish-v2"), &admin))
