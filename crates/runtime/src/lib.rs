@@ -42,7 +42,7 @@ impl Context {
         Ok(Self {
             db: tongban_storage::connect(cfg.database_url.expose_secret()).await?,
             bus: Bus::connect(cfg.bus_url.expose_secret(), &cfg.exchange).await?,
-            auth: Authenticator::new(&tongban_auth::Secret::load(&cfg.jwt_secret_file)?),
+            auth: Authenticator::from_jwks_file(&cfg.jwks_file, &cfg.token_rules())?,
             deploy_dir: cfg.deploy_dir.clone(),
         })
     }

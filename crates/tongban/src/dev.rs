@@ -14,7 +14,7 @@ use tongban_runtime::Context;
 
 #[derive(clap::Args, Debug)]
 pub(crate) struct DevArgs {
-    /// Where the SQLite files, the bus and the JWT secret live.
+    /// Where the SQLite files, the bus and the token keys (issuer.key, jwks.json) live.
     #[arg(long, default_value = "data", env = "TONGBAN_DATA_DIR")]
     data_dir: PathBuf,
     /// Where matters/, calendar/, platforms/ and departments.toml live.
@@ -74,8 +74,13 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
             args.deploy_dir.display()
         );
     }
-    let secret = tongban_auth::Secret::load_or_create(&args.data_dir.join("jwt.secret"))?;
-    let auth = tongban_auth::Authenticator::new(&secret);
+    // The issuer's key is made once and kept; the services, as in production, see only the
+    // public key set, so a rotation (`tongban keys generate <data dir>`) takes effect on restart.
+    tongban_auth::keys::ensure(&args.data_dir)?;
+    let auth = tongban_auth::Authenticator::from_jwks_file(
+        &args.data_dir.join(tongban_auth::keys::JWKS_FILE),
+        &tongban_auth::TokenRules::default(),
+    )?;
     let bus_url = sqlite_url(&args.data_dir.join("bus.db"));
     let bus = tongban_bus::Bus::connect(&bus_url, "tongban.events")
         .await

@@ -94,7 +94,7 @@ impl Dev {
             if let Some(status) = self.child.try_wait()? {
                 anyhow::bail!("tongban dev exited ({status}): {}", self.log());
             }
-            if accepts(self.base + offset) && self.data().join("jwt.secret").exists() {
+            if accepts(self.base + offset) && self.data().join("jwks.json").exists() {
                 return Ok(());
             }
             if Instant::now() > until {
