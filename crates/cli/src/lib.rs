@@ -238,7 +238,7 @@ pub enum KeysCommand {
     /// Write DIR/issuer.key (private, mode 0600) and DIR/jwks.json; on a DIR that has keys,
     /// rotate: a new key (new kid) signs from now on and jwks.json keeps the old public keys.
     #[command(
-        after_help = "Examples:\n  tongban keys generate /etc/tongban/keys\n  tongban keys generate /etc/tongban/keys   # again: rotates, old tokens still verify\n\nCopy jwks.json to every service (jwks_file) and restart them before issuing tokens with\nthe new key. Once the old key's tokens have expired (max_token_lifetime_secs), remove its\npublic key with `tongban keys drop DIR KID`."
+        after_help = "Examples:\n  tongban keys generate /etc/tongban/keys\n  tongban keys generate /etc/tongban/keys   # again: rotates, old tokens still verify\n  tongban keys generate --if-missing /etc/tongban/keys   # init steps: never rotates\n\nCopy jwks.json to every service (jwks_file) and restart them before issuing tokens with\nthe new key. Once the old key's tokens have expired (max_token_lifetime_secs), remove its\npublic key with `tongban keys drop DIR KID`."
     )]
     Generate(KeysGenerateArgs),
     /// Remove an old public key from DIR/jwks.json (never the current signing key).
@@ -252,6 +252,9 @@ pub enum KeysCommand {
 pub struct KeysGenerateArgs {
     /// Key directory (created if missing).
     dir: std::path::PathBuf,
+    /// Keep an existing key instead of rotating (for init steps that run on every start).
+    #[arg(long)]
+    if_missing: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -345,6 +348,11 @@ fn login(global: &client::GlobalArgs) -> anyhow::Result<()> {
 }
 
 fn keys_generate(args: &KeysGenerateArgs) -> anyhow::Result<()> {
+    if args.if_missing && args.dir.join(tongban_auth::keys::ISSUER_KEY_FILE).exists() {
+        let key = tongban_auth::keys::ensure(&args.dir)?;
+        println!("Kept: kid {} (--if-missing).", key.kid());
+        return Ok(());
+    }
     let g = tongban_auth::keys::generate(&args.dir)?;
     match &g.previous_kid {
         Some(old) => println!("Rotated: kid {} now signs (was {old}).", g.kid),

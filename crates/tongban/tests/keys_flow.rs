@@ -96,6 +96,12 @@ fn keys_generate_rotate_drop_and_token_issue_with_key() -> anyhow::Result<()> {
     let (code, _, err) = tongban(&["token", "issue", "--key", "/no/such.key", "--role", "admin"])?;
     assert_eq!(code, 1, "{err}");
 
+    // --if-missing keeps the key (compose's init step runs it on every start).
+    let (code, out, err) = tongban(&["keys", "generate", "--if-missing", &d])?;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("Kept"), "{out}");
+    assert_eq!(SigningKey::load(&key)?.kid(), first.kid());
+
     // Rotation: a new kid signs, the old public key stays.
     let (code, out, err) = tongban(&["keys", "generate", &d])?;
     assert_eq!(code, 0, "{err}");
