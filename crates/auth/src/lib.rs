@@ -390,6 +390,8 @@ impl Authenticator {
         let keys = jwks
             .keys()
             .iter()
+            // For Ed25519 the "DER" jsonwebtoken hands the provider is the raw 32-byte public
+            // key (what `from_ed_components` stores too); `eddsa` checks the length.
             .map(|k| (k.kid.clone(), DecodingKey::from_ed_der(&k.x)))
             .collect();
         let mut validation = Validation::new(Algorithm::EdDSA);

@@ -114,3 +114,37 @@ impl ServiceConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> ServiceConfig {
+        let d = Defaults::new("intake", 50051);
+        ServiceConfig {
+            database_url: d.database_url.into(),
+            bus_url: d.bus_url.into(),
+            exchange: d.exchange,
+            listen: d.listen,
+            jwks_file: d.jwks_file,
+            jwt_audience: d.jwt_audience,
+            jwt_issuer: d.jwt_issuer,
+            max_token_lifetime_secs: d.max_token_lifetime_secs,
+            deploy_dir: d.deploy_dir,
+        }
+    }
+
+    #[test]
+    fn token_rules_default_to_the_auth_defaults_and_are_validated() {
+        let cfg = config();
+        assert_eq!(cfg.jwks_file, PathBuf::from("data/jwks.json"));
+        assert_eq!(cfg.token_rules(), tongban_auth::TokenRules::default());
+        assert!(config().validate().is_ok());
+        let mut bad = config();
+        bad.jwt_audience = " ".into();
+        assert!(bad.validate().is_err());
+        let mut bad = config();
+        bad.max_token_lifetime_secs = 0;
+        assert!(bad.validate().is_err());
+    }
+}
