@@ -237,7 +237,7 @@ pub async fn append<C: ConnectionTrait>(
     chain: &str,
     now_ms: i64,
     act: Act,
-) -> Result<Entry, AuditError> {
+) -> Result<Entry, DbErr> {
     let backend = txn.get_database_backend();
     // The head row is created once per chain; a concurrent creator waits on the unique key and
     // then finds the row, so both go on to lock the same row below.
@@ -325,7 +325,7 @@ pub async fn append_denied(
     action: &str,
     target: &str,
     reason: &str,
-) -> Result<Entry, AuditError> {
+) -> Result<Entry, DbErr> {
     let txn = tongban_storage::begin_write(db).await?;
     let e = append(
         &txn,
@@ -412,7 +412,7 @@ pub async fn append_alone(
     chain: &str,
     now_ms: i64,
     act: Act,
-) -> Result<Entry, AuditError> {
+) -> Result<Entry, DbErr> {
     let txn = tongban_storage::begin_write(db).await?;
     let e = append(&txn, chain, now_ms, act).await?;
     txn.commit().await?;

@@ -86,12 +86,12 @@ impl Report {
 }
 
 /// Checks every chain of `db` against `checkpoints` (as [`crate::anchor::read_checkpoints`]
-/// returns them, in file order) signed by `key`. With `service`, checkpoints of other services
+/// returns them, in file order) signed by one of `keys`. With `service`, checkpoints of other services
 /// are skipped (one file may hold several services' checkpoints).
 pub async fn verify<C: ConnectionTrait>(
     db: &C,
     checkpoints: &[Result<Checkpoint, String>],
-    key: &VerifyingKey,
+    keys: &[VerifyingKey],
     service: Option<&str>,
 ) -> Result<Report, DbErr> {
     let mut report = Report::default();
@@ -111,7 +111,8 @@ pub async fn verify<C: ConnectionTrait>(
         if service.is_some_and(|s| s != cp.body.service) {
             continue;
         }
-        if !cp.verify(key) {
+        // Several keys: checkpoints signed before and after a key rotation.
+        if !keys.iter().any(|k| cp.verify(k)) {
             report.findings.push(Finding::ForgedCheckpoint { line });
             continue;
         }

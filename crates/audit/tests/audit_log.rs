@@ -73,7 +73,7 @@ async fn run_verify(
     file: &Path,
 ) -> anyhow::Result<Report> {
     let cps = anchor::read_checkpoints(file)?;
-    Ok(tongban_audit::verify::verify(db, &cps, key, None).await?)
+    Ok(tongban_audit::verify::verify(db, &cps, std::slice::from_ref(key), None).await?)
 }
 
 async fn sql(db: &DatabaseConnection, s: &str) -> anyhow::Result<()> {

@@ -27,6 +27,10 @@ pub struct ServiceConfig {
     pub jwt_secret_file: PathBuf,
     /// Directory with `matters/`, `calendar/`, `platforms/`, `departments.toml`.
     pub deploy_dir: PathBuf,
+    /// Audit anchoring (`[audit]`: `signing_key_file`, `checkpoint_file`, `interval_secs`);
+    /// absent: no checkpoints are taken, and startup says so.
+    #[serde(default)]
+    pub audit: Option<tongban_audit::anchor::AnchorConfig>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -124,6 +124,7 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
             bus: bus.clone(),
             auth: auth.clone(),
             deploy_dir: args.deploy_dir.clone(),
+            audit: Some(dev_anchor(&args.data_dir, svc.name)?),
         };
         let stop = shutdown.clone();
         let name = svc.name;
@@ -189,4 +190,15 @@ async fn start(
 
 fn sqlite_url(path: &std::path::Path) -> String {
     format!("sqlite://{}?mode=rwc", path.display())
+}
+
+/// The dev stack's audit anchoring for `service`: a signing key created on first run (its
+/// public key beside it, `.pub`) and a checkpoint file, both under `DATA/audit/`, every 60 s.
+fn dev_anchor(
+    data_dir: &std::path::Path,
+    service: &str,
+) -> anyhow::Result<tongban_audit::anchor::AnchorConfig> {
+    let cfg = tongban_audit::anchor::AnchorConfig::in_dir(data_dir, service);
+    tongban_audit::anchor::load_or_create_signing_key(&cfg.signing_key_file)?;
+    Ok(cfg)
 }

@@ -94,10 +94,10 @@ fn clerk_claims_approves_and_sees_the_audit_trail() -> anyhow::Result<()> {
         .json()?;
     assert!(v["workflow"]["stages"].is_array(), "{v}");
 
-    let run = dev.cli(Some(&admin), &["audit", &id])?.ok()?;
+    let run = dev.cli(Some(&admin), &["audit", "show", &id])?.ok()?;
     assert!(run.stdout.contains("chain verified ✓"), "{}", run.stdout);
     let v = dev
-        .cli(Some(&admin), &["audit", &id, "--output", "json"])?
+        .cli(Some(&admin), &["audit", "show", &id, "--output", "json"])?
         .ok()?
         .json()?;
     assert_eq!(v["verified"], true);

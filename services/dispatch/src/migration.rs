@@ -16,6 +16,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(tongban_outbox::migration::OutboxInbox),
             Box::new(Ledger),
+            Box::new(tongban_audit::migration::AuditLog),
         ]
     }
 }

@@ -12,6 +12,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(tongban_outbox::migration::OutboxInbox),
             Box::new(IntakeTables),
+            Box::new(tongban_audit::migration::AuditLog),
         ]
     }
 }

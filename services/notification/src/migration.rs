@@ -16,6 +16,7 @@ impl MigratorTrait for Migrator {
             Box::new(tongban_outbox::migration::OutboxInbox),
             Box::new(NotificationTables),
             Box::new(WebhookRequestId),
+            Box::new(tongban_audit::migration::AuditLog),
         ]
     }
 }
