@@ -5,10 +5,10 @@
 use tongban_cli::args::AuditVerifyArgs;
 
 /// Exit status when verify finds tampering.
-pub const EXIT_FINDINGS: u8 = 5;
+pub(crate) const EXIT_FINDINGS: u8 = 5;
 
 /// Runs the check and prints the report; `Ok(true)` when clean.
-pub async fn verify(args: AuditVerifyArgs) -> anyhow::Result<bool> {
+pub(crate) async fn verify(args: AuditVerifyArgs) -> anyhow::Result<bool> {
     let keys = args
         .public_key
         .iter()

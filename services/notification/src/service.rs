@@ -286,7 +286,7 @@ impl Notifications {
                 .await?
             {
                 Some(done) => Ok(done),
-                None => Err(e.into()),
+                None => Err(e),
             };
         }
         tracing::info!(webhook_id = %row.webhook_id, url = %row.url, "webhook registered");
