@@ -277,7 +277,11 @@ impl Notifications {
         .await;
         let inserted = match inserted {
             Ok(()) => txn.commit().await.map_err(NotificationError::from),
-            Err(e) => Err(e),
+            Err(e) => {
+                // Free the connection (SQLite has one) before looking up the winner below.
+                txn.rollback().await?;
+                Err(e)
+            }
         };
         if let Err(e) = inserted {
             // A concurrent retry of this very request may have won the unique request_id.
