@@ -29,7 +29,7 @@ pub use client::{GlobalArgs, exit_code};
 /// The argument types of [`Command`]'s variants.
 pub mod args {
     pub use crate::{
-        IssueArgs, KeysDropArgs, KeysGenerateArgs,
+        AuditVerifyArgs, IssueArgs, KeysDropArgs, KeysGenerateArgs,
         applicant::{RateArgs, SubmitArgs, SupplementArgs, WatchArgs, WithdrawArgs},
         demo::DemoArgs,
         inbox::{InboxArgs, ReadArgs},
@@ -49,6 +49,7 @@ Exit codes:
      ABORTED, NOT_FOUND, ...)
   3  authentication or permission (UNAUTHENTICATED, PERMISSION_DENIED)
   4  server unreachable or unavailable
+  5  `tongban audit verify` found tampering (edits, truncation, deleted chains, forged checkpoints)
 
 Examples:
   tongban dev                                   # the whole stack on ports 50051-50054
@@ -159,13 +160,14 @@ pub enum Command {
         /// Delivery id (from `tongban deliveries`).
         delivery: String,
     },
-    /// The hash-chained audit trail of an application, and whether it verifies.
+    /// The audit log: an application's trail (`show`), or every chain of a database checked
+    /// against its signed checkpoints (`verify`).
     #[command(
-        after_help = "Examples:\n  tongban audit 0195...\n  tongban audit 0195... --output json | jq .verified"
+        after_help = "Examples:\n  tongban audit show 0195...\n  tongban audit show 0195... --output json | jq .verified\n  tongban audit verify --database sqlite://data/approval.db --checkpoints data/audit/approval.checkpoints.jsonl --public-key data/audit/approval.key.pub"
     )]
     Audit {
-        /// Application id.
-        id: String,
+        #[command(subcommand)]
+        command: AuditCommand,
     },
 
     // ---- everyone ----
@@ -185,6 +187,43 @@ pub enum Command {
         after_help = "Examples:\n  tongban demo --spawn                 # starts its own `tongban dev` and stops it\n  tongban demo --data-dir data         # against a running `tongban dev`\n  tongban demo --spawn --timeout 120"
     )]
     Demo(demo::DemoArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AuditCommand {
+    /// The hash-chained audit trail of an application, and whether it verifies.
+    #[command(
+        after_help = "Examples:\n  tongban audit show 0195...\n  tongban audit show 0195... --output json | jq .verified"
+    )]
+    Show {
+        /// Application id.
+        id: String,
+    },
+    /// Recompute every chain of a service's database and check it against the signed
+    /// checkpoints: reports edited entries, truncated and deleted chains and forged
+    /// checkpoints; exits 5 on any finding. Reads the database directly (no server).
+    #[command(
+        after_help = "Examples:\n  tongban audit verify --database postgres://postgres@127.0.0.1/tongban_approval \\\n      --checkpoints /var/log/tongban/approval.checkpoints.jsonl --public-key approval.key.pub\n  tongban audit verify --database sqlite://data/intake.db?mode=ro \\\n      --checkpoints data/audit/intake.checkpoints.jsonl --public-key data/audit/intake.key.pub --service intake"
+    )]
+    Verify(AuditVerifyArgs),
+}
+
+/// Arguments of `tongban audit verify`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct AuditVerifyArgs {
+    /// The service's database URL (postgres://… or sqlite://…).
+    #[arg(long, env = "TONGBAN_AUDIT_DATABASE")]
+    pub database: String,
+    /// The JSON-lines checkpoint file the service exported.
+    #[arg(long)]
+    pub checkpoints: std::path::PathBuf,
+    /// The service's Ed25519 public key file (hex), e.g. `<signing key>.pub`; repeat it for
+    /// the keys before and after a rotation.
+    #[arg(long, required = true)]
+    pub public_key: Vec<std::path::PathBuf>,
+    /// Only checkpoints of this service (when one file holds several).
+    #[arg(long)]
+    pub service: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -314,7 +353,12 @@ async fn remote(global: &GlobalArgs, command: Command) -> anyhow::Result<()> {
         Command::Show { id } => staff::show(&conn, &id).await,
         Command::Deliveries(a) => staff::deliveries(&conn, a).await,
         Command::Retry { delivery } => staff::retry(&conn, &delivery).await,
-        Command::Audit { id } => staff::audit(&conn, &id).await,
+        Command::Audit {
+            command: AuditCommand::Show { id },
+        } => staff::audit(&conn, &id).await,
+        Command::Audit {
+            command: AuditCommand::Verify(_),
+        } => anyhow::bail!("`tongban audit verify` is run by the tongban binary"),
         Command::Inbox(a) => inbox::inbox(&conn, a).await,
         Command::Read(a) => inbox::read(&conn, a).await,
         Command::Token { .. } | Command::Keys { .. } | Command::Login | Command::Demo(_) => {

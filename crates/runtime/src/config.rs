@@ -34,6 +34,10 @@ pub struct ServiceConfig {
     pub max_token_lifetime_secs: u64,
     /// Directory with `matters/`, `calendar/`, `platforms/`, `departments.toml`.
     pub deploy_dir: PathBuf,
+    /// Audit anchoring (`[audit]`: `signing_key_file`, `checkpoint_file`, `interval_secs`);
+    /// absent: no checkpoints are taken, and startup says so.
+    #[serde(default)]
+    pub audit: Option<tongban_audit::anchor::AnchorConfig>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -131,6 +135,7 @@ mod tests {
             jwt_issuer: d.jwt_issuer,
             max_token_lifetime_secs: d.max_token_lifetime_secs,
             deploy_dir: d.deploy_dir,
+            audit: None,
         }
     }
 

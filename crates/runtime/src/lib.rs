@@ -33,6 +33,8 @@ pub struct Context {
     pub auth: Authenticator,
     /// Where `matters/`, `calendar/`, `platforms/`, `departments.toml` live.
     pub deploy_dir: std::path::PathBuf,
+    /// Audit anchoring: where the signing key is and where checkpoints go; `None` takes none.
+    pub audit: Option<tongban_audit::anchor::AnchorConfig>,
 }
 
 impl Context {
@@ -44,6 +46,7 @@ impl Context {
             bus: Bus::connect(cfg.bus_url.expose_secret(), &cfg.exchange).await?,
             auth: Authenticator::from_jwks_file(&cfg.jwks_file, &cfg.token_rules())?,
             deploy_dir: cfg.deploy_dir.clone(),
+            audit: cfg.audit.clone(),
         })
     }
 }

@@ -385,6 +385,7 @@ where
         bus: bus.clone(),
         auth: keys.authenticator(),
         deploy_dir: deploy_dir(),
+        audit: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;

@@ -139,8 +139,7 @@ impl Approval {
     ) -> Result<AuditTrail, ApprovalError> {
         who.require(roles::TASK_READERS)?;
         let inst = self.visible_instance(who, application_id).await?;
-        let entries = audit::entries(&self.db, &inst.application_id).await?;
-        let first_bad_seq = audit::verify(&inst.application_id, &entries);
+        let (entries, first_bad_seq) = audit::verify(&self.db, &inst.application_id).await?;
         Ok(AuditTrail {
             entries,
             first_bad_seq,

@@ -78,6 +78,7 @@ impl Dev {
             .arg("--sim-free-ports")
             .env_remove("TONGBAN_DATA_DIR")
             .env_remove("TONGBAN_DEPLOY_DIR")
+            .env("TONGBAN_AUDIT_INTERVAL_SECS", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::from(log.try_clone()?))
             .stderr(Stdio::from(log))
