@@ -21,6 +21,9 @@ pub enum ApprovalError {
     FailedPrecondition(String),
     #[error(transparent)]
     Auth(#[from] tongban_auth::AuthError),
+    /// Refused by the authorization table (see [`crate::authz::denied`]).
+    #[error(transparent)]
+    Denied(tongban_authz::Denied),
     #[error("storage: {0}")]
     Db(#[from] sea_orm::DbErr),
     /// A stored row that no longer decodes (a bug or manual tampering).
@@ -75,6 +78,7 @@ impl From<ApprovalError> for tonic::Status {
                 Reason::FailedPrecondition,
             ),
             ApprovalError::Auth(a) => a.into(),
+            ApprovalError::Denied(d) => d.to_status(),
             ApprovalError::Db(err) => status::storage_unavailable(&err),
             ApprovalError::Corrupt(_) => status::internal(&message),
         }
