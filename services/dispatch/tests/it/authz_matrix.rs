@@ -7,6 +7,16 @@
 
 use crate::common::*;
 
+/// (label, token, ListPlatforms, rows ListDeliveries shows, may retry/replay, Reconcile).
+type Cell = (
+    &'static str,
+    String,
+    Option<Code>,
+    usize,
+    bool,
+    Option<Code>,
+);
+
 async fn authorization_matrix(backend: Backend) -> anyhow::Result<()> {
     let h = Harness::start(backend, |_| {}).await?;
     let (submitted, approved) = application()?;
@@ -36,7 +46,7 @@ async fn authorization_matrix(backend: Backend) -> anyhow::Result<()> {
     let deny = Some(Code::PermissionDenied);
     // (label, token, ListPlatforms, rows ListDeliveries shows, Retry/Replay, Reconcile).
     // The matter's lead department is eco_env; water is in the workflow but does not lead.
-    let cells: Vec<(&str, String, Option<Code>, usize, bool, Option<Code>)> = vec![
+    let cells: Vec<Cell> = vec![
         (
             "applicant",
             k.token(Role::Applicant, None, Some("91350100M000100Y43")),
