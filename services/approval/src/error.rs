@@ -36,11 +36,6 @@ pub fn invalid(field: impl Into<String>, description: impl Into<String>) -> Appr
     ApprovalError::Invalid(vec![Violation::new(field, description)])
 }
 
-/// Permission denied with a reason.
-pub fn forbidden(why: impl Into<String>) -> ApprovalError {
-    ApprovalError::Auth(tongban_auth::AuthError::Forbidden(why.into()))
-}
-
 impl From<crate::workflow::InvalidTransition> for ApprovalError {
     fn from(e: crate::workflow::InvalidTransition) -> Self {
         Self::FailedPrecondition(e.to_string())
