@@ -107,17 +107,27 @@ impl Intake {
         who: &Identity,
         req: SubmitApplicationRequest,
     ) -> Result<(Application, bool), IntakeError> {
-        // The enterprise applied for, canonical when it parses (a malformed code is refused
-        // by validation below, once the caller may submit at all).
-        let claimed = req
+        // The enterprise applied for. A malformed code names no enterprise: the request is
+        // refused as invalid (naming the field), which writes nothing and reveals nothing.
+        let claimed = match req
             .applicant
             .as_ref()
-            .map(|a| {
-                CreditCode::parse(&a.credit_code)
-                    .map(|c| c.to_string())
-                    .unwrap_or_else(|_| a.credit_code.trim().to_string())
-            })
-            .unwrap_or_default();
+            .map(|a| CreditCode::parse(&a.credit_code))
+        {
+            Some(Ok(code)) => code.to_string(),
+            Some(Err(_)) => {
+                let matter = self.matters.latest(&req.matter_code);
+                domain::validate_submission(
+                    req.clone(),
+                    matter.as_deref(),
+                    &self.calendar,
+                    chrono::Utc::now(),
+                )
+                .map_err(IntakeError::Invalid)?;
+                String::new()
+            }
+            None => String::new(),
+        };
         check(
             &self.policy,
             who,
