@@ -27,9 +27,9 @@ fn start_dev(
 }
 
 fn token(data: &std::path::Path, role: Role, credit_code: Option<&str>) -> anyhow::Result<String> {
-    let secret = tongban_auth::Secret::load(&data.join("jwt.secret"))?;
+    let key = tongban_auth::SigningKey::load(&data.join(tongban_auth::keys::ISSUER_KEY_FILE))?;
     Ok(
-        tongban_auth::Issuer::new(secret).issue(&tongban_auth::TokenRequest {
+        tongban_auth::Issuer::new(key).issue(&tongban_auth::TokenRequest {
             subject: "e2e".into(),
             role,
             department: None,

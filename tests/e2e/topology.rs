@@ -23,7 +23,8 @@ impl Stack {
     async fn new() -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let keys = Keys::new();
-        std::fs::write(dir.path().join("jwt.secret"), keys.secret_hex())?;
+        // Services get only the public key set; the private key stays with the test.
+        keys.write_jwks(dir.path())?;
         Ok(Self {
             dir,
             exchange: tongban_testkit::unique_exchange("e2e"),
@@ -51,8 +52,8 @@ impl Stack {
             .env("TONGBAN_EXCHANGE", &self.exchange)
             .env("TONGBAN_LISTEN", format!("127.0.0.1:{port}"))
             .env(
-                "TONGBAN_JWT_SECRET_FILE",
-                self.dir.path().join("jwt.secret"),
+                "TONGBAN_JWKS_FILE",
+                self.dir.path().join(tongban_auth::keys::JWKS_FILE),
             )
             .env("TONGBAN_DEPLOY_DIR", tongban_testkit::deploy_dir())
             .env("RUST_LOG", "info");

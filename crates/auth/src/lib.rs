@@ -5,18 +5,29 @@
 //! a bearer JWT that [`Authenticator`] verifies in one tonic interceptor, which puts it into the
 //! request extensions; handlers read it with [`identity`].
 //!
-//! Keys: HS256 with a shared secret for now. `tongban dev` generates the secret once and keeps it
-//! under `./data/jwt.secret`; `tongban token issue` signs tokens with it. The verifying side only
-//! sees [`Authenticator`], so moving to asymmetric keys changes this crate, not the services.
+//! Tokens are EdDSA (Ed25519) JWTs and nothing else: `HS256`, `none` and every other `alg` are
+//! refused. The issuer alone holds the private key ([`keys::SigningKey`], `issuer.key`);
+//! services hold only a JWK Set of public keys ([`keys::Jwks`], `jwks.json`) and pick the key by
+//! the token header's `kid`, so several keys can be live during a rotation. Beyond the
+//! signature a token must name the configured audience and issuer ([`TokenRules`]), live no
+//! longer than the lifetime cap, and carry every claim its role needs (see [`Identity`]):
+//! a missing claim is `UNAUTHENTICATED`, never read as "all".
+//!
+//! # Layout
+//! - `eddsa`: the Ed25519-only `jsonwebtoken` crypto provider (over `ring`).
+//! - [`keys`]: private key and JWKS files, generation and rotation.
+//! - here: roles, claims, [`Issuer`], [`Authenticator`] and the interceptor.
 
-mod hs256;
+mod eddsa;
+pub mod keys;
 
-use std::{fmt, path::Path, str::FromStr, sync::Arc};
+use std::{collections::HashMap, fmt, path::Path, str::FromStr, sync::Arc, time::Duration};
 
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use secrecy::{ExposeSecret as _, SecretSlice};
+use jsonwebtoken::{Algorithm, DecodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use tongban_types::CreditCode;
+
+pub use keys::{Jwks, PublicJwk, SigningKey};
 
 /// What a caller is allowed to be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -72,6 +83,11 @@ impl FromStr for Role {
 }
 
 /// The verified caller of an RPC.
+///
+/// What each role's token must carry (empty strings count as missing): every role a `sub`;
+/// an applicant its `credit_code`; a clerk or supervisor its `department` (a department code
+/// such as `eco_env`, or a township office code such as `eco_env.songyuan`); an integrator
+/// nothing more than its `sub`, which names its registration; an admin nothing more.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
     /// Stable user id (JWT `sub`).
@@ -109,6 +125,14 @@ impl Identity {
     }
 }
 
+/// The `aud` claim: one string or a list (RFC 7519 §4.1.3). Tongban issues one string.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Audience {
+    One(String),
+    Many(Vec<String>),
+}
+
 /// Claims inside a Tongban token.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Claims {
@@ -123,9 +147,39 @@ pub struct Claims {
     pub iat: i64,
     pub exp: i64,
     pub iss: String,
+    pub aud: Audience,
 }
 
-const ISSUER: &str = "tongban";
+/// The audience and issuer Tongban uses unless configured otherwise.
+pub const DEFAULT_AUDIENCE: &str = "tongban";
+/// See [`DEFAULT_AUDIENCE`].
+pub const DEFAULT_ISSUER: &str = "tongban";
+/// Longest a token may live (`exp - iat`) unless configured otherwise: one working day.
+pub const DEFAULT_MAX_LIFETIME: Duration = Duration::from_secs(12 * 3600);
+
+/// Clock skew tolerated between issuer and services, in seconds.
+const LEEWAY_SECS: u64 = 30;
+
+/// What a token must say besides its signature; the issuer and every service share them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRules {
+    /// Required `aud`.
+    pub audience: String,
+    /// Required `iss`.
+    pub issuer: String,
+    /// Cap on `exp - iat`: longer-lived tokens are refused by the issuer and rejected by services.
+    pub max_lifetime: Duration,
+}
+
+impl Default for TokenRules {
+    fn default() -> Self {
+        Self {
+            audience: DEFAULT_AUDIENCE.into(),
+            issuer: DEFAULT_ISSUER.into(),
+            max_lifetime: DEFAULT_MAX_LIFETIME,
+        }
+    }
+}
 
 /// Authentication and authorisation failures.
 #[derive(Debug, thiserror::Error)]
@@ -136,6 +190,8 @@ pub enum AuthError {
     Invalid(String),
     #[error("unknown role {0:?} (applicant, clerk, supervisor, admin, integrator)")]
     UnknownRole(String),
+    #[error("a {role} token must carry a non-empty `{claim}` claim")]
+    MissingClaim { role: Role, claim: &'static str },
     #[error("token's credit_code is not a valid unified social credit code: {0}")]
     CreditCode(#[from] tongban_types::CreditCodeError),
     #[error("permission denied: {0}")]
@@ -145,8 +201,12 @@ pub enum AuthError {
         path: String,
         source: std::io::Error,
     },
-    #[error("key file {0} is too short (need at least 32 bytes of secret)")]
-    WeakKey(String),
+    #[error("private key: {0}")]
+    Key(String),
+    #[error("JWKS: {0}")]
+    Jwks(String),
+    #[error("refusing to sign: {0}")]
+    Refused(String),
     #[error("signing failed: {0}")]
     Sign(String),
 }
@@ -159,11 +219,14 @@ impl From<AuthError> for tonic::Status {
             AuthError::Missing
             | AuthError::Invalid(_)
             | AuthError::CreditCode(_)
+            | AuthError::MissingClaim { .. }
             | AuthError::UnknownRole(_) => (tonic::Code::Unauthenticated, "UNAUTHENTICATED"),
             AuthError::Forbidden(_) => (tonic::Code::PermissionDenied, "PERMISSION_DENIED"),
-            AuthError::KeyFile { .. } | AuthError::WeakKey(_) | AuthError::Sign(_) => {
-                (tonic::Code::Internal, "INTERNAL")
-            }
+            AuthError::KeyFile { .. }
+            | AuthError::Key(_)
+            | AuthError::Jwks(_)
+            | AuthError::Refused(_)
+            | AuthError::Sign(_) => (tonic::Code::Internal, "INTERNAL"),
         };
         with_error_info(code, e.to_string(), reason)
     }
@@ -186,76 +249,43 @@ fn with_error_info(code: tonic::Code, message: String, reason: &str) -> tonic::S
     )
 }
 
-/// A shared HS256 secret: a [`SecretSlice`], so `Debug` redacts it and it is zeroed on drop.
-#[derive(Clone, Debug)]
-pub struct Secret(SecretSlice<u8>);
-
-impl Secret {
-    pub fn from_bytes(bytes: Vec<u8>) -> Result<Self, AuthError> {
-        if bytes.len() < 32 {
-            return Err(AuthError::WeakKey("<inline>".into()));
-        }
-        Ok(Self(bytes.into()))
-    }
-
-    /// Reads the secret (hex) from `path`, creating it with 32 random bytes when it does not
-    /// exist yet.
-    pub fn load_or_create(path: &Path) -> Result<Self, AuthError> {
-        let key_err = |source| AuthError::KeyFile {
-            path: path.display().to_string(),
-            source,
-        };
-        match std::fs::read_to_string(path) {
-            Ok(text) => {
-                let bytes = hex::decode(text.trim()).map_err(|e| {
-                    key_err(std::io::Error::new(std::io::ErrorKind::InvalidData, e))
-                })?;
-                if bytes.len() < 32 {
-                    return Err(AuthError::WeakKey(path.display().to_string()));
-                }
-                Ok(Self(bytes.into()))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                if let Some(dir) = path.parent() {
-                    std::fs::create_dir_all(dir).map_err(key_err)?;
-                }
-                let bytes: [u8; 32] = rand::random();
-                write_private(path, &hex::encode(bytes)).map_err(key_err)?;
-                Ok(Self(bytes.to_vec().into()))
-            }
-            Err(e) => Err(key_err(e)),
-        }
-    }
-
-    /// Reads an existing secret; does not create one.
-    pub fn load(path: &Path) -> Result<Self, AuthError> {
-        let text = std::fs::read_to_string(path).map_err(|source| AuthError::KeyFile {
-            path: path.display().to_string(),
-            source,
-        })?;
-        let bytes = hex::decode(text.trim()).map_err(|e| AuthError::KeyFile {
-            path: path.display().to_string(),
-            source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
-        })?;
-        if bytes.len() < 32 {
-            return Err(AuthError::WeakKey(path.display().to_string()));
-        }
-        Ok(Self(bytes.into()))
-    }
+/// `Some(trimmed)` unless absent or blank: an empty claim is a missing claim.
+fn present(value: Option<String>) -> Option<String> {
+    value
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
 }
 
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
+/// Turns claims into an identity, enforcing what each role must carry (see [`Identity`]).
+/// Shared by the issuer (which refuses to sign what services would reject) and the verifier.
+fn identity_from_claims(
+    sub: String,
+    role: Role,
+    department: Option<String>,
+    region: Option<String>,
+    credit_code: Option<String>,
+) -> Result<Identity, AuthError> {
+    let missing = |claim| AuthError::MissingClaim { role, claim };
+    let subject = present(Some(sub)).ok_or_else(|| missing("sub"))?;
+    let department = present(department);
+    let credit_code = present(credit_code)
+        .as_deref()
+        .map(CreditCode::parse)
+        .transpose()?;
+    match role {
+        Role::Applicant if credit_code.is_none() => return Err(missing("credit_code")),
+        Role::Clerk | Role::Supervisor if department.is_none() => {
+            return Err(missing("department"));
+        }
+        Role::Applicant | Role::Clerk | Role::Supervisor | Role::Integrator | Role::Admin => {}
     }
-    let mut f = opts.open(path)?;
-    f.write_all(text.as_bytes())?;
-    f.sync_all()
+    Ok(Identity {
+        subject,
+        role,
+        department,
+        region: present(region),
+        credit_code,
+    })
 }
 
 /// What a new token should say.
@@ -269,91 +299,154 @@ pub struct TokenRequest {
     pub ttl: chrono::Duration,
 }
 
-/// Signs tokens.
+/// Signs tokens with the issuer's private key; the header's `kid` names it.
 #[derive(Clone, Debug)]
 pub struct Issuer {
-    secret: Secret,
+    key: SigningKey,
+    rules: TokenRules,
 }
 
 impl Issuer {
-    pub fn new(secret: Secret) -> Self {
-        hs256::install();
-        Self { secret }
+    /// An issuer with the default [`TokenRules`].
+    pub fn new(key: SigningKey) -> Self {
+        eddsa::install();
+        Self {
+            key,
+            rules: TokenRules::default(),
+        }
     }
 
+    /// Signs for another audience, issuer name or lifetime cap.
+    pub fn with_rules(mut self, rules: TokenRules) -> Self {
+        self.rules = rules;
+        self
+    }
+
+    pub fn kid(&self) -> &str {
+        self.key.kid()
+    }
+
+    /// Signs `req`, refusing what a service would reject: a non-positive or over-the-cap
+    /// lifetime, a missing role claim, a malformed credit code.
     pub fn issue(&self, req: &TokenRequest) -> Result<String, AuthError> {
-        let credit_code = match &req.credit_code {
-            Some(c) => Some(CreditCode::parse(c)?.to_string()),
-            None => None,
-        };
-        if req.role == Role::Applicant && credit_code.is_none() {
-            return Err(AuthError::Invalid(
-                "an applicant token needs --credit-code".into(),
-            ));
+        let ttl = req.ttl.num_seconds();
+        if ttl <= 0 {
+            return Err(AuthError::Refused(format!(
+                "a token must live a positive time (got {ttl} s)"
+            )));
         }
+        let cap = self.rules.max_lifetime.as_secs();
+        if u64::try_from(ttl).map_or(true, |t| t > cap) {
+            return Err(AuthError::Refused(format!(
+                "lifetime {ttl} s exceeds the cap of {cap} s"
+            )));
+        }
+        let id = identity_from_claims(
+            req.subject.clone(),
+            req.role,
+            req.department.clone(),
+            req.region.clone(),
+            req.credit_code.clone(),
+        )?;
         let now = chrono::Utc::now().timestamp();
         let claims = Claims {
-            sub: req.subject.clone(),
-            role: req.role,
-            department: req.department.clone(),
-            region: req.region.clone(),
-            credit_code,
+            sub: id.subject,
+            role: id.role,
+            department: id.department,
+            region: id.region,
+            credit_code: id.credit_code.map(|c| c.to_string()),
             iat: now,
-            exp: now + req.ttl.num_seconds(),
-            iss: ISSUER.into(),
+            exp: now + ttl,
+            iss: self.rules.issuer.clone(),
+            aud: Audience::One(self.rules.audience.clone()),
         };
-        jsonwebtoken::encode(
-            &Header::new(Algorithm::HS256),
-            &claims,
-            &EncodingKey::from_secret(self.secret.0.expose_secret()),
-        )
-        .map_err(|e| AuthError::Sign(e.to_string()))
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(self.key.kid().to_string());
+        jsonwebtoken::encode(&header, &claims, &self.key.encoding_key())
+            .map_err(|e| AuthError::Sign(e.to_string()))
     }
 }
 
-/// Verifies bearer tokens; cheap to clone (one per server).
+/// Verifies bearer tokens against a JWK Set; cheap to clone (one per server).
 #[derive(Clone)]
 pub struct Authenticator {
-    key: Arc<DecodingKey>,
+    keys: Arc<HashMap<String, DecodingKey>>,
     validation: Arc<Validation>,
+    max_lifetime: i64,
 }
 
 impl fmt::Debug for Authenticator {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Authenticator(HS256)")
+        let mut kids: Vec<&str> = self.keys.keys().map(String::as_str).collect();
+        kids.sort_unstable();
+        write!(f, "Authenticator(EdDSA, kids {kids:?})")
     }
 }
 
 impl Authenticator {
-    pub fn new(secret: &Secret) -> Self {
-        hs256::install();
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.set_issuer(&[ISSUER]);
-        validation.set_required_spec_claims(&["exp", "sub", "iss"]);
-        validation.leeway = 30;
+    /// Accepts tokens signed by any key of `jwks` that satisfy `rules`.
+    pub fn new(jwks: &Jwks, rules: &TokenRules) -> Self {
+        eddsa::install();
+        let keys = jwks
+            .keys()
+            .iter()
+            // For Ed25519 the "DER" jsonwebtoken hands the provider is the raw 32-byte public
+            // key (what `from_ed_components` stores too); `eddsa` checks the length.
+            .map(|k| (k.kid.clone(), DecodingKey::from_ed_der(&k.x)))
+            .collect();
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.set_issuer(&[&rules.issuer]);
+        validation.set_audience(&[&rules.audience]);
+        validation.set_required_spec_claims(&["exp", "sub", "iss", "aud"]);
+        validation.leeway = LEEWAY_SECS;
         Self {
-            key: Arc::new(DecodingKey::from_secret(secret.0.expose_secret())),
+            keys: Arc::new(keys),
             validation: Arc::new(validation),
+            max_lifetime: i64::try_from(rules.max_lifetime.as_secs()).unwrap_or(i64::MAX),
         }
+    }
+
+    /// Reads the JWK Set in `path` (`jwks_file` in the service configuration).
+    pub fn from_jwks_file(path: &Path, rules: &TokenRules) -> Result<Self, AuthError> {
+        Ok(Self::new(&Jwks::load(path)?, rules))
     }
 
     /// Verifies a raw JWT and returns who it names.
     pub fn verify(&self, token: &str) -> Result<Identity, AuthError> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
-            .map_err(|e| AuthError::Invalid(e.to_string()))?;
+        let invalid = |why: String| AuthError::Invalid(why);
+        // The header is read before any key is chosen; `alg: none` and unknown algorithms fail
+        // to parse here, and only EdDSA gets further.
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|e| invalid(format!("unreadable header ({e})")))?;
+        if header.alg != Algorithm::EdDSA {
+            return Err(invalid(format!(
+                "algorithm {:?} is not accepted (EdDSA only)",
+                header.alg
+            )));
+        }
+        let kid = header
+            .kid
+            .ok_or_else(|| invalid("the header has no kid".into()))?;
+        let key = self
+            .keys
+            .get(&kid)
+            .ok_or_else(|| invalid(format!("unknown key id {kid:?}")))?;
+        let data = jsonwebtoken::decode::<Claims>(token, key, &self.validation)
+            .map_err(|e| invalid(e.to_string()))?;
         let c = data.claims;
-        let credit_code = c
-            .credit_code
-            .as_deref()
-            .map(CreditCode::parse)
-            .transpose()?;
-        Ok(Identity {
-            subject: c.sub,
-            role: c.role,
-            department: c.department.filter(|d| !d.is_empty()),
-            region: c.region.filter(|r| !r.is_empty()),
-            credit_code,
-        })
+        if c.exp - c.iat > self.max_lifetime {
+            return Err(invalid(format!(
+                "lifetime {} s exceeds the cap of {} s",
+                c.exp - c.iat,
+                self.max_lifetime
+            )));
+        }
+        // An `iat` in the future would let a token outlive the cap from now on.
+        let now = chrono::Utc::now().timestamp();
+        if c.iat > now + LEEWAY_SECS as i64 {
+            return Err(invalid("issued in the future (iat)".into()));
+        }
+        identity_from_claims(c.sub, c.role, c.department, c.region, c.credit_code)
     }
 
     /// Verifies the `authorization` metadata of a request.
@@ -393,101 +486,4 @@ pub fn identity<T>(req: &tonic::Request<T>) -> Result<Identity, tonic::Status> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn secret() -> Secret {
-        Secret::from_bytes(vec![7u8; 32]).unwrap_or_else(|e| panic!("{e}"))
-    }
-
-    fn req(role: Role) -> TokenRequest {
-        TokenRequest {
-            subject: "alice".into(),
-            role,
-            department: Some("eco_env".into()),
-            region: Some("350724".into()),
-            credit_code: None,
-            ttl: chrono::Duration::hours(1),
-        }
-    }
-
-    #[test]
-    fn issued_token_verifies_and_carries_identity() {
-        let s = secret();
-        let token = Issuer::new(s.clone())
-            .issue(&req(Role::Clerk))
-            .unwrap_or_else(|e| panic!("{e}"));
-        let id = Authenticator::new(&s)
-            .verify(&token)
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(id.role, Role::Clerk);
-        assert_eq!(id.department.as_deref(), Some("eco_env"));
-        assert_eq!(id.actor_label(), "clerk:alice@eco_env");
-    }
-
-    #[test]
-    fn token_from_another_secret_or_expired_is_rejected() {
-        let token = Issuer::new(secret())
-            .issue(&req(Role::Clerk))
-            .unwrap_or_else(|e| panic!("{e}"));
-        let other = Secret::from_bytes(vec![8u8; 32]).unwrap_or_else(|e| panic!("{e}"));
-        assert!(matches!(
-            Authenticator::new(&other).verify(&token),
-            Err(AuthError::Invalid(_))
-        ));
-        let mut expired = req(Role::Clerk);
-        expired.ttl = chrono::Duration::hours(-1);
-        let token = Issuer::new(secret())
-            .issue(&expired)
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert!(Authenticator::new(&secret()).verify(&token).is_err());
-    }
-
-    #[test]
-    fn applicant_needs_valid_credit_code() {
-        let issuer = Issuer::new(secret());
-        assert!(issuer.issue(&req(Role::Applicant)).is_err());
-        let mut r = req(Role::Applicant);
-        r.credit_code = Some("91350100M000100Y44".into());
-        assert!(matches!(issuer.issue(&r), Err(AuthError::CreditCode(_))));
-        r.credit_code = Some("91350100m000100y43".into());
-        let token = issuer.issue(&r).unwrap_or_else(|e| panic!("{e}"));
-        let id = Authenticator::new(&secret())
-            .verify(&token)
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(
-            id.credit_code.map(|c| c.to_string()).as_deref(),
-            Some("91350100M000100Y43")
-        );
-    }
-
-    #[test]
-    fn secret_file_is_created_once_and_reused() {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let path = dir.path().join("sub/jwt.secret");
-        let a = Secret::load_or_create(&path).unwrap_or_else(|e| panic!("{e}"));
-        let b = Secret::load_or_create(&path).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(a.0.expose_secret(), b.0.expose_secret());
-        let shown = format!("{a:?}");
-        assert!(shown.contains("REDACTED"), "{shown}");
-        let hex = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{e}"));
-        assert!(!shown.contains(hex.trim()), "{shown}");
-    }
-
-    #[test]
-    fn interceptor_rejects_missing_and_malformed_headers() {
-        use tonic::service::Interceptor;
-        let mut auth = Authenticator::new(&secret());
-        let err = auth.call(tonic::Request::new(())).err().map(|s| s.code());
-        assert_eq!(err, Some(tonic::Code::Unauthenticated));
-        let mut r = tonic::Request::new(());
-        r.metadata_mut().insert(
-            "authorization",
-            tonic::metadata::MetadataValue::from_static("Basic abc"),
-        );
-        assert_eq!(
-            auth.call(r).err().map(|s| s.code()),
-            Some(tonic::Code::Unauthenticated)
-        );
-    }
-}
+mod tests;

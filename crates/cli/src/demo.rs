@@ -30,7 +30,7 @@ pub struct DemoArgs {
     /// Start `tongban dev` as a child process (temporary data dir, free ports) and stop it at the end.
     #[arg(long)]
     spawn: bool,
-    /// Data directory of the running `tongban dev` (holds jwt.secret); ignored with --spawn.
+    /// Data directory of the running `tongban dev` (holds its issuer.key); ignored with --spawn.
     #[arg(long, default_value = "data", env = "TONGBAN_DATA_DIR")]
     data_dir: PathBuf,
     /// Deploy directory (matters/, platforms/, examples/), passed to the spawned `tongban dev`.
@@ -124,7 +124,7 @@ async fn spawn_dev(deploy_dir: &Path) -> anyhow::Result<(DevChild, u16, PathBuf)
         if tokio::net::TcpStream::connect(("127.0.0.1", base))
             .await
             .is_ok()
-            && data.join("jwt.secret").exists()
+            && data.join(tongban_auth::keys::JWKS_FILE).exists()
         {
             return Ok((guard, base, data));
         }
@@ -167,7 +167,6 @@ pub(crate) async fn run(global: &GlobalArgs, args: DemoArgs) -> anyhow::Result<(
     let token = |role: Role, department: Option<&str>, subject: String| {
         mint(
             &data_dir,
-            false,
             &MintArgs {
                 role,
                 subject,

@@ -1,6 +1,7 @@
 //! The thin client behind the `tongban` command: every subcommand that talks to a running
 //! Tongban over gRPC, for applicants (`submit`, `status`, `watch`, ...) and staff (`tasks`,
-//! `claim`, `approve`, `show`, `audit`, ...), plus `token issue` and `demo`, a scripted
+//! `claim`, `approve`, `show`, `audit`, ...), plus `keys generate` / `keys drop` (the issuer's
+//! Ed25519 key and the JWKS services verify with), `token issue` and `demo`, a scripted
 //! walkthrough of one application from submission to every platform.
 //!
 //! This crate depends only on the protos and the shared vocabulary (auth, types), never on a
@@ -28,7 +29,7 @@ pub use client::{GlobalArgs, exit_code};
 /// The argument types of [`Command`]'s variants.
 pub mod args {
     pub use crate::{
-        IssueArgs,
+        AuditVerifyArgs, IssueArgs, KeysDropArgs, KeysGenerateArgs,
         applicant::{RateArgs, SubmitArgs, SupplementArgs, WatchArgs, WithdrawArgs},
         demo::DemoArgs,
         inbox::{InboxArgs, ReadArgs},
@@ -48,6 +49,7 @@ Exit codes:
      ABORTED, NOT_FOUND, ...)
   3  authentication or permission (UNAUTHENTICATED, PERMISSION_DENIED)
   4  server unreachable or unavailable
+  5  `tongban audit verify` found tampering (edits, truncation, deleted chains, forged checkpoints)
 
 Examples:
   tongban dev                                   # the whole stack on ports 50051-50054
@@ -60,10 +62,15 @@ Examples:
 /// The client subcommands; the binary adds `dev`, `topology` and `completions`.
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Bearer tokens for the dev stack.
+    /// Bearer tokens (EdDSA JWTs) signed with the issuer's private key.
     Token {
         #[command(subcommand)]
         command: TokenCommand,
+    },
+    /// The issuer's signing key and the JWKS (public keys) services verify tokens with.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
     },
     /// Save --token (and any --server URLs given) to ~/.config/tongban/config.toml.
     #[command(
@@ -153,13 +160,14 @@ pub enum Command {
         /// Delivery id (from `tongban deliveries`).
         delivery: String,
     },
-    /// The hash-chained audit trail of an application, and whether it verifies.
+    /// The audit log: an application's trail (`show`), or every chain of a database checked
+    /// against its signed checkpoints (`verify`).
     #[command(
-        after_help = "Examples:\n  tongban audit 0195...\n  tongban audit 0195... --output json | jq .verified"
+        after_help = "Examples:\n  tongban audit show 0195...\n  tongban audit show 0195... --output json | jq .verified\n  tongban audit verify --database sqlite://data/approval.db --checkpoints data/audit/approval.checkpoints.jsonl --public-key data/audit/approval.key.pub"
     )]
     Audit {
-        /// Application id.
-        id: String,
+        #[command(subcommand)]
+        command: AuditCommand,
     },
 
     // ---- everyone ----
@@ -182,10 +190,48 @@ pub enum Command {
 }
 
 #[derive(Subcommand, Debug)]
-pub enum TokenCommand {
-    /// Print a token signed with the dev secret (created by `tongban dev` in ./data).
+pub enum AuditCommand {
+    /// The hash-chained audit trail of an application, and whether it verifies.
     #[command(
-        after_help = "Examples:\n  tongban token issue --role clerk --department eco_env\n  tongban token issue --role applicant --credit-code 91350100M000100Y43"
+        after_help = "Examples:\n  tongban audit show 0195...\n  tongban audit show 0195... --output json | jq .verified"
+    )]
+    Show {
+        /// Application id.
+        id: String,
+    },
+    /// Recompute every chain of a service's database and check it against the signed
+    /// checkpoints: reports edited entries, truncated and deleted chains and forged
+    /// checkpoints; exits 5 on any finding. Reads the database directly (no server).
+    #[command(
+        after_help = "Examples:\n  tongban audit verify --database postgres://postgres@127.0.0.1/tongban_approval \\\n      --checkpoints /var/log/tongban/approval.checkpoints.jsonl --public-key approval.key.pub\n  tongban audit verify --database sqlite://data/intake.db?mode=ro \\\n      --checkpoints data/audit/intake.checkpoints.jsonl --public-key data/audit/intake.key.pub --service intake"
+    )]
+    Verify(AuditVerifyArgs),
+}
+
+/// Arguments of `tongban audit verify`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct AuditVerifyArgs {
+    /// The service's database URL (postgres://… or sqlite://…).
+    #[arg(long, env = "TONGBAN_AUDIT_DATABASE")]
+    pub database: String,
+    /// The JSON-lines checkpoint file the service exported.
+    #[arg(long)]
+    pub checkpoints: std::path::PathBuf,
+    /// The service's Ed25519 public key file (hex), e.g. `<signing key>.pub`; repeat it for
+    /// the keys before and after a rotation.
+    #[arg(long, required = true)]
+    pub public_key: Vec<std::path::PathBuf>,
+    /// Only checkpoints of this service (when one file holds several).
+    #[arg(long)]
+    pub service: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TokenCommand {
+    /// Print a token signed with --key, or with the dev key in --data-dir (created by
+    /// `tongban dev`, or here when there is none yet).
+    #[command(
+        after_help = "Examples:\n  tongban token issue --role clerk --department eco_env\n  tongban token issue --role applicant --credit-code 91350100M000100Y43\n  tongban token issue --key /etc/tongban/keys/issuer.key --role integrator --subject portal.fj --hours 1"
     )]
     Issue(IssueArgs),
 }
@@ -195,7 +241,8 @@ pub struct IssueArgs {
     /// applicant, clerk, supervisor, admin or integrator.
     #[arg(long)]
     role: String,
-    /// Department code (clerks and supervisors), e.g. eco_env.
+    /// Department or township office code (clerks and supervisors), e.g. eco_env or
+    /// eco_env.songyuan.
     #[arg(long)]
     department: Option<String>,
     /// Region code the caller works in, e.g. 350724.
@@ -207,12 +254,54 @@ pub struct IssueArgs {
     /// User id; defaults to a name derived from role and department.
     #[arg(long)]
     subject: Option<String>,
-    /// Hours until the token expires.
+    /// Hours until the token expires (at most the lifetime cap).
     #[arg(long, default_value_t = 12)]
     hours: i64,
-    /// Directory holding jwt.secret.
+    /// Private key to sign with (PKCS#8 PEM from `tongban keys generate`); the token's kid
+    /// comes from it. Default: issuer.key in --data-dir.
+    #[arg(long)]
+    key: Option<std::path::PathBuf>,
+    /// Directory of the dev key (issuer.key, jwks.json), used without --key.
     #[arg(long, default_value = "data", env = "TONGBAN_DATA_DIR")]
     data_dir: std::path::PathBuf,
+    /// The token's `aud`; must match the services' jwt_audience.
+    #[arg(long, default_value = tongban_auth::DEFAULT_AUDIENCE, env = "TONGBAN_JWT_AUDIENCE")]
+    audience: String,
+    /// Longest lifetime this issuer signs, in seconds (the services' max_token_lifetime_secs).
+    #[arg(long, default_value_t = tongban_auth::DEFAULT_MAX_LIFETIME.as_secs(), env = "TONGBAN_MAX_TOKEN_LIFETIME_SECS")]
+    max_lifetime_secs: u64,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeysCommand {
+    /// Write DIR/issuer.key (private, mode 0600) and DIR/jwks.json; on a DIR that has keys,
+    /// rotate: a new key (new kid) signs from now on and jwks.json keeps the old public keys.
+    #[command(
+        after_help = "Examples:\n  tongban keys generate /etc/tongban/keys\n  tongban keys generate /etc/tongban/keys   # again: rotates, old tokens still verify\n  tongban keys generate --if-missing /etc/tongban/keys   # init steps: never rotates\n\nCopy jwks.json to every service (jwks_file) and restart them before issuing tokens with\nthe new key. Once the old key's tokens have expired (max_token_lifetime_secs), remove its\npublic key with `tongban keys drop DIR KID`."
+    )]
+    Generate(KeysGenerateArgs),
+    /// Remove an old public key from DIR/jwks.json (never the current signing key).
+    #[command(
+        after_help = "Example:\n  tongban keys drop /etc/tongban/keys kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"
+    )]
+    Drop(KeysDropArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct KeysGenerateArgs {
+    /// Key directory (created if missing).
+    dir: std::path::PathBuf,
+    /// Keep an existing key instead of rotating (for init steps that run on every start).
+    #[arg(long)]
+    if_missing: bool,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct KeysDropArgs {
+    /// Key directory holding jwks.json.
+    dir: std::path::PathBuf,
+    /// The kid to remove.
+    kid: String,
 }
 
 /// Runs one client subcommand.
@@ -221,6 +310,12 @@ pub async fn run(global: &GlobalArgs, command: Command) -> anyhow::Result<()> {
         Command::Token {
             command: TokenCommand::Issue(args),
         } => issue(args),
+        Command::Keys {
+            command: KeysCommand::Generate(args),
+        } => keys_generate(&args),
+        Command::Keys {
+            command: KeysCommand::Drop(args),
+        } => keys_drop(&args),
         Command::Demo(args) => demo::run(global, args).await,
         Command::Login => login(global),
         other => remote(global, other).await,
@@ -258,10 +353,15 @@ async fn remote(global: &GlobalArgs, command: Command) -> anyhow::Result<()> {
         Command::Show { id } => staff::show(&conn, &id).await,
         Command::Deliveries(a) => staff::deliveries(&conn, a).await,
         Command::Retry { delivery } => staff::retry(&conn, &delivery).await,
-        Command::Audit { id } => staff::audit(&conn, &id).await,
+        Command::Audit {
+            command: AuditCommand::Show { id },
+        } => staff::audit(&conn, &id).await,
+        Command::Audit {
+            command: AuditCommand::Verify(_),
+        } => anyhow::bail!("`tongban audit verify` is run by the tongban binary"),
         Command::Inbox(a) => inbox::inbox(&conn, a).await,
         Command::Read(a) => inbox::read(&conn, a).await,
-        Command::Token { .. } | Command::Login | Command::Demo(_) => {
+        Command::Token { .. } | Command::Keys { .. } | Command::Login | Command::Demo(_) => {
             anyhow::bail!("handled by run")
         }
     }
@@ -291,6 +391,48 @@ fn login(global: &client::GlobalArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn keys_generate(args: &KeysGenerateArgs) -> anyhow::Result<()> {
+    if args.if_missing && args.dir.join(tongban_auth::keys::ISSUER_KEY_FILE).exists() {
+        let key = tongban_auth::keys::ensure(&args.dir)?;
+        println!("Kept: kid {} (--if-missing).", key.kid());
+        return Ok(());
+    }
+    let g = tongban_auth::keys::generate(&args.dir)?;
+    match &g.previous_kid {
+        Some(old) => println!("Rotated: kid {} now signs (was {old}).", g.kid),
+        None => println!("Generated: kid {}.", g.kid),
+    }
+    println!(
+        "  private key  {}  (mode 0600; keep it with the issuer only)",
+        g.key_path.display()
+    );
+    println!(
+        "  public keys  {}  ({} key(s): {})",
+        g.jwks_path.display(),
+        g.kids.len(),
+        g.kids.join(", ")
+    );
+    if g.previous_kid.is_some() {
+        println!(
+            "Install the new jwks.json on every service before issuing tokens with the new key; \
+             drop old keys once their tokens have expired: tongban keys drop {} <KID>",
+            args.dir.display()
+        );
+    }
+    Ok(())
+}
+
+fn keys_drop(args: &KeysDropArgs) -> anyhow::Result<()> {
+    let jwks = tongban_auth::keys::drop_key(&args.dir, &args.kid)?;
+    println!(
+        "Dropped {}; {} now holds: {}",
+        args.kid,
+        args.dir.join(tongban_auth::keys::JWKS_FILE).display(),
+        jwks.kids().join(", ")
+    );
+    Ok(())
+}
+
 fn issue(args: IssueArgs) -> anyhow::Result<()> {
     let role: tongban_auth::Role = args.role.parse()?;
     let subject = args
@@ -300,9 +442,19 @@ fn issue(args: IssueArgs) -> anyhow::Result<()> {
             (None, Some(c)) => format!("{role}.{}", c.trim().to_ascii_uppercase()),
             (None, None) => role.to_string(),
         });
-    let token = mint(
-        &args.data_dir,
-        true,
+    let key = match &args.key {
+        Some(path) => tongban_auth::SigningKey::load(path)?,
+        // The dev convenience: the key `tongban dev` uses, made here if it does not exist yet.
+        None => tongban_auth::keys::ensure(&args.data_dir)?,
+    };
+    let rules = tongban_auth::TokenRules {
+        audience: args.audience,
+        max_lifetime: std::time::Duration::from_secs(args.max_lifetime_secs),
+        ..tongban_auth::TokenRules::default()
+    };
+    let token = sign(
+        key,
+        rules,
         &MintArgs {
             role,
             subject,
@@ -326,31 +478,34 @@ struct MintArgs {
     hours: i64,
 }
 
-/// Signs a token with the dev secret in `data_dir` (`token issue` and `demo` share this).
-/// `create` makes a secret when there is none (before `tongban dev` first ran); the demo
-/// must use the running stack's secret instead, so it refuses to invent one.
-fn mint(data_dir: &Path, create: bool, args: &MintArgs) -> anyhow::Result<String> {
-    let path = data_dir.join("jwt.secret");
-    let secret = if create {
-        tongban_auth::Secret::load_or_create(&path)?
-    } else {
-        use anyhow::Context as _;
-        tongban_auth::Secret::load(&path).with_context(|| {
-            format!(
-                "reading {}; is `tongban dev --data-dir {}` running? (or use --spawn)",
-                path.display(),
-                data_dir.display()
-            )
-        })?
-    };
-    Ok(
-        tongban_auth::Issuer::new(secret).issue(&tongban_auth::TokenRequest {
+/// Signs a token with the dev key of a running `tongban dev` in `data_dir` (the demo); it
+/// must use that stack's key, so it refuses to invent one.
+fn mint(data_dir: &Path, args: &MintArgs) -> anyhow::Result<String> {
+    use anyhow::Context as _;
+    let path = data_dir.join(tongban_auth::keys::ISSUER_KEY_FILE);
+    let key = tongban_auth::SigningKey::load(&path).with_context(|| {
+        format!(
+            "reading {}; is `tongban dev --data-dir {}` running? (or use --spawn)",
+            path.display(),
+            data_dir.display()
+        )
+    })?;
+    sign(key, tongban_auth::TokenRules::default(), args)
+}
+
+fn sign(
+    key: tongban_auth::SigningKey,
+    rules: tongban_auth::TokenRules,
+    args: &MintArgs,
+) -> anyhow::Result<String> {
+    Ok(tongban_auth::Issuer::new(key)
+        .with_rules(rules)
+        .issue(&tongban_auth::TokenRequest {
             subject: args.subject.clone(),
             role: args.role,
             department: args.department.clone(),
             region: args.region.clone(),
             credit_code: args.credit_code.clone(),
-            ttl: chrono::Duration::hours(args.hours.max(1)),
-        })?,
-    )
+            ttl: chrono::Duration::hours(args.hours),
+        })?)
 }

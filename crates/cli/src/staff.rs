@@ -654,7 +654,15 @@ pub(crate) async fn audit(conn: &Conn, id: &str) -> anyhow::Result<()> {
             e.seq.to_string(),
             local_short(e.time.as_ref()),
             trunc(&e.actor, 22),
-            trunc(&e.action, 18),
+            // A refused attempt shows as such; it changed nothing else.
+            trunc(
+                &if e.outcome == "denied" {
+                    format!("{} (denied)", e.action)
+                } else {
+                    e.action.clone()
+                },
+                18,
+            ),
             trunc(&e.reason, 24),
         ]);
     }

@@ -31,8 +31,8 @@ use crate::error::DefinitionError;
 
 pub use model::{
     DEFAULT_ESCALATE_AFTER_HOURS, MaterialRequirement, MatterDefinition, MatterKind, NextRule,
-    PlannedStage, PlannedTask, PledgePolicy, Rating, RequestPolicy, StageDef, TaskDef,
-    TaskDepartment,
+    PlannedStage, PlannedTask, PledgePolicy, Rating, ReasonRequired, RequestPolicy, StageDef,
+    TaskDef, TaskDepartment,
 };
 
 /// Loads every `*.toml` file of `dir`, in file-name order. Two files with the same code and

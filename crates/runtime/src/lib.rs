@@ -33,6 +33,8 @@ pub struct Context {
     pub auth: Authenticator,
     /// Where `matters/`, `calendar/`, `platforms/`, `departments.toml` live.
     pub deploy_dir: std::path::PathBuf,
+    /// Audit anchoring: where the signing key is and where checkpoints go; `None` takes none.
+    pub audit: Option<tongban_audit::anchor::AnchorConfig>,
 }
 
 impl Context {
@@ -42,8 +44,9 @@ impl Context {
         Ok(Self {
             db: tongban_storage::connect(cfg.database_url.expose_secret()).await?,
             bus: Bus::connect(cfg.bus_url.expose_secret(), &cfg.exchange).await?,
-            auth: Authenticator::new(&tongban_auth::Secret::load(&cfg.jwt_secret_file)?),
+            auth: Authenticator::from_jwks_file(&cfg.jwks_file, &cfg.token_rules())?,
             deploy_dir: cfg.deploy_dir.clone(),
+            audit: cfg.audit.clone(),
         })
     }
 }

@@ -110,10 +110,34 @@ impl ServiceBuilder {
         self.shutdown.clone()
     }
 
+    /// Starts the periodic signed audit checkpoint when [`Context::audit`] configures one. A
+    /// configured key that cannot be read stops the start: a service must not run believing
+    /// it anchors its audit log when it does not.
+    fn anchor_audit(&mut self) -> anyhow::Result<()> {
+        let Some(cfg) = self.ctx.audit.clone() else {
+            tracing::warn!(
+                service = self.name,
+                "audit checkpoints are off: no [audit] signing_key_file configured"
+            );
+            return Ok(());
+        };
+        let key = tongban_audit::anchor::load_signing_key(&cfg.signing_key_file)?;
+        tracing::info!(service = self.name, file = %cfg.checkpoint_file.display(), every_secs = cfg.interval_secs, "audit checkpoints on");
+        let run = tongban_audit::anchor::run(
+            self.ctx.db.clone(),
+            self.name.to_string(),
+            key,
+            cfg,
+            self.shutdown.clone(),
+        );
+        self.spawn("audit-anchor", run);
+        Ok(())
+    }
+
     /// Serves `server` (behind the bearer-token interceptor, with health, reflection and
     /// grpc-web) on `listener` until shutdown; then stops every task and waits for them.
     /// A server that fails also stops the tasks, so nothing is left running.
-    pub async fn serve<S>(self, listener: TcpListener, server: S) -> anyhow::Result<()>
+    pub async fn serve<S>(mut self, listener: TcpListener, server: S) -> anyhow::Result<()>
     where
         S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>
             + NamedService
@@ -123,6 +147,7 @@ impl ServiceBuilder {
             + 'static,
         S::Future: Send + 'static,
     {
+        self.anchor_audit()?;
         let svc = InterceptedService::new(server, self.ctx.auth.clone());
         let routes = Routes::new(svc);
         tracing::info!(service = self.name, addr = %listener.local_addr()?, "serving");

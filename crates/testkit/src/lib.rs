@@ -9,7 +9,7 @@
 use std::path::PathBuf;
 
 use tokio_util::sync::CancellationToken;
-use tongban_auth::{Issuer, Role, Secret, TokenRequest};
+use tongban_auth::{Issuer, Jwks, Role, SigningKey, TokenRequest, TokenRules};
 use tongban_bus::Bus;
 
 /// PostgreSQL admin URL (env `TONGBAN_TEST_POSTGRES`, default the local trust-auth server).
@@ -107,15 +107,17 @@ pub async fn local_bus() -> anyhow::Result<(Bus, tempfile::TempDir)> {
     Ok((Bus::connect(&url, "tongban.events").await?, dir))
 }
 
-/// A fixed secret: tests need no secrecy, only agreement between signer and verifier.
-fn test_secret_bytes() -> Vec<u8> {
-    (0..32u8).map(|i| i ^ 0x5a).collect()
-}
+/// The fixed seed of the test signing key: tests need no secrecy, only agreement between
+/// signer and verifier (and the same kid every run).
+const TEST_KEY_SEED: [u8; 32] = *b"tongban test key, never for prod";
 
-/// A signing secret and tokens for tests.
+/// An Ed25519 signing key, its JWK Set, and tokens for tests.
 #[derive(Clone, Debug)]
 pub struct Keys {
-    pub secret: Secret,
+    /// The issuer's key (fixed seed).
+    pub key: SigningKey,
+    /// The rules tokens are issued and verified under (the defaults).
+    pub rules: TokenRules,
 }
 
 impl Default for Keys {
@@ -126,37 +128,103 @@ impl Default for Keys {
 
 impl Keys {
     pub fn new() -> Self {
-        let bytes = test_secret_bytes();
-        #[allow(clippy::expect_used)]
-        let secret = Secret::from_bytes(bytes).expect("32 bytes is enough");
-        Self { secret }
+        Self::from_seed(&TEST_KEY_SEED)
     }
 
-    /// The secret as the hex text a `jwt.secret` file holds.
-    pub fn secret_hex(&self) -> String {
-        test_secret_bytes()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+    /// Another fixed key: for "signed by someone else" tests, or a second key in a rotation.
+    pub fn from_seed(seed: &[u8; 32]) -> Self {
+        #[allow(clippy::expect_used)]
+        let key = SigningKey::from_seed(seed).expect("any 32 bytes are an Ed25519 seed");
+        Self {
+            key,
+            rules: TokenRules::default(),
+        }
+    }
+
+    /// The key id the tokens carry.
+    pub fn kid(&self) -> &str {
+        self.key.kid()
+    }
+
+    /// The key set services verify with.
+    pub fn jwks(&self) -> Jwks {
+        Jwks::new(vec![self.key.public_jwk()])
+    }
+
+    /// The key set as the text of a `jwks.json` file.
+    pub fn jwks_json(&self) -> String {
+        self.jwks().to_json()
+    }
+
+    /// Writes `jwks.json` into `dir` (for service processes a test starts) and returns its path.
+    pub fn write_jwks(&self, dir: &std::path::Path) -> anyhow::Result<PathBuf> {
+        let path = dir.join(tongban_auth::keys::JWKS_FILE);
+        std::fs::write(&path, self.jwks_json())?;
+        Ok(path)
+    }
+
+    /// Writes the private key (PKCS#8 PEM, as `tongban keys generate` does) to `path`.
+    pub fn write_private_key(&self, path: &std::path::Path) -> anyhow::Result<()> {
+        std::fs::write(path, self.key.to_pem())?;
+        Ok(())
     }
 
     pub fn authenticator(&self) -> tongban_auth::Authenticator {
-        tongban_auth::Authenticator::new(&self.secret)
+        tongban_auth::Authenticator::new(&self.jwks(), &self.rules)
     }
 
+    pub fn issuer(&self) -> Issuer {
+        Issuer::new(self.key.clone()).with_rules(self.rules.clone())
+    }
+
+    /// A one-hour token for `role`. Panics when the issuer refuses (e.g. a clerk without a
+    /// department): use [`Keys::try_token`] or [`Keys::sign_claims`] to test refusals.
     pub fn token(&self, role: Role, department: Option<&str>, credit_code: Option<&str>) -> String {
-        let req = TokenRequest {
+        #[allow(clippy::expect_used)]
+        self.try_token(role, department, credit_code)
+            .expect("test token")
+    }
+
+    /// Like [`Keys::token`], returning the issuer's refusal.
+    pub fn try_token(
+        &self,
+        role: Role,
+        department: Option<&str>,
+        credit_code: Option<&str>,
+    ) -> Result<String, tongban_auth::AuthError> {
+        self.issuer().issue(&TokenRequest {
             subject: format!("{}-{}", role, department.or(credit_code).unwrap_or("test")),
             role,
             department: department.map(Into::into),
             region: None,
             credit_code: credit_code.map(Into::into),
             ttl: chrono::Duration::hours(1),
-        };
+        })
+    }
+
+    /// Signs any claims (a JSON object) with this key and its kid, unchecked: for tokens the
+    /// issuer refuses to make. Claims left out are left out of the token.
+    pub fn sign_claims(&self, claims: &serde_json::Value) -> String {
+        let header = serde_json::json!({"alg": "EdDSA", "typ": "JWT", "kid": self.kid()});
+        self.sign_raw(&header, claims)
+    }
+
+    /// Signs any header and claims with this key, unchecked (e.g. a foreign `kid` or `alg`).
+    pub fn sign_raw(&self, header: &serde_json::Value, claims: &serde_json::Value) -> String {
         #[allow(clippy::expect_used)]
-        Issuer::new(self.secret.clone())
-            .issue(&req)
-            .expect("test token")
+        self.key
+            .sign_unchecked(&header.to_string(), &claims.to_string())
+            .expect("the test key signs")
+    }
+
+    /// Claims of a valid one-hour token for `role`, to edit before [`Keys::sign_claims`].
+    pub fn claims(&self, role: Role, subject: &str) -> serde_json::Value {
+        let now = chrono::Utc::now().timestamp();
+        serde_json::json!({
+            "sub": subject, "role": role.as_str(),
+            "iat": now, "exp": now + 3600,
+            "iss": self.rules.issuer, "aud": self.rules.audience,
+        })
     }
 }
 
@@ -317,6 +385,7 @@ where
         bus: bus.clone(),
         auth: keys.authenticator(),
         deploy_dir: deploy_dir(),
+        audit: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;

@@ -14,7 +14,7 @@ use tongban_runtime::Context;
 
 #[derive(clap::Args, Debug)]
 pub(crate) struct DevArgs {
-    /// Where the SQLite files, the bus and the JWT secret live.
+    /// Where the SQLite files, the bus and the token keys (issuer.key, jwks.json) live.
     #[arg(long, default_value = "data", env = "TONGBAN_DATA_DIR")]
     data_dir: PathBuf,
     /// Where matters/, calendar/, platforms/ and departments.toml live.
@@ -33,6 +33,9 @@ pub(crate) struct DevArgs {
     /// Do not start the platform simulators (dispatch then delivers to the configured endpoints).
     #[arg(long)]
     no_simulators: bool,
+    /// Seconds between signed audit checkpoints (keys and checkpoints in DATA/audit/).
+    #[arg(long, default_value_t = 60, env = "TONGBAN_AUDIT_INTERVAL_SECS")]
+    audit_interval_secs: u64,
 }
 
 struct Service {
@@ -74,8 +77,13 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
             args.deploy_dir.display()
         );
     }
-    let secret = tongban_auth::Secret::load_or_create(&args.data_dir.join("jwt.secret"))?;
-    let auth = tongban_auth::Authenticator::new(&secret);
+    // The issuer's key is made once and kept; the services, as in production, see only the
+    // public key set, so a rotation (`tongban keys generate <data dir>`) takes effect on restart.
+    tongban_auth::keys::ensure(&args.data_dir)?;
+    let auth = tongban_auth::Authenticator::from_jwks_file(
+        &args.data_dir.join(tongban_auth::keys::JWKS_FILE),
+        &tongban_auth::TokenRules::default(),
+    )?;
     let bus_url = sqlite_url(&args.data_dir.join("bus.db"));
     let bus = tongban_bus::Bus::connect(&bus_url, "tongban.events")
         .await
@@ -124,6 +132,11 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
             bus: bus.clone(),
             auth: auth.clone(),
             deploy_dir: args.deploy_dir.clone(),
+            audit: Some(dev_anchor(
+                &args.data_dir,
+                svc.name,
+                args.audit_interval_secs,
+            )?),
         };
         let stop = shutdown.clone();
         let name = svc.name;
@@ -189,4 +202,19 @@ async fn start(
 
 fn sqlite_url(path: &std::path::Path) -> String {
     format!("sqlite://{}?mode=rwc", path.display())
+}
+
+/// The dev stack's audit anchoring for `service`: a signing key created on first run (its
+/// public key beside it, `.pub`) and a checkpoint file, both under `DATA/audit/`.
+fn dev_anchor(
+    data_dir: &std::path::Path,
+    service: &str,
+    interval_secs: u64,
+) -> anyhow::Result<tongban_audit::anchor::AnchorConfig> {
+    let cfg = tongban_audit::anchor::AnchorConfig {
+        interval_secs,
+        ..tongban_audit::anchor::AnchorConfig::in_dir(data_dir, service)
+    };
+    tongban_audit::anchor::load_or_create_signing_key(&cfg.signing_key_file)?;
+    Ok(cfg)
 }

@@ -4,8 +4,10 @@
 //! - `tongban dev` runs every service in this process (SQLite files and the durable embedded bus
 //!   under `./data`), the same code the production binaries run;
 //! - `tongban topology declare` declares every service's queue before a deployment starts;
+//! - `tongban audit verify` checks a service's audit chains against its signed checkpoints;
 //! - every other subcommand is the thin gRPC client from `tongban-cli`.
 
+mod audit;
 mod dev;
 mod topology;
 
@@ -86,6 +88,19 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(1);
         }
     };
+    if let Command::Client(tongban_cli::Command::Audit {
+        command: tongban_cli::AuditCommand::Verify(args),
+    }) = cli.command
+    {
+        return match runtime.block_on(audit::verify(args)) {
+            Ok(true) => std::process::ExitCode::SUCCESS,
+            Ok(false) => std::process::ExitCode::from(audit::EXIT_FINDINGS),
+            Err(e) => {
+                eprintln!("error: {}", tongban_cli::error_line(&e));
+                std::process::ExitCode::from(1)
+            }
+        };
+    }
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Dev(args) => dev::run(args).await,

@@ -94,13 +94,47 @@ fn clerk_claims_approves_and_sees_the_audit_trail() -> anyhow::Result<()> {
         .json()?;
     assert!(v["workflow"]["stages"].is_array(), "{v}");
 
-    let run = dev.cli(Some(&admin), &["audit", &id])?.ok()?;
+    let run = dev.cli(Some(&admin), &["audit", "show", &id])?.ok()?;
     assert!(run.stdout.contains("chain verified ✓"), "{}", run.stdout);
     let v = dev
-        .cli(Some(&admin), &["audit", &id, "--output", "json"])?
+        .cli(Some(&admin), &["audit", "show", &id, "--output", "json"])?
         .ok()?
         .json()?;
     assert_eq!(v["verified"], true);
+
+    // Within a checkpoint interval (1 s here) approval's signed checkpoint covers the
+    // application's chain, and `audit verify` finds approval's database intact.
+    let audit = dev.data().join("audit");
+    let chain = format!("application/{id}");
+    eventually(20, "approval's audit checkpoint", || {
+        Ok(
+            std::fs::read_to_string(audit.join("approval.checkpoints.jsonl"))
+                .ok()
+                .filter(|t| t.contains(&chain)),
+        )
+    })?;
+    let db = format!(
+        "sqlite://{}?mode=ro",
+        dev.data().join("approval.db").display()
+    );
+    let run = dev.cli(
+        None,
+        &[
+            "audit",
+            "verify",
+            "--database",
+            &db,
+            "--checkpoints",
+            &audit
+                .join("approval.checkpoints.jsonl")
+                .display()
+                .to_string(),
+            "--public-key",
+            &audit.join("approval.key.pub").display().to_string(),
+        ],
+    )?;
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.contains("verified ✓"), "{run:?}");
 
     let run = dev.cli(Some(&admin), &["deliveries", "--application", &id])?;
     assert_eq!(run.code, 0, "{run:?}");

@@ -1,34 +1,67 @@
-//! The tamper-evident audit trail: per application, a chain of entries where each entry's hash
-//! covers its own fields and the previous entry's hash. Changing, removing or reordering any
-//! stored entry breaks the chain from that entry on, which [`verify`] reports.
+//! Approval's audit trail on the shared log ([`tongban_audit`]): one chain per application
+//! (`application/<id>`), and approval's own chain (`service/approval`) for acts on no
+//! application, such as publishing a definition. This module maps approval's words (a task,
+//! the department concerned) onto log entries and back.
 //!
-//! Appending takes the caller's transaction, which must hold the application's instance lock
-//! (see [`crate::repository::InstanceStore::find_instance`]), so `seq` is assigned without races.
+//! Appending takes the caller's transaction, so the entry commits with the state it
+//! describes; the log's heads row makes `seq` race-free even across replicas.
 
-use sha2::{Digest, Sha256};
+use sea_orm::ConnectionTrait;
+use tongban_audit::{Act, Actor, Outcome};
 
-use crate::{error::ApprovalError, repository::AuditStore};
+use crate::error::ApprovalError;
 
-/// One audit entry, as stored.
+/// The chain approval's acts on no application go to.
+pub const SERVICE_CHAIN: &str = "service/approval";
+
+/// One audit entry as the trail shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
     pub seq: i64,
     pub time_ms: i64,
+    /// `clerk:alice@eco_env`, or `system`.
     pub actor: String,
     pub role: String,
+    /// The enterprise the actor acted for, when any.
+    pub on_behalf_of: String,
     pub action: String,
     pub reason: String,
     pub task_id: String,
     pub department: String,
+    /// `done` or `denied`.
+    pub outcome: String,
     pub prev_hash: String,
     pub hash: String,
 }
 
+impl From<tongban_audit::Entry> for Entry {
+    fn from(e: tongban_audit::Entry) -> Self {
+        let actor = Actor {
+            on_behalf_of: String::new(),
+            ..e.actor.clone()
+        }
+        .label();
+        Self {
+            seq: e.seq,
+            time_ms: e.time_ms,
+            actor,
+            role: e.actor.role,
+            on_behalf_of: e.actor.on_behalf_of,
+            action: e.action,
+            reason: e.reason,
+            task_id: e.target,
+            department: e.department,
+            outcome: e.outcome,
+            prev_hash: e.prev_hash,
+            hash: e.hash,
+        }
+    }
+}
+
 /// What to record; seq, time and hashes are filled in by [`append`].
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Record {
-    pub actor: String,
-    pub role: String,
+    pub actor: Actor,
     pub action: String,
     pub reason: String,
     pub task_id: String,
@@ -44,8 +77,7 @@ impl Record {
         department: &str,
     ) -> Self {
         Self {
-            actor: "system".into(),
-            role: "system".into(),
+            actor: Actor::system(),
             action: action.into(),
             reason: reason.into(),
             task_id: task_id.into(),
@@ -53,6 +85,7 @@ impl Record {
         }
     }
 
+    /// An entry made by the caller `who`.
     pub fn by(
         who: &tongban_auth::Identity,
         action: &str,
@@ -61,131 +94,105 @@ impl Record {
         department: &str,
     ) -> Self {
         Self {
-            actor: who.actor_label(),
-            role: who.role.as_str().into(),
+            actor: Actor::from(who),
             action: action.into(),
             reason: reason.into(),
             task_id: task_id.into(),
             department: department.into(),
         }
     }
-}
 
-/// `sha256(prev_hash || canonical fields)`, hex. Fields are length-prefixed so that no two
-/// different entries share a canonical form (a field containing the separator cannot shift
-/// text into its neighbour).
-pub fn hash(prev_hash: &str, application_id: &str, e: &Entry) -> String {
-    let mut h = Sha256::new();
-    h.update(prev_hash.as_bytes());
-    let seq = e.seq.to_string();
-    let time = e.time_ms.to_string();
-    for field in [
-        application_id,
-        &seq,
-        &time,
-        &e.actor,
-        &e.role,
-        &e.action,
-        &e.reason,
-        &e.task_id,
-        &e.department,
-    ] {
-        h.update((field.len() as u64).to_be_bytes());
-        h.update(field.as_bytes());
-    }
-    hex::encode(h.finalize())
-}
-
-/// Checks the chain: returns the seq of the first entry whose link or hash does not verify.
-pub fn verify(application_id: &str, entries: &[Entry]) -> Option<i64> {
-    let mut prev = String::new();
-    for (i, e) in entries.iter().enumerate() {
-        let expected_seq = i as i64 + 1;
-        if e.seq != expected_seq || e.prev_hash != prev || hash(&prev, application_id, e) != e.hash
-        {
-            return Some(e.seq.min(expected_seq));
+    fn into_act(self, outcome: Outcome) -> Act {
+        Act {
+            actor: self.actor,
+            action: self.action,
+            target: self.task_id,
+            department: self.department,
+            reason: self.reason,
+            outcome,
         }
-        prev = e.hash.clone();
     }
-    None
 }
 
-/// Appends `r` to the application's chain at `now_ms`.
-pub async fn append<S: AuditStore + Sync>(
-    store: &S,
+/// Appends `r` to the application's chain at `now_ms`, in the caller's transaction.
+pub async fn append<C: ConnectionTrait>(
+    txn: &C,
     application_id: &str,
     now_ms: i64,
     r: Record,
 ) -> Result<(), ApprovalError> {
-    let (seq, prev_hash) = match store.last_link(application_id).await? {
-        Some((seq, hash)) => (seq + 1, hash),
-        None => (1, String::new()),
-    };
-    let mut e = Entry {
-        seq,
-        time_ms: now_ms,
-        actor: r.actor,
-        role: r.role,
-        action: r.action,
-        reason: r.reason,
-        task_id: r.task_id,
-        department: r.department,
-        prev_hash,
-        hash: String::new(),
-    };
-    e.hash = hash(&e.prev_hash, application_id, &e);
-    store.insert_entry(application_id, &e).await?;
+    append_to(
+        txn,
+        &tongban_audit::application_chain(application_id),
+        now_ms,
+        r,
+    )
+    .await
+}
+
+/// Appends `r` to `chain` (an application's, or [`SERVICE_CHAIN`]) at `now_ms`.
+pub async fn append_to<C: ConnectionTrait>(
+    txn: &C,
+    chain: &str,
+    now_ms: i64,
+    r: Record,
+) -> Result<(), ApprovalError> {
+    tongban_audit::append(txn, chain, now_ms, r.into_act(Outcome::Done)).await?;
     Ok(())
 }
 
-/// An application's entries, in chain order.
-pub async fn entries<S: AuditStore + Sync>(
-    store: &S,
+/// Records a refused attempt by `who` (on an application when `application_id` is not empty,
+/// else on approval's own chain) in a short transaction of its own. For the one function
+/// through which approval's denials pass; failing to record is logged, never hides the denial.
+pub async fn audit_denied(
+    db: &sea_orm::DatabaseConnection,
+    who: &tongban_auth::Identity,
+    action: &str,
     application_id: &str,
-) -> Result<Vec<Entry>, ApprovalError> {
-    Ok(store.entries(application_id).await?)
+    target: &str,
+    why: &str,
+) {
+    let chain = if application_id.is_empty() {
+        SERVICE_CHAIN.to_string()
+    } else {
+        tongban_audit::application_chain(application_id)
+    };
+    if let Err(e) = tongban_audit::append_denied(
+        db,
+        &chain,
+        tongban_storage::now_ms(),
+        Actor::from(who),
+        action,
+        target,
+        why,
+    )
+    .await
+    {
+        tracing::error!(error = %e, action, "recording a denied attempt failed");
+    }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// An application's entries, in chain order.
+pub async fn entries<C: ConnectionTrait>(
+    db: &C,
+    application_id: &str,
+) -> Result<Vec<Entry>, ApprovalError> {
+    Ok(
+        tongban_audit::entries(db, &tongban_audit::application_chain(application_id))
+            .await?
+            .into_iter()
+            .map(Entry::from)
+            .collect(),
+    )
+}
 
-    fn chain(n: i64) -> Vec<Entry> {
-        let mut out: Vec<Entry> = Vec::new();
-        for seq in 1..=n {
-            let prev = out.last().map(|e| e.hash.clone()).unwrap_or_default();
-            let mut e = Entry {
-                seq,
-                time_ms: seq * 1000,
-                actor: "clerk:a@eco_env".into(),
-                role: "clerk".into(),
-                action: "approve".into(),
-                reason: format!("ok {seq}"),
-                task_id: "t".into(),
-                department: "eco_env".into(),
-                prev_hash: prev,
-                hash: String::new(),
-            };
-            e.hash = hash(&e.prev_hash, "app", &e);
-            out.push(e);
-        }
-        out
-    }
-
-    #[test]
-    fn intact_chain_verifies_and_edits_are_found() {
-        let c = chain(4);
-        assert_eq!(verify("app", &c), None);
-        let mut edited = c.clone();
-        edited[2].reason = "changed".into();
-        assert_eq!(verify("app", &edited), Some(3));
-        let mut removed = c.clone();
-        removed.remove(1);
-        assert_eq!(verify("app", &removed), Some(2));
-        assert_eq!(
-            verify("other-app", &c),
-            Some(1),
-            "entries are bound to their application"
-        );
-    }
+/// Checks an application's chain: the seq of the first entry that does not verify.
+pub async fn verify<C: ConnectionTrait>(
+    db: &C,
+    application_id: &str,
+) -> Result<(Vec<Entry>, Option<i64>), ApprovalError> {
+    let chain = tongban_audit::application_chain(application_id);
+    let raw = tongban_audit::entries(db, &chain).await?;
+    let bad = tongban_audit::verify_chain(&chain, &raw);
+    Ok((raw.into_iter().map(Entry::from).collect(), bad))
 }

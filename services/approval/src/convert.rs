@@ -99,6 +99,8 @@ fn entry_to_proto(e: Entry) -> pb::AuditEntry {
         prev_hash: e.prev_hash,
         hash: e.hash,
         department: e.department,
+        on_behalf_of: e.on_behalf_of,
+        outcome: e.outcome,
     }
 }
 

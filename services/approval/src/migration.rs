@@ -19,6 +19,8 @@ impl MigratorTrait for Migrator {
             Box::new(Workflow),
             Box::new(EscalateAt),
             Box::new(DefinitionRequestId),
+            Box::new(tongban_audit::migration::AuditLog),
+            Box::new(MoveAuditTrail),
         ]
     }
 }
@@ -199,6 +201,163 @@ impl MigrationTrait for DefinitionRequestId {
     }
 }
 
+/// Moves the trail of the old per-application `audit` table into the shared log
+/// (`audit_log`, chain `application/<id>`), re-hashed in the log's canonical form, in the
+/// order it was kept. An old chain that no longer verified under the old hashing is moved
+/// as it stands, with an entry saying so, so the break stays visible. The old table is left
+/// in place, untouched, for the record.
+struct MoveAuditTrail;
+
+impl MigrationName for MoveAuditTrail {
+    fn name(&self) -> &str {
+        "m20261130_000006_approval_move_audit_trail"
+    }
+}
+
+/// The old table's hash: `sha256(prev_hash || length-prefixed fields)`.
+fn legacy_hash(prev: &str, app: &str, f: &[String; 9]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(prev.as_bytes());
+    h.update((app.len() as u64).to_be_bytes());
+    h.update(app.as_bytes());
+    // seq, time, actor, role, action, reason, task_id, department
+    for field in &f[..8] {
+        h.update((field.len() as u64).to_be_bytes());
+        h.update(field.as_bytes());
+    }
+    hex::encode(h.finalize())
+}
+
+/// `clerk:alice@eco_env` → (role, subject, department); `system` → the system actor.
+fn legacy_actor(label: &str, role: &str) -> tongban_audit::Actor {
+    if label == "system" {
+        return tongban_audit::Actor::system();
+    }
+    let rest = label.split_once(':').map(|(_, r)| r).unwrap_or(label);
+    let (subject, department) = rest.split_once('@').unwrap_or((rest, ""));
+    tongban_audit::Actor {
+        subject: subject.into(),
+        role: role.into(),
+        department: department.into(),
+        on_behalf_of: String::new(),
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for MoveAuditTrail {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        if !manager.has_table("audit").await? {
+            return Ok(());
+        }
+        let db = manager.get_connection();
+        let rows = db
+            .query_all_raw(sea_orm::Statement::from_string(
+                db.get_database_backend(),
+                "SELECT application_id, seq, time_ms, actor, role, action, reason, task_id, \
+                 department, prev_hash, hash FROM audit ORDER BY application_id, seq",
+            ))
+            .await?;
+        let mut current = String::new();
+        let (mut legacy_prev, mut prev, mut seq, mut broken) =
+            (String::new(), String::new(), 0i64, false);
+        let mut last_time = 0i64;
+        for r in &rows {
+            let app: String = r.try_get("", "application_id")?;
+            if app != current {
+                if !current.is_empty() {
+                    finish_moved_chain(db, &current, &mut seq, &mut prev, broken, last_time)
+                        .await?;
+                }
+                current = app.clone();
+                (legacy_prev, prev, seq, broken) = (String::new(), String::new(), 0, false);
+            }
+            let old_seq: i64 = r.try_get("", "seq")?;
+            let time_ms: i64 = r.try_get("", "time_ms")?;
+            let f: [String; 9] = [
+                old_seq.to_string(),
+                time_ms.to_string(),
+                r.try_get("", "actor")?,
+                r.try_get("", "role")?,
+                r.try_get("", "action")?,
+                r.try_get("", "reason")?,
+                r.try_get("", "task_id")?,
+                r.try_get("", "department")?,
+                r.try_get("", "hash")?,
+            ];
+            let old_prev: String = r.try_get("", "prev_hash")?;
+            if old_seq != seq + 1
+                || old_prev != legacy_prev
+                || legacy_hash(&legacy_prev, &app, &f) != f[8]
+            {
+                broken = true;
+            }
+            legacy_prev = f[8].clone();
+            seq += 1;
+            last_time = time_ms;
+            let mut e = tongban_audit::Entry {
+                chain: tongban_audit::application_chain(&app),
+                seq,
+                time_ms,
+                actor: legacy_actor(&f[2], &f[3]),
+                action: f[4].clone(),
+                target: f[6].clone(),
+                department: f[7].clone(),
+                reason: f[5].clone(),
+                outcome: "done".into(),
+                prev_hash: prev.clone(),
+                hash: String::new(),
+            };
+            e.hash = tongban_audit::hash(&prev, &e);
+            tongban_audit::insert_entry(db, &e).await?;
+            prev = e.hash;
+        }
+        if !current.is_empty() {
+            finish_moved_chain(db, &current, &mut seq, &mut prev, broken, last_time).await?;
+        }
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        db.execute_unprepared("DELETE FROM audit_log").await?;
+        db.execute_unprepared("DELETE FROM audit_heads").await?;
+        Ok(())
+    }
+}
+
+/// Sets a moved chain's head, first noting in the chain when the old one did not verify.
+async fn finish_moved_chain(
+    db: &SchemaManagerConnection<'_>,
+    app: &str,
+    seq: &mut i64,
+    prev: &mut String,
+    broken: bool,
+    time_ms: i64,
+) -> Result<(), DbErr> {
+    let chain = tongban_audit::application_chain(app);
+    if broken {
+        *seq += 1;
+        let mut e = tongban_audit::Entry {
+            chain: chain.clone(),
+            seq: *seq,
+            time_ms,
+            actor: tongban_audit::Actor::system(),
+            action: "migrated".into(),
+            target: String::new(),
+            department: String::new(),
+            reason: "the old trail did not verify when it was moved".into(),
+            outcome: "done".into(),
+            prev_hash: prev.clone(),
+            hash: String::new(),
+        };
+        e.hash = tongban_audit::hash(prev, &e);
+        tongban_audit::insert_entry(db, &e).await?;
+        *prev = e.hash;
+    }
+    tongban_audit::set_head(db, &chain, *seq, prev).await
+}
+
 impl MigrationName for Workflow {
     fn name(&self) -> &str {
         "m20261126_000003_approval_workflow"
@@ -368,6 +527,64 @@ mod tests {
             .collect()
     }
 
+    /// The old `audit` table's rows move into the log, re-chained; an old chain that no longer
+    /// verified is moved with an entry saying so.
+    #[tokio::test]
+    async fn old_audit_rows_move_into_the_log() {
+        let db = Database::connect("sqlite::memory:").await.unwrap();
+        Migrator::up(&db, Some(4)).await.unwrap();
+        let mut prev = String::new();
+        for (app, seq, reason) in [("a", 1, "ok"), ("a", 2, "fine"), ("b", 1, "x")] {
+            if seq == 1 {
+                prev.clear();
+            }
+            let f: [String; 9] = [
+                seq.to_string(),
+                "1000".into(),
+                "clerk:alice@eco_env".into(),
+                "clerk".into(),
+                "approve".into(),
+                reason.into(),
+                "t1".into(),
+                "eco_env".into(),
+                String::new(),
+            ];
+            let mut hash = legacy_hash(&prev, app, &f);
+            if app == "b" {
+                hash = "tampered".into();
+            }
+            db.execute_unprepared(&format!(
+                "INSERT INTO audit (application_id, seq, time_ms, actor, role, action, reason, \
+                 task_id, department, prev_hash, hash) VALUES ('{app}', {seq}, 1000, \
+                 'clerk:alice@eco_env', 'clerk', 'approve', '{reason}', 't1', 'eco_env', \
+                 '{prev}', '{hash}')"
+            ))
+            .await
+            .unwrap();
+            prev = hash;
+        }
+        Migrator::up(&db, None).await.unwrap();
+        for (app, n, last) in [("a", 2, "approve"), ("b", 2, "migrated")] {
+            let chain = tongban_audit::application_chain(app);
+            let e = tongban_audit::entries(&db, &chain).await.unwrap();
+            assert_eq!(tongban_audit::verify_chain(&chain, &e), None, "{app}");
+            assert_eq!(e.len(), n, "{app}");
+            assert_eq!(e.last().map(|e| e.action.as_str()), Some(last));
+            assert_eq!(e[0].actor.subject, "alice");
+            assert_eq!(e[0].actor.department, "eco_env");
+        }
+        // Appends continue the moved chain.
+        let next = tongban_audit::append_alone(
+            &db,
+            &tongban_audit::application_chain("a"),
+            2000,
+            tongban_audit::Act::done(tongban_audit::Actor::system(), "approved", ""),
+        )
+        .await
+        .unwrap();
+        assert_eq!(next.seq, 3);
+    }
+
     #[tokio::test]
     async fn migrates_up_down_and_up_again() {
         let db = Database::connect("sqlite::memory:").await.unwrap();
@@ -380,6 +597,9 @@ mod tests {
             columns(&db, "definitions").await.last().map(String::as_str),
             Some("request_id")
         );
+        assert_eq!(columns(&db, "audit_heads").await.len(), 4);
+        Migrator::down(&db, Some(2)).await.unwrap();
+        assert!(columns(&db, "audit_log").await.is_empty());
         Migrator::down(&db, Some(1)).await.unwrap();
         assert!(
             !columns(&db, "definitions")

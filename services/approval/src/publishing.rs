@@ -104,6 +104,19 @@ impl Approval {
                 def.code, def.version
             )));
         }
+        crate::audit::append_to(
+            &txn,
+            crate::audit::SERVICE_CHAIN,
+            ms(now),
+            crate::audit::Record::by(
+                who,
+                "publish_definition",
+                String::new(),
+                &format!("{}@{}", def.code, def.version),
+                "",
+            ),
+        )
+        .await?;
         let event = new_envelope(
             PRODUCER,
             "",

@@ -101,6 +101,23 @@ impl Approval {
         let (mut inst, task) = self.lock_task(&txn, &task_id).await?;
         authorize_task(self, who, Action::DecideTask, &task_scope(&task), &task)?;
         check_version(expected_version, task.version)?;
+        let required = self.definition_of(&txn, &inst).await?.reason_required;
+        let needs_reason = match decision {
+            Decision::Approve => required.approve && !task.is_follow_up(),
+            Decision::Reject => required.reject,
+            // Always required (see `Decide`): the applicant must know what to bring.
+            Decision::RequestSupplement => false,
+        };
+        if needs_reason && comment.is_empty() {
+            return Err(ApprovalError::Invalid(vec![crate::error::Violation::new(
+                "comment",
+                format!(
+                    "matter {} requires a reason to {}",
+                    inst.matter_code,
+                    decision.event_name()
+                ),
+            )]));
+        }
         if task.status == TaskState::Claimed
             && task.assignee != who.subject
             && who.role == Role::Clerk

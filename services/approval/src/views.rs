@@ -150,8 +150,7 @@ impl Approval {
         let inst = self
             .visible_instance(who, Action::GetAuditTrail, application_id)
             .await?;
-        let entries = audit::entries(&self.db, &inst.application_id).await?;
-        let first_bad_seq = audit::verify(&inst.application_id, &entries);
+        let (entries, first_bad_seq) = audit::verify(&self.db, &inst.application_id).await?;
         Ok(AuditTrail {
             entries,
             first_bad_seq,

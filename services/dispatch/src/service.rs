@@ -24,6 +24,40 @@ const DELIVERIES: Paging = Paging::new("dispatch.deliveries", 50, 500);
 /// Paging of ListPlatforms: configuration order, resumed after the last position.
 const PLATFORMS: Paging = Paging::new("dispatch.platforms", 50, 200);
 
+/// Dispatch's own audit chain (`service/dispatch`) holds its acts on no one application.
+pub const SERVICE: &str = "dispatch";
+
+/// Records a refused attempt by `who` (on `application_id`'s chain, or dispatch's own when
+/// empty) in a transaction of its own. For the one function through which dispatch's denials
+/// pass; a failure to record is logged and never hides the denial.
+pub async fn audit_denied(
+    db: &DatabaseConnection,
+    who: &Identity,
+    action: &str,
+    application_id: &str,
+    target: &str,
+    why: &str,
+) {
+    let chain = if application_id.is_empty() {
+        tongban_audit::service_chain(SERVICE)
+    } else {
+        tongban_audit::application_chain(application_id)
+    };
+    if let Err(e) = tongban_audit::append_denied(
+        db,
+        &chain,
+        tongban_storage::now_ms(),
+        tongban_audit::Actor::from(who),
+        action,
+        target,
+        why,
+    )
+    .await
+    {
+        tracing::error!(error = %e, action, "recording a denied attempt failed");
+    }
+}
+
 pub struct Dispatch {
     db: DatabaseConnection,
     platforms: Arc<Vec<Arc<PlatformRuntime>>>,
@@ -169,7 +203,17 @@ impl Dispatch {
         let scope = self.application_scope(&found.application_id).await?;
         self.authz
             .check(who, Action::RetryDelivery, &scope, &found.application_id)?;
-        let row = self.db.retry_now(id).await?;
+        let txn = tongban_storage::begin_write(&self.db).await?;
+        let row = txn.retry_now(id).await?;
+        tongban_audit::append(
+            &txn,
+            &tongban_audit::application_chain(&row.application_id),
+            tongban_storage::now_ms(),
+            tongban_audit::Act::done(tongban_audit::Actor::from(who), "delivery.retry", id)
+                .reason(format!("platform {}", row.platform_id)),
+        )
+        .await?;
+        txn.commit().await?;
         tracing::info!(delivery_id = %id, actor = %who.actor_label(), "delivery retried by staff");
         self.wake(Some(&row.platform_id));
         Ok(row.to_proto())
@@ -187,21 +231,17 @@ impl Dispatch {
         }
         let application = req.application_id.trim();
         let platform_filter = (!platform.is_empty()).then_some(platform);
-        let n = if !application.is_empty() || who.role == Role::Admin {
-            if !application.is_empty() {
-                let scope = self.application_scope(application).await?;
-                self.authz
-                    .check(who, Action::ReplayDeadLetters, &scope, application)?;
-            }
-            self.db
-                .replay_dead_letters(
-                    platform_filter,
-                    (!application.is_empty()).then_some(application),
-                )
-                .await?
+        // Decide what the caller may replay before writing anything.
+        let apps: Option<Vec<String>> = if !application.is_empty() {
+            let scope = self.application_scope(application).await?;
+            self.authz
+                .check(who, Action::ReplayDeadLetters, &scope, application)?;
+            Some(vec![application.to_string()])
+        } else if who.role == Role::Admin {
+            None
         } else {
             // No application named: replay those the caller leads, and only those.
-            let mut n = 0;
+            let mut mine = Vec::new();
             for app in self.dead_lettered_applications(platform_filter).await? {
                 let scope = self.application_scope(&app).await?;
                 if self
@@ -209,14 +249,42 @@ impl Dispatch {
                     .policy()
                     .allows(who, Action::ReplayDeadLetters, &scope)
                 {
-                    n += self
-                        .db
-                        .replay_dead_letters(platform_filter, Some(&app))
-                        .await?;
+                    mine.push(app);
                 }
             }
-            n
+            Some(mine)
         };
+        let txn = tongban_storage::begin_write(&self.db).await?;
+        let n = match &apps {
+            None => txn.replay_dead_letters(platform_filter, None).await?,
+            Some(list) => {
+                let mut n = 0;
+                for app in list {
+                    n += txn.replay_dead_letters(platform_filter, Some(app)).await?;
+                }
+                n
+            }
+        };
+        // A replay of one application's letters belongs to its chain; a wider one to
+        // dispatch's own.
+        let chain = if application.is_empty() {
+            tongban_audit::service_chain(SERVICE)
+        } else {
+            tongban_audit::application_chain(application)
+        };
+        tongban_audit::append(
+            &txn,
+            &chain,
+            tongban_storage::now_ms(),
+            tongban_audit::Act::done(
+                tongban_audit::Actor::from(who),
+                "dead_letters.replay",
+                platform,
+            )
+            .reason(format!("{n} replayed")),
+        )
+        .await?;
+        txn.commit().await?;
         tracing::info!(replayed = n, platform, application, actor = %who.actor_label(), "dead letters replayed");
         self.wake((!platform.is_empty()).then_some(platform));
         Ok(u32::try_from(n).unwrap_or(u32::MAX))
@@ -257,13 +325,29 @@ impl Dispatch {
             .iter()
             .filter(|(k, s)| **s == Status::Succeeded && held.contains(*k))
             .count();
+        let txn = tongban_storage::begin_write(&self.db).await?;
         let redelivered = if req.redeliver_missing {
-            let n = self.db.redeliver_keys(id, &missing).await?;
-            self.wake(Some(id));
-            n
+            txn.redeliver_keys(id, &missing).await?
         } else {
             0
         };
+        tongban_audit::append(
+            &txn,
+            &tongban_audit::service_chain(SERVICE),
+            tongban_storage::now_ms(),
+            tongban_audit::Act::done(tongban_audit::Actor::from(who), "reconcile", id).reason(
+                format!(
+                    "missing {}, extra {}, matched {matched}, redelivered {redelivered}",
+                    missing.len(),
+                    extra.len()
+                ),
+            ),
+        )
+        .await?;
+        txn.commit().await?;
+        if redelivered > 0 {
+            self.wake(Some(id));
+        }
         tracing::info!(
             platform = id,
             missing = missing.len(),

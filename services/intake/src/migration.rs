@@ -12,6 +12,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(tongban_outbox::migration::OutboxInbox),
             Box::new(IntakeTables),
+            Box::new(tongban_audit::migration::AuditLog),
         ]
     }
 }
@@ -129,6 +130,9 @@ mod tests {
         let db = Database::connect("sqlite::memory:").await?;
         Migrator::up(&db, None).await?;
         assert!(application::Entity::find().all(&db).await?.is_empty());
+        // The audit log's tables are the last migration.
+        Migrator::down(&db, Some(1)).await?;
+        assert!(tongban_audit::chains(&db).await.is_err());
         Migrator::down(&db, Some(1)).await?;
         assert!(application::Entity::find().all(&db).await.is_err());
         Migrator::up(&db, None).await?;

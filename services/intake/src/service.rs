@@ -182,6 +182,7 @@ impl Intake {
                 None => Err(IntakeError::RequestIdReused(app.request_id)),
             };
         }
+        audit_act(&txn, who, &app, "submit", "", now.timestamp_millis()).await?;
         outbox::enqueue(&txn, std::slice::from_ref(&event)).await?;
         txn.commit().await?;
         self.relay.wake();
@@ -334,6 +335,7 @@ impl Intake {
             return Err(IntakeError::Invalid(violations));
         }
         let now = chrono::Utc::now();
+        let note = req.note.clone();
         let mut fulfilled = Vec::new();
         for owed in app
             .owed_materials
@@ -368,6 +370,7 @@ impl Intake {
             }),
         );
         txn.update_application(&app).await?;
+        audit_act(&txn, who, &app, "supplement", &note, now.timestamp_millis()).await?;
         outbox::enqueue(&txn, std::slice::from_ref(&event)).await?;
         txn.commit().await?;
         self.relay.wake();
@@ -420,6 +423,15 @@ impl Intake {
             }),
         );
         txn.update_application(&app).await?;
+        audit_act(
+            &txn,
+            who,
+            &app,
+            "withdraw",
+            &app.status_reason,
+            now.timestamp_millis(),
+        )
+        .await?;
         outbox::enqueue(&txn, std::slice::from_ref(&event)).await?;
         txn.commit().await?;
         self.relay.wake();
@@ -506,6 +518,67 @@ fn check_version(expected: i64, actual: i64) -> Result<(), IntakeError> {
         return Err(IntakeError::StaleVersion { expected, actual });
     }
     Ok(())
+}
+
+/// The audit actor of `who` acting on `app`: staff and integrators act on behalf of the
+/// applicant enterprise, whose credit code the entry names.
+pub fn audit_actor(who: &Identity, app: &Application) -> tongban_audit::Actor {
+    let mut actor = tongban_audit::Actor::from(who);
+    if actor.on_behalf_of.is_empty()
+        && let Some(a) = &app.applicant
+    {
+        actor.on_behalf_of = a.credit_code.clone();
+    }
+    actor
+}
+
+/// Appends `action` by `who` on `app` to the application's audit chain, in `txn`.
+async fn audit_act(
+    txn: &sea_orm::DatabaseTransaction,
+    who: &Identity,
+    app: &Application,
+    action: &str,
+    reason: &str,
+    now_ms: i64,
+) -> Result<(), IntakeError> {
+    tongban_audit::append(
+        txn,
+        &tongban_audit::application_chain(&app.application_id),
+        now_ms,
+        tongban_audit::Act::done(audit_actor(who, app), action, &app.application_id).reason(reason),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Records a refused attempt by `who` to `action` the application `application_id`, in a
+/// transaction of its own (a denial changes nothing else). For the one function through which
+/// intake's denials pass; a failure to record is logged and never hides the denial.
+pub async fn audit_denied(
+    db: &DatabaseConnection,
+    who: &Identity,
+    action: &str,
+    application_id: &str,
+    why: &str,
+) {
+    let chain = if application_id.is_empty() {
+        tongban_audit::service_chain("intake")
+    } else {
+        tongban_audit::application_chain(application_id)
+    };
+    if let Err(e) = tongban_audit::append_denied(
+        db,
+        &chain,
+        tongban_storage::now_ms(),
+        tongban_audit::Actor::from(who),
+        action,
+        application_id,
+        why,
+    )
+    .await
+    {
+        tracing::error!(error = %e, action, "recording a denied attempt failed");
+    }
 }
 
 /// The canonical snapshot other services receive in `application.submitted`.

@@ -16,6 +16,7 @@ impl MigratorTrait for Migrator {
             Box::new(tongban_outbox::migration::OutboxInbox),
             Box::new(NotificationTables),
             Box::new(WebhookRequestId),
+            Box::new(tongban_audit::migration::AuditLog),
         ]
     }
 }
@@ -301,7 +302,10 @@ mod tests {
         Migrator::up(&db, None).await?;
         assert!(notification::Entity::find().all(&db).await?.is_empty());
         assert!(webhook::Entity::find().all(&db).await?.is_empty());
-        // The last migration adds webhooks.request_id: without it the entity no longer reads.
+        // The audit log's tables are the last migration.
+        Migrator::down(&db, Some(1)).await?;
+        assert!(tongban_audit::chains(&db).await.is_err());
+        // The one before adds webhooks.request_id: without it the entity no longer reads.
         Migrator::down(&db, Some(1)).await?;
         assert!(webhook::Entity::find().all(&db).await.is_err());
         assert!(notification::Entity::find().all(&db).await?.is_empty());

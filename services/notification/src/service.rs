@@ -57,6 +57,68 @@ impl Shared {
 /// The recipient keys `who` reads: applicant → `applicant:<cc>`; clerk → `department:<d>`;
 /// supervisor → `supervisor:<d>` and `department:<d>`; integrator → `role:integrator`; admin →
 /// everything.
+/// Notification's own audit chain: webhook changes and denied attempts on no application.
+pub fn service_chain() -> String {
+    tongban_audit::service_chain("notification")
+}
+
+/// The audit chain of a reader's inbox acts (marking read).
+fn inbox_chain(who: &Identity) -> String {
+    format!("inbox/{}:{}", who.role, who.subject)
+}
+
+/// Appends a webhook change (`webhook.register`, `webhook.delete`, ...) by `who` to
+/// notification's own chain, in the caller's transaction `txn`, so the entry commits with the
+/// change. `detail` is what changed, never the secret.
+pub async fn audit_webhook_change(
+    txn: &sea_orm::DatabaseTransaction,
+    who: &Identity,
+    action: &str,
+    webhook_id: &str,
+    detail: &str,
+) -> Result<(), NotificationError> {
+    tongban_audit::append(
+        txn,
+        &service_chain(),
+        tongban_storage::now_ms(),
+        tongban_audit::Act::done(tongban_audit::Actor::from(who), action, webhook_id)
+            .reason(detail),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Records a refused attempt by `who` in a transaction of its own, on `application_id`'s chain
+/// or notification's own when empty. For the one function through which notification's
+/// denials pass; a failure to record is logged and never hides the denial.
+pub async fn audit_denied(
+    db: &DatabaseConnection,
+    who: &Identity,
+    action: &str,
+    application_id: &str,
+    target: &str,
+    why: &str,
+) {
+    let chain = if application_id.is_empty() {
+        service_chain()
+    } else {
+        tongban_audit::application_chain(application_id)
+    };
+    if let Err(e) = tongban_audit::append_denied(
+        db,
+        &chain,
+        tongban_storage::now_ms(),
+        tongban_audit::Actor::from(who),
+        action,
+        target,
+        why,
+    )
+    .await
+    {
+        tracing::error!(error = %e, action, "recording a denied attempt failed");
+    }
+}
+
 pub fn audience(who: &Identity) -> Result<Audience, NotificationError> {
     let dept = || {
         who.department
@@ -154,7 +216,23 @@ impl Notifications {
             .map(|s| s.trim().to_string())
             .filter(|s| !s.is_empty())
             .collect();
-        let n = self.db().mark_read(&audience, &ids).await?;
+        let txn = tongban_storage::begin_write(self.db()).await?;
+        let n = txn.mark_read(&audience, &ids).await?;
+        // One chain per reader: marking read is frequent and concerns no one application, and
+        // separate chains keep readers from queueing on one head row.
+        tongban_audit::append(
+            &txn,
+            &inbox_chain(who),
+            tongban_storage::now_ms(),
+            tongban_audit::Act::done(
+                tongban_audit::Actor::from(who),
+                "notifications.mark_read",
+                ids.join(","),
+            )
+            .reason(format!("{n} marked read")),
+        )
+        .await?;
+        txn.commit().await?;
         Ok(u32::try_from(n).unwrap_or(u32::MAX))
     }
 
@@ -212,18 +290,36 @@ impl Notifications {
             secret: hex::encode(secret),
             created_ms: tongban_storage::now_ms(),
         };
-        if let Err(e) = self
-            .db()
-            .insert_webhook(&row, &who.actor_label(), request_id)
+        let txn = tongban_storage::begin_write(self.db()).await?;
+        let inserted: Result<(), NotificationError> = async {
+            txn.insert_webhook(&row, &who.actor_label(), request_id)
+                .await?;
+            audit_webhook_change(
+                &txn,
+                who,
+                "webhook.register",
+                &row.webhook_id,
+                &format!("{} for {}", row.url, row.event_types.join(",")),
+            )
             .await
-        {
+        }
+        .await;
+        let inserted = match inserted {
+            Ok(()) => txn.commit().await.map_err(NotificationError::from),
+            Err(e) => {
+                // Free the connection (SQLite has one) before looking up the winner below.
+                txn.rollback().await?;
+                Err(e)
+            }
+        };
+        if let Err(e) = inserted {
             // A concurrent retry of this very request may have won the unique request_id.
             return match self
                 .registered_for(who, request_id, &row.url, &row.event_types)
                 .await?
             {
                 Some(done) => Ok(done),
-                None => Err(e.into()),
+                None => Err(e),
             };
         }
         tracing::info!(webhook_id = %row.webhook_id, url = %row.url, "webhook registered");

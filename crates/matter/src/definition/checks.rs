@@ -13,6 +13,7 @@ use self::workflow::{check_request, check_stages};
 
 use super::model::{
     DEFAULT_ESCALATE_AFTER_HOURS, MaterialRequirement, MatterDefinition, MatterKind, PledgePolicy,
+    ReasonRequired,
 };
 use super::raw::{RawForm, RawMaterial, RawMatter, RawPledge};
 use crate::condition::{Condition, CreditClass};
@@ -154,6 +155,16 @@ impl MatterDefinition {
             escalate_after_hours: raw
                 .escalate_after_hours
                 .unwrap_or(DEFAULT_ESCALATE_AFTER_HOURS),
+            reason_required: raw
+                .reason_required
+                .map(|r| {
+                    let d = ReasonRequired::default();
+                    ReasonRequired {
+                        approve: r.approve.unwrap_or(d.approve),
+                        reject: r.reject.unwrap_or(d.reject),
+                    }
+                })
+                .unwrap_or_default(),
             source: source.to_owned(),
         })
     }

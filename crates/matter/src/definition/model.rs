@@ -134,6 +134,23 @@ pub struct RequestPolicy {
 /// say `escalate_after_hours`.
 pub const DEFAULT_ESCALATE_AFTER_HOURS: u32 = 4;
 
+/// Which decisions must carry a reason (`[reason_required]`; by default a rejection does and
+/// an approval does not). The API refuses a required reason left empty.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReasonRequired {
+    pub approve: bool,
+    pub reject: bool,
+}
+
+impl Default for ReasonRequired {
+    fn default() -> Self {
+        Self {
+            approve: false,
+            reject: true,
+        }
+    }
+}
+
 /// A matter definition, validated.
 #[derive(Debug, Clone)]
 pub struct MatterDefinition {
@@ -155,6 +172,8 @@ pub struct MatterDefinition {
     pub decision_number_prefix: Option<String>,
     /// Working hours past a task's deadline after which the overdue task is escalated.
     pub escalate_after_hours: u32,
+    /// Which decisions must carry a reason.
+    pub reason_required: ReasonRequired,
     /// The TOML text the definition was parsed from.
     pub source: String,
 }

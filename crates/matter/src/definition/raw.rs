@@ -26,6 +26,16 @@ pub(super) struct RawMatter {
     pub(super) request: Option<Spanned<RawRequest>>,
     pub(super) decision_number_prefix: Option<Spanned<String>>,
     pub(super) escalate_after_hours: Option<u32>,
+    #[serde(default)]
+    pub(super) reason_required: Option<RawReasonRequired>,
+}
+
+/// `[reason_required]`: which decisions must carry a reason.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawReasonRequired {
+    pub(super) approve: Option<bool>,
+    pub(super) reject: Option<bool>,
 }
 
 #[derive(Deserialize)]

@@ -78,6 +78,7 @@ impl Dev {
             .arg("--sim-free-ports")
             .env_remove("TONGBAN_DATA_DIR")
             .env_remove("TONGBAN_DEPLOY_DIR")
+            .env("TONGBAN_AUDIT_INTERVAL_SECS", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::from(log.try_clone()?))
             .stderr(Stdio::from(log))
@@ -94,7 +95,7 @@ impl Dev {
             if let Some(status) = self.child.try_wait()? {
                 anyhow::bail!("tongban dev exited ({status}): {}", self.log());
             }
-            if accepts(self.base + offset) && self.data().join("jwt.secret").exists() {
+            if accepts(self.base + offset) && self.data().join("jwks.json").exists() {
                 return Ok(());
             }
             if Instant::now() > until {

@@ -2,7 +2,6 @@
 //! [`crate::migration`]; these describe the same columns for the query builder. Times are Unix
 //! milliseconds (`BIGINT`) and flags 0/1 integers on both engines, as the migrations made them.
 
-pub mod audit;
 pub mod counter;
 pub mod definition;
 pub mod instance;

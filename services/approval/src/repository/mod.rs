@@ -1,5 +1,6 @@
 //! Approval's persistence, behind one narrow trait per table: [`InstanceStore`],
-//! [`TaskStore`], [`AuditStore`], [`DefinitionStore`], [`CounterStore`]. Each is implemented
+//! [`TaskStore`], [`DefinitionStore`], [`CounterStore`] (the audit log is
+//! [`tongban_audit`]'s, wrapped by [`crate::audit`]). Each is implemented
 //! for every sea-orm connection and transaction (the entities are in [`crate::entity`]), so
 //! domain code calls them on the transaction it holds and state and the events it causes
 //! commit together.
@@ -7,7 +8,6 @@
 //! The records here ([`Instance`], [`Task`], [`StoredDefinition`]) are what the engine works
 //! with; the row models stay inside this module.
 
-mod audit;
 mod counters;
 mod definitions;
 mod instances;
@@ -21,7 +21,6 @@ use tongban_proto::events::ApplicationSnapshot;
 
 pub use crate::model::{InstanceKind, TaskDecision, TaskKind, TaskState};
 use crate::{
-    audit::Entry,
     error::ApprovalError,
     workflow::{InstanceState, StagePlan},
 };
@@ -196,27 +195,6 @@ pub trait TaskStore {
         now: i64,
         limit: u64,
     ) -> impl Future<Output = Result<Vec<(String, String)>, DbErr>> + Send;
-}
-
-/// The `audit` table (the chain itself is [`crate::audit`]'s).
-pub trait AuditStore {
-    /// The last entry's (seq, hash) of an application, if any.
-    fn last_link(
-        &self,
-        application_id: &str,
-    ) -> impl Future<Output = Result<Option<(i64, String)>, DbErr>> + Send;
-
-    fn insert_entry(
-        &self,
-        application_id: &str,
-        e: &Entry,
-    ) -> impl Future<Output = Result<(), DbErr>> + Send;
-
-    /// An application's entries by seq.
-    fn entries(
-        &self,
-        application_id: &str,
-    ) -> impl Future<Output = Result<Vec<Entry>, DbErr>> + Send;
 }
 
 /// The `definitions` table.

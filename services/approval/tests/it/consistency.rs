@@ -101,7 +101,7 @@ async fn audit_tampering_is_detected(backend: Backend) -> anyhow::Result<()> {
     h.db.execute_raw(sea_orm::Statement::from_string(
         b,
         format!(
-            "UPDATE audit SET reason = '驳回' WHERE application_id = '{app}' AND seq = {}",
+            "UPDATE audit_log SET reason = '驳回' WHERE chain = 'application/{app}' AND seq = {}",
             approve.seq
         ),
     ))

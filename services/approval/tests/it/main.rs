@@ -1,6 +1,7 @@
 //! Approval's integration tests: one test binary, each file a module, so the suite is linked
 //! once. `common` is the shared harness; every test makes its own database and bus names.
 
+mod audit_acts;
 mod authz_matrix;
 mod common;
 mod consistency;

@@ -197,6 +197,31 @@ async fn failing_platform_dead_letters_then_replays(backend: Backend) -> anyhow:
         .replayed;
     assert_eq!(replayed, 1);
     h.wait_all_delivered(1).await?;
+    // The replay is on dispatch's own chain, naming the supervisor; the refused one is not.
+    let chain = tongban_audit::service_chain("dispatch");
+    let trail = tongban_audit::entries(&h.db, &chain).await?;
+    let acts: Vec<_> = trail
+        .iter()
+        .map(|e| {
+            (
+                e.action.as_str(),
+                e.actor.role.as_str(),
+                e.actor.department.as_str(),
+                e.target.as_str(),
+                e.reason.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        acts,
+        vec![(
+            "dead_letters.replay",
+            "supervisor",
+            "eco_env",
+            "pollutant_permit",
+            "1 replayed"
+        )]
+    );
 
     // A delivered row cannot be retried; a missing id is named; an unknown one is not found.
     let sup = h.token(Role::Supervisor);

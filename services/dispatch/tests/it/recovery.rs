@@ -100,6 +100,44 @@ async fn reconcile_redelivers_what_a_platform_lost(backend: Backend) -> anyhow::
         ))
         .await;
     assert_eq!(r.err().map(|e| e.code()), Some(Code::PermissionDenied));
+    // Each reconcile by the admin is on dispatch's chain with what it found; refusals are not.
+    let chain = tongban_audit::service_chain("dispatch");
+    let trail = tongban_audit::entries(&h.db, &chain).await?;
+    assert_eq!(tongban_audit::verify_chain(&chain, &trail), None);
+    let acts: Vec<_> = trail
+        .iter()
+        .map(|e| {
+            (
+                e.action.as_str(),
+                e.actor.role.as_str(),
+                e.target.as_str(),
+                e.reason.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        acts,
+        vec![
+            (
+                "reconcile",
+                "admin",
+                "eia",
+                "missing 2, extra 0, matched 0, redelivered 0"
+            ),
+            (
+                "reconcile",
+                "admin",
+                "eia",
+                "missing 2, extra 0, matched 0, redelivered 2"
+            ),
+            (
+                "reconcile",
+                "admin",
+                "eia",
+                "missing 0, extra 0, matched 2, redelivered 0"
+            ),
+        ]
+    );
     Ok(())
 }
 
@@ -139,6 +177,7 @@ async fn bad_mapping_stops_start_up_naming_file_and_field(backend: Backend) -> a
         bus,
         auth: keys.authenticator(),
         deploy_dir: deploy.path().to_path_buf(),
+        audit: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let err = tongban_dispatch::run(ctx, listener, CancellationToken::new())

@@ -539,6 +539,35 @@ async fn supplement_and_withdraw(backend: Backend) -> anyhow::Result<()> {
         3,
         "submitted, supplemented, withdrawn"
     );
+    // Each act is on the application's audit chain, naming the actor and the enterprise.
+    let chain = tongban_audit::application_chain(&app.application_id);
+    let trail = tongban_audit::entries(&h.db, &chain).await?;
+    assert_eq!(tongban_audit::verify_chain(&chain, &trail), None);
+    let acts: Vec<_> = trail
+        .iter()
+        .map(|e| {
+            (
+                e.action.as_str(),
+                e.actor.role.as_str(),
+                e.actor.on_behalf_of.as_str(),
+                e.reason.as_str(),
+                e.outcome.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        acts,
+        vec![
+            ("submit", "applicant", APPLICANT, "", "done"),
+            ("supplement", "applicant", APPLICANT, "补交", "done"),
+            ("withdraw", "applicant", APPLICANT, "项目调整", "done"),
+        ]
+    );
+    assert!(
+        trail
+            .iter()
+            .all(|e| e.actor.subject == format!("applicant-{APPLICANT}"))
+    );
     Ok(())
 }
 

@@ -149,6 +149,29 @@ async fn fan_in_reaches_each_role_once(backend: Backend) -> anyhow::Result<()> {
         .into_inner()
         .notifications;
     assert_eq!(unread.len(), 2, "the department's two are read");
+    // Marking read is on the reader's own audit chain, naming them.
+    let chain = "inbox/clerk:clerk-eco_env";
+    let trail = tongban_audit::entries(&h.db, chain).await?;
+    let acts: Vec<_> = trail
+        .iter()
+        .map(|e| {
+            (
+                e.action.as_str(),
+                e.actor.subject.as_str(),
+                e.actor.department.as_str(),
+                e.reason.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        acts,
+        vec![(
+            "notifications.mark_read",
+            "clerk-eco_env",
+            "eco_env",
+            "2 marked read"
+        )]
+    );
     // Paging: newest first, two at a time, no overlap.
     let page = client
         .list_notifications(authed(

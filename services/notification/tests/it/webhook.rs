@@ -166,6 +166,18 @@ async fn webhook_is_signed_and_retried(backend: Backend) -> anyhow::Result<()> {
         .transpose()?,
         Some(1)
     );
+    // One registration on notification's audit chain, naming the integrator, never the
+    // secret; refused and replayed requests add nothing.
+    let trail = tongban_audit::entries(&h.db, "service/notification").await?;
+    let acts: Vec<_> = trail
+        .iter()
+        .map(|e| (e.action.as_str(), e.actor.role.as_str(), e.target.as_str()))
+        .collect();
+    assert_eq!(
+        acts,
+        vec![("webhook.register", "integrator", hook.webhook_id.as_str())]
+    );
+    assert!(!trail[0].reason.contains(&hook.secret), "{:?}", trail[0]);
 
     let approved = tongban_outbox::new_envelope(
         "approval",

@@ -123,6 +123,7 @@ impl Harness {
             bus: self.bus.clone(),
             auth: self.keys.authenticator(),
             deploy_dir: tongban_testkit::deploy_dir(),
+            audit: None,
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
