@@ -21,6 +21,9 @@ pub enum ApprovalError {
     FailedPrecondition(String),
     #[error(transparent)]
     Auth(#[from] tongban_auth::AuthError),
+    /// Refused by the authorization table (see [`crate::authz::denied`]).
+    #[error(transparent)]
+    Denied(tongban_authz::Denied),
     #[error("storage: {0}")]
     Db(#[from] sea_orm::DbErr),
     /// A stored row that no longer decodes (a bug or manual tampering).
@@ -31,11 +34,6 @@ pub enum ApprovalError {
 /// A single-field invalid-argument error.
 pub fn invalid(field: impl Into<String>, description: impl Into<String>) -> ApprovalError {
     ApprovalError::Invalid(vec![Violation::new(field, description)])
-}
-
-/// Permission denied with a reason.
-pub fn forbidden(why: impl Into<String>) -> ApprovalError {
-    ApprovalError::Auth(tongban_auth::AuthError::Forbidden(why.into()))
 }
 
 impl From<crate::workflow::InvalidTransition> for ApprovalError {
@@ -75,6 +73,7 @@ impl From<ApprovalError> for tonic::Status {
                 Reason::FailedPrecondition,
             ),
             ApprovalError::Auth(a) => a.into(),
+            ApprovalError::Denied(d) => d.to_status(),
             ApprovalError::Db(err) => status::storage_unavailable(&err),
             ApprovalError::Corrupt(_) => status::internal(&message),
         }

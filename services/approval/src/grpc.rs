@@ -6,13 +6,15 @@
 use std::sync::Arc;
 
 use tongban_auth::identity;
+use tongban_authz::Action;
 use tongban_proto::approval::{self as pb, approval_service_server::ApprovalService};
 use tonic::{Request, Response, Status};
 
 use crate::{
+    authz::check_role,
     convert::{audit_trail_to_proto, definition_to_proto, task_to_proto, workflow_to_proto},
     engine::Approval,
-    requests::{Claim, Decide, Delegate, ListDefinitions, ListTasks, Publish, Rate, roles},
+    requests::{Claim, Decide, Delegate, ListDefinitions, ListTasks, Publish, Rate},
 };
 
 pub struct ApprovalGrpc {
@@ -32,7 +34,7 @@ impl ApprovalService for ApprovalGrpc {
         req: Request<pb::ListTasksRequest>,
     ) -> Result<Response<pb::ListTasksResponse>, Status> {
         let who = identity(&req)?;
-        who.require(roles::TASK_READERS)?;
+        check_role(&who, Action::ListTasks)?;
         let input = ListTasks::try_from(req.into_inner())?;
         let page = self.approval.list_tasks(&who, input).await?;
         let now = self.approval.now_ms();
@@ -47,6 +49,7 @@ impl ApprovalService for ApprovalGrpc {
         req: Request<pb::ClaimTaskRequest>,
     ) -> Result<Response<pb::ClaimTaskResponse>, Status> {
         let who = identity(&req)?;
+        check_role(&who, Action::ClaimTask)?;
         let task = self
             .approval
             .claim(&who, Claim::from(req.into_inner()))
@@ -61,7 +64,7 @@ impl ApprovalService for ApprovalGrpc {
         req: Request<pb::DecideTaskRequest>,
     ) -> Result<Response<pb::DecideTaskResponse>, Status> {
         let who = identity(&req)?;
-        who.require(roles::TASK_WORK)?;
+        check_role(&who, Action::DecideTask)?;
         let input = Decide::try_from(req.into_inner())?;
         let task = self.approval.decide(&who, input).await?;
         Ok(Response::new(pb::DecideTaskResponse {
@@ -74,7 +77,7 @@ impl ApprovalService for ApprovalGrpc {
         req: Request<pb::DelegateTaskRequest>,
     ) -> Result<Response<pb::DelegateTaskResponse>, Status> {
         let who = identity(&req)?;
-        who.require(roles::TASK_WORK)?;
+        check_role(&who, Action::DelegateTask)?;
         let input = Delegate::try_from(req.into_inner())?;
         let task = self.approval.delegate(&who, input).await?;
         Ok(Response::new(pb::DelegateTaskResponse {
@@ -126,7 +129,7 @@ impl ApprovalService for ApprovalGrpc {
         req: Request<pb::PublishDefinitionRequest>,
     ) -> Result<Response<pb::PublishDefinitionResponse>, Status> {
         let who = identity(&req)?;
-        who.require(roles::PUBLISHERS)?;
+        check_role(&who, Action::PublishDefinition)?;
         let input = Publish::try_from(req.into_inner())?;
         let definition = self.approval.publish_definition(&who, input).await?;
         Ok(Response::new(pb::PublishDefinitionResponse {
@@ -139,7 +142,7 @@ impl ApprovalService for ApprovalGrpc {
         req: Request<pb::RateOutcomeRequest>,
     ) -> Result<Response<pb::RateOutcomeResponse>, Status> {
         let who = identity(&req)?;
-        who.require(roles::RATERS)?;
+        check_role(&who, Action::RateOutcome)?;
         let input = Rate::try_from(req.into_inner())?;
         let view = self.approval.rate(&who, input).await?;
         Ok(Response::new(pb::RateOutcomeResponse {

@@ -26,6 +26,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod audit;
+mod authz;
 pub mod consumer;
 pub mod convert;
 pub mod definitions;
@@ -90,13 +91,11 @@ async fn assemble(
     let defs =
         definitions::Definitions::load(&ctx.db, &ctx.deploy_dir.join("matters"), departments)
             .await?;
-    let approval = Arc::new(Approval::new(
-        ctx.db.clone(),
-        defs.clone(),
-        calendar,
-        relay,
-        clock,
-    ));
+    let integrators = tongban_authz::Integrators::load(ctx.deploy_dir.join("integrators.toml"))?;
+    let approval = Arc::new(
+        Approval::new(ctx.db.clone(), defs.clone(), calendar, relay, clock)
+            .with_policy(tongban_authz::Policy::new(integrators)),
+    );
     Ok((approval, defs))
 }
 

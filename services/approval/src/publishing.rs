@@ -12,7 +12,7 @@ use crate::{
     engine::{Approval, PRODUCER},
     error::{ApprovalError, Violation, invalid},
     repository::{DefinitionStore, StoredDefinition, ms},
-    requests::{Publish, roles},
+    requests::Publish,
 };
 
 /// Every problem the definition parser found, as violations of `source`.
@@ -58,7 +58,13 @@ impl Approval {
         who: &Identity,
         req: Publish,
     ) -> Result<StoredDefinition, ApprovalError> {
-        who.require(roles::PUBLISHERS)?;
+        crate::authz::check(
+            &self.policy,
+            who,
+            tongban_authz::Action::PublishDefinition,
+            &tongban_authz::Scope::default(),
+            "definition",
+        )?;
         let def = self
             .defs
             .parse(&req.source, "published definition")

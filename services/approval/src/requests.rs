@@ -21,22 +21,6 @@ use crate::{
     workflow::Decision,
 };
 
-/// Who may make each request: the engine enforces these, and [`crate::grpc`] checks them before
-/// parsing, so a caller without the role learns nothing about what a valid request looks like.
-pub mod roles {
-    use tongban_auth::Role;
-
-    /// Claim, decide and delegate a task.
-    pub const TASK_WORK: &[Role] = &[Role::Clerk, Role::Supervisor, Role::Admin];
-    /// List tasks and read audit trails.
-    pub const TASK_READERS: &[Role] =
-        &[Role::Clerk, Role::Supervisor, Role::Admin, Role::Integrator];
-    /// Publish a definition.
-    pub const PUBLISHERS: &[Role] = &[Role::Admin];
-    /// Rate the outcome of a request.
-    pub const RATERS: &[Role] = &[Role::Applicant];
-}
-
 /// Longest comment (decisions, ratings), in characters.
 pub const MAX_COMMENT_CHARS: usize = 2000;
 /// Longest definition source, in bytes.

@@ -4,16 +4,18 @@
 
 use sea_orm::DatabaseTransaction;
 use tongban_auth::{Identity, Role};
+use tongban_authz::{Action, Scope};
 use tongban_storage::begin_write;
 
 use crate::{
     audit::{self, Record},
+    authz::{check_role, task_scope},
     convert::decided_event,
     engine::{Approval, Cause},
-    error::{ApprovalError, forbidden, invalid},
+    error::{ApprovalError, invalid},
     model::TaskState,
     repository::{Instance, InstanceStore, Lock, Task, TaskFilter, TaskStore, ms},
-    requests::{Assignee, Claim, Decide, Delegate, ListTasks, roles},
+    requests::{Assignee, Claim, Decide, Delegate, ListTasks},
     workflow::{Decision, Input},
 };
 
@@ -31,19 +33,15 @@ fn check_version(expected: i64, actual: i64) -> Result<(), ApprovalError> {
     Ok(())
 }
 
-/// Clerks act on tasks of their department (or of one of its township offices, or of the
-/// office they belong to); supervisors of their department; admins on all.
-fn authorize_task(who: &Identity, task: &Task) -> Result<(), ApprovalError> {
-    if who.role == Role::Admin {
-        return Ok(());
-    }
-    let own = who.department.as_deref().unwrap_or("");
-    let ok = !own.is_empty() && (own == task.department || own == task.office);
-    if ok {
-        Ok(())
-    } else {
-        Err(forbidden(format!("task belongs to {}", task.department)))
-    }
+/// Whether `who` may do `action` on `task` (see [`tongban_authz::TABLE`]).
+fn authorize_task(
+    approval: &Approval,
+    who: &Identity,
+    action: Action,
+    scope: &Scope,
+    task: &Task,
+) -> Result<(), ApprovalError> {
+    crate::authz::check(&approval.policy, who, action, scope, &task.task_id)
 }
 
 impl Approval {
@@ -64,11 +62,11 @@ impl Approval {
     }
 
     pub async fn claim(&self, who: &Identity, req: Claim) -> Result<Task, ApprovalError> {
-        who.require(roles::TASK_WORK)?;
+        check_role(who, Action::ClaimTask)?;
         let now = self.now();
         let txn = begin_write(&self.db).await?;
         let (_, task) = self.lock_task(&txn, &req.task_id).await?;
-        authorize_task(who, &task)?;
+        authorize_task(self, who, Action::ClaimTask, &task_scope(&task), &task)?;
         check_version(req.expected_version, task.version)?;
         let mut claimed = task.clone();
         claimed.status = task.status.claim()?;
@@ -90,7 +88,7 @@ impl Approval {
     /// claims it implicitly (the decision records them as assignee). A task CLAIMED by someone
     /// else can only be decided by that clerk, or a supervisor/admin.
     pub async fn decide(&self, who: &Identity, req: Decide) -> Result<Task, ApprovalError> {
-        who.require(roles::TASK_WORK)?;
+        check_role(who, Action::DecideTask)?;
         let Decide {
             task_id,
             decision,
@@ -101,7 +99,7 @@ impl Approval {
         let now = self.now();
         let txn = begin_write(&self.db).await?;
         let (mut inst, task) = self.lock_task(&txn, &task_id).await?;
-        authorize_task(who, &task)?;
+        authorize_task(self, who, Action::DecideTask, &task_scope(&task), &task)?;
         check_version(expected_version, task.version)?;
         let required = self.definition_of(&txn, &inst).await?.reason_required;
         let needs_reason = match decision {
@@ -205,7 +203,7 @@ impl Approval {
     /// Hands a task to another clerk; moving it to another department is for supervisors and
     /// admins. The task becomes CLAIMED by the new assignee.
     pub async fn delegate(&self, who: &Identity, req: Delegate) -> Result<Task, ApprovalError> {
-        who.require(roles::TASK_WORK)?;
+        check_role(who, Action::DelegateTask)?;
         if let Some(d) = &req.department
             && !self.defs.departments().contains(d)
         {
@@ -214,7 +212,14 @@ impl Approval {
         let now = self.now();
         let txn = begin_write(&self.db).await?;
         let (_, task) = self.lock_task(&txn, &req.task_id).await?;
-        authorize_task(who, &task)?;
+        let mut scope = task_scope(&task);
+        if let Some(t) = scope.task.as_mut() {
+            t.moves_department = req
+                .department
+                .as_ref()
+                .is_some_and(|d| *d != task.department);
+        }
+        authorize_task(self, who, Action::DelegateTask, &scope, &task)?;
         check_version(req.expected_version, task.version)?;
         if !task.status.is_active() {
             return Err(ApprovalError::FailedPrecondition(format!(
@@ -226,11 +231,6 @@ impl Approval {
         if let Some(d) = &req.department
             && *d != task.department
         {
-            if who.role == Role::Clerk {
-                return Err(forbidden(
-                    "only a supervisor or admin may move a task to another department",
-                ));
-            }
             moved.department = d.clone();
             moved.office.clear();
         }
@@ -265,17 +265,30 @@ impl Approval {
         who: &Identity,
         req: ListTasks,
     ) -> Result<TaskPage, ApprovalError> {
-        who.require(roles::TASK_READERS)?;
+        check_role(who, Action::ListTasks)?;
         let mut department = req.department;
-        if matches!(who.role, Role::Clerk | Role::Supervisor) && department.is_none() {
+        if who.role != Role::Admin && department.is_none() {
             department = who.department.clone();
         }
-        if who.role == Role::Clerk
-            && let (Some(asked), Some(own)) = (&department, &who.department)
-            && !(asked == own || asked.starts_with(&format!("{own}.")))
+        // The department asked for, and the department it is an office of: staff of either
+        // may list it; nobody lists another department's tasks.
+        let mut covering: Vec<String> = department.iter().cloned().collect();
+        if let Some(asked) = &department
+            && let Some(parent) = self
+                .defs
+                .departments()
+                .iter()
+                .find(|d| d.offices.iter().any(|o| o.code == *asked))
         {
-            return Err(forbidden("clerks see their own department's tasks"));
+            covering.push(parent.code.clone());
         }
+        crate::authz::check(
+            &self.policy,
+            who,
+            Action::ListTasks,
+            &Scope::departments(covering),
+            department.as_deref().unwrap_or("all departments"),
+        )?;
         let filter = TaskFilter {
             department,
             assignee: req.assignee.map(|a| match a {

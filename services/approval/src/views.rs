@@ -4,16 +4,17 @@
 
 use std::cmp::Ordering;
 
-use tongban_auth::{Identity, Role};
+use tongban_auth::Identity;
+use tongban_authz::Action;
 
 use crate::{
     audit::{self, Entry},
     engine::Approval,
-    error::{ApprovalError, forbidden},
+    error::ApprovalError,
     repository::{
         DefinitionStore, Instance, InstanceStore, Lock, StoredDefinition, Task, TaskStore,
     },
-    requests::{ListDefinitions, roles},
+    requests::ListDefinitions,
 };
 
 /// Where a stage of the definition stands for one application.
@@ -52,11 +53,15 @@ pub struct AuditTrail {
 }
 
 impl Approval {
+    /// The instance of `application_id`, if `who` may do `action` on it (its enterprise, or a
+    /// department of its workflow).
     async fn visible_instance(
         &self,
         who: &Identity,
+        action: Action,
         application_id: &str,
     ) -> Result<Instance, ApprovalError> {
+        crate::authz::check_role(who, action)?;
         let inst = self
             .db
             .find_instance(application_id.trim(), Lock::None)
@@ -64,11 +69,14 @@ impl Approval {
             .ok_or_else(|| {
                 ApprovalError::NotFound(format!("workflow of application {application_id}"))
             })?;
-        if who.role == Role::Applicant
-            && who.credit_code.as_ref().map(|c| c.as_str()) != Some(inst.owner_credit_code.as_str())
-        {
-            return Err(forbidden("this application belongs to another applicant"));
-        }
+        let tasks = self.db.tasks_of_instance(&inst.instance_id).await?;
+        crate::authz::check(
+            &self.policy,
+            who,
+            action,
+            &crate::authz::instance_scope(&inst, &tasks),
+            &inst.application_id,
+        )?;
         Ok(inst)
     }
 
@@ -77,7 +85,9 @@ impl Approval {
         who: &Identity,
         application_id: &str,
     ) -> Result<WorkflowView, ApprovalError> {
-        let inst = self.visible_instance(who, application_id).await?;
+        let inst = self
+            .visible_instance(who, Action::GetWorkflow, application_id)
+            .await?;
         let tasks = self.db.tasks_of_instance(&inst.instance_id).await?;
         let timeline = audit::entries(&self.db, &inst.application_id).await?;
         let running = inst.state.current_stage().is_some();
@@ -137,8 +147,9 @@ impl Approval {
         who: &Identity,
         application_id: &str,
     ) -> Result<AuditTrail, ApprovalError> {
-        who.require(roles::TASK_READERS)?;
-        let inst = self.visible_instance(who, application_id).await?;
+        let inst = self
+            .visible_instance(who, Action::GetAuditTrail, application_id)
+            .await?;
         let (entries, first_bad_seq) = audit::verify(&self.db, &inst.application_id).await?;
         Ok(AuditTrail {
             entries,
@@ -152,8 +163,13 @@ impl Approval {
         who: &Identity,
         req: ListDefinitions,
     ) -> Result<(Vec<StoredDefinition>, String), ApprovalError> {
-        // Every authenticated caller may read definitions.
-        let _ = who;
+        crate::authz::check(
+            &self.policy,
+            who,
+            Action::ListDefinitions,
+            &tongban_authz::Scope::default(),
+            "definitions",
+        )?;
         let all = self.db.definitions(req.matter_code.as_deref()).await?;
         let mut out: Vec<StoredDefinition> = Vec::new();
         for d in all {

@@ -15,6 +15,9 @@ pub enum DispatchError {
     FailedPrecondition(String),
     #[error(transparent)]
     Auth(#[from] tongban_auth::AuthError),
+    /// Refused by the authorization table (see [`crate::authz::denied`]).
+    #[error(transparent)]
+    Denied(tongban_authz::Denied),
     #[error("storage: {0}")]
     Db(#[from] sea_orm::DbErr),
     /// The platform could not be asked (reconciliation).
@@ -50,6 +53,7 @@ impl From<DispatchError> for tonic::Status {
                 Reason::FailedPrecondition,
             ),
             DispatchError::Auth(a) => a.into(),
+            DispatchError::Denied(d) => d.to_status(),
             DispatchError::Db(err) => status::storage_unavailable(&err),
             DispatchError::Platform { .. } => {
                 status::with_reason(Code::Unavailable, message, Reason::PlatformUnavailable)

@@ -32,6 +32,7 @@
 //! - [`worker`]: the per-platform delivery pipeline; [`circuit`]: the breaker state machine.
 //! - [`service`] / [`grpc`]: the staff tools; [`error`]: one error → status mapping.
 
+pub mod authz;
 pub mod canonical;
 pub mod circuit;
 pub mod consumer;
@@ -138,7 +139,8 @@ pub async fn run_with_platforms(
     }
     let handler = Arc::new(consumer::Fanout::new(runtimes.clone()));
     service.consume(spec, 128, handler).await?;
-    let dispatch = Arc::new(Dispatch::new(ctx.db.clone(), runtimes, http));
+    let authz = authz::Authz::load(&ctx.deploy_dir)?;
+    let dispatch = Arc::new(Dispatch::new(ctx.db.clone(), runtimes, http).with_authz(authz));
     let server = DispatchServiceServer::new(grpc::DispatchGrpc::new(dispatch));
     service.serve(listener, server).await
 }

@@ -1,20 +1,24 @@
 //! Dispatch's staff-facing use cases: the ledger views and the tools around it (retry, replay,
-//! reconcile). Each checks the caller's role first.
+//! reconcile). Each asks the authorization table ([`crate::authz`]) first; lists keep what the
+//! caller's scope covers.
 
-use std::{collections::HashSet, sync::Arc};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+};
 
 use sea_orm::DatabaseConnection;
 use tongban_auth::{Identity, Role};
+use tongban_authz::{Action, Scope};
 use tongban_proto::{dispatch as pb, page::Paging};
 
 use crate::{
+    authz::Authz,
     error::{DispatchError, invalid},
-    ledger::{self, DeliveryLedger, Status},
+    ledger::{self, ApplicationSnapshots, DeliveryLedger, Status},
     worker::PlatformRuntime,
 };
 
-const READERS: &[Role] = &[Role::Clerk, Role::Supervisor, Role::Admin, Role::Integrator];
-const OPERATORS: &[Role] = &[Role::Supervisor, Role::Admin, Role::Integrator];
 /// Paging of ListDeliveries: oldest first, resumed after the last delivery id.
 const DELIVERIES: Paging = Paging::new("dispatch.deliveries", 50, 500);
 /// Paging of ListPlatforms: configuration order, resumed after the last position.
@@ -58,6 +62,7 @@ pub struct Dispatch {
     db: DatabaseConnection,
     platforms: Arc<Vec<Arc<PlatformRuntime>>>,
     http: reqwest::Client,
+    authz: Authz,
 }
 
 impl Dispatch {
@@ -70,7 +75,21 @@ impl Dispatch {
             db,
             platforms,
             http,
+            authz: Authz::default(),
         }
+    }
+
+    /// Decides with `authz` (integrators, departments, matters); without it only admins and
+    /// reference-data readers get through.
+    pub fn with_authz(mut self, authz: Authz) -> Self {
+        self.authz = authz;
+        self
+    }
+
+    /// The scope of one application, from its stored canonical section.
+    async fn application_scope(&self, application_id: &str) -> Result<Scope, DispatchError> {
+        let section = self.db.load_application(application_id).await?;
+        Ok(self.authz.application_scope(section.as_ref()))
     }
 
     fn platform(&self, id: &str) -> Result<&Arc<PlatformRuntime>, DispatchError> {
@@ -94,7 +113,8 @@ impl Dispatch {
         who: &Identity,
         req: &pb::ListPlatformsRequest,
     ) -> Result<(Vec<pb::Platform>, String), DispatchError> {
-        who.require(READERS)?;
+        self.authz
+            .check(who, Action::ListPlatforms, &Scope::default(), "platforms")?;
         let page = PLATFORMS.page::<usize>(req.page_size, &req.page_token)?;
         let counts = self.db.delivery_counts().await?;
         let n = |id: &str, s: Status| counts.get(&(id.to_string(), s)).copied().unwrap_or(0);
@@ -129,7 +149,7 @@ impl Dispatch {
         who: &Identity,
         req: &pb::ListDeliveriesRequest,
     ) -> Result<(Vec<pb::Delivery>, String), DispatchError> {
-        who.require(READERS)?;
+        self.authz.check_role(who, Action::ListDeliveries)?;
         let page = DELIVERIES.page::<String>(req.page_size, &req.page_token)?;
         let status = match pb::DeliveryStatus::try_from(req.status) {
             Ok(pb::DeliveryStatus::Unspecified) => None,
@@ -146,6 +166,22 @@ impl Dispatch {
         };
         let mut rows = self.db.list_deliveries(&filter).await?;
         let next = page.finish(&mut rows, |r| r.delivery_id.clone());
+        if who.role != Role::Admin {
+            // Keep the rows of applications in the caller's scope; the page may come out
+            // shorter than asked, and the token still resumes after the last row read.
+            let mut allowed: HashMap<String, bool> = HashMap::new();
+            for r in &rows {
+                if !allowed.contains_key(&r.application_id) {
+                    let scope = self.application_scope(&r.application_id).await?;
+                    let ok = self
+                        .authz
+                        .policy()
+                        .allows(who, Action::ListDeliveries, &scope);
+                    allowed.insert(r.application_id.clone(), ok);
+                }
+            }
+            rows.retain(|r| allowed.get(&r.application_id).copied().unwrap_or(false));
+        }
         Ok((rows.iter().map(ledger::Delivery::to_proto).collect(), next))
     }
 
@@ -154,11 +190,19 @@ impl Dispatch {
         who: &Identity,
         delivery_id: &str,
     ) -> Result<pb::Delivery, DispatchError> {
-        who.require(OPERATORS)?;
+        self.authz.check_role(who, Action::RetryDelivery)?;
         let id = delivery_id.trim();
         if id.is_empty() {
             return Err(invalid("delivery_id", "is required"));
         }
+        let found = self
+            .db
+            .find_delivery(id)
+            .await?
+            .ok_or_else(|| DispatchError::NotFound(format!("delivery {id}")))?;
+        let scope = self.application_scope(&found.application_id).await?;
+        self.authz
+            .check(who, Action::RetryDelivery, &scope, &found.application_id)?;
         let txn = tongban_storage::begin_write(&self.db).await?;
         let row = txn.retry_now(id).await?;
         tongban_audit::append(
@@ -180,19 +224,47 @@ impl Dispatch {
         who: &Identity,
         req: &pb::ReplayDeadLettersRequest,
     ) -> Result<u32, DispatchError> {
-        who.require(OPERATORS)?;
+        self.authz.check_role(who, Action::ReplayDeadLetters)?;
         let platform = req.platform_id.trim();
         if !platform.is_empty() {
             self.platform(platform)?;
         }
         let application = req.application_id.trim();
+        let platform_filter = (!platform.is_empty()).then_some(platform);
+        // Decide what the caller may replay before writing anything.
+        let apps: Option<Vec<String>> = if !application.is_empty() {
+            let scope = self.application_scope(application).await?;
+            self.authz
+                .check(who, Action::ReplayDeadLetters, &scope, application)?;
+            Some(vec![application.to_string()])
+        } else if who.role == Role::Admin {
+            None
+        } else {
+            // No application named: replay those the caller leads, and only those.
+            let mut mine = Vec::new();
+            for app in self.dead_lettered_applications(platform_filter).await? {
+                let scope = self.application_scope(&app).await?;
+                if self
+                    .authz
+                    .policy()
+                    .allows(who, Action::ReplayDeadLetters, &scope)
+                {
+                    mine.push(app);
+                }
+            }
+            Some(mine)
+        };
         let txn = tongban_storage::begin_write(&self.db).await?;
-        let n = txn
-            .replay_dead_letters(
-                (!platform.is_empty()).then_some(platform),
-                (!application.is_empty()).then_some(application),
-            )
-            .await?;
+        let n = match &apps {
+            None => txn.replay_dead_letters(platform_filter, None).await?,
+            Some(list) => {
+                let mut n = 0;
+                for app in list {
+                    n += txn.replay_dead_letters(platform_filter, Some(app)).await?;
+                }
+                n
+            }
+        };
         // A replay of one application's letters belongs to its chain; a wider one to
         // dispatch's own.
         let chain = if application.is_empty() {
@@ -224,7 +296,12 @@ impl Dispatch {
         who: &Identity,
         req: &pb::ReconcileRequest,
     ) -> Result<pb::ReconcileResponse, DispatchError> {
-        who.require(OPERATORS)?;
+        self.authz.check(
+            who,
+            Action::Reconcile,
+            &Scope::default(),
+            req.platform_id.trim(),
+        )?;
         let id = req.platform_id.trim();
         if id.is_empty() {
             return Err(invalid("platform_id", "is required"));
@@ -286,6 +363,36 @@ impl Dispatch {
             matched: u32::try_from(matched).unwrap_or(u32::MAX),
             redelivered: u32::try_from(redelivered).unwrap_or(u32::MAX),
         })
+    }
+
+    /// The applications with dead-lettered deliveries (to `platform` when given).
+    async fn dead_lettered_applications(
+        &self,
+        platform: Option<&str>,
+    ) -> Result<Vec<String>, DispatchError> {
+        let mut out: Vec<String> = Vec::new();
+        let mut after_id = None;
+        loop {
+            let rows = self
+                .db
+                .list_deliveries(&ledger::Filter {
+                    application_id: None,
+                    platform_id: platform.map(str::to_string),
+                    status: Some(Status::DeadLettered),
+                    after_id: after_id.clone(),
+                    limit: 500,
+                })
+                .await?;
+            for r in &rows {
+                if !out.contains(&r.application_id) {
+                    out.push(r.application_id.clone());
+                }
+            }
+            match rows.last() {
+                Some(last) if rows.len() == 500 => after_id = Some(last.delivery_id.clone()),
+                _ => return Ok(out),
+            }
+        }
     }
 
     async fn held_keys(

@@ -23,6 +23,9 @@ pub enum IntakeError {
     FailedPrecondition(String),
     #[error(transparent)]
     Auth(#[from] tongban_auth::AuthError),
+    /// Refused by the authorization table (see [`crate::authz::denied`]).
+    #[error(transparent)]
+    Denied(tongban_authz::Denied),
     #[error("storage: {0}")]
     Db(#[from] sea_orm::DbErr),
     #[error("stored application is corrupt: {0}")]
@@ -54,6 +57,7 @@ impl From<IntakeError> for tonic::Status {
                 Reason::FailedPrecondition,
             ),
             IntakeError::Auth(a) => a.into(),
+            IntakeError::Denied(d) => d.to_status(),
             IntakeError::Db(err) => status::storage_unavailable(&err),
             IntakeError::Corrupt(_) => status::internal(&message),
         }

@@ -77,7 +77,10 @@ impl IntakeService for IntakeGrpc {
         let id = req.get_ref().application_id.trim().to_string();
         // Subscribe before the first read so no change between the two is missed.
         let mut changes = self.intake.subscribe_changes();
-        let first = self.intake.get(&who, &id).await?;
+        let first = self
+            .intake
+            .get_for(&who, tongban_authz::Action::WatchApplication, &id)
+            .await?;
         let intake = self.intake.clone();
         let stream = tongban_runtime::stream_from_task(move |tx| async move {
             let mut seen = first.version;
@@ -149,8 +152,8 @@ impl IntakeService for IntakeGrpc {
         &self,
         req: Request<pb::ListMattersRequest>,
     ) -> Result<Response<pb::ListMattersResponse>, Status> {
-        identity(&req)?;
-        let (matters, next_page_token) = self.intake.list_matters(req.get_ref())?;
+        let who = identity(&req)?;
+        let (matters, next_page_token) = self.intake.list_matters(&who, req.get_ref())?;
         Ok(Response::new(pb::ListMattersResponse {
             matters,
             next_page_token,

@@ -10,6 +10,7 @@
 //! - [`matters`]: the matter definitions intake validates against (`deploy/matters/`, plus
 //!   `definition.published` events from the approval service), refreshed on every replica.
 
+mod authz;
 pub mod consumer;
 pub mod domain;
 pub mod entity;
@@ -64,12 +65,11 @@ pub async fn run(
         matters::Matters::load(&ctx.db, &ctx.deploy_dir.join("matters"), departments).await?;
 
     let mut service = ServiceBuilder::new("intake", &ctx, &shutdown);
-    let intake = Arc::new(Intake::new(
-        ctx.db.clone(),
-        matters,
-        calendar,
-        service.relay(),
-    ));
+    let integrators = tongban_authz::Integrators::load(ctx.deploy_dir.join("integrators.toml"))?;
+    let intake = Arc::new(
+        Intake::new(ctx.db.clone(), matters, calendar, service.relay())
+            .with_policy(tongban_authz::Policy::new(integrators)),
+    );
     service.spawn(
         "definitions",
         intake.matters().keep_fresh(

@@ -8,6 +8,7 @@ use sea_orm::DatabaseConnection;
 use sha2::{Digest, Sha256};
 use tokio::sync::broadcast;
 use tongban_auth::{Identity, Role};
+use tongban_authz::{Action, Policy, Scope};
 use tongban_calendar::Calendar;
 use tongban_outbox::{RelayHandle, new_envelope, outbox};
 use tongban_proto::{
@@ -24,6 +25,7 @@ use tongban_storage::begin_write;
 use tongban_types::CreditCode;
 
 use crate::{
+    authz::{application_scope, check},
     domain,
     error::Violation,
     error::{IntakeError, invalid},
@@ -46,6 +48,8 @@ pub struct Intake {
     calendar: Calendar,
     relay: RelayHandle,
     changes: broadcast::Sender<Changed>,
+    /// The authorization table and the registered integrators.
+    policy: Policy,
 }
 
 impl Intake {
@@ -62,7 +66,15 @@ impl Intake {
             calendar,
             relay,
             changes,
+            policy: Policy::default(),
         }
+    }
+
+    /// Decides with `policy` (the registered integrators); without it every integrator is
+    /// denied.
+    pub fn with_policy(mut self, policy: Policy) -> Self {
+        self.policy = policy;
+        self
     }
 
     pub fn db(&self) -> &DatabaseConnection {
@@ -95,27 +107,34 @@ impl Intake {
         who: &Identity,
         req: SubmitApplicationRequest,
     ) -> Result<(Application, bool), IntakeError> {
-        who.require(&[
-            Role::Applicant,
-            Role::Clerk,
-            Role::Supervisor,
-            Role::Admin,
-            Role::Integrator,
-        ])?;
-        if who.role == Role::Applicant {
-            let claimed = req
-                .applicant
-                .as_ref()
-                .map(|a| CreditCode::parse(&a.credit_code));
-            if let Some(Ok(code)) = claimed
-                && Some(&code) != who.credit_code.as_ref()
-            {
-                return Err(tongban_auth::AuthError::Forbidden(
-                    "applicants may only apply for their own credit code".into(),
+        // The enterprise applied for. A malformed code names no enterprise: the request is
+        // refused as invalid (naming the field), which writes nothing and reveals nothing.
+        let claimed = match req
+            .applicant
+            .as_ref()
+            .map(|a| CreditCode::parse(&a.credit_code))
+        {
+            Some(Ok(code)) => code.to_string(),
+            Some(Err(_)) => {
+                let matter = self.matters.latest(&req.matter_code);
+                domain::validate_submission(
+                    req.clone(),
+                    matter.as_deref(),
+                    &self.calendar,
+                    chrono::Utc::now(),
                 )
-                .into());
+                .map_err(IntakeError::Invalid)?;
+                String::new()
             }
-        }
+            None => String::new(),
+        };
+        check(
+            &self.policy,
+            who,
+            Action::SubmitApplication,
+            &Scope::application(claimed, req.matter_code.trim(), Vec::new()),
+            req.request_id.trim(),
+        )?;
         let fingerprint = hex::encode(Sha256::digest(req.encode_to_vec()));
         if let Some(existing) = self.replay(&req.request_id, &fingerprint).await? {
             return Ok((existing, false));
@@ -195,13 +214,25 @@ impl Intake {
         who: &Identity,
         application_id: &str,
     ) -> Result<Application, IntakeError> {
+        self.get_for(who, Action::GetApplication, application_id)
+            .await
+    }
+
+    /// The application, if `who` may do `action` (get or watch) on it.
+    pub async fn get_for(
+        &self,
+        who: &Identity,
+        action: Action,
+        application_id: &str,
+    ) -> Result<Application, IntakeError> {
         let app = self
             .db
             .find_application(application_id.trim())
             .await?
             .ok_or_else(|| IntakeError::NotFound(format!("application {application_id}")))?
             .application;
-        authorize_view(who, &app)?;
+        let scope = application_scope(&self.matters, &app);
+        check(&self.policy, who, action, &scope, &app.application_id)?;
         Ok(app)
     }
 
@@ -215,15 +246,20 @@ impl Intake {
             .then(|| CreditCode::parse(&req.credit_code).map(|c| c.to_string()))
             .transpose()
             .map_err(|e| invalid("credit_code", e.to_string()))?;
-        if who.role == Role::Applicant {
-            let own = who.credit_code.as_ref().map(|c| c.to_string());
-            if credit_code.is_some() && credit_code != own {
-                return Err(tongban_auth::AuthError::Forbidden(
-                    "applicants see only their own applications".into(),
+        if who.role == Role::Applicant && credit_code.is_none() {
+            // Filter in the query what the scope check below would keep anyway.
+            let own = who.credit_code.as_ref().ok_or_else(|| {
+                crate::authz::denied(
+                    who,
+                    Action::ListApplications,
+                    "applications",
+                    tongban_authz::Denied::MissingClaim {
+                        role: who.role,
+                        claim: "credit_code",
+                    },
                 )
-                .into());
-            }
-            credit_code = own;
+            })?;
+            credit_code = Some(own.to_string());
         }
         let status = match ApplicationStatus::try_from(req.status) {
             Ok(ApplicationStatus::Unspecified) => None,
@@ -240,6 +276,15 @@ impl Intake {
         };
         let mut apps = self.db.list_applications(&filter).await?;
         let next = page.finish(&mut apps, |a| a.application_id.clone());
+        // Staff and integrators see the applications in their scope; the page may come out
+        // shorter than asked, and the token still resumes after the last row read.
+        apps.retain(|a| {
+            self.policy.allows(
+                who,
+                Action::ListApplications,
+                &application_scope(&self.matters, a),
+            )
+        });
         Ok((apps, next))
     }
 
@@ -264,7 +309,13 @@ impl Intake {
             .await?
             .ok_or_else(|| IntakeError::NotFound(format!("application {}", req.application_id)))?
             .application;
-        authorize_act(who, &app)?;
+        check(
+            &self.policy,
+            who,
+            Action::SupplementMaterials,
+            &application_scope(&self.matters, &app),
+            &app.application_id,
+        )?;
         check_version(req.expected_version, app.version)?;
         if domain::is_final(app.status()) {
             return Err(IntakeError::FailedPrecondition(format!(
@@ -345,7 +396,13 @@ impl Intake {
             .await?
             .ok_or_else(|| IntakeError::NotFound(format!("application {}", req.application_id)))?
             .application;
-        authorize_act(who, &app)?;
+        check(
+            &self.policy,
+            who,
+            Action::WithdrawApplication,
+            &application_scope(&self.matters, &app),
+            &app.application_id,
+        )?;
         check_version(req.expected_version, app.version)?;
         if domain::is_final(app.status()) {
             return Err(IntakeError::FailedPrecondition(format!(
@@ -385,8 +442,16 @@ impl Intake {
     /// The latest version of every matter, by code, one page at a time.
     pub fn list_matters(
         &self,
+        who: &Identity,
         req: &ListMattersRequest,
     ) -> Result<(Vec<Matter>, String), IntakeError> {
+        check(
+            &self.policy,
+            who,
+            Action::ListMatters,
+            &Scope::default(),
+            "matters",
+        )?;
         let page = MATTERS.page::<String>(req.page_size, &req.page_token)?;
         let mut latest = self.matters.all_latest();
         latest.sort_by(|a, b| a.code.cmp(&b.code));
@@ -514,29 +579,6 @@ pub async fn audit_denied(
     {
         tracing::error!(error = %e, action, "recording a denied attempt failed");
     }
-}
-
-fn is_own(who: &Identity, app: &Application) -> bool {
-    let owner = app.applicant.as_ref().map(|a| a.credit_code.as_str());
-    who.credit_code.as_ref().map(|c| c.as_str()) == owner
-}
-
-/// Applicants see their own applications; staff and integrators see all.
-pub fn authorize_view(who: &Identity, app: &Application) -> Result<(), IntakeError> {
-    if who.role != Role::Applicant || is_own(who, app) {
-        Ok(())
-    } else {
-        Err(tongban_auth::AuthError::Forbidden(
-            "this application belongs to another applicant".into(),
-        )
-        .into())
-    }
-}
-
-/// Supplement and withdraw: the applicant itself, or an integrator/admin acting for it.
-fn authorize_act(who: &Identity, app: &Application) -> Result<(), IntakeError> {
-    who.require(&[Role::Applicant, Role::Integrator, Role::Admin, Role::Clerk])?;
-    authorize_view(who, app)
 }
 
 /// The canonical snapshot other services receive in `application.submitted`.

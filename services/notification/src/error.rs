@@ -13,6 +13,9 @@ pub enum NotificationError {
     RequestIdReused(String),
     #[error(transparent)]
     Auth(#[from] tongban_auth::AuthError),
+    /// Refused by the authorization table (see [`crate::authz::denied`]).
+    #[error(transparent)]
+    Denied(tongban_authz::Denied),
     #[error("storage: {0}")]
     Db(#[from] sea_orm::DbErr),
     /// Configuration that cannot work (templates, SMTP settings).
@@ -33,6 +36,7 @@ impl From<NotificationError> for tonic::Status {
                 status::with_reason(Code::AlreadyExists, message, Reason::RequestIdReused)
             }
             NotificationError::Auth(a) => a.into(),
+            NotificationError::Denied(d) => d.to_status(),
             NotificationError::Db(err) => status::storage_unavailable(&err),
             NotificationError::Config(_) => status::internal(&message),
         }

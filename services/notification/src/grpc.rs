@@ -10,11 +10,7 @@ use tongban_auth::identity;
 use tongban_proto::notification::{self as pb, notification_service_server::NotificationService};
 use tonic::{Request, Response, Status};
 
-use crate::{
-    error::invalid,
-    repository::InboxStore,
-    service::{Notifications, audience},
-};
+use crate::{error::invalid, repository::InboxStore, service::Notifications};
 
 pub struct NotificationGrpc {
     notifications: Arc<Notifications>,
@@ -67,7 +63,9 @@ impl NotificationService for NotificationGrpc {
         req: Request<pb::SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
         let who = identity(&req)?;
-        let audience = audience(&who)?;
+        let audience = self
+            .notifications
+            .audience_for(&who, tongban_authz::Action::Subscribe)?;
         let after = req.get_ref().after_cursor;
         if after < 0 {
             return Err(invalid("after_cursor", "must not be negative").into());

@@ -29,6 +29,7 @@
 //! [`repository`] SQL · [`service`] use cases · [`grpc`] handlers · [`email`], [`webhook`]
 //! senders · [`schedule`] timing rules · [`error`] the one error type.
 
+mod authz;
 pub mod consumer;
 pub mod email;
 pub mod entity;
@@ -126,7 +127,10 @@ pub async fn run_with(
         calendar,
         mailer.is_some(),
     ));
-    let notifications = Arc::new(Notifications::new(shared.clone()));
+    let integrators = tongban_authz::Integrators::load(ctx.deploy_dir.join("integrators.toml"))?;
+    let notifications = Arc::new(
+        Notifications::new(shared.clone()).with_policy(tongban_authz::Policy::new(integrators)),
+    );
     let mut service = ServiceBuilder::new("notification", &ctx, &shutdown);
     let handler = Arc::new(consumer::FanIn::new(shared.clone()));
     service.consume(queue_spec(), 128, handler).await?;

@@ -6,6 +6,7 @@ use rand::RngCore;
 use sea_orm::DatabaseConnection;
 use tokio::sync::{Notify, broadcast};
 use tongban_auth::{AuthError, Identity, Role};
+use tongban_authz::{Action, Policy, Scope};
 use tongban_calendar::Calendar;
 use tongban_proto::{notification as pb, page::Paging, time::ts};
 
@@ -147,11 +148,33 @@ const NOTIFICATIONS: Paging = Paging::new("notification.notifications", 50, 200)
 
 pub struct Notifications {
     shared: Arc<Shared>,
+    /// The authorization table and the registered integrators.
+    policy: Policy,
 }
 
 impl Notifications {
     pub fn new(shared: Arc<Shared>) -> Self {
-        Self { shared }
+        Self {
+            shared,
+            policy: Policy::default(),
+        }
+    }
+
+    /// Decides with `policy` (the registered integrators); without it every integrator is
+    /// denied.
+    pub fn with_policy(mut self, policy: Policy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// The inbox `who` may read for `action` (list, subscribe, mark read).
+    pub fn audience_for(
+        &self,
+        who: &Identity,
+        action: Action,
+    ) -> Result<Audience, NotificationError> {
+        crate::authz::check(&self.policy, who, action, &Scope::default(), "inbox")?;
+        audience(who)
     }
 
     pub fn shared(&self) -> &Arc<Shared> {
@@ -168,7 +191,7 @@ impl Notifications {
         who: &Identity,
         req: &pb::ListNotificationsRequest,
     ) -> Result<(Vec<pb::Notification>, String), NotificationError> {
-        let audience = audience(who)?;
+        let audience = self.audience_for(who, Action::ListNotifications)?;
         let page = NOTIFICATIONS.page::<i64>(req.page_size, &req.page_token)?;
         let mut rows = self
             .db()
@@ -184,7 +207,7 @@ impl Notifications {
         who: &Identity,
         ids: &[String],
     ) -> Result<u32, NotificationError> {
-        let audience = audience(who)?;
+        let audience = self.audience_for(who, Action::MarkRead)?;
         if ids.len() > 1000 {
             return Err(invalid("notification_ids", "at most 1000 at once"));
         }
@@ -224,7 +247,13 @@ impl Notifications {
         who: &Identity,
         req: pb::RegisterWebhookRequest,
     ) -> Result<pb::Webhook, NotificationError> {
-        who.require(&[Role::Integrator, Role::Admin])?;
+        crate::authz::check(
+            &self.policy,
+            who,
+            Action::RegisterWebhook,
+            &Scope::default(),
+            "webhooks",
+        )?;
         let request_id = req.request_id.trim();
         if request_id.len() > 128 || request_id.chars().any(char::is_control) {
             return Err(invalid(

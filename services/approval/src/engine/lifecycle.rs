@@ -12,10 +12,10 @@ use super::{Approval, Cause, TaskSpec};
 use crate::{
     audit::{self, Record},
     convert::decided_event,
-    error::{ApprovalError, forbidden},
+    error::ApprovalError,
     model::{InstanceKind, InstanceStatus, TaskDecision, TaskKind, TaskState},
     repository::{Instance, InstanceStore, Lock, TaskStore, ms},
-    requests::{Rate, Submission, roles},
+    requests::{Rate, Submission},
     views::WorkflowView,
     workflow::{Input, InstanceState, StagePlan},
 };
@@ -241,7 +241,7 @@ impl Approval {
 
     /// The enterprise rates the answer to its request.
     pub async fn rate(&self, who: &Identity, req: Rate) -> Result<WorkflowView, ApprovalError> {
-        who.require(roles::RATERS)?;
+        crate::authz::check_role(who, tongban_authz::Action::RateOutcome)?;
         let now = self.now();
         let txn = begin_write(&self.db).await?;
         let mut inst = txn
@@ -250,11 +250,13 @@ impl Approval {
             .ok_or_else(|| {
                 ApprovalError::NotFound(format!("workflow of application {}", req.application_id))
             })?;
-        if who.credit_code.as_ref().map(|c| c.as_str()) != Some(inst.owner_credit_code.as_str()) {
-            return Err(forbidden(
-                "only the applicant that raised the request may rate it",
-            ));
-        }
+        crate::authz::check(
+            &self.policy,
+            who,
+            tongban_authz::Action::RateOutcome,
+            &crate::authz::instance_scope(&inst, &[]),
+            &inst.application_id,
+        )?;
         let def = self.definition_of(&txn, &inst).await?;
         let policy = def.request.as_ref().ok_or_else(|| {
             ApprovalError::FailedPrecondition(format!(

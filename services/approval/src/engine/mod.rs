@@ -64,6 +64,8 @@ pub struct Approval {
     pub(crate) calendar: Calendar,
     pub(crate) relay: RelayHandle,
     pub(crate) clock: Arc<dyn Clock>,
+    /// The authorization table and the registered integrators.
+    pub(crate) policy: tongban_authz::Policy,
 }
 
 /// Why an instance changes: who acted, on which task, with what words.
@@ -141,7 +143,15 @@ impl Approval {
             calendar,
             relay,
             clock,
+            policy: tongban_authz::Policy::default(),
         }
+    }
+
+    /// Decides with `policy` (the registered integrators); without it every integrator is
+    /// denied.
+    pub fn with_policy(mut self, policy: tongban_authz::Policy) -> Self {
+        self.policy = policy;
+        self
     }
 
     pub fn db(&self) -> &DatabaseConnection {

@@ -2,6 +2,7 @@
 //! once. `common` is the shared harness; every test makes its own database and bus names.
 
 mod audit_acts;
+mod authz_matrix;
 mod common;
 mod consistency;
 mod definitions;

@@ -33,13 +33,21 @@ async fn delegate_task_rules(backend: Backend) -> anyhow::Result<()> {
     assert_eq!(to_colleague.status(), pb::TaskStatus::Claimed);
     assert_eq!(to_colleague.department, "admin_approval");
     assert_eq!(to_colleague.version, t.version + 1);
-    // Naming its own department is not a move.
+    // Now clerk-b holds it: the first clerk may no longer hand it on, and nothing changes.
+    let taken = client
+        .delegate_task(delegate(to_colleague.version, "clerk-c", "", &clerk))
+        .await
+        .err()
+        .map(|e| e.code());
+    assert_eq!(taken, Some(Code::PermissionDenied));
+    let supervisor = h.keys.token(Role::Supervisor, Some("admin_approval"), None);
+    // The department's supervisor may; naming its own department is not a move.
     let same = client
         .delegate_task(delegate(
             to_colleague.version,
             "clerk-c",
             "admin_approval",
-            &clerk,
+            &supervisor,
         ))
         .await?
         .into_inner()
@@ -58,14 +66,13 @@ async fn delegate_task_rules(backend: Backend) -> anyhow::Result<()> {
 
     // A stale version is refused.
     let stale = client
-        .delegate_task(delegate(t.version, "clerk-d", "", &clerk))
+        .delegate_task(delegate(t.version, "clerk-d", "", &supervisor))
         .await
         .err()
         .map(|e| e.code());
     assert_eq!(stale, Some(Code::Aborted));
 
     // A supervisor moves it.
-    let supervisor = h.keys.token(Role::Supervisor, Some("admin_approval"), None);
     let moved = client
         .delegate_task(delegate(same.version, "eco-clerk", "eco_env", &supervisor))
         .await?

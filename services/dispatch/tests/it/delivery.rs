@@ -24,7 +24,7 @@ async fn fan_out_reaches_every_platform_once(backend: Backend) -> anyhow::Result
         .clone()
         .list_platforms(authed(
             pb::ListPlatformsRequest::default(),
-            &h.token(Role::Integrator),
+            &h.keys.token(Role::Integrator, None, None),
         ))
         .await?
         .into_inner()
@@ -63,7 +63,7 @@ async fn fan_out_reaches_every_platform_once(backend: Backend) -> anyhow::Result
                     page_size: 3,
                     page_token: page_token.clone(),
                 },
-                &h.token(Role::Integrator),
+                &h.keys.token(Role::Integrator, None, None),
             ))
             .await?
             .into_inner();
@@ -84,7 +84,7 @@ async fn fan_out_reaches_every_platform_once(backend: Backend) -> anyhow::Result
                 page_token: "not-a-token".into(),
                 ..Default::default()
             },
-            &h.token(Role::Integrator),
+            &h.keys.token(Role::Integrator, None, None),
         ))
         .await
         .err()

@@ -1,6 +1,7 @@
 //! Notification's integration tests: one test binary, each file a module, so the suite is linked
 //! once. `common` is the shared harness; every test makes its own database and bus names.
 
+mod authz_matrix;
 mod common;
 mod email;
 mod fan_in;

@@ -1,0 +1,45 @@
+//! The departments an application's workflow can involve, read from its matter definition, for
+//! services that do not run the workflow (intake, dispatch).
+//!
+//! Every task of every stage counts, conditional or not: a stage the conditions skip still lets
+//! its department read the application. That errs toward the departments the matter names,
+//! never toward staff outside it.
+
+use tongban_matter::{Departments, MatterDefinition, TaskDepartment};
+
+use crate::Scope;
+
+/// The scope of one application of `def`: its enterprise and matter, every department (and the
+/// township office routing picks for `region_code`) the definition's stages name, and the lead
+/// department. `form_value` reads a form field, for departments taken from the form.
+pub fn application_scope(
+    def: &MatterDefinition,
+    departments: &Departments,
+    credit_code: &str,
+    region_code: &str,
+    form_value: impl Fn(&str) -> Option<String>,
+) -> Scope {
+    let mut out: Vec<String> = Vec::new();
+    let mut add = |d: &str| {
+        if !d.is_empty() && !out.iter().any(|x| x == d) {
+            out.push(d.to_string());
+        }
+    };
+    add(&def.lead_department);
+    for task in def.stages.iter().flat_map(|s| &s.tasks) {
+        let department = match &task.department {
+            TaskDepartment::Fixed(d) => Some(d.clone()),
+            TaskDepartment::FromForm(field) => form_value(field),
+        };
+        let Some(department) = department else {
+            continue;
+        };
+        add(&department);
+        if task.route_by_region
+            && let Some(office) = departments.route(&department, region_code).office
+        {
+            add(&office);
+        }
+    }
+    Scope::application(credit_code, &def.code, out).with_lead(Some(def.lead_department.clone()))
+}
