@@ -20,6 +20,8 @@ pub const KNOWN_EVENT_TYPES: &[&str] = &[
     "delivery.succeeded",
     "delivery.dead_lettered",
     "definition.published",
+    "application.revoked",
+    "application.suspended",
 ];
 
 /// Events whose canonical document carries the `approval` section (a decision was made).

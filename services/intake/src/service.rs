@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::broadcast;
 use tongban_auth::{Identity, Role};
 use tongban_calendar::Calendar;
+use tongban_credit::CreditRegistry;
 use tongban_outbox::{RelayHandle, new_envelope, outbox};
 use tongban_proto::{
     events::{self, ApplicationSnapshot, envelope::Payload},
@@ -46,6 +47,7 @@ pub struct Intake {
     calendar: Calendar,
     relay: RelayHandle,
     changes: broadcast::Sender<Changed>,
+    credit: Arc<dyn CreditRegistry>,
 }
 
 impl Intake {
@@ -54,6 +56,7 @@ impl Intake {
         matters: Matters,
         calendar: Calendar,
         relay: RelayHandle,
+        credit: Arc<dyn CreditRegistry>,
     ) -> Self {
         let (changes, _) = broadcast::channel(1024);
         Self {
@@ -62,7 +65,13 @@ impl Intake {
             calendar,
             relay,
             changes,
+            credit,
         }
+    }
+
+    /// The credit registry adapter (with its cache).
+    pub fn credit(&self) -> &Arc<dyn CreditRegistry> {
+        &self.credit
     }
 
     pub fn db(&self) -> &DatabaseConnection {
@@ -126,7 +135,15 @@ impl Intake {
         let valid = domain::validate_submission(req, matter.as_deref(), &self.calendar, now)
             .map_err(IntakeError::Invalid)?;
         let matter_version = matter.map(|m| m.version).unwrap_or_default();
-        let r = valid.request;
+        let mut r = valid.request;
+        // Before the transaction: a slow registry must not hold a database connection.
+        let answer = self.credit.lookup(&valid.credit_code).await;
+        if let Err(e) = &answer {
+            tracing::warn!(error = %e, "credit registry did not answer; full review, no pledge path");
+        }
+        if let Some(a) = r.applicant.as_mut() {
+            domain::stamp_credit(a, &answer, now);
+        }
         let app = Application {
             application_id: tongban_types::new_id(),
             status: ApplicationStatus::Submitted as i32,

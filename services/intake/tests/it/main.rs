@@ -2,6 +2,7 @@
 //! once. `common` is the shared harness; every test makes its own database and bus names.
 
 mod common;
+mod credit;
 mod intake_rpc;
 mod matters_registry;
 mod transport;
