@@ -11,7 +11,7 @@ use crate::{
     convert::decided_event,
     engine::{Approval, Cause},
     error::{ApprovalError, forbidden, invalid},
-    model::TaskState,
+    model::{TaskKind, TaskState},
     repository::{Instance, InstanceStore, Lock, Task, TaskFilter, TaskStore, ms},
     requests::{Assignee, Claim, Decide, Delegate, ListTasks, roles},
     workflow::{Decision, Input},
@@ -141,6 +141,11 @@ impl Approval {
             },
             &who.actor_label(),
         )];
+        // 告知承诺制: a failed pledge verification revokes the approval it followed.
+        if task.kind == TaskKind::VerifyPledge && decision == Decision::Reject {
+            self.revoke_approval(&txn, &inst, &decided, now, &mut events)
+                .await?;
+        }
         if !task.is_follow_up() {
             if inst.state.current_stage() != Some(task.stage_index as usize) {
                 return Err(ApprovalError::FailedPrecondition(format!(
