@@ -407,6 +407,31 @@ pub fn apply_event(app: &mut Application, env: &Envelope) -> bool {
             };
             true
         }
+        // 告知承诺制: only an approval can be revoked.
+        Payload::ApplicationRevoked(r) if status == ApplicationStatus::Approved => {
+            app.set_status(ApplicationStatus::Revoked);
+            app.status_reason = format!("approval revoked: {}", r.reason);
+            true
+        }
+        // 容缺受理: an owed material is overdue and the matter suspends the application.
+        Payload::ApplicationSuspended(s)
+            if !is_final(status) && status != ApplicationStatus::Suspended =>
+        {
+            let still_owed = app
+                .owed_materials
+                .iter()
+                .any(|o| o.material_kind == s.material_kind && o.fulfilled_time.is_none());
+            if !still_owed {
+                // Supplied while the event was on its way: nothing to suspend.
+                return false;
+            }
+            app.set_status(ApplicationStatus::Suspended);
+            app.status_reason = format!(
+                "suspended: owed material {} is overdue; supplement it to resume",
+                s.material_kind
+            );
+            true
+        }
         Payload::ApplicationRejected(r) if !is_final(status) => {
             app.set_status(ApplicationStatus::Rejected);
             app.status_reason = r.reason.clone();

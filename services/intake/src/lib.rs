@@ -49,6 +49,8 @@ pub fn queue_spec() -> QueueSpec {
             et::DELIVERY_SUCCEEDED,
             et::DELIVERY_DEAD_LETTERED,
             et::DEFINITION_PUBLISHED,
+            et::APPLICATION_REVOKED,
+            et::APPLICATION_SUSPENDED,
         ],
     )
 }

@@ -311,6 +311,20 @@ impl Intake {
                 fulfilled.push(owed.material_kind.clone());
             }
         }
+        // 容缺受理: a suspended application resumes once nothing overdue is owed any more.
+        let was_suspended = app.status() == ApplicationStatus::Suspended;
+        if was_suspended
+            && !app.owed_materials.iter().any(|o| {
+                o.fulfilled_time.is_none()
+                    && o.due_time
+                        .as_ref()
+                        .and_then(tongban_proto::time::from_ts)
+                        .is_some_and(|due| due <= now)
+            })
+        {
+            app.set_status(ApplicationStatus::InReview);
+            app.status_reason.clear();
+        }
         let was_requested = app.status() == ApplicationStatus::SupplementRequested;
         if !was_requested && fulfilled.is_empty() {
             return Err(IntakeError::FailedPrecondition(

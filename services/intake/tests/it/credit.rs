@@ -205,7 +205,151 @@ async fn lookups_are_cached(backend: Backend) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn publish(h: &Harness, envs: &[&events::Envelope]) -> anyhow::Result<()> {
+    let msgs: Vec<_> = envs
+        .iter()
+        .map(|e| tongban_bus::OutgoingMessage {
+            event_id: e.event_id.clone(),
+            routing_key: e.r#type.clone(),
+            payload: e.encode_to_vec(),
+            traceparent: None,
+        })
+        .collect();
+    h.bus.publish_batch(&msgs).await?;
+    Ok(())
+}
+
+async fn status_of(h: &Harness, id: &str, token: &str) -> anyhow::Result<pb::Application> {
+    Ok(h.client
+        .clone()
+        .get_application(authed(
+            pb::GetApplicationRequest {
+                application_id: id.into(),
+            },
+            token,
+        ))
+        .await?
+        .into_inner()
+        .application
+        .unwrap_or_default())
+}
+
+/// `application.revoked` makes the application REVOKED and writes the breach to the registry's
+/// ledger, once even when the event is delivered twice.
+async fn revocation_records_a_breach(backend: Backend) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let ledger = dir.path().join("breaches.jsonl");
+    let file = Arc::new(FileRegistry::new(
+        tongban_testkit::deploy_dir().join("credit"),
+        &ledger,
+    ));
+    let mut h = Harness::start_with_credit(backend, file.clone()).await?;
+    let token = h.applicant();
+    let id = h
+        .client
+        .submit_application(authed(example()?, &token))
+        .await?
+        .into_inner()
+        .application
+        .ok_or_else(|| anyhow::anyhow!("none"))?
+        .application_id;
+    let approved = tongban_outbox::new_envelope(
+        "approval",
+        &id,
+        Payload::ApplicationApproved(events::ApplicationApproved {
+            decision_number: "松环审〔2026〕13号".into(),
+            on_pledge: true,
+            ..Default::default()
+        }),
+    );
+    let revoked = tongban_outbox::new_envelope(
+        "approval",
+        &id,
+        Payload::ApplicationRevoked(events::ApplicationRevoked {
+            reason: "现场核查：实际建设地点与承诺不符".into(),
+            department: "eco_env".into(),
+            revoke_time: Some(tongban_proto::time::ts(chrono::Utc::now())),
+            task_id: "t-1".into(),
+        }),
+    );
+    publish(&h, &[&approved]).await?;
+    tongban_testkit::eventually(Duration::from_secs(20), "approved", || async {
+        (status_of(&h, &id, &token).await.ok()?.status() == pb::ApplicationStatus::Approved)
+            .then_some(())
+    })
+    .await?;
+    publish(&h, &[&revoked, &revoked]).await?;
+    let app = tongban_testkit::eventually(Duration::from_secs(20), "revoked", || async {
+        let a = status_of(&h, &id, &token).await.ok()?;
+        (a.status() == pb::ApplicationStatus::Revoked).then_some(a)
+    })
+    .await?;
+    assert!(app.status_reason.contains("实际建设地点与承诺不符"));
+    let breaches = file.breaches().await?;
+    assert_eq!(breaches.len(), 1, "{breaches:?}");
+    assert_eq!(breaches[0].credit_code, APPLICANT);
+    assert_eq!(breaches[0].application_id, id);
+    assert_eq!(breaches[0].event_id, revoked.event_id);
+    Ok(())
+}
+
+/// 容缺受理: `application.suspended` suspends; supplying the overdue material resumes.
+async fn suspension_ends_with_the_supplement(backend: Backend) -> anyhow::Result<()> {
+    let mut h = Harness::start(backend).await?;
+    let token = h.applicant();
+    let id = h
+        .client
+        .submit_application(authed(example()?, &token))
+        .await?
+        .into_inner()
+        .application
+        .ok_or_else(|| anyhow::anyhow!("none"))?
+        .application_id;
+    let suspended = tongban_outbox::new_envelope(
+        "approval",
+        &id,
+        Payload::ApplicationSuspended(events::ApplicationSuspended {
+            material_kind: "land_use_certificate".into(),
+            ..Default::default()
+        }),
+    );
+    publish(&h, &[&suspended]).await?;
+    let app = tongban_testkit::eventually(Duration::from_secs(20), "suspended", || async {
+        let a = status_of(&h, &id, &token).await.ok()?;
+        (a.status() == pb::ApplicationStatus::Suspended).then_some(a)
+    })
+    .await?;
+    let material = tongban_proto::common::Material {
+        kind: "land_use_certificate".into(),
+        name: "不动产权证书.pdf".into(),
+        sha256: "a".repeat(64),
+        size_bytes: 1024,
+        uri: "s3://tongban-materials/land.pdf".into(),
+    };
+    // Approval's timer decides when a material is overdue; intake resumes on the supplement.
+    let resumed = h
+        .client
+        .supplement_materials(authed(
+            pb::SupplementMaterialsRequest {
+                application_id: id.clone(),
+                materials: vec![material],
+                expected_version: app.version,
+                ..Default::default()
+            },
+            &token,
+        ))
+        .await?
+        .into_inner()
+        .application
+        .unwrap_or_default();
+    assert_eq!(resumed.status(), pb::ApplicationStatus::InReview);
+    assert!(resumed.owed_materials[0].fulfilled_time.is_some());
+    Ok(())
+}
+
 tongban_testkit::on_both!(
+    revocation_records_a_breach,
+    suspension_ends_with_the_supplement,
     credit_class_in_the_request_is_refused,
     the_registry_class_is_stored_with_source_and_time,
     an_unknown_code_gets_no_class,
