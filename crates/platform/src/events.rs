@@ -25,7 +25,11 @@ pub const KNOWN_EVENT_TYPES: &[&str] = &[
 ];
 
 /// Events whose canonical document carries the `approval` section (a decision was made).
-pub const DECISION_EVENT_TYPES: &[&str] = &["application.approved", "application.rejected"];
+pub const DECISION_EVENT_TYPES: &[&str] = &[
+    "application.approved",
+    "application.rejected",
+    "application.revoked",
+];
 
 /// Whether `event_type` is one Tongban publishes.
 pub fn is_known_event_type(event_type: &str) -> bool {
