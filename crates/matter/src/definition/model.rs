@@ -44,6 +44,9 @@ pub struct MaterialRequirement {
     pub may_owe: bool,
     /// Working days within which an owed material must be supplied; set when `may_owe`.
     pub max_owed_days: Option<u32>,
+    /// When owed and overdue, the application is suspended (status SUSPENDED) until the
+    /// material is supplied; otherwise overdue only escalates. Only with `may_owe`.
+    pub suspend_when_overdue: bool,
 }
 
 /// A stage: tasks run in parallel.
