@@ -93,14 +93,16 @@ impl FromStr for CreditClass {
 #[derive(Debug, Clone, Copy)]
 pub struct EvalContext<'a> {
     pub form: &'a Map<String, Value>,
-    /// `None` when unknown; evaluated as class C.
+    /// `None` when unknown (not in the credit registry, or the registry did not answer):
+    /// conditions evaluate it as class C, and the pledge path never admits it.
     pub credit_class: Option<CreditClass>,
     pub region_code: &'a str,
     pub pledge_signed: bool,
 }
 
 impl EvalContext<'_> {
-    /// The class conditions and policies see: unknown counts as C.
+    /// The class conditions see: unknown counts as C. Pledge eligibility does not use this (see
+    /// [`crate::MatterDefinition::pledge_applies`]): unknown is never eligible.
     pub fn effective_credit_class(&self) -> CreditClass {
         self.credit_class.unwrap_or(CreditClass::C)
     }

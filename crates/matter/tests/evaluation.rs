@@ -597,6 +597,28 @@ fn accepted_pledge_plans_no_review() {
 }
 
 #[test]
+fn an_unknown_credit_class_never_takes_the_pledge_path() {
+    let (deps, _, _) = load();
+    // Even a matter that admits class C (what an unknown class counts as in conditions) does
+    // not admit an unknown class: the registry must vouch for the applicant.
+    let text = std::fs::read_to_string(deploy().join("matters/env.eia.report_form.v1.toml"))
+        .unwrap()
+        .replace(
+            "allowed_credit_classes = [\"A\", \"B\"]",
+            "allowed_credit_classes = [\"A\", \"B\", \"C\"]",
+        );
+    let lenient = MatterDefinition::parse(&text, "lenient.toml", &deps).unwrap();
+    let form = eia_form();
+    let mut known_c = ctx(&form, Some(CreditClass::C), "350724");
+    known_c.pledge_signed = true;
+    assert!(lenient.pledge_applies(&known_c));
+    let mut unknown = ctx(&form, None, "350724");
+    unknown.pledge_signed = true;
+    assert!(!lenient.pledge_applies(&unknown));
+    assert_eq!(lenient.plan(&unknown, &deps).unwrap().len(), 3);
+}
+
+#[test]
 fn township_routing_by_region_code() {
     let (deps, eia, _) = load();
     let form = eia_form();

@@ -23,6 +23,8 @@ pub fn routing_key(payload: &Payload) -> &'static str {
         Payload::DeliverySucceeded(_) => t::DELIVERY_SUCCEEDED,
         Payload::DeliveryDeadLettered(_) => t::DELIVERY_DEAD_LETTERED,
         Payload::DefinitionPublished(_) => t::DEFINITION_PUBLISHED,
+        Payload::ApplicationRevoked(_) => t::APPLICATION_REVOKED,
+        Payload::ApplicationSuspended(_) => t::APPLICATION_SUSPENDED,
     }
 }
 

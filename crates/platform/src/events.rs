@@ -20,10 +20,16 @@ pub const KNOWN_EVENT_TYPES: &[&str] = &[
     "delivery.succeeded",
     "delivery.dead_lettered",
     "definition.published",
+    "application.revoked",
+    "application.suspended",
 ];
 
 /// Events whose canonical document carries the `approval` section (a decision was made).
-pub const DECISION_EVENT_TYPES: &[&str] = &["application.approved", "application.rejected"];
+pub const DECISION_EVENT_TYPES: &[&str] = &[
+    "application.approved",
+    "application.rejected",
+    "application.revoked",
+];
 
 /// Whether `event_type` is one Tongban publishes.
 pub fn is_known_event_type(event_type: &str) -> bool {

@@ -116,6 +116,12 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
         (Some(sim), configs)
     };
 
+    // The file source: records from deploy/credit, breaches into the data dir's ledger.
+    let credit = tongban_credit::CreditSettings {
+        ledger: Some(args.data_dir.join("credit-breaches.jsonl")),
+        ..Default::default()
+    }
+    .build(&args.deploy_dir)?;
     let mut running = tokio::task::JoinSet::new();
     println!("Tongban dev stack (data in {}):", args.data_dir.display());
     for svc in SERVICES {
@@ -141,7 +147,13 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
         let stop = shutdown.clone();
         let name = svc.name;
         let platforms = platforms.clone();
-        running.spawn(async move { (name, start(name, ctx, platforms, listener, stop).await) });
+        let credit = credit.clone();
+        running.spawn(async move {
+            (
+                name,
+                start(name, ctx, platforms, credit, listener, stop).await,
+            )
+        });
         println!("  {:<13} grpc://{addr}  ({})", svc.name, svc.grpc);
     }
     for p in &platforms {
@@ -188,12 +200,13 @@ async fn start(
     name: &str,
     ctx: Context,
     platforms: Vec<tongban_platform::PlatformConfig>,
+    credit: std::sync::Arc<dyn tongban_credit::CreditRegistry>,
     listener: TcpListener,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
     match name {
         "dispatch" => tongban_dispatch::run_with_platforms(ctx, platforms, listener, stop).await,
-        "intake" => tongban_intake::run(ctx, listener, stop).await,
+        "intake" => tongban_intake::run_with_credit(ctx, credit, listener, stop).await,
         "approval" => tongban_approval::run(ctx, listener, stop).await,
         "notification" => tongban_notification::run(ctx, listener, stop).await,
         other => anyhow::bail!("unknown service {other}"),

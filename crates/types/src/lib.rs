@@ -40,6 +40,8 @@ pub mod event_type {
     pub const DELIVERY_SUCCEEDED: &str = "delivery.succeeded";
     pub const DELIVERY_DEAD_LETTERED: &str = "delivery.dead_lettered";
     pub const DEFINITION_PUBLISHED: &str = "definition.published";
+    pub const APPLICATION_REVOKED: &str = "application.revoked";
+    pub const APPLICATION_SUSPENDED: &str = "application.suspended";
 
     /// Every routing key, for validation of configuration that names them.
     pub const ALL: &[&str] = &[
@@ -60,5 +62,7 @@ pub mod event_type {
         DELIVERY_SUCCEEDED,
         DELIVERY_DEAD_LETTERED,
         DEFINITION_PUBLISHED,
+        APPLICATION_REVOKED,
+        APPLICATION_SUSPENDED,
     ];
 }

@@ -13,7 +13,7 @@ use crate::{
     convert::decided_event,
     engine::{Approval, Cause},
     error::{ApprovalError, invalid},
-    model::TaskState,
+    model::{TaskKind, TaskState},
     repository::{Instance, InstanceStore, Lock, Task, TaskFilter, TaskStore, ms},
     requests::{Assignee, Claim, Decide, Delegate, ListTasks},
     workflow::{Decision, Input},
@@ -156,6 +156,11 @@ impl Approval {
             },
             &who.actor_label(),
         )];
+        // 告知承诺制: a failed pledge verification revokes the approval it followed.
+        if task.kind == TaskKind::VerifyPledge && decision == Decision::Reject {
+            self.revoke_approval(&txn, &inst, &decided, now, &mut events)
+                .await?;
+        }
         if !task.is_follow_up() {
             if inst.state.current_stage() != Some(task.stage_index as usize) {
                 return Err(ApprovalError::FailedPrecondition(format!(

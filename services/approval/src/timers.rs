@@ -19,6 +19,7 @@ use crate::{
     audit::{self, Record},
     engine::{Approval, PRODUCER},
     error::ApprovalError,
+    model::TaskKind,
     repository::{Instance, InstanceStore, Lock, Task, TaskStore, from_ms, ms},
 };
 
@@ -97,6 +98,37 @@ impl Approval {
                         title: t.title.clone(),
                     }),
                 ));
+                // 容缺受理: where the matter says so, an overdue owed material suspends the
+                // application until it is supplied (intake resumes it on the supplement).
+                if t.kind == TaskKind::FollowUpMaterial
+                    && self
+                        .definition_of(&txn, &inst)
+                        .await?
+                        .material(&t.material_kind)
+                        .is_some_and(|m| m.suspend_when_overdue)
+                {
+                    events.push(new_envelope(
+                        PRODUCER,
+                        &application_id,
+                        Payload::ApplicationSuspended(events::ApplicationSuspended {
+                            material_kind: t.material_kind.clone(),
+                            due_time: Some(ts(due)),
+                            task_id: t.task_id.clone(),
+                        }),
+                    ));
+                    audit::append(
+                        &txn,
+                        &application_id,
+                        now_ms,
+                        Record::system(
+                            "suspend",
+                            format!("owed material {} overdue", t.material_kind),
+                            &t.task_id,
+                            &t.department,
+                        ),
+                    )
+                    .await?;
+                }
             }
             if !t.escalated && now_ms >= t.escalate_at {
                 t.escalated = true;

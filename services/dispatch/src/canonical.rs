@@ -87,6 +87,13 @@ pub fn document(event: &Envelope, application: &Value) -> Value {
             "department": r.department,
             "reason": r.reason,
         })),
+        // 告知承诺制: the approval issued on pledge is withdrawn; `decide_time` is the revocation.
+        Some(Payload::ApplicationRevoked(r)) => Some(json!({
+            "decide_time": rfc3339(r.revoke_time.as_ref()),
+            "department": r.department,
+            "reason": r.reason,
+            "revoked": true,
+        })),
         _ => None,
     };
     if let (Some(a), Some(obj)) = (approval, doc.as_object_mut()) {

@@ -46,6 +46,32 @@ impl EventHandler for StatusUpdater {
         };
         let mut app = stored.application;
         if domain::apply_event(&mut app, event) {
+            if let Some(Payload::ApplicationRevoked(r)) = &event.payload {
+                // The broken pledge goes back to the credit registry before the status change
+                // commits: if the registry is down the event is retried, and a redelivery after
+                // a lost commit repeats the same event id, which the registry can drop.
+                let breach = tongban_credit::Breach {
+                    credit_code: app
+                        .applicant
+                        .as_ref()
+                        .map(|a| a.credit_code.clone())
+                        .unwrap_or_default(),
+                    application_id: app.application_id.clone(),
+                    matter_code: app.matter_code.clone(),
+                    reason: r.reason.clone(),
+                    occurred_at: r
+                        .revoke_time
+                        .as_ref()
+                        .and_then(tongban_proto::time::from_ts)
+                        .unwrap_or_else(chrono::Utc::now),
+                    event_id: event.event_id.clone(),
+                };
+                self.intake
+                    .credit()
+                    .record_breach(&breach)
+                    .await
+                    .map_err(|e| HandlerError::Rejected(e.to_string()))?;
+            }
             app.version += 1;
             app.update_time = Some(ts(chrono::Utc::now()));
             txn.update_application(&app).await?;

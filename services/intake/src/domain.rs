@@ -254,6 +254,26 @@ fn validate_applicant(
             None
         }
     };
+    // Facts about the applicant come from their owners: the class from the credit registry
+    // (looked up after validation), never from the request.
+    if a.credit_class != CreditClass::Unspecified as i32 {
+        v.push(Violation::new(
+            "applicant.credit_class",
+            "is output only: intake looks the class up in the credit registry",
+        ));
+    }
+    for (set, field) in [
+        (!a.credit_source.is_empty(), "applicant.credit_source"),
+        (a.credit_as_of.is_some(), "applicant.credit_as_of"),
+        (
+            a.credit_checked_time.is_some(),
+            "applicant.credit_checked_time",
+        ),
+    ] {
+        if set {
+            v.push(Violation::new(field, "is output only"));
+        }
+    }
     a.name = a.name.trim().to_string();
     if a.name.is_empty() || a.name.chars().count() > MAX_TEXT {
         v.push(Violation::new(
@@ -307,6 +327,43 @@ pub fn credit_class(c: i32) -> Option<tongban_matter::CreditClass> {
     }
 }
 
+/// What the credit registry said, as it is written onto the applicant (output-only fields).
+pub fn stamp_credit(
+    applicant: &mut Applicant,
+    answer: &Result<Option<tongban_credit::CreditRecord>, tongban_credit::CreditError>,
+    now: DateTime<Utc>,
+) {
+    applicant.credit_checked_time = Some(ts(now));
+    match answer {
+        Ok(Some(r)) => {
+            applicant.credit_class = match r.class {
+                tongban_matter::CreditClass::A => CreditClass::A,
+                tongban_matter::CreditClass::B => CreditClass::B,
+                tongban_matter::CreditClass::C => CreditClass::C,
+                tongban_matter::CreditClass::D => CreditClass::D,
+            } as i32;
+            applicant.credit_source = r.source.clone();
+            applicant.credit_as_of = Some(ts(r.as_of));
+        }
+        // Unknown or unanswered: the class stays unset, so no pledge path (never fail open).
+        Ok(None) => {
+            applicant.credit_class = CreditClass::Unspecified as i32;
+            applicant.credit_source = CREDIT_NOT_FOUND.into();
+            applicant.credit_as_of = None;
+        }
+        Err(_) => {
+            applicant.credit_class = CreditClass::Unspecified as i32;
+            applicant.credit_source = CREDIT_UNAVAILABLE.into();
+            applicant.credit_as_of = None;
+        }
+    }
+}
+
+/// `Applicant.credit_source` when the registry does not know the code.
+pub const CREDIT_NOT_FOUND: &str = "not_found";
+/// `Applicant.credit_source` when the registry did not answer.
+pub const CREDIT_UNAVAILABLE: &str = "unavailable";
+
 /// Statuses from which nothing but delivery progress changes any more.
 pub fn is_final(s: ApplicationStatus) -> bool {
     matches!(
@@ -315,6 +372,7 @@ pub fn is_final(s: ApplicationStatus) -> bool {
             | ApplicationStatus::Rejected
             | ApplicationStatus::Withdrawn
             | ApplicationStatus::Closed
+            | ApplicationStatus::Revoked
     )
 }
 
@@ -347,6 +405,31 @@ pub fn apply_event(app: &mut Application, env: &Envelope) -> bool {
             } else {
                 String::new()
             };
+            true
+        }
+        // 告知承诺制: only an approval can be revoked.
+        Payload::ApplicationRevoked(r) if status == ApplicationStatus::Approved => {
+            app.set_status(ApplicationStatus::Revoked);
+            app.status_reason = format!("approval revoked: {}", r.reason);
+            true
+        }
+        // 容缺受理: an owed material is overdue and the matter suspends the application.
+        Payload::ApplicationSuspended(s)
+            if !is_final(status) && status != ApplicationStatus::Suspended =>
+        {
+            let still_owed = app
+                .owed_materials
+                .iter()
+                .any(|o| o.material_kind == s.material_kind && o.fulfilled_time.is_none());
+            if !still_owed {
+                // Supplied while the event was on its way: nothing to suspend.
+                return false;
+            }
+            app.set_status(ApplicationStatus::Suspended);
+            app.status_reason = format!(
+                "suspended: owed material {} is overdue; supplement it to resume",
+                s.material_kind
+            );
             true
         }
         Payload::ApplicationRejected(r) if !is_final(status) => {

@@ -7,10 +7,12 @@
 //!   writes state and its events (outbox) together.
 //! - [`grpc`]: thin `IntakeService` handlers: identity → use case → response.
 //! - [`consumer`]: keeps each application's status current from other services' events.
+//! - [`config`]: intake's own settings (the credit registry, `[credit]`).
 //! - [`matters`]: the matter definitions intake validates against (`deploy/matters/`, plus
 //!   `definition.published` events from the approval service), refreshed on every replica.
 
 mod authz;
+pub mod config;
 pub mod consumer;
 pub mod domain;
 pub mod entity;
@@ -48,13 +50,28 @@ pub fn queue_spec() -> QueueSpec {
             et::DELIVERY_SUCCEEDED,
             et::DELIVERY_DEAD_LETTERED,
             et::DEFINITION_PUBLISHED,
+            et::APPLICATION_REVOKED,
+            et::APPLICATION_SUSPENDED,
         ],
     )
 }
 
-/// Migrates, starts the relay and the consumer, and serves gRPC on `listener` until `shutdown`.
+/// [`run_with_credit`] with the default credit registry: the file source in
+/// `<deploy_dir>/credit`, breaches to `data/credit-breaches.jsonl`.
 pub async fn run(
     ctx: Context,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let credit = tongban_credit::CreditSettings::default().build(&ctx.deploy_dir)?;
+    run_with_credit(ctx, credit, listener, shutdown).await
+}
+
+/// Migrates, starts the relay and the consumer, and serves gRPC on `listener` until `shutdown`,
+/// looking credit classes up in (and reporting breaches to) `credit`.
+pub async fn run_with_credit(
+    ctx: Context,
+    credit: Arc<dyn tongban_credit::CreditRegistry>,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
@@ -67,7 +84,7 @@ pub async fn run(
     let mut service = ServiceBuilder::new("intake", &ctx, &shutdown);
     let integrators = tongban_authz::Integrators::load(ctx.deploy_dir.join("integrators.toml"))?;
     let intake = Arc::new(
-        Intake::new(ctx.db.clone(), matters, calendar, service.relay())
+        Intake::new(ctx.db.clone(), matters, calendar, service.relay(), credit)
             .with_policy(tongban_authz::Policy::new(integrators)),
     );
     service.spawn(

@@ -6,7 +6,15 @@ use tongban_runtime::{Context, config::ServiceConfig};
 async fn main() -> anyhow::Result<()> {
     let _telemetry = tongban_telemetry::init("intake");
     let cfg = ServiceConfig::load("intake", 50051)?;
+    let own = tongban_intake::config::IntakeConfig::load()?;
     let ctx = Context::connect(&cfg).await?;
+    let credit = own.credit.build(&ctx.deploy_dir)?;
     let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
-    tongban_intake::run(ctx, listener, tongban_runtime::shutdown_on_signals()).await
+    tongban_intake::run_with_credit(
+        ctx,
+        credit,
+        listener,
+        tongban_runtime::shutdown_on_signals(),
+    )
+    .await
 }

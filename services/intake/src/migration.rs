@@ -12,6 +12,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(tongban_outbox::migration::OutboxInbox),
             Box::new(IntakeTables),
+            Box::new(CreditColumns),
             Box::new(tongban_audit::migration::AuditLog),
         ]
     }
@@ -111,6 +112,66 @@ impl MigrationTrait for IntakeTables {
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         drop_tables(manager, &["matters", "applications"]).await
+    }
+}
+
+/// The credit class intake looked up at submission, with its source and time (issue 9): facts
+/// from the credit registry, kept beside the application for filtering and audit.
+struct CreditColumns;
+
+impl MigrationName for CreditColumns {
+    fn name(&self) -> &str {
+        "m20261130_000003_intake_credit"
+    }
+}
+
+#[derive(DeriveIden)]
+enum CreditCols {
+    #[sea_orm(iden = "applications")]
+    Table,
+    CreditClass,
+    CreditSource,
+    CreditCheckedAt,
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for CreditColumns {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        // One column per statement: SQLite's ALTER TABLE adds one at a time. Nullable, since
+        // applications accepted before this migration were never looked up.
+        for col in [
+            text_null(CreditCols::CreditClass),
+            text_null(CreditCols::CreditSource),
+            timestamp_with_time_zone_null(CreditCols::CreditCheckedAt),
+        ] {
+            manager
+                .alter_table(
+                    Table::alter()
+                        .table(CreditCols::Table)
+                        .add_column(col)
+                        .to_owned(),
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        for col in [
+            CreditCols::CreditCheckedAt,
+            CreditCols::CreditSource,
+            CreditCols::CreditClass,
+        ] {
+            manager
+                .alter_table(
+                    Table::alter()
+                        .table(CreditCols::Table)
+                        .drop_column(col)
+                        .to_owned(),
+                )
+                .await?;
+        }
+        Ok(())
     }
 }
 

@@ -136,6 +136,14 @@ impl<C: ConnectionTrait> ApplicationStore for C {
             matter_code: Set(app.matter_code.clone()),
             credit_code: Set(applicant.credit_code),
             region_code: Set(applicant.region_code),
+            credit_class: Set(
+                crate::domain::credit_class(applicant.credit_class).map(|c| c.as_str().to_owned())
+            ),
+            credit_source: Set(Some(applicant.credit_source).filter(|s| !s.is_empty())),
+            credit_checked_at: Set(applicant
+                .credit_checked_time
+                .as_ref()
+                .and_then(tongban_proto::time::from_ts)),
             status: Set(stored_status(app)?),
             version: Set(app.version),
             body: Set(app.encode_to_vec()),

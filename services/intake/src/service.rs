@@ -10,6 +10,7 @@ use tokio::sync::broadcast;
 use tongban_auth::{Identity, Role};
 use tongban_authz::{Action, Policy, Scope};
 use tongban_calendar::Calendar;
+use tongban_credit::CreditRegistry;
 use tongban_outbox::{RelayHandle, new_envelope, outbox};
 use tongban_proto::{
     events::{self, ApplicationSnapshot, envelope::Payload},
@@ -50,6 +51,7 @@ pub struct Intake {
     changes: broadcast::Sender<Changed>,
     /// The authorization table and the registered integrators.
     policy: Policy,
+    credit: Arc<dyn CreditRegistry>,
 }
 
 impl Intake {
@@ -58,6 +60,7 @@ impl Intake {
         matters: Matters,
         calendar: Calendar,
         relay: RelayHandle,
+        credit: Arc<dyn CreditRegistry>,
     ) -> Self {
         let (changes, _) = broadcast::channel(1024);
         Self {
@@ -67,6 +70,7 @@ impl Intake {
             relay,
             changes,
             policy: Policy::default(),
+            credit,
         }
     }
 
@@ -75,6 +79,11 @@ impl Intake {
     pub fn with_policy(mut self, policy: Policy) -> Self {
         self.policy = policy;
         self
+    }
+
+    /// The credit registry adapter (with its cache).
+    pub fn credit(&self) -> &Arc<dyn CreditRegistry> {
+        &self.credit
     }
 
     pub fn db(&self) -> &DatabaseConnection {
@@ -145,7 +154,15 @@ impl Intake {
         let valid = domain::validate_submission(req, matter.as_deref(), &self.calendar, now)
             .map_err(IntakeError::Invalid)?;
         let matter_version = matter.map(|m| m.version).unwrap_or_default();
-        let r = valid.request;
+        let mut r = valid.request;
+        // Before the transaction: a slow registry must not hold a database connection.
+        let answer = self.credit.lookup(&valid.credit_code).await;
+        if let Err(e) = &answer {
+            tracing::warn!(error = %e, "credit registry did not answer; full review, no pledge path");
+        }
+        if let Some(a) = r.applicant.as_mut() {
+            domain::stamp_credit(a, &answer, now);
+        }
         let app = Application {
             application_id: tongban_types::new_id(),
             status: ApplicationStatus::Submitted as i32,
@@ -346,6 +363,20 @@ impl Intake {
                 owed.fulfilled_time = Some(ts(now));
                 fulfilled.push(owed.material_kind.clone());
             }
+        }
+        // 容缺受理: a suspended application resumes once nothing overdue is owed any more.
+        let was_suspended = app.status() == ApplicationStatus::Suspended;
+        if was_suspended
+            && !app.owed_materials.iter().any(|o| {
+                o.fulfilled_time.is_none()
+                    && o.due_time
+                        .as_ref()
+                        .and_then(tongban_proto::time::from_ts)
+                        .is_some_and(|due| due <= now)
+            })
+        {
+            app.set_status(ApplicationStatus::InReview);
+            app.status_reason.clear();
         }
         let was_requested = app.status() == ApplicationStatus::SupplementRequested;
         if !was_requested && fulfilled.is_empty() {

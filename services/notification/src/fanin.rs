@@ -2,7 +2,7 @@
 //!
 //! | event | recipients |
 //! | --- | --- |
-//! | `application.submitted` (受理), `application.supplement_requested`, `application.approved`, `application.rejected`, `request.answered` | `applicant:<credit code>` |
+//! | `application.submitted` (受理), `application.supplement_requested`, `application.approved`, `application.rejected`, `application.revoked`, `application.suspended`, `request.answered` | `applicant:<credit code>` |
 //! | `task.created`, `task.due_soon` | `department:<dept>` (its clerks) |
 //! | `task.overdue`, `task.escalated` | `supervisor:<dept>` |
 //! | `task.due_soon` / `task.overdue` of kind `follow_up_material` | also the applicant (owed material) |
@@ -158,6 +158,15 @@ pub fn drafts(event: &Envelope, facts: Option<&Facts>, tz: chrono_tz::Tz) -> Vec
             vars.insert("reason", p.reason.clone());
             vars.insert("department", p.department.clone());
             out.extend(applicant("application.rejected", "", false));
+        }
+        Payload::ApplicationRevoked(p) => {
+            vars.insert("reason", p.reason.clone());
+            vars.insert("department", p.department.clone());
+            out.extend(applicant("application.revoked", "", false));
+        }
+        Payload::ApplicationSuspended(p) => {
+            vars.insert("material_kind", p.material_kind.clone());
+            out.extend(applicant("application.suspended", &p.task_id, false));
         }
         Payload::RequestAnswered(p) => {
             vars.insert("department", p.department.clone());

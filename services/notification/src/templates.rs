@@ -20,6 +20,8 @@ pub const KEYS: &[&str] = &[
     "application.supplement_requested",
     "application.approved",
     "application.rejected",
+    "application.revoked",
+    "application.suspended",
     "request.answered",
     "material.due_soon",
     "material.overdue",

@@ -24,6 +24,7 @@
 //! # }
 //! ```
 
+pub mod credit;
 pub mod routes;
 pub mod store;
 

@@ -338,6 +338,9 @@ fn check_materials(
             (false, Some(_)) => ck.problem(line, &place, "max_owed_days needs may_owe = true"),
             _ => {}
         }
+        if m.suspend_when_overdue && !m.may_owe {
+            ck.problem(line, &place, "suspend_when_overdue needs may_owe = true");
+        }
         out.push(MaterialRequirement {
             kind: m.kind,
             name: m.name,
@@ -345,6 +348,7 @@ fn check_materials(
             required: m.required,
             may_owe: m.may_owe,
             max_owed_days: m.max_owed_days,
+            suspend_when_overdue: m.suspend_when_overdue,
         });
     }
     out

@@ -44,6 +44,9 @@ pub struct MaterialRequirement {
     pub may_owe: bool,
     /// Working days within which an owed material must be supplied; set when `may_owe`.
     pub max_owed_days: Option<u32>,
+    /// When owed and overdue, the application is suspended (status SUSPENDED) until the
+    /// material is supplied; otherwise overdue only escalates. Only with `may_owe`.
+    pub suspend_when_overdue: bool,
 }
 
 /// A stage: tasks run in parallel.
@@ -235,12 +238,15 @@ impl MatterDefinition {
     }
 
     /// Whether the application is approved on its pledge: the matter allows pledges, the
-    /// applicant signed one and its credit class (unknown counts as C) is admitted.
+    /// applicant signed one and its credit class, as the credit registry gave it, is admitted.
+    /// An unknown class (unknown code, registry down) is never admitted, whatever the matter
+    /// allows: a pledge path is a privilege the registry must vouch for, so it never fails open.
     pub fn pledge_applies(&self, ctx: &EvalContext<'_>) -> bool {
         self.pledge.as_ref().is_some_and(|p| {
             ctx.pledge_signed
-                && p.allowed_credit_classes
-                    .contains(&ctx.effective_credit_class())
+                && ctx
+                    .credit_class
+                    .is_some_and(|c| p.allowed_credit_classes.contains(&c))
         })
     }
 

@@ -83,6 +83,8 @@ pub(super) struct RawMaterial {
     #[serde(default)]
     pub(super) may_owe: bool,
     pub(super) max_owed_days: Option<u32>,
+    #[serde(default)]
+    pub(super) suspend_when_overdue: bool,
 }
 
 #[derive(Deserialize)]

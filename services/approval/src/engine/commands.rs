@@ -171,6 +171,42 @@ impl Approval {
         self.create_task(txn, &t, events).await
     }
 
+    /// A rejected pledge verification (告知承诺制): the approval is revoked. Emits
+    /// `application.revoked`, which intake turns into status REVOKED and a breach record in the
+    /// credit registry, dispatch sends to the platforms that declare it, and notification tells
+    /// the applicant.
+    pub(crate) async fn revoke_approval(
+        &self,
+        txn: &DatabaseTransaction,
+        inst: &Instance,
+        verification: &crate::repository::Task,
+        now: DateTime<Utc>,
+        events: &mut Vec<Envelope>,
+    ) -> Result<(), ApprovalError> {
+        events.push(new_envelope(
+            PRODUCER,
+            &inst.application_id,
+            Payload::ApplicationRevoked(events::ApplicationRevoked {
+                reason: verification.comment.clone(),
+                department: verification.department.clone(),
+                revoke_time: Some(ts(now)),
+                task_id: verification.task_id.clone(),
+            }),
+        ));
+        audit::append(
+            txn,
+            &inst.application_id,
+            ms(now),
+            Record::system(
+                "revoked",
+                verification.comment.clone(),
+                &verification.task_id,
+                &verification.department,
+            ),
+        )
+        .await
+    }
+
     /// [`Command::EmitAnswered`]: an enterprise request's answer, `request.answered`.
     async fn emit_answered(
         &self,

@@ -86,4 +86,39 @@ async fn timers_fire_once_with_two_workers(backend: Backend) -> anyhow::Result<(
     Ok(())
 }
 
-tongban_testkit::on_both!(timers_fire_once_with_two_workers,);
+/// 容缺受理: an owed material past its deadline escalates like any task, and because the matter
+/// marks it `suspend_when_overdue`, suspends the application (once).
+async fn overdue_owed_material_escalates_and_suspends(backend: Backend) -> anyhow::Result<()> {
+    let h = Harness::start(backend).await?;
+    let mut snap = snapshot()?;
+    let due = chrono::Utc::now() + chrono::Duration::days(20);
+    snap.owed_materials = vec![common::OwedMaterial {
+        material_kind: "land_use_certificate".into(),
+        due_time: Some(tongban_proto::time::ts(due)),
+        fulfilled_time: None,
+        statement: "30个工作日内补交".into(),
+    }];
+    let app = h.submit(snap).await?;
+    h.stage(&app, "acceptance", 1).await?;
+    let worker = timer_worker(&h).await?;
+    let count = |ty: &'static str| {
+        let app = app.clone();
+        let h = &h;
+        async move {
+            h.count(&format!("SELECT COUNT(*) AS n FROM outbox WHERE routing_key = '{ty}' AND application_id = '{app}'")).await
+        }
+    };
+    worker.fire_timers(due - chrono::Duration::days(10)).await?;
+    assert_eq!(count("application.suspended").await, 0, "not yet due");
+    let late = due + chrono::Duration::days(30);
+    worker.fire_timers(late).await?;
+    worker.fire_timers(late).await?;
+    assert_eq!(count("application.suspended").await, 1);
+    assert!(count("task.escalated").await >= 1);
+    Ok(())
+}
+
+tongban_testkit::on_both!(
+    timers_fire_once_with_two_workers,
+    overdue_owed_material_escalates_and_suspends,
+);

@@ -212,6 +212,92 @@ async fn pledge_a_skips_review_and_follows_up(backend: Backend) -> anyhow::Resul
     Ok(())
 }
 
+/// 告知承诺制's consequence: a rejected verification revokes the approval.
+async fn rejected_pledge_verification_revokes(backend: Backend) -> anyhow::Result<()> {
+    let mut h = Harness::start(backend).await?;
+    let mut snap = with_class(snapshot()?, common::CreditClass::A);
+    snap.pledge = Some(common::Pledge {
+        signed: true,
+        statement: "本单位承诺符合审批条件".into(),
+    });
+    let app = h.submit(snap).await?;
+    h.event(&app, "application.approved", 1).await?;
+    let wf = h.workflow(&app).await?;
+    let verify = wf
+        .follow_ups
+        .iter()
+        .find(|t| t.kind() == pb::TaskKind::VerifyPledge)
+        .ok_or_else(|| anyhow::anyhow!("no verify task"))?
+        .clone();
+    h.decide(
+        &verify,
+        pb::Decision::Reject,
+        "现场核查：实际建设地点与承诺不符",
+    )
+    .await?;
+    let revoked = h.event(&app, "application.revoked", 1).await?;
+    let Some(Payload::ApplicationRevoked(r)) = revoked.payload else {
+        anyhow::bail!("wrong payload")
+    };
+    assert_eq!(r.reason, "现场核查：实际建设地点与承诺不符");
+    assert_eq!(r.department, "eco_env");
+    assert_eq!(r.task_id, verify.task_id);
+    let trail = audit(&h, &app).await?;
+    assert!(trail.iter().any(|e| e.action == "revoked"), "{trail:?}");
+    Ok(())
+}
+
+/// An approved verification revokes nothing.
+async fn approved_pledge_verification_keeps_the_approval(backend: Backend) -> anyhow::Result<()> {
+    let mut h = Harness::start(backend).await?;
+    let mut snap = with_class(snapshot()?, common::CreditClass::A);
+    snap.pledge = Some(common::Pledge {
+        signed: true,
+        statement: "本单位承诺符合审批条件".into(),
+    });
+    let app = h.submit(snap).await?;
+    h.event(&app, "application.approved", 1).await?;
+    let wf = h.workflow(&app).await?;
+    let verify = wf
+        .follow_ups
+        .iter()
+        .find(|t| t.kind() == pb::TaskKind::VerifyPledge)
+        .ok_or_else(|| anyhow::anyhow!("no verify task"))?
+        .clone();
+    h.decide(&verify, pb::Decision::Approve, "核查属实").await?;
+    // The decision and any revocation are enqueued in one transaction.
+    let revoked = format!(
+        "SELECT COUNT(*) AS n FROM outbox WHERE routing_key = 'application.revoked' AND application_id = '{app}'"
+    );
+    assert_eq!(h.count(&revoked).await, 0);
+    let decided = format!(
+        "SELECT COUNT(*) AS n FROM outbox WHERE routing_key = 'task.decided' AND application_id = '{app}'"
+    );
+    assert!(h.count(&decided).await >= 1);
+    Ok(())
+}
+
+/// An unknown credit class (the registry did not know the code) with a signed pledge gets the
+/// full review, never the pledge path.
+async fn unknown_class_with_pledge_gets_full_review(backend: Backend) -> anyhow::Result<()> {
+    let h = Harness::start(backend).await?;
+    let mut snap = with_class(snapshot()?, common::CreditClass::Unspecified);
+    snap.pledge = Some(common::Pledge {
+        signed: true,
+        statement: "本单位承诺符合审批条件".into(),
+    });
+    let app = h.submit(snap).await?;
+    h.stage(&app, "acceptance", 1).await?;
+    let wf = h.workflow(&app).await?;
+    assert_eq!(wf.status(), pb::WorkflowStatus::Running);
+    assert!(
+        wf.follow_ups
+            .iter()
+            .all(|t| t.kind() != pb::TaskKind::VerifyPledge)
+    );
+    Ok(())
+}
+
 async fn supplement_pauses_and_resumes(backend: Backend) -> anyhow::Result<()> {
     let mut h = Harness::start(backend).await?;
     let app = h.submit(snapshot()?).await?;
@@ -276,5 +362,8 @@ tongban_testkit::on_both!(
     any_reject_rejects_and_cancels_the_rest,
     credit_class_d_adds_extra_review,
     pledge_a_skips_review_and_follows_up,
+    rejected_pledge_verification_revokes,
+    approved_pledge_verification_keeps_the_approval,
+    unknown_class_with_pledge_gets_full_review,
     supplement_pauses_and_resumes,
 );

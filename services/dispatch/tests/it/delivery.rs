@@ -103,6 +103,57 @@ async fn fan_out_reaches_every_platform_once(backend: Backend) -> anyhow::Result
     Ok(())
 }
 
+/// 告知承诺制: a revoked approval reaches the platforms that declare `application.revoked`
+/// (the EIA system), mapped with the revocation's reason and date, and no other platform.
+async fn revocation_reaches_the_platforms_that_declare_it(backend: Backend) -> anyhow::Result<()> {
+    let h = Harness::start(backend, |_| {}).await?;
+    let (submitted, approved) = application()?;
+    let revoked = tongban_outbox::new_envelope(
+        "approval",
+        &submitted.application_id,
+        Payload::ApplicationRevoked(events::ApplicationRevoked {
+            reason: "现场核查：实际建设地点与承诺不符".into(),
+            department: "eco_env".into(),
+            revoke_time: Some(tongban_proto::time::ts(chrono::Utc::now())),
+            task_id: "t-verify".into(),
+        }),
+    );
+    h.publish(&[&submitted, &approved, &revoked, &revoked])
+        .await?;
+    h.wait_status("eia", pb::DeliveryStatus::Succeeded, 3)
+        .await?;
+    let key = format!("eia-{}", revoked.event_id);
+    eventually(WAIT, "the revocation at the EIA simulator", || async {
+        h.received("eia").await.ok()?.contains(&key).then_some(())
+    })
+    .await?;
+    let body: Value = http()
+        .get(format!("{}/_received/{key}", h.url("eia")?))
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert!(
+        body.to_string().contains("实际建设地点与承诺不符"),
+        "{body}"
+    );
+    // Platforms that do not declare it never see it.
+    h.wait_status("national_investment", pb::DeliveryStatus::Succeeded, 2)
+        .await?;
+    for platform in [
+        "national_investment",
+        "pollutant_permit",
+        "provincial_gov_services",
+    ] {
+        let keys = h.received(platform).await?;
+        assert!(
+            !keys.iter().any(|k| k.ends_with(&revoked.event_id)),
+            "{platform}: {keys:?}"
+        );
+    }
+    Ok(())
+}
+
 async fn platform_down_does_not_delay_the_others(backend: Backend) -> anyhow::Result<()> {
     let h = Harness::start(backend, |_| {}).await?;
     h.faults("eia", json!({"down": true})).await?;
@@ -266,6 +317,7 @@ async fn failing_platform_dead_letters_then_replays(backend: Backend) -> anyhow:
 }
 
 tongban_testkit::on_both!(
+    revocation_reaches_the_platforms_that_declare_it,
     fan_out_reaches_every_platform_once,
     platform_down_does_not_delay_the_others,
     failing_platform_dead_letters_then_replays,

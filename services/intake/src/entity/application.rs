@@ -23,6 +23,10 @@ pub enum Status {
     Withdrawn,
     #[sea_orm(string_value = "APPLICATION_STATUS_CLOSED")]
     Closed,
+    #[sea_orm(string_value = "APPLICATION_STATUS_REVOKED")]
+    Revoked,
+    #[sea_orm(string_value = "APPLICATION_STATUS_SUSPENDED")]
+    Suspended,
 }
 
 impl From<Status> for ApplicationStatus {
@@ -35,6 +39,8 @@ impl From<Status> for ApplicationStatus {
             Status::Rejected => ApplicationStatus::Rejected,
             Status::Withdrawn => ApplicationStatus::Withdrawn,
             Status::Closed => ApplicationStatus::Closed,
+            Status::Revoked => ApplicationStatus::Revoked,
+            Status::Suspended => ApplicationStatus::Suspended,
         }
     }
 }
@@ -55,6 +61,8 @@ impl TryFrom<ApplicationStatus> for Status {
             ApplicationStatus::Rejected => Ok(Status::Rejected),
             ApplicationStatus::Withdrawn => Ok(Status::Withdrawn),
             ApplicationStatus::Closed => Ok(Status::Closed),
+            ApplicationStatus::Revoked => Ok(Status::Revoked),
+            ApplicationStatus::Suspended => Ok(Status::Suspended),
             ApplicationStatus::Unspecified => Err(Unspecified),
         }
     }
@@ -73,6 +81,12 @@ pub struct Model {
     pub matter_code: String,
     pub credit_code: String,
     pub region_code: String,
+    /// The credit class the registry gave at submission (`A`..`D`); `None` when unknown.
+    pub credit_class: Option<String>,
+    /// Where the class came from (`Applicant.credit_source`).
+    pub credit_source: Option<String>,
+    /// When intake asked the registry.
+    pub credit_checked_at: Option<DateTimeUtc>,
     pub status: Status,
     pub version: i64,
     /// The encoded `Application`.

@@ -3,6 +3,7 @@
 
 mod authz_matrix;
 mod common;
+mod credit;
 mod intake_rpc;
 mod matters_registry;
 mod transport;

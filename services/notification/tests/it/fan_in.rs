@@ -214,4 +214,62 @@ async fn fan_in_reaches_each_role_once(backend: Backend) -> anyhow::Result<()> {
     Ok(())
 }
 
-tongban_testkit::on_both!(fan_in_reaches_each_role_once,);
+/// 告知承诺制: the applicant hears that its approval was revoked, and why; 容缺受理: that its
+/// application is suspended for an overdue material.
+async fn revocation_and_suspension_reach_the_applicant(backend: Backend) -> anyhow::Result<()> {
+    let h = Harness::start(backend).await?;
+    let sub = submitted(EN_APPLICANT, "", "en");
+    let app = sub.application_id.clone();
+    h.publish(&[&sub]).await?;
+    let applicant = h.keys.token(Role::Applicant, None, Some(EN_APPLICANT));
+    h.kinds(&applicant, 1).await?;
+    let suspended = tongban_outbox::new_envelope(
+        "approval",
+        &app,
+        Payload::ApplicationSuspended(events::ApplicationSuspended {
+            material_kind: "land_use_certificate".into(),
+            task_id: "t-owed".into(),
+            ..Default::default()
+        }),
+    );
+    let revoked = tongban_outbox::new_envelope(
+        "approval",
+        &app,
+        Payload::ApplicationRevoked(events::ApplicationRevoked {
+            reason: "site differs from the pledge".into(),
+            department: "eco_env".into(),
+            ..Default::default()
+        }),
+    );
+    h.publish(&[&suspended, &revoked, &revoked]).await?;
+    assert_eq!(
+        h.kinds(&applicant, 3).await?,
+        [
+            "application.submitted",
+            "application.suspended",
+            "application.revoked"
+        ]
+    );
+    let inbox = h.list(&applicant).await?;
+    assert!(
+        inbox[0].title.starts_with("Approval revoked"),
+        "{}",
+        inbox[0].title
+    );
+    assert!(
+        inbox[0].body.contains("site differs from the pledge"),
+        "{}",
+        inbox[0].body
+    );
+    assert!(
+        inbox[1].body.contains("land_use_certificate"),
+        "{}",
+        inbox[1].body
+    );
+    Ok(())
+}
+
+tongban_testkit::on_both!(
+    fan_in_reaches_each_role_once,
+    revocation_and_suspension_reach_the_applicant,
+);

@@ -29,8 +29,18 @@ pub struct Harness {
 
 impl Harness {
     pub async fn start(backend: Backend) -> anyhow::Result<Self> {
+        let credit =
+            tongban_credit::CreditSettings::default().build(&tongban_testkit::deploy_dir())?;
+        Self::start_with_credit(backend, credit).await
+    }
+
+    /// Intake looking credit classes up in `credit`.
+    pub async fn start_with_credit(
+        backend: Backend,
+        credit: std::sync::Arc<dyn tongban_credit::CreditRegistry>,
+    ) -> anyhow::Result<Self> {
         let service = tongban_testkit::start_service(backend, "intake", |s| {
-            tongban_intake::run(s.ctx, s.listener, s.shutdown)
+            tongban_intake::run_with_credit(s.ctx, credit, s.listener, s.shutdown)
         })
         .await?;
         Ok(Self {
