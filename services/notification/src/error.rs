@@ -9,6 +9,8 @@ pub enum NotificationError {
     /// A request field is wrong; `field` is named as the client sent it.
     #[error("invalid {field}: {description}")]
     Invalid { field: String, description: String },
+    #[error("{0} not found")]
+    NotFound(String),
     #[error("request_id {0} was already used for a different request")]
     RequestIdReused(String),
     #[error(transparent)]
@@ -29,6 +31,9 @@ impl From<NotificationError> for tonic::Status {
                 &[status::Violation { field, description }],
                 Reason::InvalidArgument,
             ),
+            NotificationError::NotFound(_) => {
+                status::with_reason(Code::NotFound, message, Reason::NotFound)
+            }
             NotificationError::RequestIdReused(_) => {
                 status::with_reason(Code::AlreadyExists, message, Reason::RequestIdReused)
             }

@@ -158,4 +158,30 @@ impl NotificationService for NotificationGrpc {
             webhook: Some(webhook),
         }))
     }
+
+    async fn list_webhooks(
+        &self,
+        req: Request<pb::ListWebhooksRequest>,
+    ) -> Result<Response<pb::ListWebhooksResponse>, Status> {
+        let who = identity(&req)?;
+        let (webhooks, next_page_token) = self
+            .notifications
+            .list_webhooks(&who, req.get_ref())
+            .await?;
+        Ok(Response::new(pb::ListWebhooksResponse {
+            webhooks,
+            next_page_token,
+        }))
+    }
+
+    async fn delete_webhook(
+        &self,
+        req: Request<pb::DeleteWebhookRequest>,
+    ) -> Result<Response<pb::DeleteWebhookResponse>, Status> {
+        let who = identity(&req)?;
+        self.notifications
+            .delete_webhook(&who, &req.get_ref().webhook_id)
+            .await?;
+        Ok(Response::new(pb::DeleteWebhookResponse {}))
+    }
 }

@@ -16,6 +16,7 @@ impl MigratorTrait for Migrator {
             Box::new(tongban_outbox::migration::OutboxInbox),
             Box::new(NotificationTables),
             Box::new(WebhookRequestId),
+            Box::new(WebhookOwners),
         ]
     }
 }
@@ -53,6 +54,66 @@ impl MigrationTrait for WebhookRequestId {
             .await?;
         db.execute_unprepared("ALTER TABLE webhooks DROP COLUMN request_id")
             .await?;
+        Ok(())
+    }
+}
+
+/// Webhook owners (who registered each, with the scope claims of their token) and the
+/// departments of each application's workflow, so that a webhook receives only the
+/// applications in its owner's scope. Existing webhooks get no owner and receive nothing until
+/// re-registered: failing closed is the point.
+struct WebhookOwners;
+
+impl MigrationName for WebhookOwners {
+    fn name(&self) -> &str {
+        "m20261130_000005_notification_webhook_owners"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for WebhookOwners {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        for col in [
+            "owner_subject",
+            "owner_role",
+            "owner_department",
+            "owner_credit_code",
+        ] {
+            db.execute_unprepared(&format!(
+                "ALTER TABLE webhooks ADD COLUMN {col} TEXT NOT NULL DEFAULT ''"
+            ))
+            .await?;
+        }
+        db.execute_unprepared(
+            "CREATE INDEX webhooks_owner ON webhooks (owner_role, owner_subject, webhook_id)",
+        )
+        .await?;
+        db.execute_unprepared(
+            "CREATE TABLE application_departments (
+                application_id TEXT NOT NULL,
+                department TEXT NOT NULL,
+                PRIMARY KEY (application_id, department)
+            )",
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        db.execute_unprepared("DROP TABLE application_departments")
+            .await?;
+        db.execute_unprepared("DROP INDEX webhooks_owner").await?;
+        for col in [
+            "owner_credit_code",
+            "owner_department",
+            "owner_role",
+            "owner_subject",
+        ] {
+            db.execute_unprepared(&format!("ALTER TABLE webhooks DROP COLUMN {col}"))
+                .await?;
+        }
         Ok(())
     }
 }
@@ -301,7 +362,9 @@ mod tests {
         Migrator::up(&db, None).await?;
         assert!(notification::Entity::find().all(&db).await?.is_empty());
         assert!(webhook::Entity::find().all(&db).await?.is_empty());
-        // The last migration adds webhooks.request_id: without it the entity no longer reads.
+        // The last two migrations add webhook columns: without them the entity no longer reads.
+        Migrator::down(&db, Some(1)).await?;
+        assert!(webhook::Entity::find().all(&db).await.is_err());
         Migrator::down(&db, Some(1)).await?;
         assert!(webhook::Entity::find().all(&db).await.is_err());
         assert!(notification::Entity::find().all(&db).await?.is_empty());
