@@ -15,6 +15,7 @@ pub mod domain;
 pub mod entity;
 pub mod error;
 pub mod grpc;
+pub mod limits;
 pub mod matters;
 pub mod migration;
 pub mod repository;
@@ -51,9 +52,19 @@ pub fn queue_spec() -> QueueSpec {
     )
 }
 
-/// Migrates, starts the relay and the consumer, and serves gRPC on `listener` until `shutdown`.
+/// [`run_with`] the limits from the environment ([`limits::IntakeLimits::from_env`]).
 pub async fn run(
     ctx: Context,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    run_with(ctx, limits::IntakeLimits::from_env()?, listener, shutdown).await
+}
+
+/// Migrates, starts the relay and the consumer, and serves gRPC on `listener` until `shutdown`.
+pub async fn run_with(
+    ctx: Context,
+    limits: limits::IntakeLimits,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
@@ -64,12 +75,9 @@ pub async fn run(
         matters::Matters::load(&ctx.db, &ctx.deploy_dir.join("matters"), departments).await?;
 
     let mut service = ServiceBuilder::new("intake", &ctx, &shutdown);
-    let intake = Arc::new(Intake::new(
-        ctx.db.clone(),
-        matters,
-        calendar,
-        service.relay(),
-    ));
+    let intake = Arc::new(
+        Intake::new(ctx.db.clone(), matters, calendar, service.relay()).with_limits(limits),
+    );
     service.spawn(
         "definitions",
         intake.matters().keep_fresh(

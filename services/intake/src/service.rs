@@ -27,6 +27,7 @@ use crate::{
     domain,
     error::Violation,
     error::{IntakeError, invalid},
+    limits::{IntakeLimits, StreamCounter, StreamPermit, SubmitLimiter},
     matters::Matters,
     repository::{ApplicationStore, ListFilter},
 };
@@ -46,6 +47,9 @@ pub struct Intake {
     calendar: Calendar,
     relay: RelayHandle,
     changes: broadcast::Sender<Changed>,
+    limits: IntakeLimits,
+    submit_limiter: Arc<SubmitLimiter>,
+    watch_streams: StreamCounter,
 }
 
 impl Intake {
@@ -56,13 +60,36 @@ impl Intake {
         relay: RelayHandle,
     ) -> Self {
         let (changes, _) = broadcast::channel(1024);
+        let limits = IntakeLimits::default();
         Self {
             db,
             matters,
             calendar,
             relay,
             changes,
+            submit_limiter: Arc::new(SubmitLimiter::new(limits.submissions_per_minute)),
+            limits,
+            watch_streams: StreamCounter::default(),
         }
+    }
+
+    /// Replaces the default [`IntakeLimits`].
+    pub fn with_limits(mut self, limits: IntakeLimits) -> Self {
+        self.submit_limiter = Arc::new(SubmitLimiter::new(limits.submissions_per_minute));
+        self.limits = limits;
+        self
+    }
+
+    /// A permit to hold one more WatchApplication stream open for `who`, released when dropped;
+    /// RESOURCE_EXHAUSTED beyond the configured number per caller.
+    pub fn watch_permit(&self, who: &Identity) -> Result<StreamPermit, IntakeError> {
+        let max = self.limits.watch_streams_per_caller;
+        self.watch_streams
+            .acquire(&who.actor_label(), max)
+            .ok_or_else(|| IntakeError::Exhausted {
+                message: format!("at most {max} open WatchApplication streams per caller"),
+                retry_after: None,
+            })
     }
 
     pub fn db(&self) -> &DatabaseConnection {
@@ -102,6 +129,15 @@ impl Intake {
             Role::Admin,
             Role::Integrator,
         ])?;
+        if let Err(wait) = self.submit_limiter.check(&who.subject) {
+            return Err(IntakeError::Exhausted {
+                message: format!(
+                    "too many submissions; retry in {} ms",
+                    wait.as_millis().max(1)
+                ),
+                retry_after: Some(wait),
+            });
+        }
         if who.role == Role::Applicant {
             let claimed = req
                 .applicant
@@ -123,8 +159,14 @@ impl Intake {
 
         let now = chrono::Utc::now();
         let matter = self.matters.latest(&req.matter_code);
-        let valid = domain::validate_submission(req, matter.as_deref(), &self.calendar, now)
-            .map_err(IntakeError::Invalid)?;
+        let valid = domain::validate_submission(
+            req,
+            matter.as_deref(),
+            &self.calendar,
+            now,
+            &self.limits.uri_schemes,
+        )
+        .map_err(IntakeError::Invalid)?;
         let matter_version = matter.map(|m| m.version).unwrap_or_default();
         let r = valid.request;
         let app = Application {
@@ -278,7 +320,12 @@ impl Intake {
             ))
         })?;
         let mut violations: Vec<Violation> = Vec::new();
-        let provided = domain::validate_materials(&mut req.materials, &matter, &mut violations);
+        let provided = domain::validate_materials(
+            &mut req.materials,
+            &matter,
+            &self.limits.uri_schemes,
+            &mut violations,
+        );
         if !violations.is_empty() {
             return Err(IntakeError::Invalid(violations));
         }

@@ -29,8 +29,15 @@ pub struct Harness {
 
 impl Harness {
     pub async fn start(backend: Backend) -> anyhow::Result<Self> {
+        Self::start_with(backend, tongban_intake::limits::IntakeLimits::default()).await
+    }
+
+    pub async fn start_with(
+        backend: Backend,
+        limits: tongban_intake::limits::IntakeLimits,
+    ) -> anyhow::Result<Self> {
         let service = tongban_testkit::start_service(backend, "intake", |s| {
-            tongban_intake::run(s.ctx, s.listener, s.shutdown)
+            tongban_intake::run_with(s.ctx, limits, s.listener, s.shutdown)
         })
         .await?;
         Ok(Self {
