@@ -47,10 +47,9 @@ impl ApprovalService for ApprovalGrpc {
         req: Request<pb::ClaimTaskRequest>,
     ) -> Result<Response<pb::ClaimTaskResponse>, Status> {
         let who = identity(&req)?;
-        let task = self
-            .approval
-            .claim(&who, Claim::from(req.into_inner()))
-            .await?;
+        who.require(roles::TASK_WORK)?;
+        let input = Claim::try_from(req.into_inner())?;
+        let task = self.approval.claim(&who, input).await?;
         Ok(Response::new(pb::ClaimTaskResponse {
             task: Some(task_to_proto(&task, self.approval.now_ms())),
         }))
