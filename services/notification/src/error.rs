@@ -17,6 +17,9 @@ pub enum NotificationError {
     Auth(#[from] tongban_auth::AuthError),
     #[error("storage: {0}")]
     Db(#[from] sea_orm::DbErr),
+    /// Over a per-caller limit (open Subscribe streams).
+    #[error("{0}")]
+    Exhausted(String),
     /// Configuration that cannot work (templates, SMTP settings).
     #[error("configuration: {0}")]
     Config(String),
@@ -40,6 +43,7 @@ impl From<NotificationError> for tonic::Status {
             NotificationError::Auth(a) => a.into(),
             NotificationError::Db(err) => status::storage_unavailable(&err),
             NotificationError::Config(_) => status::internal(&message),
+            NotificationError::Exhausted(_) => status::resource_exhausted(message, None),
         }
     }
 }

@@ -78,6 +78,22 @@ pub struct NotificationOptions {
     pub poll: Duration,
     /// Where webhooks may point (https only and public addresses unless allowed here).
     pub webhook_policy: WebhookPolicy,
+    /// Open Subscribe streams one caller may hold; more are RESOURCE_EXHAUSTED.
+    pub subscribe_streams_per_caller: usize,
+}
+
+/// Default of [`NotificationOptions::subscribe_streams_per_caller`]; the environment key
+/// `TONGBAN_NOTIFICATION_STREAMS_PER_CALLER` overrides it in [`run`].
+pub const DEFAULT_STREAMS_PER_CALLER: usize = 16;
+
+fn streams_from_env() -> anyhow::Result<usize> {
+    match std::env::var("TONGBAN_NOTIFICATION_STREAMS_PER_CALLER") {
+        Ok(v) => v
+            .trim()
+            .parse()
+            .map_err(|e| anyhow::anyhow!("TONGBAN_NOTIFICATION_STREAMS_PER_CALLER: {e}")),
+        Err(_) => Ok(DEFAULT_STREAMS_PER_CALLER),
+    }
 }
 
 impl Default for NotificationOptions {
@@ -87,6 +103,7 @@ impl Default for NotificationOptions {
             webhook_retry: RetryPolicy::default(),
             poll: Duration::from_secs(2),
             webhook_policy: WebhookPolicy::default(),
+            subscribe_streams_per_caller: DEFAULT_STREAMS_PER_CALLER,
         }
     }
 }
@@ -102,6 +119,7 @@ pub async fn run(
     let opts = NotificationOptions {
         smtp: SmtpSettings::from_env(),
         webhook_policy: WebhookPolicy::from_env().map_err(anyhow::Error::msg)?,
+        subscribe_streams_per_caller: streams_from_env()?,
         ..NotificationOptions::default()
     };
     run_with(ctx, opts, listener, shutdown).await
@@ -117,6 +135,7 @@ pub async fn run_dev(
     let opts = NotificationOptions {
         smtp: SmtpSettings::from_env(),
         webhook_policy: WebhookPolicy::dev().map_err(anyhow::Error::msg)?,
+        subscribe_streams_per_caller: streams_from_env()?,
         ..NotificationOptions::default()
     };
     run_with(ctx, opts, listener, shutdown).await
@@ -164,10 +183,9 @@ pub async fn run_with(
         "webhooks",
         deliverer.run(shared.clone(), opts.poll, shutdown.clone()),
     );
-    let server = NotificationServiceServer::new(grpc::NotificationGrpc::new(
-        notifications,
-        opts.poll,
-        shutdown.clone(),
-    ));
+    let server = NotificationServiceServer::new(
+        grpc::NotificationGrpc::new(notifications, opts.poll, shutdown.clone())
+            .with_stream_limit(opts.subscribe_streams_per_caller),
+    );
     service.serve(listener, server).await
 }

@@ -80,6 +80,7 @@ impl Harness {
             },
             poll: Duration::from_millis(200),
             webhook_policy,
+            subscribe_streams_per_caller: tongban_notification::DEFAULT_STREAMS_PER_CALLER,
         };
         let service = tongban_testkit::start_service(backend, "notification", |s| {
             tongban_notification::run_with(s.ctx, opts, s.listener, s.shutdown)
