@@ -141,6 +141,12 @@ impl Notifications {
         if ids.len() > 1000 {
             return Err(invalid("notification_ids", "at most 1000 at once"));
         }
+        if let Some(i) = ids.iter().position(|s| s.len() > MAX_ID_BYTES) {
+            return Err(invalid(
+                format!("notification_ids[{i}]"),
+                format!("at most {MAX_ID_BYTES} characters"),
+            ));
+        }
         let ids: Vec<String> = ids
             .iter()
             .map(|s| s.trim().to_string())
@@ -353,6 +359,36 @@ pub fn validate_url(raw: &str) -> Result<String, NotificationError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn mark_read_caps_id_lengths() {
+        let db = sea_orm::Database::connect("sqlite::memory:").await.unwrap();
+        let shared = Arc::new(Shared::new(
+            db,
+            Templates::load(std::path::Path::new(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../deploy/notification/templates.toml"
+            )))
+            .unwrap(),
+            Calendar::standard(),
+            false,
+            Arc::new(WebhookPolicy::default()),
+        ));
+        let who = Identity {
+            subject: "s".into(),
+            role: Role::Admin,
+            department: None,
+            region: None,
+            credit_code: None,
+        };
+        let err = Notifications::new(shared)
+            .mark_read(&who, &["ok".into(), "x".repeat(129)])
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, NotificationError::Invalid { ref field, .. } if field == "notification_ids[1]")
+        );
+    }
 
     #[test]
     fn urls_are_checked() {
