@@ -73,6 +73,8 @@ impl MigrationName for WebhookOwners {
 #[async_trait::async_trait]
 impl MigrationTrait for WebhookOwners {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        // Every step may already be done: SQLite runs DDL outside a migration transaction, so
+        // a process killed half-way (tongban dev, kill -9) runs this again on restart.
         let db = manager.get_connection();
         for col in [
             "owner_subject",
@@ -80,17 +82,19 @@ impl MigrationTrait for WebhookOwners {
             "owner_department",
             "owner_credit_code",
         ] {
-            db.execute_unprepared(&format!(
-                "ALTER TABLE webhooks ADD COLUMN {col} TEXT NOT NULL DEFAULT ''"
-            ))
-            .await?;
+            if !manager.has_column("webhooks", col).await? {
+                db.execute_unprepared(&format!(
+                    "ALTER TABLE webhooks ADD COLUMN {col} TEXT NOT NULL DEFAULT ''"
+                ))
+                .await?;
+            }
         }
         db.execute_unprepared(
-            "CREATE INDEX webhooks_owner ON webhooks (owner_role, owner_subject, webhook_id)",
+            "CREATE INDEX IF NOT EXISTS webhooks_owner ON webhooks (owner_role, owner_subject, webhook_id)",
         )
         .await?;
         db.execute_unprepared(
-            "CREATE TABLE application_departments (
+            "CREATE TABLE IF NOT EXISTS application_departments (
                 application_id TEXT NOT NULL,
                 department TEXT NOT NULL,
                 PRIMARY KEY (application_id, department)

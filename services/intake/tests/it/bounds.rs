@@ -20,26 +20,31 @@ async fn hostile_due_within_days_is_refused_in_milliseconds(
         .into_iter()
         .enumerate()
     {
-        let mut req = example()?;
-        req.request_id = format!("hostile-{i}");
-        req.commitments[0].due_within_days = days;
-        let started = Instant::now();
-        let err = h
-            .client
-            .submit_application(authed(req, &token))
-            .await
-            .err()
-            .ok_or_else(|| anyhow::anyhow!("{days} days accepted"))?;
-        let took = started.elapsed();
-        assert_eq!(err.code(), Code::InvalidArgument);
-        assert!(
-            fields(&err)
-                .iter()
-                .any(|f| f == "commitments[0].due_within_days"),
-            "{:?}",
-            fields(&err)
-        );
-        assert!(took.as_millis() < 50, "{days} days took {took:?}");
+        // The fastest of a few tries: on a loaded machine one request may be descheduled, but
+        // an unbounded calendar walk (seconds) would make every try slow.
+        let mut fastest = Duration::MAX;
+        for attempt in 0..3 {
+            let mut req = example()?;
+            req.request_id = format!("hostile-{i}-{attempt}");
+            req.commitments[0].due_within_days = days;
+            let started = Instant::now();
+            let err = h
+                .client
+                .submit_application(authed(req, &token))
+                .await
+                .err()
+                .ok_or_else(|| anyhow::anyhow!("{days} days accepted"))?;
+            fastest = fastest.min(started.elapsed());
+            assert_eq!(err.code(), Code::InvalidArgument);
+            assert!(
+                fields(&err)
+                    .iter()
+                    .any(|f| f == "commitments[0].due_within_days"),
+                "{:?}",
+                fields(&err)
+            );
+        }
+        assert!(fastest.as_millis() < 50, "{days} days took {fastest:?}");
     }
     assert_eq!(h.count("applications").await, 0);
     Ok(())
