@@ -15,15 +15,28 @@
 //! converts each midnight once and derives the blocks from it by arithmetic.
 //!
 //! The sequence is unbounded (validation guarantees at least one working weekday and one
-//! non-empty block, and holiday data is finite), so the walks always end, except at the edge of
-//! chrono's date range (around the year 262 000), where the functions saturate to
-//! [`DateTime::<Utc>::MAX_UTC`] / [`DateTime::<Utc>::MIN_UTC`].
+//! non-empty block, and holiday data is finite), but the walks are bounded so that no input can
+//! make them long: a duration above [`MAX_WORKING_TIME`] is not walked at all, and no walk
+//! visits more than [`MAX_WALK_DAYS`] calendar days. Beyond either bound (and at the edge of
+//! chrono's date range) the functions saturate to [`DateTime::<Utc>::MAX_UTC`] /
+//! [`DateTime::<Utc>::MIN_UTC`], and [`Calendar::working_time_between`] counts only the first
+//! [`MAX_WALK_DAYS`]. Callers range-check their inputs far below these bounds (a deadline of a
+//! few hundred working hours); the bounds are the backstop, so a hostile number costs at most
+//! about a millisecond.
 
 use std::iter;
 
 use chrono::{DateTime, MappedLocalTime, NaiveDate, NaiveTime, Offset, TimeDelta, TimeZone, Utc};
 
 use crate::Calendar;
+
+/// The longest working duration any function here will walk: 20 000 working hours, about ten
+/// years of 8-hour days. Longer durations saturate at once.
+pub const MAX_WORKING_TIME: TimeDelta = TimeDelta::hours(20_000);
+
+/// The most calendar days one walk visits: twenty years, enough for [`MAX_WORKING_TIME`] on any
+/// calendar with at least one working day a week.
+pub const MAX_WALK_DAYS: usize = 20 * 366;
 
 /// One local date and the instants at which it starts and ends (its midnight and the next).
 #[derive(Clone, Copy, Debug)]
@@ -110,6 +123,9 @@ impl Calendar {
         if d.is_zero() {
             return t;
         }
+        if d > MAX_WORKING_TIME {
+            return DateTime::<Utc>::MAX_UTC;
+        }
         let mut remaining = d;
         for day in self.working_days_after(t) {
             if day.is_ordinary() && day.start >= t && remaining > self.working_hours_per_day {
@@ -162,6 +178,9 @@ impl Calendar {
         }
         if d.is_zero() {
             return t;
+        }
+        if d > MAX_WORKING_TIME {
+            return DateTime::<Utc>::MIN_UTC;
         }
         let mut remaining = d;
         for day in self.working_days_before(t) {
@@ -221,6 +240,7 @@ impl Calendar {
         let first = first.pred_opt().unwrap_or(first);
         let mut midnights = Midnights::default();
         iter::successors(Some(first), |date| date.succ_opt())
+            .take(MAX_WALK_DAYS)
             .filter(|date| self.is_working_day(*date))
             .filter_map(move |date| midnights.day(self, date))
     }
@@ -231,6 +251,7 @@ impl Calendar {
         let first = first.succ_opt().unwrap_or(first);
         let mut midnights = Midnights::default();
         iter::successors(Some(first), |date| date.pred_opt())
+            .take(MAX_WALK_DAYS)
             .filter(|date| self.is_working_day(*date))
             .filter_map(move |date| midnights.day(self, date))
     }

@@ -75,6 +75,7 @@ mod calendar;
 mod error;
 mod load;
 
+pub use arithmetic::{MAX_WALK_DAYS, MAX_WORKING_TIME};
 pub use calendar::{Calendar, DayKind, Holiday, WorkingHours, Year};
 pub use error::{CalendarError, Problem};
 pub use load::CONFIG_FILE_NAME;

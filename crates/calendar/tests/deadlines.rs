@@ -234,3 +234,48 @@ fn calendar_is_shareable() {
     fn assert_traits<T: Clone + Send + Sync + std::fmt::Debug + 'static>() {}
     assert_traits::<Calendar>();
 }
+
+#[test]
+fn hostile_durations_saturate_at_once() {
+    let cal = synthetic();
+    let t = sh("2030-06-07 16:00");
+    let started = std::time::Instant::now();
+    for days in [u32::MAX, i32::MAX as u32, 1_000_000] {
+        assert_eq!(
+            cal.add_working_days(t, days),
+            chrono::DateTime::<chrono::Utc>::MAX_UTC
+        );
+        assert_eq!(
+            cal.add_working_hours(t, days),
+            chrono::DateTime::<chrono::Utc>::MAX_UTC
+        );
+    }
+    assert_eq!(
+        cal.add_working_time(t, TimeDelta::MAX),
+        chrono::DateTime::<chrono::Utc>::MAX_UTC
+    );
+    assert_eq!(
+        cal.add_working_time(t, TimeDelta::MIN),
+        chrono::DateTime::<chrono::Utc>::MIN_UTC
+    );
+    assert_eq!(
+        cal.sub_working_time(t, TimeDelta::MAX),
+        chrono::DateTime::<chrono::Utc>::MIN_UTC
+    );
+    // The longest walks allowed are still short.
+    let far = cal.add_working_time(t, tongban_calendar::MAX_WORKING_TIME);
+    assert!(far < chrono::DateTime::<chrono::Utc>::MAX_UTC);
+    assert_eq!(
+        cal.working_time_between(t, far),
+        tongban_calendar::MAX_WORKING_TIME
+    );
+    let _ = cal.working_time_between(
+        chrono::DateTime::<chrono::Utc>::MIN_UTC,
+        chrono::DateTime::<chrono::Utc>::MAX_UTC,
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(2),
+        "took {:?}",
+        started.elapsed()
+    );
+}

@@ -553,7 +553,7 @@ fn kind_and_sections_must_agree() {
         "{msg}"
     );
     assert!(
-        msg.contains("[pledge]: verify_within_working_days must be 1 or more"),
+        msg.contains("[pledge]: verify_within_working_days must be 1 to 365"),
         "{msg}"
     );
     assert!(
@@ -657,4 +657,20 @@ fn escalate_after_hours_defaults_to_four() {
     assert_eq!(at_deadline.escalate_after_hours, 0);
     let msg = error(&head_with("escalate_after_hours = -1"));
     assert!(msg.contains("escalate_after_hours"), "{msg}");
+}
+
+#[test]
+fn hostile_deadlines_are_refused_where_declared() {
+    let src = with_stages(ONE_STAGE).replace("deadline_hours = 8", "deadline_hours = 4294967295");
+    let msg = error(&src);
+    assert!(msg.contains("deadline_hours must be 1 to 2000"), "{msg}");
+    let src = format!(
+        "{}\n[pledge]\nallowed_credit_classes = [\"A\"]\nverify_within_working_days = 100000\nverify_department = \"eco_env\"\n",
+        with_stages(ONE_STAGE)
+    );
+    let msg = error(&src);
+    assert!(
+        msg.contains("verify_within_working_days must be 1 to 365"),
+        "{msg}"
+    );
 }

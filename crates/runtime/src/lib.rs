@@ -12,6 +12,7 @@
 pub mod config;
 pub mod service;
 pub mod status;
+pub mod streams;
 
 pub use service::ServiceBuilder;
 

@@ -60,6 +60,19 @@ pub fn with_reason(code: tonic::Code, message: String, reason: ErrorReason) -> t
     tonic::Status::with_error_details(code, message, error_info(reason))
 }
 
+/// `RESOURCE_EXHAUSTED`: the caller is over a per-caller limit; `retry_after`, when known, goes
+/// out as a `google.rpc.RetryInfo`.
+pub fn resource_exhausted(
+    message: String,
+    retry_after: Option<std::time::Duration>,
+) -> tonic::Status {
+    let mut details = error_info(ErrorReason::ResourceExhausted);
+    if let Some(d) = retry_after {
+        details.set_retry_info(Some(d));
+    }
+    tonic::Status::with_error_details(tonic::Code::ResourceExhausted, message, details)
+}
+
 /// A storage failure: logged in full here, reported to the client as retryable without
 /// internals.
 pub fn storage_unavailable(err: &sea_orm::DbErr) -> tonic::Status {

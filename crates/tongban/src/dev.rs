@@ -208,7 +208,7 @@ async fn start(
         "dispatch" => tongban_dispatch::run_with_platforms(ctx, platforms, listener, stop).await,
         "intake" => tongban_intake::run_with_credit(ctx, credit, listener, stop).await,
         "approval" => tongban_approval::run(ctx, listener, stop).await,
-        "notification" => tongban_notification::run(ctx, listener, stop).await,
+        "notification" => tongban_notification::run_dev(ctx, listener, stop).await,
         other => anyhow::bail!("unknown service {other}"),
     }
 }

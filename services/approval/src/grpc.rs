@@ -50,10 +50,8 @@ impl ApprovalService for ApprovalGrpc {
     ) -> Result<Response<pb::ClaimTaskResponse>, Status> {
         let who = identity(&req)?;
         check_role(&who, Action::ClaimTask)?;
-        let task = self
-            .approval
-            .claim(&who, Claim::from(req.into_inner()))
-            .await?;
+        let input = Claim::try_from(req.into_inner())?;
+        let task = self.approval.claim(&who, input).await?;
         Ok(Response::new(pb::ClaimTaskResponse {
             task: Some(task_to_proto(&task, self.approval.now_ms())),
         }))

@@ -25,11 +25,47 @@ use crate::{
 pub const MAX_COMMENT_CHARS: usize = 2000;
 /// Longest definition source, in bytes.
 pub const MAX_SOURCE_BYTES: usize = 256 * 1024;
+/// Longest id, code, department or assignee, in bytes.
+pub const MAX_ID_BYTES: usize = 128;
+/// Longest delegation reason, in characters.
+pub const MAX_REASON_CHARS: usize = 500;
+/// Most materials one supplement request may ask for.
+pub const MAX_REQUESTED_MATERIALS: usize = 50;
+/// Longest requested material name, in characters.
+pub const MAX_MATERIAL_CHARS: usize = 200;
+/// Most statuses in a ListTasks filter (there are fewer kinds than this).
+pub const MAX_STATUSES: usize = 16;
+/// The latest `due_before` a ListTasks filter may name: year 9999, as far as any stored
+/// deadline can reach.
+pub const MAX_DUE_BEFORE_SECONDS: i64 = 253_402_300_799;
 
 /// A trimmed, non-blank string, or `None`.
 fn given(s: &str) -> Option<String> {
     let s = s.trim();
     (!s.is_empty()).then(|| s.to_string())
+}
+
+/// `s` trimmed, refused when longer than [`MAX_ID_BYTES`] or holding control characters.
+fn id(field: &str, s: &str) -> Result<String, ApprovalError> {
+    let s = s.trim();
+    if s.len() > MAX_ID_BYTES || s.chars().any(char::is_control) {
+        return Err(invalid(
+            field,
+            format!("must be at most {MAX_ID_BYTES} characters, without control characters"),
+        ));
+    }
+    Ok(s.to_string())
+}
+
+fn capped(field: &str, s: &str, max_chars: usize) -> Result<String, ApprovalError> {
+    let s = s.trim();
+    if s.chars().count() > max_chars {
+        return Err(invalid(
+            field,
+            format!("must be at most {max_chars} characters"),
+        ));
+    }
+    Ok(s.to_string())
 }
 
 fn comment(s: &str) -> Result<String, ApprovalError> {
@@ -51,12 +87,14 @@ pub struct Claim {
     pub expected_version: i64,
 }
 
-impl From<pb::ClaimTaskRequest> for Claim {
-    fn from(r: pb::ClaimTaskRequest) -> Self {
-        Self {
-            task_id: r.task_id.trim().to_string(),
+impl TryFrom<pb::ClaimTaskRequest> for Claim {
+    type Error = ApprovalError;
+
+    fn try_from(r: pb::ClaimTaskRequest) -> Result<Self, ApprovalError> {
+        Ok(Self {
+            task_id: id("task_id", &r.task_id)?,
             expected_version: r.expected_version,
-        }
+        })
     }
 }
 
@@ -94,12 +132,26 @@ impl TryFrom<pb::DecideTaskRequest> for Decide {
                 "must be the task version you saw",
             ));
         }
+        if r.requested_materials.len() > MAX_REQUESTED_MATERIALS {
+            return Err(invalid(
+                "requested_materials",
+                format!("at most {MAX_REQUESTED_MATERIALS} materials"),
+            ));
+        }
+        let mut requested_materials = Vec::with_capacity(r.requested_materials.len());
+        for (i, m) in r.requested_materials.iter().enumerate() {
+            requested_materials.push(capped(
+                &format!("requested_materials[{i}]"),
+                m,
+                MAX_MATERIAL_CHARS,
+            )?);
+        }
         Ok(Self {
-            task_id: r.task_id.trim().to_string(),
+            task_id: id("task_id", &r.task_id)?,
             decision,
             comment,
             expected_version: r.expected_version,
-            requested_materials: r.requested_materials,
+            requested_materials,
         })
     }
 }
@@ -121,12 +173,13 @@ impl TryFrom<pb::DelegateTaskRequest> for Delegate {
     type Error = ApprovalError;
 
     fn try_from(r: pb::DelegateTaskRequest) -> Result<Self, ApprovalError> {
-        let assignee = given(&r.assignee).ok_or_else(|| invalid("assignee", "is required"))?;
+        let assignee = given(&id("assignee", &r.assignee)?)
+            .ok_or_else(|| invalid("assignee", "is required"))?;
         Ok(Self {
-            task_id: r.task_id.trim().to_string(),
+            task_id: id("task_id", &r.task_id)?,
             assignee,
-            department: given(&r.department),
-            reason: r.reason.trim().to_string(),
+            department: given(&id("department", &r.department)?),
+            reason: capped("reason", &r.reason, MAX_REASON_CHARS)?,
             expected_version: r.expected_version,
         })
     }
@@ -164,6 +217,25 @@ impl TryFrom<pb::ListTasksRequest> for ListTasks {
 
     fn try_from(r: pb::ListTasksRequest) -> Result<Self, ApprovalError> {
         let page = TASKS.page(r.page_size, &r.page_token)?;
+        if r.statuses.len() > MAX_STATUSES {
+            return Err(invalid(
+                "statuses",
+                format!("at most {MAX_STATUSES} statuses"),
+            ));
+        }
+        // A time outside what can be stored is refused, not silently ignored.
+        let due_before = match &r.due_before {
+            None => None,
+            Some(t) => {
+                let valid = (0..=MAX_DUE_BEFORE_SECONDS).contains(&t.seconds)
+                    && (0..1_000_000_000).contains(&t.nanos);
+                let at = valid
+                    .then(|| from_ts(t))
+                    .flatten()
+                    .ok_or_else(|| invalid("due_before", "must be a time between 1970 and 9999"))?;
+                Some(ms(at))
+            }
+        };
         let mut statuses = Vec::new();
         for (i, s) in r.statuses.iter().enumerate() {
             let st = pb::TaskStatus::try_from(*s)
@@ -176,15 +248,15 @@ impl TryFrom<pb::ListTasksRequest> for ListTasks {
         }
         Ok(Self {
             page,
-            department: given(&r.department),
-            assignee: match r.assignee.trim() {
+            department: given(&id("department", &r.department)?),
+            assignee: match id("assignee", &r.assignee)?.as_str() {
                 "" => None,
                 "me" => Some(Assignee::Me),
                 other => Some(Assignee::Named(other.to_string())),
             },
             statuses,
-            due_before: r.due_before.as_ref().and_then(from_ts).map(ms),
-            application_id: given(&r.application_id),
+            due_before,
+            application_id: given(&id("application_id", &r.application_id)?),
         })
     }
 }
@@ -212,7 +284,7 @@ impl TryFrom<pb::RateOutcomeRequest> for Rate {
                 )
             })?;
         Ok(Self {
-            application_id: r.application_id.trim().to_string(),
+            application_id: id("application_id", &r.application_id)?,
             rating,
             comment: comment(&r.comment)?,
         })
@@ -234,7 +306,7 @@ impl TryFrom<pb::ListDefinitionsRequest> for ListDefinitions {
 
     fn try_from(r: pb::ListDefinitionsRequest) -> Result<Self, ApprovalError> {
         Ok(Self {
-            matter_code: given(&r.matter_code),
+            matter_code: given(&id("matter_code", &r.matter_code)?),
             all_versions: r.all_versions,
             page: DEFINITIONS.page(r.page_size, &r.page_token)?,
         })
@@ -377,6 +449,76 @@ mod tests {
             ..Default::default()
         });
         assert_eq!(field(list.unwrap_err()), "page_token");
+    }
+
+    #[test]
+    fn lengths_and_ranges_are_capped() {
+        let decide = |materials: Vec<String>| {
+            Decide::try_from(pb::DecideTaskRequest {
+                task_id: "t".into(),
+                decision: pb::Decision::RequestSupplement as i32,
+                comment: "more".into(),
+                expected_version: 1,
+                requested_materials: materials,
+            })
+        };
+        assert_eq!(
+            field(decide(vec!["m".into(); 51]).unwrap_err()),
+            "requested_materials"
+        );
+        assert_eq!(
+            field(decide(vec!["ok".into(), "长".repeat(201)]).unwrap_err()),
+            "requested_materials[1]"
+        );
+        assert!(decide(vec!["环评报告表".into(); 50]).is_ok());
+        let delegate = |assignee: String, reason: String| {
+            Delegate::try_from(pb::DelegateTaskRequest {
+                task_id: "t".into(),
+                assignee,
+                reason,
+                ..Default::default()
+            })
+        };
+        assert_eq!(
+            field(delegate("a".repeat(129), String::new()).unwrap_err()),
+            "assignee"
+        );
+        assert_eq!(
+            field(delegate("bob".into(), "因".repeat(501)).unwrap_err()),
+            "reason"
+        );
+        assert_eq!(
+            field(
+                Claim::try_from(pb::ClaimTaskRequest {
+                    task_id: "t".repeat(1000),
+                    expected_version: 0,
+                })
+                .unwrap_err()
+            ),
+            "task_id"
+        );
+        // Hostile times are refused, at once, naming the field.
+        for seconds in [i64::MAX, i64::MIN, -1, MAX_DUE_BEFORE_SECONDS + 1] {
+            let list = ListTasks::try_from(pb::ListTasksRequest {
+                due_before: Some(prost_types::Timestamp { seconds, nanos: 0 }),
+                ..Default::default()
+            });
+            assert_eq!(field(list.unwrap_err()), "due_before", "{seconds}");
+        }
+        let list = ListTasks::try_from(pb::ListTasksRequest {
+            statuses: vec![1; 17],
+            ..Default::default()
+        });
+        assert_eq!(field(list.unwrap_err()), "statuses");
+        let ok = ListTasks::try_from(pb::ListTasksRequest {
+            due_before: Some(prost_types::Timestamp {
+                seconds: 1_800_000_000,
+                nanos: 0,
+            }),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(ok.due_before, Some(1_800_000_000_000));
     }
 
     #[test]

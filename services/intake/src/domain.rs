@@ -22,6 +22,15 @@ pub const MAX_FORM_BYTES: usize = 64 * 1024;
 pub const MAX_MATERIALS: usize = 100;
 pub const MAX_TEXT: usize = 500;
 pub const MAX_MATERIAL_BYTES: i64 = 4 * 1024 * 1024 * 1024;
+/// Most commitments per application (one per owed material kind, so as many as materials).
+pub const MAX_COMMITMENTS: usize = MAX_MATERIALS;
+/// Longest id, code or kind (application ids, matter codes, material kinds), in bytes.
+pub const MAX_ID: usize = 128;
+/// Longest material URI, in bytes.
+pub const MAX_URI: usize = 2048;
+/// The hard bound on any commitment's working days, whatever a matter says: a year. Checked
+/// before any calendar arithmetic.
+pub const MAX_OWED_DAYS: u32 = 365;
 
 /// A submission that passed validation, normalised (credit code upper-case, trimmed names).
 #[derive(Debug, Clone)]
@@ -39,6 +48,7 @@ pub fn validate_submission(
     matter: Option<&MatterDefinition>,
     calendar: &Calendar,
     now: DateTime<Utc>,
+    uri_schemes: &[String],
 ) -> Result<ValidSubmission, Vec<Violation>> {
     let mut v = Vec::new();
     let request_id = req.request_id.trim().to_string();
@@ -57,6 +67,13 @@ pub fn validate_submission(
     }
     req.request_id = request_id;
 
+    if req.matter_code.len() > MAX_ID {
+        v.push(Violation::new(
+            "matter_code",
+            format!("must be at most {MAX_ID} characters"),
+        ));
+        return Err(v);
+    }
     let Some(matter) = matter else {
         v.push(Violation::new(
             "matter_code",
@@ -88,16 +105,17 @@ pub fn validate_submission(
         }
     }
 
-    if req.materials.len() > MAX_MATERIALS {
-        v.push(Violation::new(
-            "materials",
-            format!("at most {MAX_MATERIALS} materials per application"),
-        ));
-    }
-    let provided = validate_materials(&mut req.materials, matter, &mut v);
+    let provided = validate_materials(&mut req.materials, matter, uri_schemes, &mut v);
 
     let mut owed = Vec::new();
     let mut committed = HashSet::new();
+    if req.commitments.len() > MAX_COMMITMENTS {
+        v.push(Violation::new(
+            "commitments",
+            format!("at most {MAX_COMMITMENTS} commitments per application"),
+        ));
+        return Err(v);
+    }
     for (i, c) in req.commitments.iter_mut().enumerate() {
         let at = |f: &str| format!("commitments[{i}].{f}");
         c.material_kind = c.material_kind.trim().to_string();
@@ -119,22 +137,25 @@ pub fn validate_submission(
                 ),
             )),
             Some(req_m) => {
-                let max = req_m.max_owed_days.unwrap_or(0);
+                let max = req_m.max_owed_days.unwrap_or(0).min(MAX_OWED_DAYS);
+                if !committed.insert(c.material_kind.clone()) {
+                    v.push(Violation::new(at("material_kind"), "duplicate commitment"));
+                }
+                // Range-checked before the calendar sees it: a hostile number is refused
+                // without any arithmetic.
                 if c.due_within_days == 0 || c.due_within_days > max {
                     v.push(Violation::new(
                         at("due_within_days"),
                         format!("must be 1 to {max} working days"),
                     ));
+                } else {
+                    owed.push(OwedMaterial {
+                        material_kind: c.material_kind.clone(),
+                        due_time: Some(ts(calendar.add_working_days(now, c.due_within_days))),
+                        fulfilled_time: None,
+                        statement: c.statement.clone(),
+                    });
                 }
-                if !committed.insert(c.material_kind.clone()) {
-                    v.push(Violation::new(at("material_kind"), "duplicate commitment"));
-                }
-                owed.push(OwedMaterial {
-                    material_kind: c.material_kind.clone(),
-                    due_time: Some(ts(calendar.add_working_days(now, c.due_within_days))),
-                    fulfilled_time: None,
-                    statement: c.statement.clone(),
-                });
             }
         }
         if c.statement.is_empty() || c.statement.chars().count() > MAX_TEXT {
@@ -189,9 +210,17 @@ pub fn validate_submission(
 pub fn validate_materials(
     materials: &mut [Material],
     matter: &MatterDefinition,
+    uri_schemes: &[String],
     v: &mut Vec<Violation>,
 ) -> HashSet<String> {
     let mut provided = HashSet::new();
+    if materials.len() > MAX_MATERIALS {
+        v.push(Violation::new(
+            "materials",
+            format!("at most {MAX_MATERIALS} materials per application"),
+        ));
+        return provided;
+    }
     for (i, m) in materials.iter_mut().enumerate() {
         let at = |f: &str| format!("materials[{i}].{f}");
         m.kind = m.kind.trim().to_string();
@@ -218,12 +247,36 @@ pub fn validate_materials(
                 "must be between 1 byte and 4 GiB",
             ));
         }
-        if m.uri.trim().is_empty() || m.uri.len() > 2048 {
-            v.push(Violation::new(at("uri"), "must be 1 to 2048 characters"));
+        m.uri = m.uri.trim().to_string();
+        if m.uri.is_empty() || m.uri.len() > MAX_URI {
+            v.push(Violation::new(
+                at("uri"),
+                format!("must be 1 to {MAX_URI} characters"),
+            ));
+        } else if !uri_scheme_allowed(&m.uri, uri_schemes) {
+            v.push(Violation::new(
+                at("uri"),
+                format!("must start with one of: {}", schemes_list(uri_schemes)),
+            ));
         }
         provided.insert(m.kind.clone());
     }
     provided
+}
+
+/// Whether `uri` is `<scheme>://…` with a scheme in `allowed` (case-insensitive).
+pub fn uri_scheme_allowed(uri: &str, allowed: &[String]) -> bool {
+    uri.split_once("://").is_some_and(|(scheme, rest)| {
+        !rest.is_empty() && allowed.iter().any(|a| a.eq_ignore_ascii_case(scheme))
+    })
+}
+
+fn schemes_list(allowed: &[String]) -> String {
+    allowed
+        .iter()
+        .map(|s| format!("{s}://"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn validate_applicant(

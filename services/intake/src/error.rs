@@ -30,6 +30,12 @@ pub enum IntakeError {
     Db(#[from] sea_orm::DbErr),
     #[error("stored application is corrupt: {0}")]
     Corrupt(String),
+    /// Over a per-caller limit; `retry_after` when waiting helps.
+    #[error("{message}")]
+    Exhausted {
+        message: String,
+        retry_after: Option<std::time::Duration>,
+    },
 }
 
 impl From<IntakeError> for tonic::Status {
@@ -60,6 +66,9 @@ impl From<IntakeError> for tonic::Status {
             IntakeError::Denied(d) => d.to_status(),
             IntakeError::Db(err) => status::storage_unavailable(&err),
             IntakeError::Corrupt(_) => status::internal(&message),
+            IntakeError::Exhausted { retry_after, .. } => {
+                status::resource_exhausted(message, retry_after)
+            }
         }
     }
 }

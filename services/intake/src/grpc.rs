@@ -75,6 +75,8 @@ impl IntakeService for IntakeGrpc {
     ) -> Result<Response<Self::WatchApplicationStream>, Status> {
         let who = identity(&req)?;
         let id = req.get_ref().application_id.trim().to_string();
+        // Held by the stream task: released when the stream ends, however it ends.
+        let permit = self.intake.watch_permit(&who)?;
         // Subscribe before the first read so no change between the two is missed.
         let mut changes = self.intake.subscribe_changes();
         let first = self
@@ -83,6 +85,7 @@ impl IntakeService for IntakeGrpc {
             .await?;
         let intake = self.intake.clone();
         let stream = tongban_runtime::stream_from_task(move |tx| async move {
+            let _permit = permit;
             let mut seen = first.version;
             let snapshot = pb::WatchApplicationResponse {
                 change_time: first.update_time,

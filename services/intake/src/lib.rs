@@ -18,6 +18,7 @@ pub mod domain;
 pub mod entity;
 pub mod error;
 pub mod grpc;
+pub mod limits;
 pub mod matters;
 pub mod migration;
 pub mod repository;
@@ -56,22 +57,31 @@ pub fn queue_spec() -> QueueSpec {
     )
 }
 
-/// [`run_with_credit`] with the default credit registry: the file source in
-/// `<deploy_dir>/credit`, breaches to `data/credit-breaches.jsonl`.
+/// [`run_with`] the default credit registry (the file source in `<deploy_dir>/credit`, breaches
+/// to `data/credit-breaches.jsonl`) and the limits from the environment
+/// ([`limits::IntakeLimits::from_env`]).
 pub async fn run(
     ctx: Context,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let credit = tongban_credit::CreditSettings::default().build(&ctx.deploy_dir)?;
-    run_with_credit(ctx, credit, listener, shutdown).await
+    run_with(
+        ctx,
+        credit,
+        limits::IntakeLimits::from_env()?,
+        listener,
+        shutdown,
+    )
+    .await
 }
 
 /// Migrates, starts the relay and the consumer, and serves gRPC on `listener` until `shutdown`,
-/// looking credit classes up in (and reporting breaches to) `credit`.
-pub async fn run_with_credit(
+/// looking credit classes up in (and reporting breaches to) `credit`, within `limits`.
+pub async fn run_with(
     ctx: Context,
     credit: Arc<dyn tongban_credit::CreditRegistry>,
+    limits: limits::IntakeLimits,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
@@ -85,7 +95,8 @@ pub async fn run_with_credit(
     let integrators = tongban_authz::Integrators::load(ctx.deploy_dir.join("integrators.toml"))?;
     let intake = Arc::new(
         Intake::new(ctx.db.clone(), matters, calendar, service.relay(), credit)
-            .with_policy(tongban_authz::Policy::new(integrators)),
+            .with_policy(tongban_authz::Policy::new(integrators))
+            .with_limits(limits),
     );
     service.spawn(
         "definitions",

@@ -12,8 +12,8 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(tongban_outbox::migration::OutboxInbox),
             Box::new(IntakeTables),
-            Box::new(CreditColumns),
             Box::new(tongban_audit::migration::AuditLog),
+            Box::new(CreditColumns),
         ]
     }
 }
@@ -191,11 +191,15 @@ mod tests {
         let db = Database::connect("sqlite::memory:").await?;
         Migrator::up(&db, None).await?;
         assert!(application::Entity::find().all(&db).await?.is_empty());
-        // The audit log's tables are the last migration.
-        Migrator::down(&db, Some(1)).await?;
-        assert!(tongban_audit::chains(&db).await.is_err());
+        // The last migration adds the credit columns: without them the entity no longer reads.
         Migrator::down(&db, Some(1)).await?;
         assert!(application::Entity::find().all(&db).await.is_err());
+        // The one before is the audit log's tables.
+        Migrator::down(&db, Some(1)).await?;
+        assert!(tongban_audit::chains(&db).await.is_err());
+        assert!(matter::Entity::find().all(&db).await?.is_empty());
+        Migrator::down(&db, Some(1)).await?;
+        assert!(matter::Entity::find().all(&db).await.is_err());
         Migrator::up(&db, None).await?;
         assert!(matter::Entity::find().all(&db).await?.is_empty());
         Ok(())

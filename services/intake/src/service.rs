@@ -30,6 +30,7 @@ use crate::{
     domain,
     error::Violation,
     error::{IntakeError, invalid},
+    limits::{IntakeLimits, StreamCounter, StreamPermit, SubmitLimiter},
     matters::Matters,
     repository::{ApplicationStore, ListFilter},
 };
@@ -52,6 +53,9 @@ pub struct Intake {
     /// The authorization table and the registered integrators.
     policy: Policy,
     credit: Arc<dyn CreditRegistry>,
+    limits: IntakeLimits,
+    submit_limiter: Arc<SubmitLimiter>,
+    watch_streams: StreamCounter,
 }
 
 impl Intake {
@@ -63,6 +67,7 @@ impl Intake {
         credit: Arc<dyn CreditRegistry>,
     ) -> Self {
         let (changes, _) = broadcast::channel(1024);
+        let limits = IntakeLimits::default();
         Self {
             db,
             matters,
@@ -71,6 +76,9 @@ impl Intake {
             changes,
             policy: Policy::default(),
             credit,
+            submit_limiter: Arc::new(SubmitLimiter::new(limits.submissions_per_minute)),
+            limits,
+            watch_streams: StreamCounter::default(),
         }
     }
 
@@ -84,6 +92,25 @@ impl Intake {
     /// The credit registry adapter (with its cache).
     pub fn credit(&self) -> &Arc<dyn CreditRegistry> {
         &self.credit
+    }
+
+    /// Replaces the default [`IntakeLimits`].
+    pub fn with_limits(mut self, limits: IntakeLimits) -> Self {
+        self.submit_limiter = Arc::new(SubmitLimiter::new(limits.submissions_per_minute));
+        self.limits = limits;
+        self
+    }
+
+    /// A permit to hold one more WatchApplication stream open for `who`, released when dropped;
+    /// RESOURCE_EXHAUSTED beyond the configured number per caller.
+    pub fn watch_permit(&self, who: &Identity) -> Result<StreamPermit, IntakeError> {
+        let max = self.limits.watch_streams_per_caller;
+        self.watch_streams
+            .acquire(&who.actor_label(), max)
+            .ok_or_else(|| IntakeError::Exhausted {
+                message: format!("at most {max} open WatchApplication streams per caller"),
+                retry_after: None,
+            })
     }
 
     pub fn db(&self) -> &DatabaseConnection {
@@ -131,6 +158,7 @@ impl Intake {
                     matter.as_deref(),
                     &self.calendar,
                     chrono::Utc::now(),
+                    &self.limits.uri_schemes,
                 )
                 .map_err(IntakeError::Invalid)?;
                 String::new()
@@ -144,6 +172,15 @@ impl Intake {
             &Scope::application(claimed, req.matter_code.trim(), Vec::new()),
             req.request_id.trim(),
         )?;
+        if let Err(wait) = self.submit_limiter.check(&who.subject) {
+            return Err(IntakeError::Exhausted {
+                message: format!(
+                    "too many submissions; retry in {} ms",
+                    wait.as_millis().max(1)
+                ),
+                retry_after: Some(wait),
+            });
+        }
         let fingerprint = hex::encode(Sha256::digest(req.encode_to_vec()));
         if let Some(existing) = self.replay(&req.request_id, &fingerprint).await? {
             return Ok((existing, false));
@@ -151,8 +188,14 @@ impl Intake {
 
         let now = chrono::Utc::now();
         let matter = self.matters.latest(&req.matter_code);
-        let valid = domain::validate_submission(req, matter.as_deref(), &self.calendar, now)
-            .map_err(IntakeError::Invalid)?;
+        let valid = domain::validate_submission(
+            req,
+            matter.as_deref(),
+            &self.calendar,
+            now,
+            &self.limits.uri_schemes,
+        )
+        .map_err(IntakeError::Invalid)?;
         let matter_version = matter.map(|m| m.version).unwrap_or_default();
         let mut r = valid.request;
         // Before the transaction: a slow registry must not hold a database connection.
@@ -347,7 +390,12 @@ impl Intake {
             ))
         })?;
         let mut violations: Vec<Violation> = Vec::new();
-        let provided = domain::validate_materials(&mut req.materials, &matter, &mut violations);
+        let provided = domain::validate_materials(
+            &mut req.materials,
+            &matter,
+            &self.limits.uri_schemes,
+            &mut violations,
+        );
         if !violations.is_empty() {
             return Err(IntakeError::Invalid(violations));
         }

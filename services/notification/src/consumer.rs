@@ -1,5 +1,8 @@
 //! The fan-in: every consumed event becomes notifications (and their e-mails) and webhook
-//! deliveries, in the consumer's transaction, so a redelivered event changes nothing.
+//! deliveries, in the consumer's transaction, so a redelivered event changes nothing. Webhook
+//! deliveries go only to webhooks whose owner's scope includes the event's application
+//! ([`crate::scope::in_scope`]); the department an event names is remembered first, so the
+//! event that brings a department in already reaches that department's webhooks.
 
 use std::sync::Arc;
 
@@ -10,9 +13,10 @@ use tongban_proto::events::Envelope;
 use crate::{
     fanin::{self, Facts},
     repository::{
-        EmailQueue, FactStore, InboxStore, NewNotification, WebhookDeliveries, WebhookStore,
+        EmailQueue, FactStore, InboxStore, NewNotification, ScopeStore, WebhookDeliveries,
+        WebhookStore,
     },
-    schedule,
+    schedule, scope,
     service::Shared,
 };
 
@@ -76,8 +80,17 @@ impl EventHandler for FanIn {
             }
         }
 
+        if let Some(dept) = department(event)
+            && !event.application_id.is_empty()
+        {
+            txn.add_department(&event.application_id, dept).await?;
+        }
         let hooks = txn.webhooks().await?;
-        let wanted: Vec<_> = hooks.iter().filter(|w| w.wants(&event.r#type)).collect();
+        let mut wanted: Vec<_> = hooks.iter().filter(|w| w.wants(&event.r#type)).collect();
+        if !wanted.is_empty() {
+            let app = txn.app_scope(&event.application_id, facts.as_ref()).await?;
+            wanted.retain(|w| scope::in_scope(&w.owner, &app));
+        }
         if !wanted.is_empty() {
             let body = crate::webhook::body(event).to_string();
             for w in wanted {
@@ -91,4 +104,23 @@ impl EventHandler for FanIn {
     fn committed(&self, _events: &[Envelope]) {
         self.shared.wake();
     }
+}
+
+/// The department an event names, if any: one with a task in the application's workflow.
+fn department(event: &Envelope) -> Option<&str> {
+    use tongban_proto::events::envelope::Payload as P;
+    let d = match event.payload.as_ref()? {
+        P::TaskCreated(p) => &p.department,
+        P::TaskDecided(p) => &p.department,
+        P::TaskDueSoon(p) => &p.department,
+        P::TaskOverdue(p) => &p.department,
+        P::TaskEscalated(p) => &p.department,
+        P::SupplementRequested(p) => &p.department,
+        P::ApplicationApproved(p) => &p.department,
+        P::ApplicationRejected(p) => &p.department,
+        P::RequestAnswered(p) => &p.department,
+        _ => return None,
+    };
+    let d = d.trim();
+    (!d.is_empty()).then_some(d)
 }

@@ -9,6 +9,8 @@ pub enum NotificationError {
     /// A request field is wrong; `field` is named as the client sent it.
     #[error("invalid {field}: {description}")]
     Invalid { field: String, description: String },
+    #[error("{0} not found")]
+    NotFound(String),
     #[error("request_id {0} was already used for a different request")]
     RequestIdReused(String),
     #[error(transparent)]
@@ -18,6 +20,9 @@ pub enum NotificationError {
     Denied(tongban_authz::Denied),
     #[error("storage: {0}")]
     Db(#[from] sea_orm::DbErr),
+    /// Over a per-caller limit (open Subscribe streams).
+    #[error("{0}")]
+    Exhausted(String),
     /// Configuration that cannot work (templates, SMTP settings).
     #[error("configuration: {0}")]
     Config(String),
@@ -32,6 +37,9 @@ impl From<NotificationError> for tonic::Status {
                 &[status::Violation { field, description }],
                 Reason::InvalidArgument,
             ),
+            NotificationError::NotFound(_) => {
+                status::with_reason(Code::NotFound, message, Reason::NotFound)
+            }
             NotificationError::RequestIdReused(_) => {
                 status::with_reason(Code::AlreadyExists, message, Reason::RequestIdReused)
             }
@@ -39,6 +47,7 @@ impl From<NotificationError> for tonic::Status {
             NotificationError::Denied(d) => d.to_status(),
             NotificationError::Db(err) => status::storage_unavailable(&err),
             NotificationError::Config(_) => status::internal(&message),
+            NotificationError::Exhausted(_) => status::resource_exhausted(message, None),
         }
     }
 }

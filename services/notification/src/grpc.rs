@@ -8,6 +8,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 use tongban_auth::identity;
 use tongban_proto::notification::{self as pb, notification_service_server::NotificationService};
+use tongban_runtime::streams::StreamCounter;
 use tonic::{Request, Response, Status};
 
 use crate::{error::invalid, repository::InboxStore, service::Notifications};
@@ -16,6 +17,8 @@ pub struct NotificationGrpc {
     notifications: Arc<Notifications>,
     poll: Duration,
     shutdown: CancellationToken,
+    streams: StreamCounter,
+    max_streams: usize,
 }
 
 impl NotificationGrpc {
@@ -30,7 +33,15 @@ impl NotificationGrpc {
             notifications,
             poll,
             shutdown,
+            streams: StreamCounter::default(),
+            max_streams: crate::DEFAULT_STREAMS_PER_CALLER,
         }
+    }
+
+    /// At most `max` open Subscribe streams per caller.
+    pub fn with_stream_limit(mut self, max: usize) -> Self {
+        self.max_streams = max;
+        self
     }
 }
 
@@ -70,6 +81,16 @@ impl NotificationService for NotificationGrpc {
         if after < 0 {
             return Err(invalid("after_cursor", "must not be negative").into());
         }
+        // Held by the stream task: released when the stream ends, however it ends.
+        let permit = self
+            .streams
+            .acquire(&who.actor_label(), self.max_streams)
+            .ok_or_else(|| {
+                crate::error::NotificationError::Exhausted(format!(
+                    "at most {} open Subscribe streams per caller",
+                    self.max_streams
+                ))
+            })?;
         // Subscribe to wake-ups before the first read so nothing committed in between is missed.
         let mut changes = self.notifications.shared().changes.subscribe();
         let notifications = self.notifications.clone();
@@ -83,6 +104,7 @@ impl NotificationService for NotificationGrpc {
         let poll = self.poll;
         let shutdown = self.shutdown.clone();
         let stream = tongban_runtime::stream_from_task(move |tx| async move {
+            let _permit = permit;
             loop {
                 let unread_only = last < unread_until;
                 let batch = notifications
@@ -155,5 +177,31 @@ impl NotificationService for NotificationGrpc {
         Ok(Response::new(pb::RegisterWebhookResponse {
             webhook: Some(webhook),
         }))
+    }
+
+    async fn list_webhooks(
+        &self,
+        req: Request<pb::ListWebhooksRequest>,
+    ) -> Result<Response<pb::ListWebhooksResponse>, Status> {
+        let who = identity(&req)?;
+        let (webhooks, next_page_token) = self
+            .notifications
+            .list_webhooks(&who, req.get_ref())
+            .await?;
+        Ok(Response::new(pb::ListWebhooksResponse {
+            webhooks,
+            next_page_token,
+        }))
+    }
+
+    async fn delete_webhook(
+        &self,
+        req: Request<pb::DeleteWebhookRequest>,
+    ) -> Result<Response<pb::DeleteWebhookResponse>, Status> {
+        let who = identity(&req)?;
+        self.notifications
+            .delete_webhook(&who, &req.get_ref().webhook_id)
+            .await?;
+        Ok(Response::new(pb::DeleteWebhookResponse {}))
     }
 }

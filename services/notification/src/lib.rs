@@ -9,10 +9,12 @@
 //!   in the recipient's language (applicants: their contact's locale; staff: zh-CN). Reminders
 //!   (`task.due_soon`, `task.overdue`) are de-duplicated per (recipient, kind, task);
 //! - **e-mails** for applicant notifications when the application has a contact address;
-//! - **webhook deliveries** for every registered webhook that wants the event type.
+//! - **webhook deliveries** for every registered webhook that wants the event type and whose
+//!   owner's scope includes the application ([`scope`]).
 //!
 //! Then three readers act on those rows:
-//! - the gRPC API ([`grpc`]): `ListNotifications`, `MarkRead`, `RegisterWebhook`, and
+//! - the gRPC API ([`grpc`]): `ListNotifications`, `MarkRead`, `RegisterWebhook`,
+//!   `ListWebhooks`, `DeleteWebhook` (webhooks are owned; see [`scope`] and [`guard`]), and
 //!   `Subscribe`, which streams the backlog after a cursor and then live notifications. The
 //!   cursor is the global `seq` column, assigned in commit order, so reconnecting with the last
 //!   cursor seen gives no gaps and no repeats;
@@ -36,9 +38,11 @@ pub mod entity;
 pub mod error;
 pub mod fanin;
 pub mod grpc;
+pub mod guard;
 pub mod migration;
 pub mod repository;
 pub mod schedule;
+pub mod scope;
 pub mod service;
 pub mod templates;
 pub mod webhook;
@@ -54,6 +58,7 @@ use tongban_runtime::{Context, ServiceBuilder};
 
 pub use email::SmtpSettings;
 pub use error::NotificationError;
+pub use guard::WebhookPolicy;
 pub use service::Notifications;
 pub use webhook::RetryPolicy;
 
@@ -72,6 +77,24 @@ pub struct NotificationOptions {
     /// How often senders and streams look for work without a wake-up (another replica may
     /// have written it).
     pub poll: Duration,
+    /// Where webhooks may point (https only and public addresses unless allowed here).
+    pub webhook_policy: WebhookPolicy,
+    /// Open Subscribe streams one caller may hold; more are RESOURCE_EXHAUSTED.
+    pub subscribe_streams_per_caller: usize,
+}
+
+/// Default of [`NotificationOptions::subscribe_streams_per_caller`]; the environment key
+/// `TONGBAN_NOTIFICATION_STREAMS_PER_CALLER` overrides it in [`run`].
+pub const DEFAULT_STREAMS_PER_CALLER: usize = 16;
+
+fn streams_from_env() -> anyhow::Result<usize> {
+    match std::env::var("TONGBAN_NOTIFICATION_STREAMS_PER_CALLER") {
+        Ok(v) => v
+            .trim()
+            .parse()
+            .map_err(|e| anyhow::anyhow!("TONGBAN_NOTIFICATION_STREAMS_PER_CALLER: {e}")),
+        Err(_) => Ok(DEFAULT_STREAMS_PER_CALLER),
+    }
 }
 
 impl Default for NotificationOptions {
@@ -80,12 +103,15 @@ impl Default for NotificationOptions {
             smtp: None,
             webhook_retry: RetryPolicy::default(),
             poll: Duration::from_secs(2),
+            webhook_policy: WebhookPolicy::default(),
+            subscribe_streams_per_caller: DEFAULT_STREAMS_PER_CALLER,
         }
     }
 }
 
 /// [`run_with`] with SMTP settings from the environment (`TONGBAN_SMTP_HOST`, `_PORT`, `_FROM`,
-/// `_TLS`); without a host, e-mail is disabled.
+/// `_TLS`; without a host, e-mail is disabled) and the webhook policy from
+/// `TONGBAN_WEBHOOK_ALLOW_HTTP` and `TONGBAN_WEBHOOK_ALLOW` (see [`guard`]).
 pub async fn run(
     ctx: Context,
     listener: TcpListener,
@@ -93,6 +119,24 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let opts = NotificationOptions {
         smtp: SmtpSettings::from_env(),
+        webhook_policy: WebhookPolicy::from_env().map_err(anyhow::Error::msg)?,
+        subscribe_streams_per_caller: streams_from_env()?,
+        ..NotificationOptions::default()
+    };
+    run_with(ctx, opts, listener, shutdown).await
+}
+
+/// [`run`] as `tongban dev` runs it: webhooks may also use plain http and reach this machine
+/// ([`WebhookPolicy::dev`]).
+pub async fn run_dev(
+    ctx: Context,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let opts = NotificationOptions {
+        smtp: SmtpSettings::from_env(),
+        webhook_policy: WebhookPolicy::dev().map_err(anyhow::Error::msg)?,
+        subscribe_streams_per_caller: streams_from_env()?,
         ..NotificationOptions::default()
     };
     run_with(ctx, opts, listener, shutdown).await
@@ -120,12 +164,14 @@ pub async fn run_with(
             None
         }
     };
-    let deliverer = webhook::Deliverer::new(opts.webhook_retry.clone())?;
+    let deliverer =
+        webhook::Deliverer::new(opts.webhook_retry.clone(), opts.webhook_policy.clone())?;
     let shared = Arc::new(service::Shared::new(
         ctx.db.clone(),
         templates,
         calendar,
         mailer.is_some(),
+        Arc::new(opts.webhook_policy.clone()),
     ));
     let integrators = tongban_authz::Integrators::load(ctx.deploy_dir.join("integrators.toml"))?;
     let notifications = Arc::new(
@@ -141,10 +187,9 @@ pub async fn run_with(
         "webhooks",
         deliverer.run(shared.clone(), opts.poll, shutdown.clone()),
     );
-    let server = NotificationServiceServer::new(grpc::NotificationGrpc::new(
-        notifications,
-        opts.poll,
-        shutdown.clone(),
-    ));
+    let server = NotificationServiceServer::new(
+        grpc::NotificationGrpc::new(notifications, opts.poll, shutdown.clone())
+            .with_stream_limit(opts.subscribe_streams_per_caller),
+    );
     service.serve(listener, server).await
 }

@@ -17,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(NotificationTables),
             Box::new(WebhookRequestId),
             Box::new(tongban_audit::migration::AuditLog),
+            Box::new(WebhookOwners),
         ]
     }
 }
@@ -54,6 +55,70 @@ impl MigrationTrait for WebhookRequestId {
             .await?;
         db.execute_unprepared("ALTER TABLE webhooks DROP COLUMN request_id")
             .await?;
+        Ok(())
+    }
+}
+
+/// Webhook owners (who registered each, with the scope claims of their token) and the
+/// departments of each application's workflow, so that a webhook receives only the
+/// applications in its owner's scope. Existing webhooks get no owner and receive nothing until
+/// re-registered: failing closed is the point.
+struct WebhookOwners;
+
+impl MigrationName for WebhookOwners {
+    fn name(&self) -> &str {
+        "m20261130_000005_notification_webhook_owners"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for WebhookOwners {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        // Every step may already be done: SQLite runs DDL outside a migration transaction, so
+        // a process killed half-way (tongban dev, kill -9) runs this again on restart.
+        let db = manager.get_connection();
+        for col in [
+            "owner_subject",
+            "owner_role",
+            "owner_department",
+            "owner_credit_code",
+        ] {
+            if !manager.has_column("webhooks", col).await? {
+                db.execute_unprepared(&format!(
+                    "ALTER TABLE webhooks ADD COLUMN {col} TEXT NOT NULL DEFAULT ''"
+                ))
+                .await?;
+            }
+        }
+        db.execute_unprepared(
+            "CREATE INDEX IF NOT EXISTS webhooks_owner ON webhooks (owner_role, owner_subject, webhook_id)",
+        )
+        .await?;
+        db.execute_unprepared(
+            "CREATE TABLE IF NOT EXISTS application_departments (
+                application_id TEXT NOT NULL,
+                department TEXT NOT NULL,
+                PRIMARY KEY (application_id, department)
+            )",
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        db.execute_unprepared("DROP TABLE application_departments")
+            .await?;
+        db.execute_unprepared("DROP INDEX webhooks_owner").await?;
+        for col in [
+            "owner_credit_code",
+            "owner_department",
+            "owner_role",
+            "owner_subject",
+        ] {
+            db.execute_unprepared(&format!("ALTER TABLE webhooks DROP COLUMN {col}"))
+                .await?;
+        }
         Ok(())
     }
 }
@@ -302,7 +367,11 @@ mod tests {
         Migrator::up(&db, None).await?;
         assert!(notification::Entity::find().all(&db).await?.is_empty());
         assert!(webhook::Entity::find().all(&db).await?.is_empty());
-        // The audit log's tables are the last migration.
+        // The last migration adds the webhook owner columns: without them the entity no
+        // longer reads.
+        Migrator::down(&db, Some(1)).await?;
+        assert!(webhook::Entity::find().all(&db).await.is_err());
+        // The one before is the audit log's tables.
         Migrator::down(&db, Some(1)).await?;
         assert!(tongban_audit::chains(&db).await.is_err());
         // The one before adds webhooks.request_id: without it the entity no longer reads.

@@ -18,9 +18,14 @@ use sea_orm::{
 use tongban_proto::{notification as pb, time::ts};
 use tongban_storage::{from_ms, lock, now_ms, stmt};
 
+use secrecy::{ExposeSecret, SecretString};
+
 use crate::{
-    entity::{application_fact, email, notification, webhook, webhook_delivery},
+    entity::{
+        application_department, application_fact, email, notification, webhook, webhook_delivery,
+    },
     fanin::Facts,
+    scope::{AppScope, Owner},
 };
 
 // ---------------------------------------------------------------- application facts
@@ -69,6 +74,56 @@ impl<C: ConnectionTrait> FactStore for C {
                 matter_code: m.matter_code,
                 project_name: m.project_name,
             }))
+    }
+}
+
+/// The `application_departments` table, and the [`AppScope`] read from it and the facts.
+pub trait ScopeStore {
+    /// Remembers that `department` has a task in `application_id`'s workflow.
+    fn add_department(
+        &self,
+        application_id: &str,
+        department: &str,
+    ) -> impl Future<Output = Result<(), DbErr>> + Send;
+
+    /// What is known of the application for webhook scoping.
+    fn app_scope(
+        &self,
+        application_id: &str,
+        facts: Option<&Facts>,
+    ) -> impl Future<Output = Result<AppScope, DbErr>> + Send;
+}
+
+impl<C: ConnectionTrait> ScopeStore for C {
+    async fn add_department(&self, application_id: &str, department: &str) -> Result<(), DbErr> {
+        application_department::Entity::insert(application_department::ActiveModel {
+            application_id: Set(application_id.to_string()),
+            department: Set(department.to_string()),
+        })
+        .on_conflict(OnConflict::new().do_nothing().to_owned())
+        .exec_without_returning(self)
+        .await?;
+        Ok(())
+    }
+
+    async fn app_scope(
+        &self,
+        application_id: &str,
+        facts: Option<&Facts>,
+    ) -> Result<AppScope, DbErr> {
+        let departments = application_department::Entity::find()
+            .filter(application_department::Column::ApplicationId.eq(application_id))
+            .all(self)
+            .await?
+            .into_iter()
+            .map(|m| m.department)
+            .collect();
+        let known = |s: &str| (!s.is_empty()).then(|| s.to_string());
+        Ok(AppScope {
+            credit_code: facts.and_then(|f| known(&f.credit_code)),
+            matter_code: facts.and_then(|f| known(&f.matter_code)),
+            departments,
+        })
     }
 }
 
@@ -421,14 +476,15 @@ impl<C: ConnectionTrait> EmailQueue for C {
 
 // ---------------------------------------------------------------- webhooks
 
-/// A registered webhook.
+/// A registered webhook. Its `Debug` shows no secret ([`SecretString`] redacts itself).
 #[derive(Debug, Clone)]
 pub struct WebhookRow {
     pub webhook_id: String,
     pub url: String,
     pub event_types: Vec<String>,
-    pub secret: String,
+    pub secret: SecretString,
     pub created_ms: i64,
+    pub owner: Owner,
 }
 
 impl WebhookRow {
@@ -448,8 +504,14 @@ impl From<webhook::Model> for WebhookRow {
                 .filter(|t| !t.is_empty())
                 .map(str::to_string)
                 .collect(),
-            secret: m.secret,
+            secret: SecretString::from(m.secret),
             created_ms: m.created_ms,
+            owner: Owner {
+                subject: m.owner_subject,
+                role: m.owner_role,
+                department: m.owner_department,
+                credit_code: m.owner_credit_code,
+            },
         }
     }
 }
@@ -461,52 +523,68 @@ pub trait WebhookStore {
     fn insert_webhook(
         &self,
         w: &WebhookRow,
-        created_by: &str,
         request_id: &str,
     ) -> impl Future<Output = Result<(), DbErr>> + Send;
 
-    /// The webhook registered with `request_id`, and who registered it.
+    /// The webhook registered with `request_id`.
     fn webhook_by_request_id(
         &self,
         request_id: &str,
-    ) -> impl Future<Output = Result<Option<(WebhookRow, String)>, DbErr>> + Send;
+    ) -> impl Future<Output = Result<Option<WebhookRow>, DbErr>> + Send;
+
+    fn webhook(
+        &self,
+        webhook_id: &str,
+    ) -> impl Future<Output = Result<Option<WebhookRow>, DbErr>> + Send;
 
     fn webhooks(&self) -> impl Future<Output = Result<Vec<WebhookRow>, DbErr>> + Send;
+
+    /// Webhooks by id, after `after`, of `owner` only when given.
+    fn list_webhooks(
+        &self,
+        owner: Option<&Owner>,
+        after: Option<&str>,
+        limit: u64,
+    ) -> impl Future<Output = Result<Vec<WebhookRow>, DbErr>> + Send;
+
+    /// Deletes a webhook and its deliveries; false when there was none. Run it in a
+    /// transaction so that nothing is half-deleted.
+    fn delete_webhook(&self, webhook_id: &str) -> impl Future<Output = Result<bool, DbErr>> + Send;
 }
 
 impl<C: ConnectionTrait> WebhookStore for C {
-    async fn insert_webhook(
-        &self,
-        w: &WebhookRow,
-        created_by: &str,
-        request_id: &str,
-    ) -> Result<(), DbErr> {
+    async fn insert_webhook(&self, w: &WebhookRow, request_id: &str) -> Result<(), DbErr> {
         webhook::Entity::insert(webhook::ActiveModel {
             webhook_id: Set(w.webhook_id.clone()),
             url: Set(w.url.clone()),
             event_types: Set(w.event_types.join(",")),
-            secret: Set(w.secret.clone()),
-            created_by: Set(created_by.to_string()),
+            secret: Set(w.secret.expose_secret().to_string()),
+            created_by: Set(w.owner.label()),
             created_ms: Set(w.created_ms),
             request_id: Set(request_id.to_string()),
+            owner_subject: Set(w.owner.subject.clone()),
+            owner_role: Set(w.owner.role.clone()),
+            owner_department: Set(w.owner.department.clone()),
+            owner_credit_code: Set(w.owner.credit_code.clone()),
         })
         .exec_without_returning(self)
         .await?;
         Ok(())
     }
 
-    async fn webhook_by_request_id(
-        &self,
-        request_id: &str,
-    ) -> Result<Option<(WebhookRow, String)>, DbErr> {
+    async fn webhook_by_request_id(&self, request_id: &str) -> Result<Option<WebhookRow>, DbErr> {
         Ok(webhook::Entity::find()
             .filter(webhook::Column::RequestId.eq(request_id))
             .one(self)
             .await?
-            .map(|m| {
-                let by = m.created_by.clone();
-                (WebhookRow::from(m), by)
-            }))
+            .map(WebhookRow::from))
+    }
+
+    async fn webhook(&self, webhook_id: &str) -> Result<Option<WebhookRow>, DbErr> {
+        Ok(webhook::Entity::find_by_id(webhook_id)
+            .one(self)
+            .await?
+            .map(WebhookRow::from))
     }
 
     async fn webhooks(&self) -> Result<Vec<WebhookRow>, DbErr> {
@@ -517,6 +595,44 @@ impl<C: ConnectionTrait> WebhookStore for C {
             .map(WebhookRow::from)
             .collect())
     }
+
+    async fn list_webhooks(
+        &self,
+        owner: Option<&Owner>,
+        after: Option<&str>,
+        limit: u64,
+    ) -> Result<Vec<WebhookRow>, DbErr> {
+        let mut q = webhook::Entity::find();
+        if let Some(o) = owner {
+            q = q
+                .filter(webhook::Column::OwnerSubject.eq(o.subject.as_str()))
+                .filter(webhook::Column::OwnerRole.eq(o.role.as_str()))
+                .filter(webhook::Column::OwnerDepartment.eq(o.department.as_str()))
+                .filter(webhook::Column::OwnerCreditCode.eq(o.credit_code.as_str()));
+        }
+        if let Some(a) = after {
+            q = q.filter(webhook::Column::WebhookId.gt(a));
+        }
+        Ok(q.order_by_asc(webhook::Column::WebhookId)
+            .limit(limit)
+            .all(self)
+            .await?
+            .into_iter()
+            .map(WebhookRow::from)
+            .collect())
+    }
+
+    async fn delete_webhook(&self, webhook_id: &str) -> Result<bool, DbErr> {
+        webhook_delivery::Entity::delete_many()
+            .filter(webhook_delivery::Column::WebhookId.eq(webhook_id))
+            .exec(self)
+            .await?;
+        let n = webhook::Entity::delete_by_id(webhook_id)
+            .exec(self)
+            .await?
+            .rows_affected;
+        Ok(n > 0)
+    }
 }
 
 /// A webhook delivery claimed for sending.
@@ -525,7 +641,7 @@ pub struct DeliveryRow {
     pub delivery_id: String,
     pub event_id: String,
     pub url: String,
-    pub secret: String,
+    pub secret: SecretString,
     pub body: String,
     pub attempts: i64,
 }
@@ -614,13 +730,13 @@ impl<C: ConnectionTrait> WebhookDeliveries for C {
             .await?;
         Ok(rows
             .into_iter()
-            // A delivery always has its webhook (they are never deleted).
+            // A webhook is deleted together with its deliveries, so every row has one.
             .filter_map(|(d, w)| {
                 w.map(|w| DeliveryRow {
                     delivery_id: d.delivery_id,
                     event_id: d.event_id,
                     url: w.url,
-                    secret: w.secret,
+                    secret: SecretString::from(w.secret),
                     body: d.body,
                     attempts: i64::from(d.attempts),
                 })

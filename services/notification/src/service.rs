@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use rand::RngCore;
-use sea_orm::DatabaseConnection;
+use sea_orm::{DatabaseConnection, TransactionTrait};
+use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::{Notify, broadcast};
 use tongban_auth::{AuthError, Identity, Role};
 use tongban_authz::{Action, Policy, Scope};
@@ -12,7 +13,9 @@ use tongban_proto::{notification as pb, page::Paging, time::ts};
 
 use crate::{
     error::{NotificationError, invalid},
+    guard::WebhookPolicy,
     repository::{Audience, InboxStore, WebhookRow, WebhookStore},
+    scope::Owner,
     templates::Templates,
 };
 
@@ -27,6 +30,8 @@ pub struct Shared {
     pub changes: broadcast::Sender<()>,
     /// Wakes the e-mail sender and the webhook deliverer.
     pub outgoing: Arc<Notify>,
+    /// Where webhooks may point.
+    pub webhook_policy: Arc<WebhookPolicy>,
 }
 
 impl Shared {
@@ -35,6 +40,7 @@ impl Shared {
         templates: Templates,
         calendar: Calendar,
         email_enabled: bool,
+        webhook_policy: Arc<WebhookPolicy>,
     ) -> Self {
         Self {
             db,
@@ -43,6 +49,7 @@ impl Shared {
             email_enabled,
             changes: broadcast::channel(64).0,
             outgoing: Arc::new(Notify::new()),
+            webhook_policy,
         }
     }
 
@@ -145,6 +152,14 @@ pub fn audience(who: &Identity) -> Result<Audience, NotificationError> {
 
 /// Paging of ListNotifications: newest first, resumed below the last cursor.
 const NOTIFICATIONS: Paging = Paging::new("notification.notifications", 50, 200);
+/// Paging of ListWebhooks: by id (UUIDv7, so oldest first), resumed after the last id.
+const WEBHOOKS: Paging = Paging::new("notification.webhooks", 50, 200);
+/// Most event types one webhook may list (there are fewer kinds than this).
+pub const MAX_EVENT_TYPES: usize = 64;
+/// Longest webhook URL, in bytes.
+pub const MAX_URL_BYTES: usize = 2048;
+/// Longest id or idempotency key, in bytes.
+pub const MAX_ID_BYTES: usize = 128;
 
 pub struct Notifications {
     shared: Arc<Shared>,
@@ -211,6 +226,12 @@ impl Notifications {
         if ids.len() > 1000 {
             return Err(invalid("notification_ids", "at most 1000 at once"));
         }
+        if let Some(i) = ids.iter().position(|s| s.len() > MAX_ID_BYTES) {
+            return Err(invalid(
+                format!("notification_ids[{i}]"),
+                format!("at most {MAX_ID_BYTES} characters"),
+            ));
+        }
         let ids: Vec<String> = ids
             .iter()
             .map(|s| s.trim().to_string())
@@ -254,29 +275,43 @@ impl Notifications {
             &Scope::default(),
             "webhooks",
         )?;
+        let owner = Owner::of(who)?;
         let request_id = req.request_id.trim();
-        if request_id.len() > 128 || request_id.chars().any(char::is_control) {
+        if request_id.len() > MAX_ID_BYTES || request_id.chars().any(char::is_control) {
             return Err(invalid(
                 "request_id",
                 "must be at most 128 characters, without control characters",
             ));
         }
         let url = validate_url(&req.url)?;
+        if req.event_types.len() > MAX_EVENT_TYPES {
+            return Err(invalid(
+                "event_types",
+                format!("at most {MAX_EVENT_TYPES} event types"),
+            ));
+        }
         let mut event_types: Vec<String> = Vec::new();
         for (i, t) in req.event_types.iter().enumerate() {
             let t = t.trim();
             if !tongban_types::event_type::ALL.contains(&t) {
                 return Err(invalid(
                     format!("event_types[{i}]"),
-                    format!("unknown event type {t:?}"),
+                    format!("unknown event type {:?}", truncate(t, 64)),
                 ));
             }
             if !event_types.iter().any(|e| e == t) {
                 event_types.push(t.to_string());
             }
         }
+        // Scheme and address last: it may need DNS.
+        let parsed = reqwest::Url::parse(&url).map_err(|e| invalid("url", e.to_string()))?;
+        self.shared
+            .webhook_policy
+            .check_url_resolved(&parsed)
+            .await
+            .map_err(|e| invalid("url", e))?;
         if let Some(done) = self
-            .registered_for(who, request_id, &url, &event_types)
+            .registered_for(&owner, request_id, &url, &event_types)
             .await?
         {
             return Ok(done);
@@ -287,13 +322,13 @@ impl Notifications {
             webhook_id: tongban_types::new_id(),
             url,
             event_types,
-            secret: hex::encode(secret),
+            secret: SecretString::from(hex::encode(secret)),
             created_ms: tongban_storage::now_ms(),
+            owner,
         };
         let txn = tongban_storage::begin_write(self.db()).await?;
         let inserted: Result<(), NotificationError> = async {
-            txn.insert_webhook(&row, &who.actor_label(), request_id)
-                .await?;
+            txn.insert_webhook(&row, request_id).await?;
             audit_webhook_change(
                 &txn,
                 who,
@@ -315,15 +350,15 @@ impl Notifications {
         if let Err(e) = inserted {
             // A concurrent retry of this very request may have won the unique request_id.
             return match self
-                .registered_for(who, request_id, &row.url, &row.event_types)
+                .registered_for(&row.owner, request_id, &row.url, &row.event_types)
                 .await?
             {
                 Some(done) => Ok(done),
                 None => Err(e),
             };
         }
-        tracing::info!(webhook_id = %row.webhook_id, url = %row.url, "webhook registered");
-        Ok(webhook_to_proto(row))
+        tracing::info!(webhook_id = %row.webhook_id, url = %row.url, owner = %row.owner.label(), "webhook registered");
+        Ok(webhook_to_proto(row, true))
     }
 
     /// What an earlier RegisterWebhook with `request_id` registered (AIP-155): the same webhook
@@ -331,7 +366,7 @@ impl Notifications {
     /// id or an unused one.
     async fn registered_for(
         &self,
-        who: &Identity,
+        owner: &Owner,
         request_id: &str,
         url: &str,
         event_types: &[String],
@@ -341,38 +376,108 @@ impl Notifications {
         }
         match self.db().webhook_by_request_id(request_id).await? {
             None => Ok(None),
-            Some((w, by))
-                if by == who.actor_label() && w.url == url && w.event_types == event_types =>
-            {
-                Ok(Some(webhook_to_proto(w)))
+            Some(w) if w.owner == *owner && w.url == url && w.event_types == event_types => {
+                Ok(Some(webhook_to_proto(w, true)))
             }
             Some(_) => Err(NotificationError::RequestIdReused(request_id.to_string())),
         }
     }
+
+    /// The caller's webhooks (an admin's: all), without secrets.
+    #[tracing::instrument(skip(self, req), fields(role = %who.role))]
+    pub async fn list_webhooks(
+        &self,
+        who: &Identity,
+        req: &pb::ListWebhooksRequest,
+    ) -> Result<(Vec<pb::Webhook>, String), NotificationError> {
+        let owner = match who.role {
+            Role::Admin => None,
+            _ => Some(Owner::of(who)?),
+        };
+        let page = WEBHOOKS.page::<String>(req.page_size, &req.page_token)?;
+        let mut rows = self
+            .db()
+            .list_webhooks(owner.as_ref(), page.after.as_deref(), page.fetch_limit())
+            .await?;
+        let next = page.finish(&mut rows, |w| w.webhook_id.clone());
+        Ok((
+            rows.into_iter()
+                .map(|w| webhook_to_proto(w, false))
+                .collect(),
+            next,
+        ))
+    }
+
+    /// Deletes the webhook when the caller owns it or is an admin; `NotFound` otherwise, so
+    /// another principal's webhook ids cannot be probed.
+    #[tracing::instrument(skip(self), fields(role = %who.role))]
+    pub async fn delete_webhook(
+        &self,
+        who: &Identity,
+        webhook_id: &str,
+    ) -> Result<(), NotificationError> {
+        let webhook_id = webhook_id.trim();
+        if webhook_id.is_empty() {
+            return Err(invalid("webhook_id", "required"));
+        }
+        if webhook_id.len() > MAX_ID_BYTES {
+            return Err(invalid("webhook_id", "at most 128 characters"));
+        }
+        // Owner claims are checked before anything is read.
+        let owner = match who.role {
+            Role::Admin => None,
+            _ => Some(Owner::of(who)?),
+        };
+        let txn = self.db().begin().await?;
+        let found = txn.webhook(webhook_id).await?;
+        match (found, owner) {
+            (Some(w), None) => {
+                tracing::info!(webhook_id, owner = %w.owner.label(), "webhook deleted by an admin")
+            }
+            (Some(w), Some(o)) if w.owner == o => {
+                tracing::info!(webhook_id, "webhook deleted by its owner")
+            }
+            _ => return Err(NotificationError::NotFound(format!("webhook {webhook_id}"))),
+        }
+        txn.delete_webhook(webhook_id).await?;
+        txn.commit().await?;
+        Ok(())
+    }
 }
 
-fn webhook_to_proto(row: WebhookRow) -> pb::Webhook {
+fn truncate(s: &str, max_chars: usize) -> &str {
+    s.char_indices().nth(max_chars).map_or(s, |(i, _)| &s[..i])
+}
+
+/// The webhook as the API shows it; the secret only when `with_secret` (RegisterWebhook).
+fn webhook_to_proto(row: WebhookRow, with_secret: bool) -> pb::Webhook {
     pb::Webhook {
+        owner: row.owner.label(),
         webhook_id: row.webhook_id,
         url: row.url,
         event_types: row.event_types,
-        secret: row.secret,
+        secret: if with_secret {
+            row.secret.expose_secret().to_string()
+        } else {
+            String::new()
+        },
         create_time: chrono::DateTime::from_timestamp_millis(row.created_ms).map(ts),
     }
 }
 
-/// An absolute http(s) URL with a host.
+/// An absolute http(s) URL with a host, normalised. The policy (https, public addresses) is
+/// checked afterwards by [`WebhookPolicy`].
 pub fn validate_url(raw: &str) -> Result<String, NotificationError> {
     let raw = raw.trim();
     if raw.is_empty() {
         return Err(invalid("url", "required"));
     }
-    if raw.len() > 2048 {
+    if raw.len() > MAX_URL_BYTES {
         return Err(invalid("url", "longer than 2048 characters"));
     }
     let url = reqwest::Url::parse(raw).map_err(|e| invalid("url", format!("not a URL: {e}")))?;
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(invalid("url", "must be http:// or https://"));
+        return Err(invalid("url", "must be https://"));
     }
     if url.host_str().is_none_or(str::is_empty) {
         return Err(invalid("url", "has no host"));
@@ -383,6 +488,36 @@ pub fn validate_url(raw: &str) -> Result<String, NotificationError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn mark_read_caps_id_lengths() {
+        let db = sea_orm::Database::connect("sqlite::memory:").await.unwrap();
+        let shared = Arc::new(Shared::new(
+            db,
+            Templates::load(std::path::Path::new(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../deploy/notification/templates.toml"
+            )))
+            .unwrap(),
+            Calendar::standard(),
+            false,
+            Arc::new(WebhookPolicy::default()),
+        ));
+        let who = Identity {
+            subject: "s".into(),
+            role: Role::Admin,
+            department: None,
+            region: None,
+            credit_code: None,
+        };
+        let err = Notifications::new(shared)
+            .mark_read(&who, &["ok".into(), "x".repeat(129)])
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, NotificationError::Invalid { ref field, .. } if field == "notification_ids[1]")
+        );
+    }
 
     #[test]
     fn urls_are_checked() {

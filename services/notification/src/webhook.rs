@@ -1,17 +1,30 @@
-//! Webhooks: every consumed event a webhook asked for is POSTed to it as JSON
+//! Webhooks: every consumed event a webhook asked for, of an application in its owner's scope
+//! (see [`crate::scope`]), is POSTed to it as JSON
 //! (`{event_id, type, application_id, occurred_at, payload}`) with
-//! `X-Tongban-Signature: sha256=<hex HMAC-SHA256(secret, body)>` and `X-Tongban-Event-Id`.
+//! - `X-Tongban-Timestamp: <unix seconds>` (when this attempt was signed),
+//! - `X-Tongban-Signature: sha256=<hex HMAC-SHA256(secret, timestamp + "." + body)>`,
+//! - `X-Tongban-Event-Id` for de-duplication.
+//!
+//! The signature covers the timestamp, so a receiver that checks it with [`verify`] (which
+//! refuses timestamps further than a tolerance from its clock) cannot be fed a captured
+//! delivery again later: the old timestamp is stale, and a fresh one breaks the signature.
+//!
+//! Every attempt re-checks the URL against the [`WebhookPolicy`] (scheme, literal address) and
+//! resolves names through the [`GuardedResolver`], so an address that became internal since
+//! registration is never called. Redirects are not followed: a 3xx is a failed attempt.
 //!
 //! Deliveries are rows in `webhook_deliveries` (queued by the fan-in in the event's
-//! transaction). The deliverer claims due rows; a failure (non-2xx or no answer) schedules the
-//! next attempt with exponential backoff in `next_attempt_ms`, so retries survive restarts;
-//! after `max_attempts` the row is marked failed and logged. Receivers de-duplicate on the event
-//! id: a delivery whose success was not recorded (crash) is sent again.
+//! transaction). The deliverer claims due rows; a failure (non-2xx, no answer, or a refused
+//! address) schedules the next attempt with exponential backoff in `next_attempt_ms`, so
+//! retries survive restarts; after `max_attempts` the row is marked failed and logged.
+//! Receivers de-duplicate on the event id: a delivery whose success was not recorded (crash)
+//! is sent again.
 
 use std::{sync::Arc, time::Duration};
 
 use futures::StreamExt;
 use hmac::{Hmac, Mac};
+use secrecy::ExposeSecret;
 use sha2::Sha256;
 use tokio_util::sync::CancellationToken;
 use tongban_proto::events::Envelope;
@@ -19,18 +32,76 @@ use tongban_types::Backoff;
 
 use crate::{
     error::NotificationError,
+    guard::{GuardedResolver, WebhookPolicy},
     repository::{DeliveryOutcome, DeliveryRow, WebhookDeliveries},
     service::Shared,
 };
 
-/// The signature header value for `body`.
-pub fn sign(secret: &str, body: &[u8]) -> String {
-    // HMAC accepts keys of any length, so the error branch is never taken.
-    let Ok(mut mac) = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes()) else {
-        return String::new();
-    };
+/// Header with the Unix time (seconds) the attempt was signed at.
+pub const TIMESTAMP_HEADER: &str = "x-tongban-timestamp";
+/// Header with the signature over timestamp and body.
+pub const SIGNATURE_HEADER: &str = "x-tongban-signature";
+/// How far from its own clock a receiver should accept a timestamp (recommended).
+pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(300);
+
+fn mac(secret: &str, timestamp: &str, body: &[u8]) -> Hmac<Sha256> {
+    // HMAC accepts keys of any length, so `new_from_slice` cannot fail; the fallback key
+    // keeps this total without a panic path.
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes())
+        .unwrap_or_else(|_| <Hmac<Sha256> as Mac>::new(&Default::default()));
+    mac.update(timestamp.as_bytes());
+    mac.update(b".");
     mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    mac
+}
+
+/// The signature header value for `body` sent at `timestamp` (Unix seconds, as sent in
+/// [`TIMESTAMP_HEADER`]).
+pub fn sign(secret: &str, timestamp: &str, body: &[u8]) -> String {
+    format!(
+        "sha256={}",
+        hex::encode(mac(secret, timestamp, body).finalize().into_bytes())
+    )
+}
+
+/// Why a receiver refuses a delivery.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    #[error("the timestamp header is not Unix seconds")]
+    BadTimestamp,
+    #[error("the timestamp is outside the tolerance (stale or replayed)")]
+    Stale,
+    #[error("the signature does not match")]
+    BadSignature,
+}
+
+/// What a receiver does with a delivery: `timestamp` and `signature` are the header values,
+/// `now_unix` its own clock. Refuses a timestamp more than `tolerance` away from `now_unix`
+/// (a replay), then compares the signature in constant time.
+pub fn verify(
+    secret: &str,
+    timestamp: &str,
+    body: &[u8],
+    signature: &str,
+    now_unix: i64,
+    tolerance: Duration,
+) -> Result<(), VerifyError> {
+    let ts: i64 = timestamp
+        .trim()
+        .parse()
+        .map_err(|_| VerifyError::BadTimestamp)?;
+    let tolerance = i64::try_from(tolerance.as_secs()).unwrap_or(i64::MAX);
+    if now_unix.abs_diff(ts) > tolerance.unsigned_abs() {
+        return Err(VerifyError::Stale);
+    }
+    let given = signature
+        .trim()
+        .strip_prefix("sha256=")
+        .and_then(|h| hex::decode(h).ok())
+        .ok_or(VerifyError::BadSignature)?;
+    mac(secret, timestamp.trim(), body)
+        .verify_slice(&given)
+        .map_err(|_| VerifyError::BadSignature)
 }
 
 /// The JSON body for `event`.
@@ -89,18 +160,32 @@ const LEASE_MS: i64 = 60 * 1000;
 
 pub struct Deliverer {
     client: reqwest::Client,
-    policy: RetryPolicy,
+    policy: Arc<WebhookPolicy>,
+    retry: RetryPolicy,
 }
 
 impl Deliverer {
-    pub fn new(policy: RetryPolicy) -> Result<Self, NotificationError> {
+    pub fn new(retry: RetryPolicy, policy: WebhookPolicy) -> Result<Self, NotificationError> {
         let _ = rustls::crypto::ring::default_provider().install_default();
+        let policy = Arc::new(policy);
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .user_agent("tongban-notification")
+            // A 3xx is a failed delivery: following it would reach an unchecked address.
+            .redirect(reqwest::redirect::Policy::none())
+            // A proxy would resolve the name itself, after our check.
+            .no_proxy()
+            .https_only(!policy.allow_http)
+            .dns_resolver(GuardedResolver {
+                policy: policy.clone(),
+            })
             .build()
             .map_err(|e| NotificationError::Config(format!("HTTP client: {e}")))?;
-        Ok(Self { client, policy })
+        Ok(Self {
+            client,
+            policy,
+            retry,
+        })
     }
 
     /// Claims and delivers due webhook calls until `shutdown`.
@@ -125,30 +210,46 @@ impl Deliverer {
         }
     }
 
-    async fn deliver(&self, shared: &Shared, d: DeliveryRow) {
-        let attempts = d.attempts + 1;
+    /// One attempt: the URL checked again, then a signed POST through the guarded client.
+    async fn attempt(&self, d: &DeliveryRow) -> Option<String> {
+        let url = match reqwest::Url::parse(&d.url) {
+            Ok(u) => u,
+            Err(e) => return Some(format!("bad URL: {e}")),
+        };
+        if let Err(e) = self.policy.check_url(&url) {
+            return Some(format!("refused: URL {e}"));
+        }
+        let timestamp = chrono::Utc::now().timestamp().to_string();
+        let signature = sign(d.secret.expose_secret(), &timestamp, d.body.as_bytes());
         let result = self
             .client
-            .post(&d.url)
+            .post(url)
             .header("content-type", "application/json")
-            .header("x-tongban-signature", sign(&d.secret, d.body.as_bytes()))
+            .header(TIMESTAMP_HEADER, &timestamp)
+            .header(SIGNATURE_HEADER, signature)
             .header("x-tongban-event-id", &d.event_id)
             .body(d.body.clone())
             .send()
             .await;
-        let error = match result {
+        match result {
             Ok(r) if r.status().is_success() => None,
             Ok(r) => Some(format!("HTTP {}", r.status())),
-            Err(e) => Some(e.to_string()),
-        };
+            // The chain carries the resolver's refusal; show all of it.
+            Err(e) => Some(error_chain(&e)),
+        }
+    }
+
+    async fn deliver(&self, shared: &Shared, d: DeliveryRow) {
+        let attempts = d.attempts + 1;
+        let error = self.attempt(&d).await;
         let outcome = match error {
             None => DeliveryOutcome::Delivered,
-            Some(error) if attempts >= i64::from(self.policy.max_attempts) => {
+            Some(error) if attempts >= i64::from(self.retry.max_attempts) => {
                 tracing::error!(delivery_id = %d.delivery_id, url = %d.url, attempts, %error, "webhook delivery failed; giving up");
                 DeliveryOutcome::GaveUp { error }
             }
             Some(error) => {
-                let delay = Backoff::doubling(self.policy.base, self.policy.cap)
+                let delay = Backoff::doubling(self.retry.base, self.retry.cap)
                     .delay(u32::try_from(attempts).unwrap_or(u32::MAX));
                 tracing::warn!(delivery_id = %d.delivery_id, url = %d.url, attempts, %error, retry_in = ?delay, "webhook delivery failed; will retry");
                 DeliveryOutcome::Retry {
@@ -168,17 +269,67 @@ impl Deliverer {
     }
 }
 
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn signature_matches_a_known_vector() {
-        // RFC 4231 test case 2.
-        let sig = sign("Jefe", b"what do ya want for nothing?");
+    fn signature_covers_timestamp_and_body() {
+        // The reference is the plain HMAC over the exact bytes `timestamp + "." + body`.
+        let mut m = <Hmac<Sha256> as Mac>::new_from_slice(b"Jefe").unwrap();
+        m.update(b"1700000000.what do ya want for nothing?");
+        let expected = format!("sha256={}", hex::encode(m.finalize().into_bytes()));
         assert_eq!(
-            sig,
-            "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+            sign("Jefe", "1700000000", b"what do ya want for nothing?"),
+            expected
+        );
+        assert_ne!(
+            sign("Jefe", "1700000001", b"what do ya want for nothing?"),
+            expected
+        );
+    }
+
+    #[test]
+    fn verify_refuses_replays_and_forgeries() {
+        let body = br#"{"event_id":"e1"}"#;
+        let sig = sign("s3cret", "1700000000", body);
+        let tol = DEFAULT_TOLERANCE;
+        assert_eq!(
+            verify("s3cret", "1700000000", body, &sig, 1_700_000_100, tol),
+            Ok(())
+        );
+        // The same capture, replayed ten minutes later.
+        assert_eq!(
+            verify("s3cret", "1700000000", body, &sig, 1_700_000_600, tol),
+            Err(VerifyError::Stale)
+        );
+        // A fresh timestamp on the old signature.
+        assert_eq!(
+            verify("s3cret", "1700000600", body, &sig, 1_700_000_600, tol),
+            Err(VerifyError::BadSignature)
+        );
+        assert_eq!(
+            verify("s3cret", "1700000000", b"{}", &sig, 1_700_000_000, tol),
+            Err(VerifyError::BadSignature)
+        );
+        assert_eq!(
+            verify("other", "1700000000", body, &sig, 1_700_000_000, tol),
+            Err(VerifyError::BadSignature)
+        );
+        assert_eq!(
+            verify("s3cret", "soon", body, &sig, 1_700_000_000, tol),
+            Err(VerifyError::BadTimestamp)
         );
     }
 

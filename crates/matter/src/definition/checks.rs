@@ -11,6 +11,13 @@ use toml::Spanned;
 
 use self::workflow::{check_request, check_stages};
 
+/// The longest deadline or escalation a definition may set, in working hours: about a year of
+/// 8-hour days. Deadlines feed calendar arithmetic, so they are bounded here, where they are
+/// declared.
+pub(super) const MAX_WORKING_HOURS: u32 = 2_000;
+/// The longest period in working days (owed materials, pledge verification): a year.
+pub(super) const MAX_WORKING_DAYS: u32 = 365;
+
 use super::model::{
     DEFAULT_ESCALATE_AFTER_HOURS, MaterialRequirement, MatterDefinition, MatterKind, PledgePolicy,
     ReasonRequired,
@@ -336,6 +343,11 @@ fn check_materials(
                 "may_owe needs max_owed_days (working days, 1 or more)",
             ),
             (false, Some(_)) => ck.problem(line, &place, "max_owed_days needs may_owe = true"),
+            (true, Some(d)) if d > MAX_WORKING_DAYS => ck.problem(
+                line,
+                &place,
+                format!("max_owed_days must be at most {MAX_WORKING_DAYS}"),
+            ),
             _ => {}
         }
         if m.suspend_when_overdue && !m.may_owe {
@@ -372,8 +384,12 @@ fn check_pledge(ck: &mut Checker<'_>, kind: MatterKind, raw: Spanned<RawPledge>)
     if p.allowed_credit_classes.is_empty() {
         ck.problem(line, place, "allowed_credit_classes must not be empty");
     }
-    if p.verify_within_working_days == 0 {
-        ck.problem(line, place, "verify_within_working_days must be 1 or more");
+    if p.verify_within_working_days == 0 || p.verify_within_working_days > MAX_WORKING_DAYS {
+        ck.problem(
+            line,
+            place,
+            format!("verify_within_working_days must be 1 to {MAX_WORKING_DAYS}"),
+        );
     }
     ck.department(line, place, "verify_department", &p.verify_department);
     PledgePolicy {

@@ -95,4 +95,40 @@ async fn subscribe_resumes_without_gaps_or_repeats(backend: Backend) -> anyhow::
     Ok(())
 }
 
-tongban_testkit::on_both!(subscribe_resumes_without_gaps_or_repeats,);
+async fn subscribe_streams_are_capped_per_caller(backend: Backend) -> anyhow::Result<()> {
+    let h = Harness::start(backend).await?;
+    let clerk = h.keys.token(Role::Clerk, Some("eco_env"), None);
+    let open = |token: String| {
+        let mut c = h.client.clone();
+        async move {
+            c.subscribe(authed(pb::SubscribeRequest { after_cursor: 0 }, &token))
+                .await
+                .map(|r| r.into_inner())
+        }
+    };
+    let mut streams = Vec::new();
+    for _ in 0..tongban_notification::DEFAULT_STREAMS_PER_CALLER {
+        streams.push(open(clerk.clone()).await?);
+    }
+    let err = open(clerk.clone())
+        .await
+        .err()
+        .ok_or_else(|| anyhow::anyhow!("one stream over the cap was opened"))?;
+    assert_eq!(err.code(), tonic::Code::ResourceExhausted);
+    assert_eq!(reason(&err), "RESOURCE_EXHAUSTED");
+    // Another caller is not affected; a closed stream gives its place back.
+    let other = open(h.keys.token(Role::Clerk, Some("dev_reform"), None)).await?;
+    streams.pop();
+    let again = tongban_testkit::eventually(WAIT, "a freed stream", || {
+        let o = open(clerk.clone());
+        async move { o.await.ok() }
+    })
+    .await?;
+    drop((streams, other, again));
+    Ok(())
+}
+
+tongban_testkit::on_both!(
+    subscribe_resumes_without_gaps_or_repeats,
+    subscribe_streams_are_capped_per_caller,
+);

@@ -1,14 +1,18 @@
-//! Webhooks: registration rules, signed calls, and retries that send the same bytes.
+//! Webhooks: registration rules, signed calls that cannot be replayed, retries that send the
+//! same bytes, the SSRF guard (at registration and at delivery), no redirects, ownership and
+//! the owner's scope.
 
 use std::{
     sync::{Arc, Mutex},
     time::Duration,
 };
 
-use hmac::{Hmac, Mac};
 use sea_orm::ConnectionTrait as _;
-use sha2::Sha256;
 use tongban_auth::Role;
+use tongban_notification::{
+    WebhookPolicy,
+    webhook::{DEFAULT_TOLERANCE, VerifyError, verify},
+};
 use tongban_proto::{
     events::{self, envelope::Payload},
     notification as pb,
@@ -18,69 +22,36 @@ use tonic::Code;
 
 use crate::common::*;
 
-#[derive(Clone, Default)]
-struct Receiver {
-    calls: Arc<Mutex<Vec<(String, String, String)>>>,
+/// One call a receiver got.
+#[derive(Debug, Clone)]
+struct Call {
+    path: String,
+    timestamp: String,
+    signature: String,
+    event_id: String,
+    body: String,
 }
 
-async fn webhook_is_signed_and_retried(backend: Backend) -> anyhow::Result<()> {
-    let h = Harness::start(backend).await?;
-    let integrator = h.keys.token(Role::Integrator, None, None);
-    let mut client = h.client.clone();
+/// A local HTTP receiver that records every POST. `/hook` fails its first call when
+/// `fail_first`; `/redirect` answers 307 to `/landing`; anything else answers 200.
+#[derive(Clone, Default)]
+struct Receiver {
+    calls: Arc<Mutex<Vec<Call>>>,
+    fail_first: bool,
+}
 
-    // Validation names the field; only integrators and admins may register.
-    let err = client
-        .register_webhook(authed(
-            pb::RegisterWebhookRequest {
-                url: "ftp://example.com".into(),
-                event_types: vec![],
-                request_id: String::new(),
-            },
-            &integrator,
-        ))
-        .await
-        .err()
-        .ok_or_else(|| anyhow::anyhow!("accepted a bad url"))?;
-    assert_eq!(err.code(), Code::InvalidArgument);
-    assert_eq!(reason(&err), "INVALID_ARGUMENT");
-    assert_eq!(fields(&err), ["url"]);
-    let err = client
-        .register_webhook(authed(
-            pb::RegisterWebhookRequest {
-                url: "https://example.com/hook".into(),
-                event_types: vec!["application.exploded".into()],
-                request_id: String::new(),
-            },
-            &integrator,
-        ))
-        .await
-        .err()
-        .ok_or_else(|| anyhow::anyhow!("accepted a bad event type"))?;
-    assert_eq!(fields(&err), ["event_types[0]"]);
-    let err = client
-        .register_webhook(authed(
-            pb::RegisterWebhookRequest {
-                url: "https://example.com/hook".into(),
-                event_types: vec![],
-                request_id: String::new(),
-            },
-            &h.keys.token(Role::Clerk, Some("eco_env"), None),
-        ))
-        .await
-        .err();
-    assert_eq!(err.as_ref().map(|e| e.code()), Some(Code::PermissionDenied));
-    assert_eq!(
-        err.as_ref().map(reason).as_deref(),
-        Some("PERMISSION_DENIED")
-    );
-
-    // A receiver that fails the first call.
-    let recv = Receiver::default();
-    let app = axum::Router::new()
-        .route(
-            "/hook",
-            axum::routing::post(
+impl Receiver {
+    async fn start(
+        fail_first: bool,
+    ) -> anyhow::Result<(Self, std::net::SocketAddr, tokio::task::JoinHandle<()>)> {
+        let r = Receiver {
+            calls: Arc::default(),
+            fail_first,
+        };
+        let app = axum::Router::new()
+            .fallback(
                 |axum::extract::State(r): axum::extract::State<Receiver>,
+                 uri: axum::http::Uri,
                  headers: axum::http::HeaderMap,
                  body: String| async move {
                     let get = |k: &str| {
@@ -90,29 +61,105 @@ async fn webhook_is_signed_and_retried(backend: Backend) -> anyhow::Result<()> {
                             .unwrap_or_default()
                             .to_string()
                     };
+                    let path = uri.path().to_string();
                     let mut calls = r.calls.lock().unwrap_or_else(|e| e.into_inner());
-                    calls.push((get("x-tongban-signature"), get("x-tongban-event-id"), body));
-                    if calls.len() == 1 {
-                        axum::http::StatusCode::INTERNAL_SERVER_ERROR
-                    } else {
-                        axum::http::StatusCode::OK
+                    calls.push(Call {
+                        path: path.clone(),
+                        timestamp: get("x-tongban-timestamp"),
+                        signature: get("x-tongban-signature"),
+                        event_id: get("x-tongban-event-id"),
+                        body,
+                    });
+                    let first = calls.iter().filter(|c| c.path == path).count() == 1;
+                    match path.as_str() {
+                        "/redirect" => (
+                            axum::http::StatusCode::TEMPORARY_REDIRECT,
+                            [("location", "/landing")],
+                        ),
+                        "/hook" if r.fail_first && first => (
+                            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                            [("x-note", "first")],
+                        ),
+                        _ => (axum::http::StatusCode::OK, [("x-note", "ok")]),
                     }
                 },
-            ),
-        )
-        .with_state(recv.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+            )
+            .with_state(r.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok((r, addr, server))
+    }
 
+    fn calls(&self) -> Vec<Call> {
+        self.calls.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+}
+
+fn register(url: &str, event_types: &[&str], request_id: &str) -> pb::RegisterWebhookRequest {
+    pb::RegisterWebhookRequest {
+        url: url.into(),
+        event_types: event_types.iter().map(|t| t.to_string()).collect(),
+        request_id: request_id.into(),
+    }
+}
+
+fn approved(app: &str) -> events::Envelope {
+    tongban_outbox::new_envelope(
+        "approval",
+        app,
+        Payload::ApplicationApproved(events::ApplicationApproved {
+            decision_number: "松环审〔2026〕99号".into(),
+            ..Default::default()
+        }),
+    )
+}
+
+async fn webhook_is_signed_and_retried(backend: Backend) -> anyhow::Result<()> {
+    let h = Harness::start(backend).await?;
+    let admin = h.keys.token(Role::Admin, None, None);
+    let mut client = h.client.clone();
+
+    // Validation names the field.
+    let err = client
+        .register_webhook(authed(register("ftp://example.com", &[], ""), &admin))
+        .await
+        .err()
+        .ok_or_else(|| anyhow::anyhow!("accepted a bad url"))?;
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert_eq!(reason(&err), "INVALID_ARGUMENT");
+    assert_eq!(fields(&err), ["url"]);
+    let err = client
+        .register_webhook(authed(
+            register("https://example.com/hook", &["application.exploded"], ""),
+            &admin,
+        ))
+        .await
+        .err()
+        .ok_or_else(|| anyhow::anyhow!("accepted a bad event type"))?;
+    assert_eq!(fields(&err), ["event_types[0]"]);
+    // A staff token without the department its scope needs owns nothing.
+    let err = client
+        .register_webhook(authed(
+            register("https://example.com/hook", &[], ""),
+            &h.keys.token(Role::Clerk, None, None),
+        ))
+        .await
+        .err();
+    assert_eq!(err.as_ref().map(|e| e.code()), Some(Code::PermissionDenied));
+    assert_eq!(
+        err.as_ref().map(reason).as_deref(),
+        Some("PERMISSION_DENIED")
+    );
+
+    let (recv, addr, server) = Receiver::start(true).await?;
+    let url = format!("http://{addr}/hook");
     let hook = client
         .register_webhook(authed(
-            pb::RegisterWebhookRequest {
-                url: format!("http://{addr}/hook"),
-                event_types: vec!["application.approved".into()],
-                request_id: "hook-1".into(),
-            },
-            &integrator,
+            register(&url, &["application.approved"], "hook-1"),
+            &admin,
         ))
         .await?
         .into_inner()
@@ -123,31 +170,20 @@ async fn webhook_is_signed_and_retried(backend: Backend) -> anyhow::Result<()> {
     // the same id for another URL, or from another caller, is refused.
     let retried = client
         .register_webhook(authed(
-            pb::RegisterWebhookRequest {
-                url: format!("http://{addr}/hook"),
-                event_types: vec!["application.approved".into()],
-                request_id: "hook-1".into(),
-            },
-            &integrator,
+            register(&url, &["application.approved"], "hook-1"),
+            &admin,
         ))
         .await?
         .into_inner()
         .webhook;
     assert_eq!(retried.as_ref(), Some(&hook));
     for (url, caller) in [
-        (format!("http://{addr}/other"), integrator.clone()),
-        (
-            format!("http://{addr}/hook"),
-            h.keys.token(Role::Admin, None, None),
-        ),
+        (format!("http://{addr}/other"), admin.clone()),
+        (url.clone(), h.keys.token(Role::Integrator, None, None)),
     ] {
         let err = client
             .register_webhook(authed(
-                pb::RegisterWebhookRequest {
-                    url,
-                    event_types: vec!["application.approved".into()],
-                    request_id: "hook-1".into(),
-                },
+                register(&url, &["application.approved"], "hook-1"),
                 &caller,
             ))
             .await
@@ -156,16 +192,7 @@ async fn webhook_is_signed_and_retried(backend: Backend) -> anyhow::Result<()> {
         assert_eq!(err.code(), Code::AlreadyExists);
         assert_eq!(reason(&err), "REQUEST_ID_REUSED");
     }
-    assert_eq!(
-        h.db.query_one_raw(sea_orm::Statement::from_string(
-            h.db.get_database_backend(),
-            "SELECT COUNT(*) AS n FROM webhooks".to_string(),
-        ))
-        .await?
-        .map(|r| r.try_get::<i64>("", "n"))
-        .transpose()?,
-        Some(1)
-    );
+    assert_eq!(h.count("SELECT COUNT(*) AS n FROM webhooks").await, 1);
     // One registration on notification's audit chain, naming the integrator, never the
     // secret; refused and replayed requests add nothing.
     let trail = tongban_audit::entries(&h.db, "service/notification").await?;
@@ -179,14 +206,7 @@ async fn webhook_is_signed_and_retried(backend: Backend) -> anyhow::Result<()> {
     );
     assert!(!trail[0].reason.contains(&hook.secret), "{:?}", trail[0]);
 
-    let approved = tongban_outbox::new_envelope(
-        "approval",
-        "app-9",
-        Payload::ApplicationApproved(events::ApplicationApproved {
-            decision_number: "松环审〔2026〕99号".into(),
-            ..Default::default()
-        }),
-    );
+    let approved = approved("app-9");
     let other = tongban_outbox::new_envelope(
         "approval",
         "app-9",
@@ -194,26 +214,56 @@ async fn webhook_is_signed_and_retried(backend: Backend) -> anyhow::Result<()> {
     );
     h.publish(&[&other, &approved, &approved]).await?;
     let calls = eventually(WAIT, "a successful retry", || async {
-        let c = recv.calls.lock().ok()?.clone();
+        let c = recv.calls();
         (c.len() >= 2).then_some(c)
     })
     .await?;
-    for (sig, event_id, body) in &calls {
-        let mut mac = Hmac::<Sha256>::new_from_slice(hook.secret.as_bytes())?;
-        mac.update(body.as_bytes());
-        let expected = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
-        assert_eq!(
-            sig, &expected,
-            "signature verifies with the returned secret"
-        );
-        assert_eq!(event_id, &approved.event_id);
-        let json: serde_json::Value = serde_json::from_str(body)?;
+    let now = chrono::Utc::now().timestamp();
+    for c in &calls {
+        // Each attempt verifies with the returned secret at the time it was received.
+        verify(
+            &hook.secret,
+            &c.timestamp,
+            c.body.as_bytes(),
+            &c.signature,
+            now,
+            DEFAULT_TOLERANCE,
+        )?;
+        assert_eq!(c.event_id, approved.event_id);
+        let json: serde_json::Value = serde_json::from_str(&c.body)?;
         assert_eq!(json["type"], "application.approved");
         assert_eq!(json["event_id"], approved.event_id.as_str());
         assert_eq!(json["application_id"], "app-9");
         assert_eq!(json["payload"]["decisionNumber"], "松环审〔2026〕99号");
     }
-    assert_eq!(calls[0].2, calls[1].2, "a retry sends the same bytes");
+    assert_eq!(calls[0].body, calls[1].body, "a retry sends the same bytes");
+
+    // The captured delivery, replayed ten minutes later, is refused; so is the same capture
+    // with a fresh timestamp in front of the old signature.
+    let c = &calls[1];
+    assert_eq!(
+        verify(
+            &hook.secret,
+            &c.timestamp,
+            c.body.as_bytes(),
+            &c.signature,
+            now + 600,
+            DEFAULT_TOLERANCE
+        ),
+        Err(VerifyError::Stale)
+    );
+    assert_eq!(
+        verify(
+            &hook.secret,
+            &(now + 600).to_string(),
+            c.body.as_bytes(),
+            &c.signature,
+            now + 600,
+            DEFAULT_TOLERANCE
+        ),
+        Err(VerifyError::BadSignature)
+    );
+
     eventually(WAIT, "the delivery recorded", || async {
         (h.count("SELECT COUNT(*) AS n FROM webhook_deliveries WHERE delivered_ms IS NOT NULL AND attempts = 2")
             .await
@@ -222,9 +272,317 @@ async fn webhook_is_signed_and_retried(backend: Backend) -> anyhow::Result<()> {
     })
     .await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(recv.calls.lock().map(|c| c.len()).unwrap_or_default(), 2);
+    assert_eq!(recv.calls().len(), 2);
+
+    // The secret is shown once: never by ListWebhooks.
+    let listed = client
+        .list_webhooks(authed(pb::ListWebhooksRequest::default(), &admin))
+        .await?
+        .into_inner()
+        .webhooks;
+    assert_eq!(listed.len(), 1);
+    assert!(listed[0].secret.is_empty());
+    assert_eq!(listed[0].webhook_id, hook.webhook_id);
     server.abort();
     Ok(())
 }
 
-tongban_testkit::on_both!(webhook_is_signed_and_retried,);
+async fn internal_targets_are_refused(backend: Backend) -> anyhow::Result<()> {
+    // Plain http allowed, nothing allow-listed: only the address rules decide.
+    let h = Harness::start_with(
+        backend,
+        WebhookPolicy {
+            allow_http: true,
+            ..WebhookPolicy::default()
+        },
+    )
+    .await?;
+    let admin = h.keys.token(Role::Admin, None, None);
+    let mut client = h.client.clone();
+    let (recv, addr, server) = Receiver::start(false).await?;
+    let port = addr.port();
+    for url in [
+        format!("http://127.0.0.1:{port}/hook"),
+        format!("http://localhost:{port}/hook"),
+        format!("http://[::1]:{port}/hook"),
+        format!("http://[::ffff:127.0.0.1]:{port}/hook"),
+        "http://10.0.0.1/hook".to_string(),
+        "http://192.168.1.10/hook".to_string(),
+        "http://169.254.169.254/latest/meta-data/".to_string(),
+        "http://[fd00:ec2::254]/latest/meta-data/".to_string(),
+        "http://100.64.0.1/hook".to_string(),
+        "http://0.0.0.0/hook".to_string(),
+        "https://user:pw@example.com/hook".to_string(),
+    ] {
+        let err = client
+            .register_webhook(authed(register(&url, &[], ""), &admin))
+            .await
+            .err()
+            .ok_or_else(|| anyhow::anyhow!("{url} was accepted"))?;
+        assert_eq!(err.code(), Code::InvalidArgument, "{url}: {err:?}");
+        assert_eq!(fields(&err), ["url"], "{url}");
+    }
+    assert_eq!(h.count("SELECT COUNT(*) AS n FROM webhooks").await, 0);
+
+    // A webhook that got past registration (stored earlier, or its name re-pointed since) is
+    // checked again at every delivery: the receiver is never called.
+    let b = h.db.get_database_backend();
+    for (id, url) in [
+        ("w-ip", format!("http://127.0.0.1:{port}/hook")),
+        ("w-name", format!("http://localhost:{port}/hook")),
+    ] {
+        h.db.execute_raw(sea_orm::Statement::from_sql_and_values(
+            b,
+            match b {
+                sea_orm::DbBackend::Postgres => {
+                    "INSERT INTO webhooks (webhook_id, url, event_types, secret, created_by, created_ms, request_id, owner_subject, owner_role, owner_department, owner_credit_code) VALUES ($1, $2, '', 'secret', 'admin:a', 0, '', 'a', 'admin', '', '')"
+                }
+                _ => {
+                    "INSERT INTO webhooks (webhook_id, url, event_types, secret, created_by, created_ms, request_id, owner_subject, owner_role, owner_department, owner_credit_code) VALUES (?, ?, '', 'secret', 'admin:a', 0, '', 'a', 'admin', '', '')"
+                }
+            },
+            [id.into(), url.into()],
+        ))
+        .await?;
+    }
+    h.publish(&[&approved("app-1")]).await?;
+    eventually(WAIT, "both deliveries refused", || async {
+        (h.count(
+            "SELECT COUNT(*) AS n FROM webhook_deliveries WHERE attempts >= 1 AND last_error LIKE '%loopback%'",
+        )
+        .await
+            == 2)
+            .then_some(())
+    })
+    .await?;
+    assert!(recv.calls().is_empty(), "an internal receiver was called");
+    server.abort();
+    Ok(())
+}
+
+async fn redirects_are_not_followed(backend: Backend) -> anyhow::Result<()> {
+    let h = Harness::start(backend).await?;
+    let admin = h.keys.token(Role::Admin, None, None);
+    let (recv, addr, server) = Receiver::start(false).await?;
+    h.client
+        .clone()
+        .register_webhook(authed(
+            register(&format!("http://{addr}/redirect"), &[], ""),
+            &admin,
+        ))
+        .await?;
+    h.publish(&[&approved("app-1")]).await?;
+    eventually(WAIT, "the 307 recorded as a failure", || async {
+        (h.count(
+            "SELECT COUNT(*) AS n FROM webhook_deliveries WHERE delivered_ms IS NULL AND attempts >= 1 AND last_error LIKE '%307%'",
+        )
+        .await
+            == 1)
+            .then_some(())
+    })
+    .await?;
+    let paths: Vec<String> = recv.calls().into_iter().map(|c| c.path).collect();
+    assert!(!paths.is_empty());
+    assert!(
+        paths.iter().all(|p| p == "/redirect"),
+        "followed a redirect: {paths:?}"
+    );
+    server.abort();
+    Ok(())
+}
+
+async fn webhooks_are_owned_and_scoped(backend: Backend) -> anyhow::Result<()> {
+    let h = Harness::start(backend).await?;
+    let mut client = h.client.clone();
+    let a = h.keys.token(Role::Applicant, None, Some(ZH_APPLICANT));
+    let b = h.keys.token(Role::Applicant, None, Some(EN_APPLICANT));
+    let clerk = h.keys.token(Role::Clerk, Some("eco_env"), None);
+    let other_clerk = h.keys.token(Role::Clerk, Some("dev_reform"), None);
+    let admin = h.keys.token(Role::Admin, None, None);
+    let (recv, addr, server) = Receiver::start(false).await?;
+    let mut ids = Vec::new();
+    for (path, token) in [("/a", &a), ("/b", &b), ("/clerk", &clerk)] {
+        let w = client
+            .register_webhook(authed(
+                register(&format!("http://{addr}{path}"), &[], ""),
+                token,
+            ))
+            .await?
+            .into_inner()
+            .webhook
+            .ok_or_else(|| anyhow::anyhow!("no webhook"))?;
+        ids.push(w.webhook_id);
+    }
+
+    // Each lists its own; an admin lists all; pages are honoured.
+    let lister = client.clone();
+    let list = |token: String, page_size: i32, page_token: String| {
+        let mut c = lister.clone();
+        async move {
+            anyhow::Ok(
+                c.list_webhooks(authed(
+                    pb::ListWebhooksRequest {
+                        page_size,
+                        page_token,
+                    },
+                    &token,
+                ))
+                .await?
+                .into_inner(),
+            )
+        }
+    };
+    let mine = list(a.clone(), 0, String::new()).await?.webhooks;
+    assert_eq!(mine.len(), 1);
+    assert_eq!(mine[0].webhook_id, ids[0]);
+    assert!(mine[0].owner.starts_with("applicant:"));
+    assert!(
+        list(other_clerk.clone(), 0, String::new())
+            .await?
+            .webhooks
+            .is_empty()
+    );
+    let first = list(admin.clone(), 2, String::new()).await?;
+    assert_eq!(first.webhooks.len(), 2);
+    let rest = list(admin.clone(), 2, first.next_page_token).await?;
+    assert_eq!(rest.webhooks.len(), 1);
+    assert!(rest.next_page_token.is_empty());
+    assert!(
+        first
+            .webhooks
+            .iter()
+            .chain(&rest.webhooks)
+            .all(|w| w.secret.is_empty())
+    );
+
+    // Another principal cannot delete it (and cannot tell it exists); nothing changes.
+    for token in [&b, &clerk] {
+        let err = client
+            .delete_webhook(authed(
+                pb::DeleteWebhookRequest {
+                    webhook_id: ids[0].clone(),
+                },
+                token,
+            ))
+            .await
+            .err()
+            .ok_or_else(|| anyhow::anyhow!("deleted another's webhook"))?;
+        assert_eq!(err.code(), Code::NotFound);
+        assert_eq!(reason(&err), "NOT_FOUND");
+    }
+    assert_eq!(h.count("SELECT COUNT(*) AS n FROM webhooks").await, 3);
+    let err = client
+        .delete_webhook(authed(pb::DeleteWebhookRequest::default(), &a))
+        .await
+        .err()
+        .ok_or_else(|| anyhow::anyhow!("empty id accepted"))?;
+    assert_eq!(fields(&err), ["webhook_id"]);
+
+    // Scope: A's application reaches A's webhook (and, once eco_env has a task there, the
+    // eco_env clerk's), never B's; B's reaches only B's.
+    let sub_a = submitted(ZH_APPLICANT, "", "zh-CN");
+    let sub_b = submitted(EN_APPLICANT, "", "en");
+    let task_a = tongban_outbox::new_envelope(
+        "approval",
+        &sub_a.application_id,
+        Payload::TaskCreated(events::TaskCreated {
+            task_id: "t-a".into(),
+            department: "eco_env".into(),
+            ..Default::default()
+        }),
+    );
+    let approved_a = approved(&sub_a.application_id);
+    let approved_b = approved(&sub_b.application_id);
+    // In steps: the facts and the department must be known before the events they scope.
+    let wait_for = |n: usize| {
+        let recv = recv.clone();
+        async move {
+            eventually(WAIT, &format!("{n} deliveries"), || async {
+                (recv.calls().len() >= n).then_some(())
+            })
+            .await
+        }
+    };
+    h.publish(&[&sub_a, &sub_b]).await?;
+    wait_for(2).await?;
+    h.publish(&[&task_a]).await?;
+    wait_for(4).await?;
+    h.publish(&[&approved_a, &approved_b]).await?;
+    let calls = eventually(WAIT, "the in-scope deliveries", || async {
+        let c = recv.calls();
+        (c.len() >= 7).then_some(c)
+    })
+    .await?;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let calls_now = recv.calls();
+    assert_eq!(
+        calls_now.len(),
+        calls.len(),
+        "more deliveries than in scope"
+    );
+    let seen = |path: &str| -> Vec<(String, String)> {
+        let mut v: Vec<_> = calls_now
+            .iter()
+            .filter(|c| c.path == path)
+            .map(|c| {
+                let json: serde_json::Value = serde_json::from_str(&c.body).unwrap_or_default();
+                (
+                    json["application_id"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                    json["type"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let app_a = sub_a.application_id.clone();
+    let app_b = sub_b.application_id.clone();
+    let mut want_a = vec![
+        (app_a.clone(), "application.approved".to_string()),
+        (app_a.clone(), "application.submitted".to_string()),
+        (app_a.clone(), "task.created".to_string()),
+    ];
+    want_a.sort();
+    assert_eq!(seen("/a"), want_a);
+    let mut want_b = vec![
+        (app_b.clone(), "application.approved".to_string()),
+        (app_b.clone(), "application.submitted".to_string()),
+    ];
+    want_b.sort();
+    assert_eq!(seen("/b"), want_b);
+    let mut want_clerk = vec![
+        (app_a.clone(), "application.approved".to_string()),
+        (app_a.clone(), "task.created".to_string()),
+    ];
+    want_clerk.sort();
+    assert_eq!(seen("/clerk"), want_clerk);
+
+    // The owner deletes its own; later events no longer reach it.
+    client
+        .delete_webhook(authed(
+            pb::DeleteWebhookRequest {
+                webhook_id: ids[0].clone(),
+            },
+            &a,
+        ))
+        .await?;
+    assert!(list(a.clone(), 0, String::new()).await?.webhooks.is_empty());
+    h.publish(&[&approved(&app_a)]).await?;
+    eventually(WAIT, "the clerk's delivery", || async {
+        (recv.calls().iter().filter(|c| c.path == "/clerk").count() == 3).then_some(())
+    })
+    .await?;
+    assert_eq!(recv.calls().iter().filter(|c| c.path == "/a").count(), 3);
+    server.abort();
+    Ok(())
+}
+
+tongban_testkit::on_both!(
+    webhook_is_signed_and_retried,
+    internal_targets_are_refused,
+    redirects_are_not_followed,
+    webhooks_are_owned_and_scoped,
+);

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use toml::Spanned;
 
-use super::Checker;
+use super::{Checker, MAX_WORKING_HOURS};
 use crate::definition::model::{
     MatterKind, NextRule, Rating, RequestPolicy, StageDef, TaskDef, TaskDepartment,
 };
@@ -63,8 +63,12 @@ pub(super) fn check_stages(
                 .unwrap_or("?");
             let tplace = format!("{place} task {} ({who})", n + 1);
             let department = check_task_department(ck, tline, &tplace, &t, form);
-            if t.deadline_hours == 0 {
-                ck.problem(tline, &tplace, "deadline_hours must be 1 or more");
+            if t.deadline_hours == 0 || t.deadline_hours > MAX_WORKING_HOURS {
+                ck.problem(
+                    tline,
+                    &tplace,
+                    format!("deadline_hours must be 1 to {MAX_WORKING_HOURS}"),
+                );
             }
             let twhen = ck.condition(tline, &tplace, t.when.as_deref(), form);
             if let Some(department) = department {
@@ -342,8 +346,12 @@ pub(super) fn check_request(
             ),
         }
     }
-    if r.answer_deadline_hours == 0 {
-        ck.problem(line, place, "answer_deadline_hours must be 1 or more");
+    if r.answer_deadline_hours == 0 || r.answer_deadline_hours > MAX_WORKING_HOURS {
+        ck.problem(
+            line,
+            place,
+            format!("answer_deadline_hours must be 1 to {MAX_WORKING_HOURS}"),
+        );
     }
     if let Some(d) = &r.supervising_department {
         ck.department(line, place, "supervising_department", d);

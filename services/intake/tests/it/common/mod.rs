@@ -2,7 +2,8 @@
 
 #![allow(dead_code, unused_imports, unreachable_pub)]
 
-pub use std::time::Duration;
+pub use tongban_intake::limits::IntakeLimits;
+use std::time::Duration;
 
 pub use prost::Message;
 pub use sea_orm::ConnectionTrait;
@@ -29,9 +30,7 @@ pub struct Harness {
 
 impl Harness {
     pub async fn start(backend: Backend) -> anyhow::Result<Self> {
-        let credit =
-            tongban_credit::CreditSettings::default().build(&tongban_testkit::deploy_dir())?;
-        Self::start_with_credit(backend, credit).await
+        Self::start_with(backend, default_credit()?, IntakeLimits::default()).await
     }
 
     /// Intake looking credit classes up in `credit`.
@@ -39,8 +38,21 @@ impl Harness {
         backend: Backend,
         credit: std::sync::Arc<dyn tongban_credit::CreditRegistry>,
     ) -> anyhow::Result<Self> {
+        Self::start_with(backend, credit, IntakeLimits::default()).await
+    }
+
+    /// Intake within `limits`.
+    pub async fn start_with_limits(backend: Backend, limits: IntakeLimits) -> anyhow::Result<Self> {
+        Self::start_with(backend, default_credit()?, limits).await
+    }
+
+    pub async fn start_with(
+        backend: Backend,
+        credit: std::sync::Arc<dyn tongban_credit::CreditRegistry>,
+        limits: IntakeLimits,
+    ) -> anyhow::Result<Self> {
         let service = tongban_testkit::start_service(backend, "intake", |s| {
-            tongban_intake::run_with_credit(s.ctx, credit, s.listener, s.shutdown)
+            tongban_intake::run_with(s.ctx, credit, limits, s.listener, s.shutdown)
         })
         .await?;
         Ok(Self {
@@ -96,4 +108,9 @@ pub fn fields(status: &tonic::Status) -> Vec<String> {
         .get_details_bad_request()
         .map(|b| b.field_violations.into_iter().map(|v| v.field).collect())
         .unwrap_or_default()
+}
+
+/// The credit registry `tongban dev` uses: the file source in `deploy/credit`.
+fn default_credit() -> anyhow::Result<std::sync::Arc<dyn tongban_credit::CreditRegistry>> {
+    Ok(tongban_credit::CreditSettings::default().build(&tongban_testkit::deploy_dir())?)
 }

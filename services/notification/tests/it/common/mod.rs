@@ -15,7 +15,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio_util::sync::CancellationToken;
 use tongban_auth::Role;
 use tongban_bus::Bus;
-use tongban_notification::{NotificationOptions, RetryPolicy, SmtpSettings};
+use tongban_notification::{NotificationOptions, RetryPolicy, SmtpSettings, WebhookPolicy};
 use tongban_proto::{
     common,
     events::{self, Envelope, envelope::Payload},
@@ -42,7 +42,22 @@ pub struct Harness {
 }
 
 impl Harness {
+    /// A service whose webhooks may use http and reach 127.0.0.1 (the test receivers), as in
+    /// `tongban dev`.
     pub async fn start(backend: Backend) -> anyhow::Result<Self> {
+        let policy = WebhookPolicy {
+            allow_http: true,
+            ..WebhookPolicy::default()
+        }
+        .allowing("127.0.0.1/32")
+        .map_err(anyhow::Error::msg)?;
+        Self::start_with(backend, policy).await
+    }
+
+    pub async fn start_with(
+        backend: Backend,
+        webhook_policy: WebhookPolicy,
+    ) -> anyhow::Result<Self> {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .with_test_writer()
@@ -64,6 +79,8 @@ impl Harness {
                 max_attempts: 5,
             },
             poll: Duration::from_millis(200),
+            webhook_policy,
+            subscribe_streams_per_caller: tongban_notification::DEFAULT_STREAMS_PER_CALLER,
         };
         let service = tongban_testkit::start_service(backend, "notification", |s| {
             tongban_notification::run_with(s.ctx, opts, s.listener, s.shutdown)
