@@ -206,7 +206,10 @@ async fn start(
 ) -> anyhow::Result<()> {
     match name {
         "dispatch" => tongban_dispatch::run_with_platforms(ctx, platforms, listener, stop).await,
-        "intake" => tongban_intake::run_with_credit(ctx, credit, listener, stop).await,
+        "intake" => {
+            let limits = tongban_intake::limits::IntakeLimits::from_env()?;
+            tongban_intake::run_with(ctx, credit, limits, listener, stop).await
+        }
         "approval" => tongban_approval::run(ctx, listener, stop).await,
         "notification" => tongban_notification::run_dev(ctx, listener, stop).await,
         other => anyhow::bail!("unknown service {other}"),

@@ -10,9 +10,11 @@ async fn main() -> anyhow::Result<()> {
     let ctx = Context::connect(&cfg).await?;
     let credit = own.credit.build(&ctx.deploy_dir)?;
     let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
-    tongban_intake::run_with_credit(
+    let limits = tongban_intake::limits::IntakeLimits::from_env()?;
+    tongban_intake::run_with(
         ctx,
         credit,
+        limits,
         listener,
         tongban_runtime::shutdown_on_signals(),
     )

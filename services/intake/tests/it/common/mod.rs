@@ -2,8 +2,8 @@
 
 #![allow(dead_code, unused_imports, unreachable_pub)]
 
+pub use std::time::Duration;
 pub use tongban_intake::limits::IntakeLimits;
-use std::time::Duration;
 
 pub use prost::Message;
 pub use sea_orm::ConnectionTrait;
