@@ -19,8 +19,11 @@
 //! skip, and an entry commits or rolls back together with the state change it describes.
 
 pub mod anchor;
+pub mod denials;
 pub mod migration;
 pub mod verify;
+
+pub use denials::{DenialLog, DenialWriter};
 
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, Value};
 use sha2::{Digest, Sha256};
@@ -360,6 +363,15 @@ fn entry_from_row(row: &sea_orm::QueryResult) -> Result<Entry, DbErr> {
         prev_hash: row.try_get("", "prev_hash")?,
         hash: row.try_get("", "hash")?,
     })
+}
+
+/// The refused attempts recorded on `service`'s own chain (see [`denials`]), oldest first.
+pub async fn refusals<C: ConnectionTrait>(db: &C, service: &str) -> Result<Vec<Entry>, DbErr> {
+    Ok(entries(db, &service_chain(service))
+        .await?
+        .into_iter()
+        .filter(|e| e.outcome == Outcome::Denied.as_str())
+        .collect())
 }
 
 /// A chain's entries in `seq` order.

@@ -327,15 +327,33 @@ pub const TABLE: [Row; 27] = [
     ),
     row(
         Action::RegisterWebhook,
-        [Never, Never, Never, RegisteredIntegrator, Everything],
+        [
+            OwnInbox,
+            OwnInbox,
+            OwnInbox,
+            RegisteredIntegrator,
+            Everything,
+        ],
     ),
     row(
         Action::ListWebhooks,
-        [Never, Never, Never, RegisteredIntegrator, Everything],
+        [
+            OwnInbox,
+            OwnInbox,
+            OwnInbox,
+            RegisteredIntegrator,
+            Everything,
+        ],
     ),
     row(
         Action::DeleteWebhook,
-        [Never, Never, Never, RegisteredIntegrator, Everything],
+        [
+            OwnInbox,
+            OwnInbox,
+            OwnInbox,
+            RegisteredIntegrator,
+            Everything,
+        ],
     ),
 ];
 
@@ -448,19 +466,103 @@ impl Denied {
     }
 }
 
-/// The table plus what it needs to know beyond the token: the registered integrators.
+/// A refused attempt, as it is handed to the [`DenialSink`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denial {
+    pub who: Identity,
+    pub action: Action,
+    /// What was asked for: an application, task, delivery or webhook id, or a collection.
+    pub target: String,
+    pub why: Denied,
+}
+
+/// Where refused attempts are recorded. Services hand in the audit log's (see
+/// `tongban_audit::DenialLog`); recording must not block the request that was refused.
+pub trait DenialSink: Send + Sync + fmt::Debug {
+    fn record(&self, denial: Denial);
+}
+
+impl From<Denied> for tonic::Status {
+    fn from(d: Denied) -> Self {
+        d.to_status()
+    }
+}
+
+/// The table plus what it needs beyond the token: the registered integrators, and where
+/// refusals are recorded.
 #[derive(Debug, Clone, Default)]
 pub struct Policy {
     integrators: Integrators,
+    denials: Option<std::sync::Arc<dyn DenialSink>>,
 }
 
 impl Policy {
     pub fn new(integrators: Integrators) -> Self {
-        Self { integrators }
+        Self {
+            integrators,
+            denials: None,
+        }
+    }
+
+    /// Records every refusal of [`Policy::check`], [`Policy::check_role`] and [`Policy::deny`]
+    /// in `sink`.
+    pub fn with_denials(mut self, sink: std::sync::Arc<dyn DenialSink>) -> Self {
+        self.denials = Some(sink);
+        self
     }
 
     pub fn integrators(&self) -> &Integrators {
         &self.integrators
+    }
+
+    /// Decides like [`Policy::authorize`]; a refusal is recorded (see [`Policy::deny`]).
+    /// `target` names what was asked for in the record.
+    pub fn check(
+        &self,
+        who: &Identity,
+        action: Action,
+        scope: &Scope,
+        target: &str,
+    ) -> Result<(), Denied> {
+        self.authorize(who, action, scope)
+            .map_err(|d| self.deny(who, action, target, d))
+    }
+
+    /// Refuses a role that never may do `action` before the request is even read, so such a
+    /// caller learns nothing about what a valid request looks like. Recorded like any refusal.
+    pub fn check_role(&self, who: &Identity, action: Action) -> Result<(), Denied> {
+        if rule(action, who.role) == Rule::Never {
+            let d = Denied::Forbidden {
+                role: who.role,
+                action,
+                why: format!("the {} role never may", who.role),
+            };
+            return Err(self.deny(who, action, "", d));
+        }
+        Ok(())
+    }
+
+    /// The one place a refusal is recorded: a warning on the `tongban::audit` log target, and
+    /// an entry through the [`DenialSink`] (the service's audit chain). Returns `denied` for
+    /// the caller's error.
+    pub fn deny(&self, who: &Identity, action: Action, target: &str, denied: Denied) -> Denied {
+        tracing::warn!(
+            target: "tongban::audit",
+            actor = %who.actor_label(),
+            action = %action,
+            target,
+            reason = %denied,
+            "denied"
+        );
+        if let Some(sink) = &self.denials {
+            sink.record(Denial {
+                who: who.clone(),
+                action,
+                target: target.to_string(),
+                why: denied.clone(),
+            });
+        }
+        denied
     }
 
     /// Decides whether `who` may do `action` on `scope`.

@@ -141,37 +141,6 @@ pub async fn append_to<C: ConnectionTrait>(
     Ok(())
 }
 
-/// Records a refused attempt by `who` (on an application when `application_id` is not empty,
-/// else on approval's own chain) in a short transaction of its own. For the one function
-/// through which approval's denials pass; failing to record is logged, never hides the denial.
-pub async fn audit_denied(
-    db: &sea_orm::DatabaseConnection,
-    who: &tongban_auth::Identity,
-    action: &str,
-    application_id: &str,
-    target: &str,
-    why: &str,
-) {
-    let chain = if application_id.is_empty() {
-        SERVICE_CHAIN.to_string()
-    } else {
-        tongban_audit::application_chain(application_id)
-    };
-    if let Err(e) = tongban_audit::append_denied(
-        db,
-        &chain,
-        tongban_storage::now_ms(),
-        Actor::from(who),
-        action,
-        target,
-        why,
-    )
-    .await
-    {
-        tracing::error!(error = %e, action, "recording a denied attempt failed");
-    }
-}
-
 /// An application's entries, in chain order.
 pub async fn entries<C: ConnectionTrait>(
     db: &C,

@@ -1,13 +1,9 @@
 //! Approval's side of the authorization table ([`tongban_authz`]): the scope of an instance and
-//! of a task, built from approval's own tables, and the one place a denial becomes an error.
+//! of a task, built from approval's own tables. Decisions and refusals are the engine's `Policy`'s.
 
-use tongban_auth::Identity;
-use tongban_authz::{Action, Denied, Policy, Scope, TaskScope};
+use tongban_authz::{Scope, TaskScope};
 
-use crate::{
-    error::ApprovalError,
-    repository::{Instance, Task},
-};
+use crate::repository::{Instance, Task};
 
 /// Every department and township office of the instance's workflow: its plan, and the tasks it
 /// actually has (a delegation may have moved one elsewhere).
@@ -39,46 +35,4 @@ pub(crate) fn task_scope(task: &Task) -> Scope {
         assignee: task.assignee.clone(),
         moves_department: false,
     })
-}
-
-/// Decides, and turns a denial into the error (see [`denied`]).
-pub(crate) fn check(
-    policy: &Policy,
-    who: &Identity,
-    action: Action,
-    scope: &Scope,
-    target: &str,
-) -> Result<(), ApprovalError> {
-    policy
-        .authorize(who, action, scope)
-        .map_err(|d| denied(who, action, target, d))
-}
-
-/// Refuses a role that never may do `action`, before the request is even parsed, so such a
-/// caller learns nothing about what a valid request looks like.
-pub(crate) fn check_role(who: &Identity, action: Action) -> Result<(), ApprovalError> {
-    if tongban_authz::rule(action, who.role) == tongban_authz::Rule::Never {
-        let d = Denied::Forbidden {
-            role: who.role,
-            action,
-            why: format!("the {} role never may", who.role),
-        };
-        return Err(denied(who, action, "", d));
-    }
-    Ok(())
-}
-
-/// The one place approval refuses a caller: the denial is recorded on the audit target (the
-/// integrator routes this into the audit chain) and becomes `PERMISSION_DENIED` (or
-/// `UNAUTHENTICATED` for a token missing a claim).
-pub(crate) fn denied(who: &Identity, action: Action, target: &str, d: Denied) -> ApprovalError {
-    tracing::warn!(
-        target: "tongban::audit",
-        actor = %who.actor_label(),
-        action = %action,
-        target,
-        reason = %d,
-        "denied"
-    );
-    ApprovalError::Denied(d)
 }

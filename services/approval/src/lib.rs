@@ -76,27 +76,35 @@ pub async fn build(
     clock: Arc<dyn Clock>,
 ) -> anyhow::Result<Arc<Approval>> {
     migration::Migrator::up(&ctx.db, None).await?;
-    Ok(assemble(ctx, relay, clock).await?.0)
+    let (approval, _, denials) = assemble(ctx, relay, clock).await?;
+    // Without a service around it, refusals are written until the engine is dropped.
+    tokio::spawn(denials.run(CancellationToken::new()));
+    Ok(approval)
 }
 
 /// [`build`] on a migrated database, also handing back the definitions so that `run` can keep
-/// them fresh.
+/// them fresh, and the writer of refused attempts for `run` to run.
 async fn assemble(
     ctx: &Context,
     relay: tongban_outbox::RelayHandle,
     clock: Arc<dyn Clock>,
-) -> anyhow::Result<(Arc<Approval>, definitions::Definitions)> {
+) -> anyhow::Result<(
+    Arc<Approval>,
+    definitions::Definitions,
+    tongban_audit::DenialWriter,
+)> {
     let calendar = tongban_calendar::Calendar::load_dir(ctx.deploy_dir.join("calendar"))?;
     let departments = tongban_matter::Departments::load(ctx.deploy_dir.join("departments.toml"))?;
     let defs =
         definitions::Definitions::load(&ctx.db, &ctx.deploy_dir.join("matters"), departments)
             .await?;
     let integrators = tongban_authz::Integrators::load(ctx.deploy_dir.join("integrators.toml"))?;
+    let (denials, writer) = tongban_audit::DenialLog::new(ctx.db.clone(), "approval");
     let approval = Arc::new(
         Approval::new(ctx.db.clone(), defs.clone(), calendar, relay, clock)
-            .with_policy(tongban_authz::Policy::new(integrators)),
+            .with_policy(tongban_authz::Policy::new(integrators).with_denials(denials)),
     );
-    Ok((approval, defs))
+    Ok((approval, defs, writer))
 }
 
 /// Migrates, starts the relay, the consumer and the timer worker, and serves gRPC on
@@ -108,7 +116,8 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     migration::Migrator::up(&ctx.db, None).await?;
     let mut service = ServiceBuilder::new("approval", &ctx, &shutdown);
-    let (approval, defs) = assemble(&ctx, service.relay(), Arc::new(SystemClock)).await?;
+    let (approval, defs, denials) = assemble(&ctx, service.relay(), Arc::new(SystemClock)).await?;
+    service.spawn("denials", denials.run(shutdown.clone()));
     service.spawn(
         "definitions",
         defs.keep_fresh(

@@ -58,8 +58,7 @@ impl Approval {
         who: &Identity,
         req: Publish,
     ) -> Result<StoredDefinition, ApprovalError> {
-        crate::authz::check(
-            &self.policy,
+        self.policy.check(
             who,
             tongban_authz::Action::PublishDefinition,
             &tongban_authz::Scope::default(),

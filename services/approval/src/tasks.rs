@@ -9,7 +9,7 @@ use tongban_storage::begin_write;
 
 use crate::{
     audit::{self, Record},
-    authz::{check_role, task_scope},
+    authz::task_scope,
     convert::decided_event,
     engine::{Approval, Cause},
     error::{ApprovalError, invalid},
@@ -41,7 +41,7 @@ fn authorize_task(
     scope: &Scope,
     task: &Task,
 ) -> Result<(), ApprovalError> {
-    crate::authz::check(&approval.policy, who, action, scope, &task.task_id)
+    Ok(approval.policy.check(who, action, scope, &task.task_id)?)
 }
 
 impl Approval {
@@ -62,7 +62,7 @@ impl Approval {
     }
 
     pub async fn claim(&self, who: &Identity, req: Claim) -> Result<Task, ApprovalError> {
-        check_role(who, Action::ClaimTask)?;
+        self.policy.check_role(who, Action::ClaimTask)?;
         let now = self.now();
         let txn = begin_write(&self.db).await?;
         let (_, task) = self.lock_task(&txn, &req.task_id).await?;
@@ -88,7 +88,7 @@ impl Approval {
     /// claims it implicitly (the decision records them as assignee). A task CLAIMED by someone
     /// else can only be decided by that clerk, or a supervisor/admin.
     pub async fn decide(&self, who: &Identity, req: Decide) -> Result<Task, ApprovalError> {
-        check_role(who, Action::DecideTask)?;
+        self.policy.check_role(who, Action::DecideTask)?;
         let Decide {
             task_id,
             decision,
@@ -208,7 +208,7 @@ impl Approval {
     /// Hands a task to another clerk; moving it to another department is for supervisors and
     /// admins. The task becomes CLAIMED by the new assignee.
     pub async fn delegate(&self, who: &Identity, req: Delegate) -> Result<Task, ApprovalError> {
-        check_role(who, Action::DelegateTask)?;
+        self.policy.check_role(who, Action::DelegateTask)?;
         if let Some(d) = &req.department
             && !self.defs.departments().contains(d)
         {
@@ -270,7 +270,7 @@ impl Approval {
         who: &Identity,
         req: ListTasks,
     ) -> Result<TaskPage, ApprovalError> {
-        check_role(who, Action::ListTasks)?;
+        self.policy.check_role(who, Action::ListTasks)?;
         let mut department = req.department;
         if who.role != Role::Admin && department.is_none() {
             department = who.department.clone();
@@ -287,8 +287,7 @@ impl Approval {
         {
             covering.push(parent.code.clone());
         }
-        crate::authz::check(
-            &self.policy,
+        self.policy.check(
             who,
             Action::ListTasks,
             &Scope::departments(covering),

@@ -61,7 +61,7 @@ impl Approval {
         action: Action,
         application_id: &str,
     ) -> Result<Instance, ApprovalError> {
-        crate::authz::check_role(who, action)?;
+        self.policy.check_role(who, action)?;
         let inst = self
             .db
             .find_instance(application_id.trim(), Lock::None)
@@ -70,8 +70,7 @@ impl Approval {
                 ApprovalError::NotFound(format!("workflow of application {application_id}"))
             })?;
         let tasks = self.db.tasks_of_instance(&inst.instance_id).await?;
-        crate::authz::check(
-            &self.policy,
+        self.policy.check(
             who,
             action,
             &crate::authz::instance_scope(&inst, &tasks),
@@ -163,8 +162,7 @@ impl Approval {
         who: &Identity,
         req: ListDefinitions,
     ) -> Result<(Vec<StoredDefinition>, String), ApprovalError> {
-        crate::authz::check(
-            &self.policy,
+        self.policy.check(
             who,
             Action::ListDefinitions,
             &tongban_authz::Scope::default(),

@@ -1,6 +1,6 @@
 //! Dispatch's side of the authorization table ([`tongban_authz`]): the scope of an application
 //! from the canonical section dispatch stores (enterprise, matter, region, form) and the matter
-//! definitions of the deploy directory, and the one place a denial becomes an error.
+//! definitions of the deploy directory. Decisions and refusals are its [`Policy`]'s.
 //!
 //! Dispatch does not run workflows, so the departments come from the matter definition (see
 //! [`tongban_authz::matter`]). A matter dispatch has no file for (one only published over gRPC)
@@ -8,11 +8,8 @@
 
 use std::{collections::HashMap, path::Path};
 
-use tongban_auth::Identity;
-use tongban_authz::{Action, Denied, Policy, Scope};
+use tongban_authz::{Policy, Scope};
 use tongban_matter::{Departments, MatterDefinition};
-
-use crate::error::DispatchError;
 
 /// The table, the registered integrators and what scopes are built from.
 #[derive(Debug, Default)]
@@ -44,6 +41,13 @@ impl Authz {
         })
     }
 
+    /// Records refusals in `sink` (see [`Policy::with_denials`]).
+    pub fn with_denials(mut self, sink: std::sync::Arc<dyn tongban_authz::DenialSink>) -> Self {
+        self.policy = self.policy.with_denials(sink);
+        self
+    }
+
+    /// Decides and records refusals.
     pub fn policy(&self) -> &Policy {
         &self.policy
     }
@@ -79,45 +83,4 @@ impl Authz {
             None => Scope::application(credit_code, matter_code, Vec::new()),
         }
     }
-
-    /// Decides, and turns a denial into the error (see [`denied`]).
-    pub fn check(
-        &self,
-        who: &Identity,
-        action: Action,
-        scope: &Scope,
-        target: &str,
-    ) -> Result<(), DispatchError> {
-        self.policy
-            .authorize(who, action, scope)
-            .map_err(|d| denied(who, action, target, d))
-    }
-
-    /// Refuses a role that never may do `action`, before anything is read.
-    pub fn check_role(&self, who: &Identity, action: Action) -> Result<(), DispatchError> {
-        if tongban_authz::rule(action, who.role) == tongban_authz::Rule::Never {
-            let d = Denied::Forbidden {
-                role: who.role,
-                action,
-                why: format!("the {} role never may", who.role),
-            };
-            return Err(denied(who, action, "", d));
-        }
-        Ok(())
-    }
-}
-
-/// The one place dispatch refuses a caller: the denial is recorded on the audit target (the
-/// integrator routes this into the audit chain) and becomes `PERMISSION_DENIED` (or
-/// `UNAUTHENTICATED` for a token missing a claim).
-pub fn denied(who: &Identity, action: Action, target: &str, d: Denied) -> DispatchError {
-    tracing::warn!(
-        target: "tongban::audit",
-        actor = %who.actor_label(),
-        action = %action,
-        target,
-        reason = %d,
-        "denied"
-    );
-    DispatchError::Denied(d)
 }

@@ -15,9 +15,9 @@ pub enum DispatchError {
     FailedPrecondition(String),
     #[error(transparent)]
     Auth(#[from] tongban_auth::AuthError),
-    /// Refused by the authorization table (see [`crate::authz::denied`]).
+    /// Refused by the authorization table (recorded by `Policy::deny`).
     #[error(transparent)]
-    Denied(tongban_authz::Denied),
+    Denied(#[from] tongban_authz::Denied),
     #[error("storage: {0}")]
     Db(#[from] sea_orm::DbErr),
     /// The platform could not be asked (reconciliation).

@@ -139,7 +139,9 @@ pub async fn run_with_platforms(
     }
     let handler = Arc::new(consumer::Fanout::new(runtimes.clone()));
     service.consume(spec, 128, handler).await?;
-    let authz = authz::Authz::load(&ctx.deploy_dir)?;
+    let (denials, writer) = tongban_audit::DenialLog::new(ctx.db.clone(), "dispatch");
+    service.spawn("denials", writer.run(shutdown.clone()));
+    let authz = authz::Authz::load(&ctx.deploy_dir)?.with_denials(denials);
     let dispatch = Arc::new(Dispatch::new(ctx.db.clone(), runtimes, http).with_authz(authz));
     let server = DispatchServiceServer::new(grpc::DispatchGrpc::new(dispatch));
     service.serve(listener, server).await

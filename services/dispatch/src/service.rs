@@ -27,37 +27,6 @@ const PLATFORMS: Paging = Paging::new("dispatch.platforms", 50, 200);
 /// Dispatch's own audit chain (`service/dispatch`) holds its acts on no one application.
 pub const SERVICE: &str = "dispatch";
 
-/// Records a refused attempt by `who` (on `application_id`'s chain, or dispatch's own when
-/// empty) in a transaction of its own. For the one function through which dispatch's denials
-/// pass; a failure to record is logged and never hides the denial.
-pub async fn audit_denied(
-    db: &DatabaseConnection,
-    who: &Identity,
-    action: &str,
-    application_id: &str,
-    target: &str,
-    why: &str,
-) {
-    let chain = if application_id.is_empty() {
-        tongban_audit::service_chain(SERVICE)
-    } else {
-        tongban_audit::application_chain(application_id)
-    };
-    if let Err(e) = tongban_audit::append_denied(
-        db,
-        &chain,
-        tongban_storage::now_ms(),
-        tongban_audit::Actor::from(who),
-        action,
-        target,
-        why,
-    )
-    .await
-    {
-        tracing::error!(error = %e, action, "recording a denied attempt failed");
-    }
-}
-
 pub struct Dispatch {
     db: DatabaseConnection,
     platforms: Arc<Vec<Arc<PlatformRuntime>>>,
@@ -114,6 +83,7 @@ impl Dispatch {
         req: &pb::ListPlatformsRequest,
     ) -> Result<(Vec<pb::Platform>, String), DispatchError> {
         self.authz
+            .policy()
             .check(who, Action::ListPlatforms, &Scope::default(), "platforms")?;
         let page = PLATFORMS.page::<usize>(req.page_size, &req.page_token)?;
         let counts = self.db.delivery_counts().await?;
@@ -149,7 +119,9 @@ impl Dispatch {
         who: &Identity,
         req: &pb::ListDeliveriesRequest,
     ) -> Result<(Vec<pb::Delivery>, String), DispatchError> {
-        self.authz.check_role(who, Action::ListDeliveries)?;
+        self.authz
+            .policy()
+            .check_role(who, Action::ListDeliveries)?;
         let page = DELIVERIES.page::<String>(req.page_size, &req.page_token)?;
         let status = match pb::DeliveryStatus::try_from(req.status) {
             Ok(pb::DeliveryStatus::Unspecified) => None,
@@ -190,7 +162,7 @@ impl Dispatch {
         who: &Identity,
         delivery_id: &str,
     ) -> Result<pb::Delivery, DispatchError> {
-        self.authz.check_role(who, Action::RetryDelivery)?;
+        self.authz.policy().check_role(who, Action::RetryDelivery)?;
         let id = delivery_id.trim();
         if id.is_empty() {
             return Err(invalid("delivery_id", "is required"));
@@ -202,6 +174,7 @@ impl Dispatch {
             .ok_or_else(|| DispatchError::NotFound(format!("delivery {id}")))?;
         let scope = self.application_scope(&found.application_id).await?;
         self.authz
+            .policy()
             .check(who, Action::RetryDelivery, &scope, &found.application_id)?;
         let txn = tongban_storage::begin_write(&self.db).await?;
         let row = txn.retry_now(id).await?;
@@ -224,7 +197,9 @@ impl Dispatch {
         who: &Identity,
         req: &pb::ReplayDeadLettersRequest,
     ) -> Result<u32, DispatchError> {
-        self.authz.check_role(who, Action::ReplayDeadLetters)?;
+        self.authz
+            .policy()
+            .check_role(who, Action::ReplayDeadLetters)?;
         let platform = req.platform_id.trim();
         if !platform.is_empty() {
             self.platform(platform)?;
@@ -235,6 +210,7 @@ impl Dispatch {
         let apps: Option<Vec<String>> = if !application.is_empty() {
             let scope = self.application_scope(application).await?;
             self.authz
+                .policy()
                 .check(who, Action::ReplayDeadLetters, &scope, application)?;
             Some(vec![application.to_string()])
         } else if who.role == Role::Admin {
@@ -296,7 +272,7 @@ impl Dispatch {
         who: &Identity,
         req: &pb::ReconcileRequest,
     ) -> Result<pb::ReconcileResponse, DispatchError> {
-        self.authz.check(
+        self.authz.policy().check(
             who,
             Action::Reconcile,
             &Scope::default(),

@@ -93,9 +93,11 @@ pub async fn run_with(
 
     let mut service = ServiceBuilder::new("intake", &ctx, &shutdown);
     let integrators = tongban_authz::Integrators::load(ctx.deploy_dir.join("integrators.toml"))?;
+    let (denials, writer) = tongban_audit::DenialLog::new(ctx.db.clone(), "intake");
+    service.spawn("denials", writer.run(shutdown.clone()));
     let intake = Arc::new(
         Intake::new(ctx.db.clone(), matters, calendar, service.relay(), credit)
-            .with_policy(tongban_authz::Policy::new(integrators))
+            .with_policy(tongban_authz::Policy::new(integrators).with_denials(denials))
             .with_limits(limits),
     );
     service.spawn(

@@ -26,7 +26,7 @@ use tongban_storage::begin_write;
 use tongban_types::CreditCode;
 
 use crate::{
-    authz::{application_scope, check},
+    authz::application_scope,
     domain,
     error::Violation,
     error::{IntakeError, invalid},
@@ -165,8 +165,7 @@ impl Intake {
             }
             None => String::new(),
         };
-        check(
-            &self.policy,
+        self.policy.check(
             who,
             Action::SubmitApplication,
             &Scope::application(claimed, req.matter_code.trim(), Vec::new()),
@@ -292,7 +291,8 @@ impl Intake {
             .ok_or_else(|| IntakeError::NotFound(format!("application {application_id}")))?
             .application;
         let scope = application_scope(&self.matters, &app);
-        check(&self.policy, who, action, &scope, &app.application_id)?;
+        self.policy
+            .check(who, action, &scope, &app.application_id)?;
         Ok(app)
     }
 
@@ -309,7 +309,7 @@ impl Intake {
         if who.role == Role::Applicant && credit_code.is_none() {
             // Filter in the query what the scope check below would keep anyway.
             let own = who.credit_code.as_ref().ok_or_else(|| {
-                crate::authz::denied(
+                self.policy.deny(
                     who,
                     Action::ListApplications,
                     "applications",
@@ -369,8 +369,7 @@ impl Intake {
             .await?
             .ok_or_else(|| IntakeError::NotFound(format!("application {}", req.application_id)))?
             .application;
-        check(
-            &self.policy,
+        self.policy.check(
             who,
             Action::SupplementMaterials,
             &application_scope(&self.matters, &app),
@@ -475,8 +474,7 @@ impl Intake {
             .await?
             .ok_or_else(|| IntakeError::NotFound(format!("application {}", req.application_id)))?
             .application;
-        check(
-            &self.policy,
+        self.policy.check(
             who,
             Action::WithdrawApplication,
             &application_scope(&self.matters, &app),
@@ -524,13 +522,8 @@ impl Intake {
         who: &Identity,
         req: &ListMattersRequest,
     ) -> Result<(Vec<Matter>, String), IntakeError> {
-        check(
-            &self.policy,
-            who,
-            Action::ListMatters,
-            &Scope::default(),
-            "matters",
-        )?;
+        self.policy
+            .check(who, Action::ListMatters, &Scope::default(), "matters")?;
         let page = MATTERS.page::<String>(req.page_size, &req.page_token)?;
         let mut latest = self.matters.all_latest();
         latest.sort_by(|a, b| a.code.cmp(&b.code));
@@ -628,36 +621,6 @@ async fn audit_act(
     )
     .await?;
     Ok(())
-}
-
-/// Records a refused attempt by `who` to `action` the application `application_id`, in a
-/// transaction of its own (a denial changes nothing else). For the one function through which
-/// intake's denials pass; a failure to record is logged and never hides the denial.
-pub async fn audit_denied(
-    db: &DatabaseConnection,
-    who: &Identity,
-    action: &str,
-    application_id: &str,
-    why: &str,
-) {
-    let chain = if application_id.is_empty() {
-        tongban_audit::service_chain("intake")
-    } else {
-        tongban_audit::application_chain(application_id)
-    };
-    if let Err(e) = tongban_audit::append_denied(
-        db,
-        &chain,
-        tongban_storage::now_ms(),
-        tongban_audit::Actor::from(who),
-        action,
-        application_id,
-        why,
-    )
-    .await
-    {
-        tracing::error!(error = %e, action, "recording a denied attempt failed");
-    }
 }
 
 /// The canonical snapshot other services receive in `application.submitted`.

@@ -31,7 +31,6 @@
 //! [`repository`] SQL · [`service`] use cases · [`grpc`] handlers · [`email`], [`webhook`]
 //! senders · [`schedule`] timing rules · [`error`] the one error type.
 
-mod authz;
 pub mod consumer;
 pub mod email;
 pub mod entity;
@@ -174,10 +173,13 @@ pub async fn run_with(
         Arc::new(opts.webhook_policy.clone()),
     ));
     let integrators = tongban_authz::Integrators::load(ctx.deploy_dir.join("integrators.toml"))?;
-    let notifications = Arc::new(
-        Notifications::new(shared.clone()).with_policy(tongban_authz::Policy::new(integrators)),
-    );
     let mut service = ServiceBuilder::new("notification", &ctx, &shutdown);
+    let (denials, writer) = tongban_audit::DenialLog::new(ctx.db.clone(), "notification");
+    service.spawn("denials", writer.run(shutdown.clone()));
+    let notifications = Arc::new(
+        Notifications::new(shared.clone())
+            .with_policy(tongban_authz::Policy::new(integrators).with_denials(denials)),
+    );
     let handler = Arc::new(consumer::FanIn::new(shared.clone()));
     service.consume(queue_spec(), 128, handler).await?;
     if let Some(m) = mailer {

@@ -36,11 +36,12 @@ impl Owner {
     /// The owner `who` registers as. A token without the claim its role's scope needs is
     /// refused rather than read as "everything".
     pub fn of(who: &Identity) -> Result<Owner, NotificationError> {
-        let missing = |claim: &str| {
-            NotificationError::Auth(tongban_auth::AuthError::Forbidden(format!(
-                "{} token has no {claim}",
-                who.role
-            )))
+        // A token without the claim its role's scope needs is refused, never read as "all".
+        let missing = |claim: &'static str| {
+            NotificationError::Denied(tongban_authz::Denied::MissingClaim {
+                role: who.role,
+                claim,
+            })
         };
         let (department, credit_code) = match who.role {
             Role::Applicant => (

@@ -3,10 +3,10 @@
 use std::sync::Arc;
 
 use rand::RngCore;
-use sea_orm::{DatabaseConnection, TransactionTrait};
+use sea_orm::DatabaseConnection;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::{Notify, broadcast};
-use tongban_auth::{AuthError, Identity, Role};
+use tongban_auth::{Identity, Role};
 use tongban_authz::{Action, Policy, Scope};
 use tongban_calendar::Calendar;
 use tongban_proto::{notification as pb, page::Paging, time::ts};
@@ -95,42 +95,14 @@ pub async fn audit_webhook_change(
     Ok(())
 }
 
-/// Records a refused attempt by `who` in a transaction of its own, on `application_id`'s chain
-/// or notification's own when empty. For the one function through which notification's
-/// denials pass; a failure to record is logged and never hides the denial.
-pub async fn audit_denied(
-    db: &DatabaseConnection,
-    who: &Identity,
-    action: &str,
-    application_id: &str,
-    target: &str,
-    why: &str,
-) {
-    let chain = if application_id.is_empty() {
-        service_chain()
-    } else {
-        tongban_audit::application_chain(application_id)
-    };
-    if let Err(e) = tongban_audit::append_denied(
-        db,
-        &chain,
-        tongban_storage::now_ms(),
-        tongban_audit::Actor::from(who),
-        action,
-        target,
-        why,
-    )
-    .await
-    {
-        tracing::error!(error = %e, action, "recording a denied attempt failed");
-    }
-}
-
 pub fn audience(who: &Identity) -> Result<Audience, NotificationError> {
     let dept = || {
         who.department
             .clone()
-            .ok_or_else(|| AuthError::Forbidden(format!("{} token has no department", who.role)))
+            .ok_or(tongban_authz::Denied::MissingClaim {
+                role: who.role,
+                claim: "department",
+            })
     };
     Ok(match who.role {
         Role::Admin => Audience::All,
@@ -139,7 +111,10 @@ pub fn audience(who: &Identity) -> Result<Audience, NotificationError> {
             let cc = who
                 .credit_code
                 .as_ref()
-                .ok_or_else(|| AuthError::Forbidden("applicant token has no credit_code".into()))?;
+                .ok_or(tongban_authz::Denied::MissingClaim {
+                    role: who.role,
+                    claim: "credit_code",
+                })?;
             Audience::Keys(vec![format!("applicant:{cc}")])
         }
         Role::Clerk => Audience::Keys(vec![format!("department:{}", dept()?)]),
@@ -188,7 +163,7 @@ impl Notifications {
         who: &Identity,
         action: Action,
     ) -> Result<Audience, NotificationError> {
-        crate::authz::check(&self.policy, who, action, &Scope::default(), "inbox")?;
+        self.policy.check(who, action, &Scope::default(), "inbox")?;
         audience(who)
     }
 
@@ -268,13 +243,8 @@ impl Notifications {
         who: &Identity,
         req: pb::RegisterWebhookRequest,
     ) -> Result<pb::Webhook, NotificationError> {
-        crate::authz::check(
-            &self.policy,
-            who,
-            Action::RegisterWebhook,
-            &Scope::default(),
-            "webhooks",
-        )?;
+        self.policy
+            .check(who, Action::RegisterWebhook, &Scope::default(), "webhooks")?;
         let owner = Owner::of(who)?;
         let request_id = req.request_id.trim();
         if request_id.len() > MAX_ID_BYTES || request_id.chars().any(char::is_control) {
@@ -390,6 +360,8 @@ impl Notifications {
         who: &Identity,
         req: &pb::ListWebhooksRequest,
     ) -> Result<(Vec<pb::Webhook>, String), NotificationError> {
+        self.policy
+            .check(who, Action::ListWebhooks, &Scope::default(), "webhooks")?;
         let owner = match who.role {
             Role::Admin => None,
             _ => Some(Owner::of(who)?),
@@ -408,8 +380,9 @@ impl Notifications {
         ))
     }
 
-    /// Deletes the webhook when the caller owns it or is an admin; `NotFound` otherwise, so
-    /// another principal's webhook ids cannot be probed.
+    /// Deletes the webhook when the caller owns it or is an admin, with its audit entry;
+    /// `NotFound` otherwise, so another principal's webhook ids cannot be probed (an attempt on
+    /// one is still recorded as refused).
     #[tracing::instrument(skip(self), fields(role = %who.role))]
     pub async fn delete_webhook(
         &self,
@@ -423,23 +396,39 @@ impl Notifications {
         if webhook_id.len() > MAX_ID_BYTES {
             return Err(invalid("webhook_id", "at most 128 characters"));
         }
+        self.policy
+            .check(who, Action::DeleteWebhook, &Scope::default(), webhook_id)?;
         // Owner claims are checked before anything is read.
         let owner = match who.role {
             Role::Admin => None,
             _ => Some(Owner::of(who)?),
         };
-        let txn = self.db().begin().await?;
+        let txn = tongban_storage::begin_write(self.db()).await?;
         let found = txn.webhook(webhook_id).await?;
-        match (found, owner) {
-            (Some(w), None) => {
-                tracing::info!(webhook_id, owner = %w.owner.label(), "webhook deleted by an admin")
+        let detail = match (found, owner) {
+            (Some(w), None) => format!("{} of {}", w.url, w.owner.label()),
+            (Some(w), Some(o)) if w.owner == o => w.url,
+            (found, _) => {
+                txn.rollback().await?;
+                if found.is_some() {
+                    // Someone else's: refused and recorded, but answered like a missing one so
+                    // that webhook ids cannot be probed.
+                    self.policy.deny(
+                        who,
+                        Action::DeleteWebhook,
+                        webhook_id,
+                        tongban_authz::Denied::Forbidden {
+                            role: who.role,
+                            action: Action::DeleteWebhook,
+                            why: "the webhook belongs to another principal".into(),
+                        },
+                    );
+                }
+                return Err(NotificationError::NotFound(format!("webhook {webhook_id}")));
             }
-            (Some(w), Some(o)) if w.owner == o => {
-                tracing::info!(webhook_id, "webhook deleted by its owner")
-            }
-            _ => return Err(NotificationError::NotFound(format!("webhook {webhook_id}"))),
-        }
+        };
         txn.delete_webhook(webhook_id).await?;
+        audit_webhook_change(&txn, who, "webhook.delete", webhook_id, &detail).await?;
         txn.commit().await?;
         Ok(())
     }

@@ -241,7 +241,8 @@ impl Approval {
 
     /// The enterprise rates the answer to its request.
     pub async fn rate(&self, who: &Identity, req: Rate) -> Result<WorkflowView, ApprovalError> {
-        crate::authz::check_role(who, tongban_authz::Action::RateOutcome)?;
+        self.policy
+            .check_role(who, tongban_authz::Action::RateOutcome)?;
         let now = self.now();
         let txn = begin_write(&self.db).await?;
         let mut inst = txn
@@ -250,8 +251,7 @@ impl Approval {
             .ok_or_else(|| {
                 ApprovalError::NotFound(format!("workflow of application {}", req.application_id))
             })?;
-        crate::authz::check(
-            &self.policy,
+        self.policy.check(
             who,
             tongban_authz::Action::RateOutcome,
             &crate::authz::instance_scope(&inst, &[]),

@@ -20,6 +20,8 @@ async fn authorization_matrix(backend: Backend) -> anyhow::Result<()> {
     let before_audit = audit(&h, &app).await?.len();
     let k = &h.keys;
     let deny = Some(Code::PermissionDenied);
+    // PERMISSION_DENIED answers, each of which must be on the service's audit chain.
+    let mut refused = 0usize;
 
     // (label, token, expected code per RPC; None = OK).
     struct Cell {
@@ -141,6 +143,7 @@ async fn authorization_matrix(backend: Backend) -> anyhow::Result<()> {
             .await
             .map(|_| ());
         assert_eq!(code(r), c.list_tasks, "ListTasks by {}", c.label);
+        refused += usize::from(c.list_tasks == deny);
         let r = client
             .claim_task(authed(
                 pb::ClaimTaskRequest {
@@ -152,6 +155,7 @@ async fn authorization_matrix(backend: Backend) -> anyhow::Result<()> {
             .await
             .map(|_| ());
         assert_eq!(code(r), c.work, "ClaimTask by {}", c.label);
+        refused += usize::from(c.work == deny);
         let r = client
             .decide_task(authed(
                 pb::DecideTaskRequest {
@@ -165,6 +169,7 @@ async fn authorization_matrix(backend: Backend) -> anyhow::Result<()> {
             .await
             .map(|_| ());
         assert_eq!(code(r), c.work, "DecideTask by {}", c.label);
+        refused += usize::from(c.work == deny);
         let r = client
             .delegate_task(authed(
                 pb::DelegateTaskRequest {
@@ -178,6 +183,7 @@ async fn authorization_matrix(backend: Backend) -> anyhow::Result<()> {
             .await
             .map(|_| ());
         assert_eq!(code(r), c.work, "DelegateTask by {}", c.label);
+        refused += usize::from(c.work == deny);
         let r = client
             .get_workflow(authed(
                 pb::GetWorkflowRequest {
@@ -188,6 +194,7 @@ async fn authorization_matrix(backend: Backend) -> anyhow::Result<()> {
             .await
             .map(|_| ());
         assert_eq!(code(r), c.workflow, "GetWorkflow by {}", c.label);
+        refused += usize::from(c.workflow == deny);
         let r = client
             .get_audit_trail(authed(
                 pb::GetAuditTrailRequest {
@@ -198,6 +205,7 @@ async fn authorization_matrix(backend: Backend) -> anyhow::Result<()> {
             .await
             .map(|_| ());
         assert_eq!(code(r), c.audit, "GetAuditTrail by {}", c.label);
+        refused += usize::from(c.audit == deny);
         let r = client
             .list_definitions(authed(pb::ListDefinitionsRequest::default(), t))
             .await
@@ -208,6 +216,7 @@ async fn authorization_matrix(backend: Backend) -> anyhow::Result<()> {
             .await
             .map(|_| ());
         assert_eq!(code(r), c.publish, "PublishDefinition by {}", c.label);
+        refused += usize::from(c.publish == deny);
         let r = client
             .rate_outcome(authed(
                 pb::RateOutcomeRequest {
@@ -220,6 +229,7 @@ async fn authorization_matrix(backend: Backend) -> anyhow::Result<()> {
             .await
             .map(|_| ());
         assert_eq!(code(r), c.rate, "RateOutcome by {}", c.label);
+        refused += usize::from(c.rate == deny);
     }
 
     // Nothing changed.
@@ -235,6 +245,25 @@ async fn authorization_matrix(backend: Backend) -> anyhow::Result<()> {
             .collect::<Vec<_>>()
     );
     assert_eq!(audit(&h, &app).await?.len(), before_audit);
+    // Every refusal is on approval's own chain, naming the actor.
+    assert!(refused > 0);
+    let recorded = tongban_testkit::eventually(
+        std::time::Duration::from_secs(10),
+        "every refusal recorded",
+        || async {
+            let r = tongban_audit::refusals(&h.db, "approval").await.ok()?;
+            (r.len() >= refused).then_some(r)
+        },
+    )
+    .await?;
+    assert_eq!(recorded.len(), refused, "{recorded:#?}");
+    assert!(
+        recorded
+            .iter()
+            .all(|e| !e.actor.subject.is_empty() && !e.actor.role.is_empty())
+    );
+    let report = tongban_audit::verify::verify(&h.db, &[], &[], None).await?;
+    assert!(report.is_clean(), "{report:?}");
     Ok(())
 }
 

@@ -44,6 +44,8 @@ async fn authorization_matrix(backend: Backend) -> anyhow::Result<()> {
     let delivered = before[0].delivery_id.clone();
     let k = &h.keys;
     let deny = Some(Code::PermissionDenied);
+    // PERMISSION_DENIED answers, each of which must be on the service's audit chain.
+    let mut refused = 0usize;
     // (label, token, ListPlatforms, rows ListDeliveries shows, Retry/Replay, Reconcile).
     // The matter's lead department is eco_env; water is in the workflow but does not lead.
     let cells: Vec<Cell> = vec![
@@ -128,6 +130,7 @@ async fn authorization_matrix(backend: Backend) -> anyhow::Result<()> {
             .await
             .map(|_| ());
         assert_eq!(code(r), platforms, "ListPlatforms by {label}");
+        refused += usize::from(platforms == deny);
         let listed = ledger(token.clone()).await;
         if let Ok(listed) = &listed {
             assert_eq!(listed.len(), rows, "ListDeliveries by {label}");
@@ -138,6 +141,7 @@ async fn authorization_matrix(backend: Backend) -> anyhow::Result<()> {
                 deny,
                 "ListDeliveries by {label}"
             );
+            refused += 1;
             assert_eq!(rows, 0);
         }
         let r = c
@@ -155,6 +159,7 @@ async fn authorization_matrix(backend: Backend) -> anyhow::Result<()> {
             deny
         };
         assert_eq!(code(r), retry, "RetryDelivery by {label}");
+        refused += usize::from(retry == deny);
         let r = c
             .replay_dead_letters(authed(
                 pb::ReplayDeadLettersRequest {
@@ -170,6 +175,7 @@ async fn authorization_matrix(backend: Backend) -> anyhow::Result<()> {
             if operate { None } else { deny },
             "Replay by {label}"
         );
+        refused += usize::from(!operate);
         let r = c
             .reconcile(authed(
                 pb::ReconcileRequest {
@@ -181,6 +187,7 @@ async fn authorization_matrix(backend: Backend) -> anyhow::Result<()> {
             .await
             .map(|_| ());
         assert_eq!(code(r), reconcile, "Reconcile by {label}");
+        refused += usize::from(reconcile == deny);
     }
     // Nothing changed.
     let after = ledger(admin).await?;
@@ -190,6 +197,25 @@ async fn authorization_matrix(backend: Backend) -> anyhow::Result<()> {
             .collect::<Vec<_>>()
     };
     assert_eq!(view(&after), view(&before));
+    // Every refusal is on dispatch's own chain, naming the actor.
+    assert!(refused > 0);
+    let recorded = tongban_testkit::eventually(
+        std::time::Duration::from_secs(10),
+        "every refusal recorded",
+        || async {
+            let r = tongban_audit::refusals(&h.db, "dispatch").await.ok()?;
+            (r.len() >= refused).then_some(r)
+        },
+    )
+    .await?;
+    assert_eq!(recorded.len(), refused, "{recorded:#?}");
+    assert!(
+        recorded
+            .iter()
+            .all(|e| !e.actor.subject.is_empty() && !e.actor.role.is_empty())
+    );
+    let report = tongban_audit::verify::verify(&h.db, &[], &[], None).await?;
+    assert!(report.is_clean(), "{report:?}");
     Ok(())
 }
 

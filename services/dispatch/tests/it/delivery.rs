@@ -248,11 +248,28 @@ async fn failing_platform_dead_letters_then_replays(backend: Backend) -> anyhow:
         .replayed;
     assert_eq!(replayed, 1);
     h.wait_all_delivered(1).await?;
-    // The replay is on dispatch's own chain, naming the supervisor; the refused one is not.
+    // The replay is on dispatch's own chain, naming the supervisor; the refused one is there
+    // too, as refused.
+    let refused =
+        tongban_testkit::eventually(Duration::from_secs(10), "refusal recorded", || async {
+            tongban_audit::refusals(&h.db, "dispatch")
+                .await
+                .ok()
+                .filter(|r| !r.is_empty())
+        })
+        .await?;
+    assert_eq!(
+        refused
+            .iter()
+            .map(|e| (e.action.as_str(), e.actor.role.as_str()))
+            .collect::<Vec<_>>(),
+        vec![("ReplayDeadLetters", "clerk")]
+    );
     let chain = tongban_audit::service_chain("dispatch");
     let trail = tongban_audit::entries(&h.db, &chain).await?;
     let acts: Vec<_> = trail
         .iter()
+        .filter(|e| e.outcome == "done")
         .map(|e| {
             (
                 e.action.as_str(),

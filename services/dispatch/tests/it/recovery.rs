@@ -100,12 +100,29 @@ async fn reconcile_redelivers_what_a_platform_lost(backend: Backend) -> anyhow::
         ))
         .await;
     assert_eq!(r.err().map(|e| e.code()), Some(Code::PermissionDenied));
-    // Each reconcile by the admin is on dispatch's chain with what it found; refusals are not.
+    // Each reconcile by the admin is on dispatch's chain with what it found; the refusal is
+    // there as refused.
+    let refused =
+        tongban_testkit::eventually(Duration::from_secs(10), "refusal recorded", || async {
+            tongban_audit::refusals(&h.db, "dispatch")
+                .await
+                .ok()
+                .filter(|r| !r.is_empty())
+        })
+        .await?;
+    assert_eq!(
+        refused
+            .iter()
+            .map(|e| (e.action.as_str(), e.actor.role.as_str()))
+            .collect::<Vec<_>>(),
+        vec![("Reconcile", "clerk")]
+    );
     let chain = tongban_audit::service_chain("dispatch");
     let trail = tongban_audit::entries(&h.db, &chain).await?;
     assert_eq!(tongban_audit::verify_chain(&chain, &trail), None);
     let acts: Vec<_> = trail
         .iter()
+        .filter(|e| e.outcome == "done")
         .map(|e| {
             (
                 e.action.as_str(),

@@ -71,6 +71,9 @@ async fn authorization_matrix(backend: Backend) -> anyhow::Result<()> {
         other => panic!("{other}"),
     };
 
+    // PERMISSION_DENIED answers, each of which must be on intake's audit chain.
+    let mut refused = 0usize;
+    let mut count = |c: Option<Code>| refused += usize::from(c == Some(Code::PermissionDenied));
     for (who, own, other) in &cells {
         let (read, act, submit) = own_rights(who);
         let mut runs = vec![(own.clone(), read, act, submit, "own")];
@@ -99,6 +102,7 @@ async fn authorization_matrix(backend: Backend) -> anyhow::Result<()> {
                 .await
                 .map(|_| ());
             assert_eq!(code(r), single, "GetApplication by {label}");
+            count(single);
 
             let r = h
                 .client
@@ -111,6 +115,7 @@ async fn authorization_matrix(backend: Backend) -> anyhow::Result<()> {
                 .await
                 .map(|_| ());
             assert_eq!(code(r), single, "WatchApplication by {label}");
+            count(single);
 
             let listed = h
                 .client
@@ -141,6 +146,7 @@ async fn authorization_matrix(backend: Backend) -> anyhow::Result<()> {
                 .await
                 .map(|_| ());
             assert_eq!(code(r), Some(act_code), "SupplementMaterials by {label}");
+            count(Some(act_code));
             let r = h
                 .client
                 .withdraw_application(authed(
@@ -154,6 +160,7 @@ async fn authorization_matrix(backend: Backend) -> anyhow::Result<()> {
                 .await
                 .map(|_| ());
             assert_eq!(code(r), Some(act_code), "WithdrawApplication by {label}");
+            count(Some(act_code));
 
             // Allowed: stopped by an invalid form (INVALID_ARGUMENT) after the decision.
             let mut req = example()?;
@@ -171,6 +178,7 @@ async fn authorization_matrix(backend: Backend) -> anyhow::Result<()> {
                 .await
                 .map(|_| ());
             assert_eq!(code(r), Some(submit_code), "SubmitApplication by {label}");
+            count(Some(submit_code));
 
             // Reference data: every authenticated caller.
             let r = h
@@ -198,6 +206,33 @@ async fn authorization_matrix(backend: Backend) -> anyhow::Result<()> {
     assert_eq!(now, app);
     assert_eq!(h.count("applications").await, 1);
     assert_eq!(h.count("outbox").await, 1);
+
+    // Every refusal is on intake's own chain, naming the actor; none on the application's.
+    assert!(refused > 0);
+    let recorded = tongban_testkit::eventually(
+        Duration::from_secs(10),
+        "every refusal recorded",
+        || async {
+            let r = tongban_audit::refusals(&h.db, "intake").await.ok()?;
+            (r.len() >= refused).then_some(r)
+        },
+    )
+    .await?;
+    assert_eq!(recorded.len(), refused, "{recorded:#?}");
+    assert!(
+        recorded
+            .iter()
+            .all(|e| !e.actor.subject.is_empty() && !e.actor.role.is_empty())
+    );
+    assert!(
+        recorded.iter().any(|e| e.action == "WithdrawApplication"
+            && e.target == id
+            && e.actor.role == "clerk")
+    );
+    let trail = tongban_audit::entries(&h.db, &tongban_audit::application_chain(&id)).await?;
+    assert!(trail.iter().all(|e| e.outcome == "done"), "{trail:#?}");
+    let report = tongban_audit::verify::verify(&h.db, &[], &[], None).await?;
+    assert!(report.is_clean(), "{report:?}");
     Ok(())
 }
 

@@ -12,7 +12,7 @@ use tonic::Code;
 
 use crate::common::*;
 
-/// (label, token, inbox RPCs, RegisterWebhook, whether the owner's notification is visible).
+/// (label, token, inbox RPCs, the webhook RPCs, whether the owner's notification is visible).
 type Cell = (&'static str, String, Option<Code>, Option<Code>, bool);
 
 async fn authorization_matrix(backend: Backend) -> anyhow::Result<()> {
@@ -25,28 +25,30 @@ async fn authorization_matrix(backend: Backend) -> anyhow::Result<()> {
     let note = mine[0].notification_id.clone();
     let k = &h.keys;
     let deny = Some(Code::PermissionDenied);
+    // PERMISSION_DENIED answers, each of which must be on the service's audit chain.
+    let mut refused = 0usize;
     let bad_url = Some(Code::InvalidArgument);
     let cells: Vec<Cell> = vec![
-        ("applicant (own)", owner.clone(), None, deny, true),
+        ("applicant (own)", owner.clone(), None, bad_url, true),
         (
             "applicant (other)",
             k.token(Role::Applicant, None, Some(EN_APPLICANT)),
             None,
-            deny,
+            bad_url,
             false,
         ),
         (
             "clerk",
             k.token(Role::Clerk, Some("business_env"), None),
             None,
-            deny,
+            bad_url,
             false,
         ),
         (
             "supervisor",
             k.token(Role::Supervisor, Some("business_env"), None),
             None,
-            deny,
+            bad_url,
             false,
         ),
         (
@@ -91,11 +93,13 @@ async fn authorization_matrix(backend: Backend) -> anyhow::Result<()> {
             inbox.is_some(),
             "ListNotifications by {label}"
         );
+        refused += usize::from(inbox == deny);
         let r = c
             .subscribe(authed(pb::SubscribeRequest { after_cursor: 0 }, &token))
             .await
             .map(|_| ());
         assert_eq!(code(r), inbox, "Subscribe by {label}");
+        refused += usize::from(inbox == deny);
         // Marking someone else's notification changes nothing; those who see it are not asked
         // to (that would change it).
         let ids = if sees { vec![] } else { vec![note.clone()] };
@@ -109,6 +113,7 @@ async fn authorization_matrix(backend: Backend) -> anyhow::Result<()> {
             .await
             .map(|r| assert_eq!(r.into_inner().marked, 0, "MarkRead by {label}"));
         assert_eq!(code(r), inbox, "MarkRead by {label}");
+        refused += usize::from(inbox == deny);
         let r = c
             .register_webhook(authed(
                 pb::RegisterWebhookRequest {
@@ -121,11 +126,61 @@ async fn authorization_matrix(backend: Backend) -> anyhow::Result<()> {
             .await
             .map(|_| ());
         assert_eq!(code(r), webhook, "RegisterWebhook by {label}");
+        refused += usize::from(webhook == deny);
+        // Listing one's own webhooks and deleting one (here an unknown id): whoever may
+        // register may do these.
+        let r = c
+            .list_webhooks(authed(pb::ListWebhooksRequest::default(), &token))
+            .await
+            .map(|r| {
+                assert!(
+                    r.into_inner().webhooks.is_empty(),
+                    "ListWebhooks by {label}"
+                )
+            });
+        let list_code = if webhook == deny { deny } else { None };
+        assert_eq!(code(r), list_code, "ListWebhooks by {label}");
+        refused += usize::from(list_code == deny);
+        let r = c
+            .delete_webhook(authed(
+                pb::DeleteWebhookRequest {
+                    webhook_id: "01a22ee5-0000-7000-8000-000000000000".into(),
+                },
+                &token,
+            ))
+            .await
+            .map(|_| ());
+        let delete_code = if webhook == deny {
+            deny
+        } else {
+            Some(Code::NotFound)
+        };
+        assert_eq!(code(r), delete_code, "DeleteWebhook by {label}");
+        refused += usize::from(delete_code == deny);
     }
     // Nothing changed.
     let after = h.list(&owner).await?;
     assert!(after.iter().all(|n| n.read_time.is_none()));
     assert_eq!(h.count("SELECT COUNT(*) AS n FROM webhooks").await, 0);
+    // Every refusal is on notification's own chain, naming the actor.
+    assert!(refused > 0);
+    let recorded = tongban_testkit::eventually(
+        std::time::Duration::from_secs(10),
+        "every refusal recorded",
+        || async {
+            let r = tongban_audit::refusals(&h.db, "notification").await.ok()?;
+            (r.len() >= refused).then_some(r)
+        },
+    )
+    .await?;
+    assert_eq!(recorded.len(), refused, "{recorded:#?}");
+    assert!(
+        recorded
+            .iter()
+            .all(|e| !e.actor.subject.is_empty() && !e.actor.role.is_empty())
+    );
+    let report = tongban_audit::verify::verify(&h.db, &[], &[], None).await?;
+    assert!(report.is_clean(), "{report:?}");
     Ok(())
 }
 

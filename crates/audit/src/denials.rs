@@ -1,0 +1,111 @@
+//! Refused attempts into the audit log. The authorization decision is synchronous and must not
+//! wait on the database, so [`DenialLog`] (the [`DenialSink`] services hand to their
+//! `Policy`) queues each refusal and [`DenialLog::run`] appends it to the service's own chain
+//! (`service/<name>`), one short transaction per entry. Refusals go to the service chain, not
+//! the application's: a caller hammering someone else's application must not grow that
+//! application's trail, and many refusals name no application at all.
+//!
+//! The queue is bounded: a flood of refusals past [`CAPACITY`] is counted and logged rather
+//! than held in memory; what fits is written before the service stops.
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicU64, Ordering},
+};
+
+use sea_orm::DatabaseConnection;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tongban_authz::{Denial, DenialSink};
+
+use crate::{Actor, append_denied, service_chain};
+
+/// Refusals waiting to be written, at most.
+pub const CAPACITY: usize = 4096;
+
+/// The sending side: cheap, never blocks.
+#[derive(Debug)]
+pub struct DenialLog {
+    tx: mpsc::Sender<Denial>,
+    dropped: AtomicU64,
+}
+
+/// The writing side, run by the service until it stops.
+pub struct DenialWriter {
+    rx: mpsc::Receiver<Denial>,
+    db: DatabaseConnection,
+    chain: String,
+}
+
+impl DenialLog {
+    /// A log writing to `service`'s chain in `db`. Run the writer ([`DenialWriter::run`]) as a
+    /// task of the service.
+    pub fn new(db: DatabaseConnection, service: &str) -> (Arc<DenialLog>, DenialWriter) {
+        let (tx, rx) = mpsc::channel(CAPACITY);
+        (
+            Arc::new(DenialLog {
+                tx,
+                dropped: AtomicU64::new(0),
+            }),
+            DenialWriter {
+                rx,
+                db,
+                chain: service_chain(service),
+            },
+        )
+    }
+
+    /// Refusals that did not fit in the queue since start.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+impl DenialSink for DenialLog {
+    fn record(&self, denial: Denial) {
+        if self.tx.try_send(denial).is_err() {
+            let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            tracing::error!(
+                dropped = n,
+                "audit: refusal queue full; refusal not recorded"
+            );
+        }
+    }
+}
+
+impl DenialWriter {
+    /// Appends queued refusals until `shutdown`, then writes what is already queued and stops.
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        loop {
+            tokio::select! {
+                biased;
+                d = self.rx.recv() => match d {
+                    Some(d) => self.write(d).await,
+                    None => return,
+                },
+                () = shutdown.cancelled() => break,
+            }
+        }
+        while let Ok(d) = self.rx.try_recv() {
+            self.write(d).await;
+        }
+    }
+
+    async fn write(&self, d: Denial) {
+        let why = d.why.to_string();
+        if let Err(e) = append_denied(
+            &self.db,
+            &self.chain,
+            tongban_storage::now_ms(),
+            Actor::from(&d.who),
+            d.action.as_str(),
+            &d.target,
+            &why,
+        )
+        .await
+        {
+            // The refusal itself stands; only its record is missing, which the log says.
+            tracing::error!(error = %e, action = %d.action, target = %d.target, "audit: recording a refusal failed");
+        }
+    }
+}
