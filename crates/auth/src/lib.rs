@@ -21,7 +21,14 @@
 mod eddsa;
 pub mod keys;
 
-use std::{collections::HashMap, fmt, path::Path, str::FromStr, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    fmt,
+    path::{Path, PathBuf},
+    str::FromStr,
+    sync::{Arc, Mutex, RwLock},
+    time::{Duration, Instant, SystemTime},
+};
 
 use jsonwebtoken::{Algorithm, DecodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -370,45 +377,154 @@ impl Issuer {
 /// Verifies bearer tokens against a JWK Set; cheap to clone (one per server).
 #[derive(Clone)]
 pub struct Authenticator {
-    keys: Arc<HashMap<String, DecodingKey>>,
+    keys: Arc<RwLock<Arc<KeyMap>>>,
+    /// Where the keys came from, to pick up a rotation without a restart.
+    file: Option<Arc<KeyFile>>,
     validation: Arc<Validation>,
     max_lifetime: i64,
 }
 
+type KeyMap = HashMap<String, DecodingKey>;
+
+/// How often the JWKS file is looked at for a change (a new key, a retired one).
+pub const JWKS_RECHECK: Duration = Duration::from_secs(10);
+/// A token with an unknown `kid` looks again sooner, but not for every request: a flood of
+/// made-up ids must not turn into a flood of file reads.
+const JWKS_RECHECK_UNKNOWN_KID: Duration = Duration::from_secs(1);
+
+/// The JWKS file behind an [`Authenticator`] and when it was last looked at.
+#[derive(Debug)]
+struct KeyFile {
+    path: PathBuf,
+    /// [`JWKS_RECHECK`] unless set otherwise ([`Authenticator::with_jwks_recheck`]).
+    every: Duration,
+    state: Mutex<KeyFileState>,
+}
+
+#[derive(Debug)]
+struct KeyFileState {
+    checked: Instant,
+    /// Modification time and length: a rewrite within the clock's resolution still changes
+    /// the length (a key added or removed).
+    modified: Option<(SystemTime, u64)>,
+}
+
 impl fmt::Debug for Authenticator {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut kids: Vec<&str> = self.keys.keys().map(String::as_str).collect();
+        let keys = self.current();
+        let mut kids: Vec<&str> = keys.keys().map(String::as_str).collect();
         kids.sort_unstable();
         write!(f, "Authenticator(EdDSA, kids {kids:?})")
     }
+}
+
+fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len()))
+}
+
+fn key_map(jwks: &Jwks) -> KeyMap {
+    jwks.keys()
+        .iter()
+        // For Ed25519 the "DER" jsonwebtoken hands the provider is the raw 32-byte public
+        // key (what `from_ed_components` stores too); `eddsa` checks the length.
+        .map(|k| (k.kid.clone(), DecodingKey::from_ed_der(&k.x)))
+        .collect()
 }
 
 impl Authenticator {
     /// Accepts tokens signed by any key of `jwks` that satisfy `rules`.
     pub fn new(jwks: &Jwks, rules: &TokenRules) -> Self {
         eddsa::install();
-        let keys = jwks
-            .keys()
-            .iter()
-            // For Ed25519 the "DER" jsonwebtoken hands the provider is the raw 32-byte public
-            // key (what `from_ed_components` stores too); `eddsa` checks the length.
-            .map(|k| (k.kid.clone(), DecodingKey::from_ed_der(&k.x)))
-            .collect();
         let mut validation = Validation::new(Algorithm::EdDSA);
         validation.set_issuer(&[&rules.issuer]);
         validation.set_audience(&[&rules.audience]);
         validation.set_required_spec_claims(&["exp", "sub", "iss", "aud"]);
         validation.leeway = LEEWAY_SECS;
         Self {
-            keys: Arc::new(keys),
+            keys: Arc::new(RwLock::new(Arc::new(key_map(jwks)))),
+            file: None,
             validation: Arc::new(validation),
             max_lifetime: i64::try_from(rules.max_lifetime.as_secs()).unwrap_or(i64::MAX),
         }
     }
 
-    /// Reads the JWK Set in `path` (`jwks_file` in the service configuration).
+    /// Reads the JWK Set in `path` (`jwks_file` in the service configuration), and reads it
+    /// again when it changes (checked every [`JWKS_RECHECK`], sooner for an unknown `kid`): a
+    /// key added by `tongban keys generate` is accepted and one removed by `tongban keys drop`
+    /// refused, without a restart. A file that no longer reads keeps the keys in force.
     pub fn from_jwks_file(path: &Path, rules: &TokenRules) -> Result<Self, AuthError> {
-        Ok(Self::new(&Jwks::load(path)?, rules))
+        let modified = stamp(path);
+        let mut auth = Self::new(&Jwks::load(path)?, rules);
+        auth.file = Some(Arc::new(KeyFile {
+            path: path.to_path_buf(),
+            every: JWKS_RECHECK,
+            state: Mutex::new(KeyFileState {
+                checked: Instant::now(),
+                modified,
+            }),
+        }));
+        Ok(auth)
+    }
+
+    /// Looks at the JWKS file for a change every `every` instead of [`JWKS_RECHECK`] (and for
+    /// an unknown `kid`, at most that often too).
+    pub fn with_jwks_recheck(mut self, every: Duration) -> Self {
+        if let Some(file) = &self.file {
+            self.file = Some(Arc::new(KeyFile {
+                path: file.path.clone(),
+                every,
+                state: Mutex::new(KeyFileState {
+                    checked: Instant::now(),
+                    modified: stamp(&file.path),
+                }),
+            }));
+        }
+        self
+    }
+
+    /// The keys in force.
+    fn current(&self) -> Arc<KeyMap> {
+        match self.keys.read() {
+            Ok(k) => k.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Re-reads the JWKS file when it changed and `every` (at most the file's own interval) has
+    /// passed since the last look.
+    fn refresh(&self, every: Duration) {
+        let Some(file) = &self.file else { return };
+        let every = every.min(file.every);
+        let Ok(mut state) = file.state.try_lock() else {
+            // Another request is looking right now.
+            return;
+        };
+        if state.checked.elapsed() < every {
+            return;
+        }
+        state.checked = Instant::now();
+        let modified = stamp(&file.path);
+        if modified == state.modified {
+            return;
+        }
+        match Jwks::load(&file.path) {
+            Ok(jwks) => {
+                let keys = Arc::new(key_map(&jwks));
+                let mut kids: Vec<&str> = keys.keys().map(String::as_str).collect();
+                kids.sort_unstable();
+                tracing::info!(path = %file.path.display(), ?kids, "token keys reloaded");
+                let mut current = match self.keys.write() {
+                    Ok(k) => k,
+                    Err(poisoned) => poisoned.into_inner(),
+                };
+                *current = keys;
+                state.modified = modified;
+            }
+            Err(e) => {
+                tracing::error!(path = %file.path.display(), error = %e, "token keys did not reload; the previous keys stay in force");
+            }
+        }
     }
 
     /// Verifies a raw JWT and returns who it names.
@@ -427,8 +543,13 @@ impl Authenticator {
         let kid = header
             .kid
             .ok_or_else(|| invalid("the header has no kid".into()))?;
-        let key = self
-            .keys
+        self.refresh(JWKS_RECHECK);
+        let mut keys = self.current();
+        if !keys.contains_key(&kid) {
+            self.refresh(JWKS_RECHECK_UNKNOWN_KID);
+            keys = self.current();
+        }
+        let key = keys
             .get(&kid)
             .ok_or_else(|| invalid(format!("unknown key id {kid:?}")))?;
         let data = jsonwebtoken::decode::<Claims>(token, key, &self.validation)

@@ -348,6 +348,47 @@ fn rotation_keeps_old_tokens_until_their_key_is_dropped() {
     ok(auth.verify(&new_token));
 }
 
+#[test]
+fn a_running_authenticator_follows_the_jwks_file() {
+    let dir = ok(tempfile::tempdir());
+    let first = ok(keys::generate(dir.path()));
+    let old = ok(SigningKey::load(&first.key_path));
+    let old_token = ok(Issuer::new(old).issue(&req(Role::Clerk)));
+    let rules = TokenRules::default();
+    // Looked at on every request, so the test needs no clock.
+    let auth = ok(Authenticator::from_jwks_file(&first.jwks_path, &rules))
+        .with_jwks_recheck(Duration::ZERO);
+    ok(auth.verify(&old_token));
+
+    // A key generated while the service runs is accepted at once.
+    let second = ok(keys::generate(dir.path()));
+    let new = ok(SigningKey::load(&second.key_path));
+    let new_token = ok(Issuer::new(new).issue(&req(Role::Clerk)));
+    ok(auth.verify(&new_token));
+    ok(auth.verify(&old_token));
+
+    // A dropped key is refused from the next request on.
+    ok(keys::drop_key(dir.path(), &first.kid));
+    assert!(rejected(&auth, &old_token).contains("unknown key id"));
+    ok(auth.verify(&new_token));
+
+    // A file that no longer reads keeps the keys in force rather than refusing everyone.
+    ok(std::fs::write(&second.jwks_path, "{ not json"));
+    ok(auth.verify(&new_token));
+    assert!(rejected(&auth, &old_token).contains("unknown key id"));
+
+    // Without the override, a change is not looked for before JWKS_RECHECK has passed.
+    let path = dir.path().join("patient.json");
+    ok(std::fs::write(&path, jwks_of(&[&key(8)]).to_json()));
+    let patient = ok(Authenticator::from_jwks_file(&path, &rules));
+    ok(std::fs::write(
+        &path,
+        jwks_of(&[&key(8), &key(9)]).to_json(),
+    ));
+    let third = sign(&key(9), &header(&key(9)), &claims());
+    assert!(rejected(&patient, &third).contains("unknown key id"));
+}
+
 #[cfg(unix)]
 #[test]
 fn key_files_have_the_right_modes() {
