@@ -253,6 +253,39 @@ pub fn example_request_json() -> anyhow::Result<String> {
     )?)
 }
 
+/// Waits until `service`'s audit chain holds `expected` refused attempts (they are written in
+/// the background), then checks that there are no more, that each names its actor, and that
+/// every chain of `db` still verifies. Returns the refusals, oldest first.
+pub async fn refusals_recorded(
+    db: &sea_orm::DatabaseConnection,
+    service: &str,
+    expected: usize,
+) -> anyhow::Result<Vec<tongban_audit::Entry>> {
+    let recorded = eventually(
+        std::time::Duration::from_secs(10),
+        "every refusal recorded",
+        || async {
+            let r = tongban_audit::refusals(db, service).await.ok()?;
+            (r.len() >= expected).then_some(r)
+        },
+    )
+    .await?;
+    anyhow::ensure!(
+        recorded.len() == expected,
+        "{} refusals recorded, {expected} expected: {recorded:#?}",
+        recorded.len()
+    );
+    anyhow::ensure!(
+        recorded
+            .iter()
+            .all(|e| !e.actor.subject.is_empty() && !e.actor.role.is_empty()),
+        "a refusal without its actor: {recorded:#?}"
+    );
+    let report = tongban_audit::verify::verify(db, &[], &[], None).await?;
+    anyhow::ensure!(report.is_clean(), "{report:?}");
+    Ok(recorded)
+}
+
 /// Polls `check` every 20 ms until it returns `Some`, or fails after `timeout`.
 pub async fn eventually<T, F, Fut>(
     timeout: std::time::Duration,

@@ -199,23 +199,7 @@ async fn authorization_matrix(backend: Backend) -> anyhow::Result<()> {
     assert_eq!(view(&after), view(&before));
     // Every refusal is on dispatch's own chain, naming the actor.
     assert!(refused > 0);
-    let recorded = tongban_testkit::eventually(
-        std::time::Duration::from_secs(10),
-        "every refusal recorded",
-        || async {
-            let r = tongban_audit::refusals(&h.db, "dispatch").await.ok()?;
-            (r.len() >= refused).then_some(r)
-        },
-    )
-    .await?;
-    assert_eq!(recorded.len(), refused, "{recorded:#?}");
-    assert!(
-        recorded
-            .iter()
-            .all(|e| !e.actor.subject.is_empty() && !e.actor.role.is_empty())
-    );
-    let report = tongban_audit::verify::verify(&h.db, &[], &[], None).await?;
-    assert!(report.is_clean(), "{report:?}");
+    tongban_testkit::refusals_recorded(&h.db, "dispatch", refused).await?;
     Ok(())
 }
 

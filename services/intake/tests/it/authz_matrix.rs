@@ -209,21 +209,7 @@ async fn authorization_matrix(backend: Backend) -> anyhow::Result<()> {
 
     // Every refusal is on intake's own chain, naming the actor; none on the application's.
     assert!(refused > 0);
-    let recorded = tongban_testkit::eventually(
-        Duration::from_secs(10),
-        "every refusal recorded",
-        || async {
-            let r = tongban_audit::refusals(&h.db, "intake").await.ok()?;
-            (r.len() >= refused).then_some(r)
-        },
-    )
-    .await?;
-    assert_eq!(recorded.len(), refused, "{recorded:#?}");
-    assert!(
-        recorded
-            .iter()
-            .all(|e| !e.actor.subject.is_empty() && !e.actor.role.is_empty())
-    );
+    let recorded = tongban_testkit::refusals_recorded(&h.db, "intake", refused).await?;
     assert!(
         recorded.iter().any(|e| e.action == "WithdrawApplication"
             && e.target == id
@@ -231,8 +217,6 @@ async fn authorization_matrix(backend: Backend) -> anyhow::Result<()> {
     );
     let trail = tongban_audit::entries(&h.db, &tongban_audit::application_chain(&id)).await?;
     assert!(trail.iter().all(|e| e.outcome == "done"), "{trail:#?}");
-    let report = tongban_audit::verify::verify(&h.db, &[], &[], None).await?;
-    assert!(report.is_clean(), "{report:?}");
     Ok(())
 }
 
