@@ -42,6 +42,7 @@ pub fn queue_spec() -> QueueSpec {
         "intake",
         &[
             et::TASK_CREATED,
+            et::TASK_MOVED,
             et::SUPPLEMENT_REQUESTED,
             et::APPLICATION_APPROVED,
             et::APPLICATION_REJECTED,
