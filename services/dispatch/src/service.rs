@@ -15,7 +15,7 @@ use tongban_proto::{dispatch as pb, page::Paging};
 use crate::{
     authz::Authz,
     error::{DispatchError, invalid},
-    ledger::{self, ApplicationSnapshots, DeliveryLedger, Status},
+    ledger::{self, ApplicationSnapshots, DeliveryLedger, Status, WorkflowDepartments},
     worker::PlatformRuntime,
 };
 
@@ -86,10 +86,12 @@ impl Dispatch {
         self
     }
 
-    /// The scope of one application, from its stored canonical section.
+    /// The scope of one application, from its stored canonical section and the departments
+    /// recorded in its workflow.
     async fn application_scope(&self, application_id: &str) -> Result<Scope, DispatchError> {
         let section = self.db.load_application(application_id).await?;
-        Ok(self.authz.application_scope(section.as_ref()))
+        let recorded = self.db.departments_of(application_id).await?;
+        Ok(self.authz.application_scope(section.as_ref(), recorded))
     }
 
     fn platform(&self, id: &str) -> Result<&Arc<PlatformRuntime>, DispatchError> {

@@ -174,11 +174,10 @@ pub async fn run_with(
         Arc::new(opts.webhook_policy.clone()),
     ));
     let integrators = tongban_authz::Integrators::load(ctx.deploy_dir.join("integrators.toml"))?;
-    let notifications = Arc::new(
-        Notifications::new(shared.clone()).with_policy(tongban_authz::Policy::new(integrators)),
-    );
+    let policy = tongban_authz::Policy::new(integrators);
+    let notifications = Arc::new(Notifications::new(shared.clone()).with_policy(policy.clone()));
     let mut service = ServiceBuilder::new("notification", &ctx, &shutdown);
-    let handler = Arc::new(consumer::FanIn::new(shared.clone()));
+    let handler = Arc::new(consumer::FanIn::new(shared.clone()).with_policy(policy));
     service.consume(queue_spec(), 128, handler).await?;
     if let Some(m) = mailer {
         service.spawn("email", m.run(shared.clone(), opts.poll, shutdown.clone()));
