@@ -213,7 +213,11 @@ impl<C: ConnectionTrait> WorkflowDepartments for C {
         application_id: &str,
         departments: &[&str],
     ) -> Result<(), DbErr> {
-        for d in departments.iter().map(|d| d.trim()).filter(|d| !d.is_empty()) {
+        for d in departments
+            .iter()
+            .map(|d| d.trim())
+            .filter(|d| !d.is_empty())
+        {
             application_department::Entity::insert(application_department::ActiveModel {
                 application_id: Set(application_id.to_string()),
                 department: Set(d.to_string()),

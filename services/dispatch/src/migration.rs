@@ -222,10 +222,20 @@ mod tests {
         let db = Database::connect("sqlite::memory:").await?;
         Migrator::up(&db, None).await?;
         assert!(delivery::Entity::find().all(&db).await?.is_empty());
-        assert!(application_department::Entity::find().all(&db).await?.is_empty());
+        assert!(
+            application_department::Entity::find()
+                .all(&db)
+                .await?
+                .is_empty()
+        );
         // The workflow departments are the last migration.
         Migrator::down(&db, Some(1)).await?;
-        assert!(application_department::Entity::find().all(&db).await.is_err());
+        assert!(
+            application_department::Entity::find()
+                .all(&db)
+                .await
+                .is_err()
+        );
         assert!(tongban_audit::chains(&db).await.is_ok());
         // The audit log's tables are the one before.
         Migrator::down(&db, Some(1)).await?;
@@ -235,7 +245,12 @@ mod tests {
         Migrator::up(&db, None).await?;
         assert!(application::Entity::find().all(&db).await?.is_empty());
         assert!(parked_event::Entity::find().all(&db).await?.is_empty());
-        assert!(application_department::Entity::find().all(&db).await?.is_empty());
+        assert!(
+            application_department::Entity::find()
+                .all(&db)
+                .await?
+                .is_empty()
+        );
         Ok(())
     }
 

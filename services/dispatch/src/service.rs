@@ -159,8 +159,14 @@ impl Dispatch {
             Err(_) => return Err(invalid("status", format!("unknown value {}", req.status))),
         };
         let non_empty = |s: &str| (!s.trim().is_empty()).then(|| s.trim().to_string());
+        let application_id = non_empty(&req.application_id);
+        if let Some(app) = &application_id {
+            // One application asked for: the caller may read its ledger, or is refused.
+            let scope = self.application_scope(app).await?;
+            self.authz.check(who, Action::ListDeliveries, &scope, app)?;
+        }
         let filter = ledger::Filter {
-            application_id: non_empty(&req.application_id),
+            application_id,
             platform_id: non_empty(&req.platform_id),
             status,
             after_id: page.after.clone(),

@@ -245,10 +245,20 @@ mod tests {
         let db = Database::connect("sqlite::memory:").await?;
         Migrator::up(&db, None).await?;
         assert!(application::Entity::find().all(&db).await?.is_empty());
-        assert!(application_department::Entity::find().all(&db).await?.is_empty());
+        assert!(
+            application_department::Entity::find()
+                .all(&db)
+                .await?
+                .is_empty()
+        );
         // The last migration adds the workflow departments.
         Migrator::down(&db, Some(1)).await?;
-        assert!(application_department::Entity::find().all(&db).await.is_err());
+        assert!(
+            application_department::Entity::find()
+                .all(&db)
+                .await
+                .is_err()
+        );
         assert!(application::Entity::find().all(&db).await?.is_empty());
         // The one before adds the credit columns: without them the entity no longer reads.
         Migrator::down(&db, Some(1)).await?;
@@ -261,7 +271,12 @@ mod tests {
         assert!(matter::Entity::find().all(&db).await.is_err());
         Migrator::up(&db, None).await?;
         assert!(matter::Entity::find().all(&db).await?.is_empty());
-        assert!(application_department::Entity::find().all(&db).await?.is_empty());
+        assert!(
+            application_department::Entity::find()
+                .all(&db)
+                .await?
+                .is_empty()
+        );
         Ok(())
     }
 

@@ -7,8 +7,9 @@ use std::{collections::HashMap, future::Future};
 
 use prost::Message;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect,
+    ActiveValue::Set,
+    ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
     sea_query::{OnConflict, Query},
 };
 use tongban_proto::intake::{Application, ApplicationStatus};
@@ -214,9 +215,13 @@ impl<C: ConnectionTrait> ApplicationStore for C {
                 .from(application_department::Entity)
                 .and_where(application_department::Column::Department.eq(staff.department.as_str()))
                 .to_owned();
-            let mut any = Condition::any().add(application::Column::ApplicationId.in_subquery(in_workflow));
+            let mut any =
+                Condition::any().add(application::Column::ApplicationId.in_subquery(in_workflow));
             if !staff.led_matters.is_empty() {
-                any = any.add(application::Column::MatterCode.is_in(staff.led_matters.iter().map(String::as_str)));
+                any = any.add(
+                    application::Column::MatterCode
+                        .is_in(staff.led_matters.iter().map(String::as_str)),
+                );
             }
             q = q.filter(any);
         }
@@ -262,7 +267,11 @@ impl<C: ConnectionTrait> WorkflowDepartments for C {
         application_id: &str,
         departments: &[&str],
     ) -> Result<(), DbErr> {
-        for d in departments.iter().map(|d| d.trim()).filter(|d| !d.is_empty()) {
+        for d in departments
+            .iter()
+            .map(|d| d.trim())
+            .filter(|d| !d.is_empty())
+        {
             application_department::Entity::insert(application_department::ActiveModel {
                 application_id: Set(application_id.to_string()),
                 department: Set(d.to_string()),

@@ -195,7 +195,11 @@ mod tests {
             credit_code: Some("91440300708461136T".into()),
             ..app.clone()
         };
-        assert!(!in_scope(&p, &owner("integrator", "fj-portal", "", ""), &other));
+        assert!(!in_scope(
+            &p,
+            &owner("integrator", "fj-portal", "", ""),
+            &other
+        ));
         // Nothing known: only an admin.
         let unknown = AppScope::default();
         for o in [

@@ -580,9 +580,131 @@ async fn webhooks_are_owned_and_scoped(backend: Backend) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The owner's scope is the authorization table's: a registered integrator's webhook receives
+/// exactly its registered enterprises' events, and a department a task was moved to
+/// (`task.moved`) hears of the application from then on.
+async fn integrator_and_moved_task_webhooks_follow_the_table(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let h = Harness::start(backend).await?;
+    let mut client = h.client.clone();
+    // `fj-portal` is registered (deploy/integrators.toml) for ZH_APPLICANT's EIA matters only.
+    let portal = h
+        .keys
+        .sign_claims(&h.keys.claims(Role::Integrator, "fj-portal"));
+    let water = h.keys.token(Role::Clerk, Some("water"), None);
+    let admin = h.keys.token(Role::Admin, None, None);
+    let (recv, addr, server) = Receiver::start(false).await?;
+    let mut hooks = std::collections::HashMap::new();
+    for (path, token) in [("/portal", &portal), ("/water", &water), ("/all", &admin)] {
+        let w = client
+            .register_webhook(authed(
+                register(&format!("http://{addr}{path}"), &[], ""),
+                token,
+            ))
+            .await?
+            .into_inner()
+            .webhook
+            .ok_or_else(|| anyhow::anyhow!("no webhook"))?;
+        hooks.insert(path, w.webhook_id);
+    }
+    let sub_a = submitted(ZH_APPLICANT, "", "zh-CN");
+    let sub_b = submitted(EN_APPLICANT, "", "en");
+    let app_a = sub_a.application_id.clone();
+    let app_b = sub_b.application_id.clone();
+    let moved_a = tongban_outbox::new_envelope(
+        "approval",
+        &app_a,
+        Payload::TaskMoved(events::TaskMoved {
+            task_id: "t-a".into(),
+            from_department: "eco_env".into(),
+            department: "water".into(),
+            office: String::new(),
+        }),
+    );
+    let approved_a = approved(&app_a);
+    let approved_b = approved(&app_b);
+    // The admin's webhook hears everything: once it has had n calls, the first n events are
+    // fanned in, and every other webhook's deliveries of them are queued (same transaction).
+    let all_heard = |n: usize| {
+        let recv = recv.clone();
+        async move {
+            eventually(WAIT, &format!("{n} events at /all"), || async {
+                (recv.calls().iter().filter(|c| c.path == "/all").count() >= n).then_some(())
+            })
+            .await
+        }
+    };
+    h.publish(&[&sub_a, &sub_b]).await?;
+    all_heard(2).await?;
+    h.publish(&[&moved_a]).await?;
+    all_heard(3).await?;
+    h.publish(&[&approved_a, &approved_b]).await?;
+    all_heard(5).await?;
+
+    let queued = |path: &str| {
+        format!(
+            "SELECT COUNT(*) AS n FROM webhook_deliveries WHERE webhook_id = '{}'",
+            hooks[path]
+        )
+    };
+    // The portal: A's submission, move and approval; nothing of B.
+    assert_eq!(h.count(&queued("/portal")).await, 3);
+    // Water: from the move on (the move itself and A's approval).
+    assert_eq!(h.count(&queued("/water")).await, 2);
+    let heard = |path: &'static str, n: usize| {
+        let recv = recv.clone();
+        async move {
+            eventually(WAIT, &format!("{n} calls at {path}"), || async {
+                let calls: Vec<_> = recv
+                    .calls()
+                    .into_iter()
+                    .filter(|c| c.path == path)
+                    .collect();
+                (calls.len() >= n).then_some(calls)
+            })
+            .await
+        }
+    };
+    let app_and_type = |c: &Call| {
+        let json: serde_json::Value = serde_json::from_str(&c.body).unwrap_or_default();
+        (
+            json["application_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            json["type"].as_str().unwrap_or_default().to_string(),
+        )
+    };
+    let mut portal_got: Vec<_> = heard("/portal", 3)
+        .await?
+        .iter()
+        .map(app_and_type)
+        .collect();
+    portal_got.sort();
+    let mut want = vec![
+        (app_a.clone(), "application.approved".to_string()),
+        (app_a.clone(), "application.submitted".to_string()),
+        (app_a.clone(), "task.moved".to_string()),
+    ];
+    want.sort();
+    assert_eq!(portal_got, want);
+    let mut water_got: Vec<_> = heard("/water", 2).await?.iter().map(app_and_type).collect();
+    water_got.sort();
+    let mut want = vec![
+        (app_a.clone(), "application.approved".to_string()),
+        (app_a.clone(), "task.moved".to_string()),
+    ];
+    want.sort();
+    assert_eq!(water_got, want);
+    server.abort();
+    Ok(())
+}
+
 tongban_testkit::on_both!(
     webhook_is_signed_and_retried,
     internal_targets_are_refused,
     redirects_are_not_followed,
     webhooks_are_owned_and_scoped,
+    integrator_and_moved_task_webhooks_follow_the_table,
 );
