@@ -11,6 +11,9 @@
 //! | integrator | its registered enterprises and matters (`deploy/integrators.toml`) |
 //! | admin | all |
 //!
+//! (The table lets only integrators and admins register webhooks today; the other rows hold
+//! should it open registration to them.)
+//!
 //! What notification knows of an application ([`AppScope`]) comes from the events it already
 //! consumes and keeps in its own tables: the credit code and matter from
 //! `application.submitted`, the departments from every event that names one (`task.created`

@@ -140,11 +140,11 @@ async fn webhook_is_signed_and_retried(backend: Backend) -> anyhow::Result<()> {
         .err()
         .ok_or_else(|| anyhow::anyhow!("accepted a bad event type"))?;
     assert_eq!(fields(&err), ["event_types[0]"]);
-    // A staff token without the department its scope needs owns nothing.
+    // Staff do not register webhooks (the table: integrators and admins).
     let err = client
         .register_webhook(authed(
             register("https://example.com/hook", &[], ""),
-            &h.keys.token(Role::Clerk, None, None),
+            &h.keys.token(Role::Clerk, Some("eco_env"), None),
         ))
         .await
         .err();
@@ -193,8 +193,8 @@ async fn webhook_is_signed_and_retried(backend: Backend) -> anyhow::Result<()> {
         assert_eq!(reason(&err), "REQUEST_ID_REUSED");
     }
     assert_eq!(h.count("SELECT COUNT(*) AS n FROM webhooks").await, 1);
-    // One registration on notification's audit chain, naming the integrator, never the
-    // secret; refused and replayed requests add nothing.
+    // One registration on notification's audit chain, naming who registered (the admin),
+    // never the secret; refused and replayed requests add nothing.
     let trail = tongban_audit::entries(&h.db, "service/notification").await?;
     let acts: Vec<_> = trail
         .iter()
@@ -202,7 +202,7 @@ async fn webhook_is_signed_and_retried(backend: Backend) -> anyhow::Result<()> {
         .collect();
     assert_eq!(
         acts,
-        vec![("webhook.register", "integrator", hook.webhook_id.as_str())]
+        vec![("webhook.register", "admin", hook.webhook_id.as_str())]
     );
     assert!(!trail[0].reason.contains(&hook.secret), "{:?}", trail[0]);
 
@@ -394,14 +394,17 @@ async fn redirects_are_not_followed(backend: Backend) -> anyhow::Result<()> {
 async fn webhooks_are_owned_and_scoped(backend: Backend) -> anyhow::Result<()> {
     let h = Harness::start(backend).await?;
     let mut client = h.client.clone();
-    let a = h.keys.token(Role::Applicant, None, Some(ZH_APPLICANT));
-    let b = h.keys.token(Role::Applicant, None, Some(EN_APPLICANT));
-    let clerk = h.keys.token(Role::Clerk, Some("eco_env"), None);
-    let other_clerk = h.keys.token(Role::Clerk, Some("dev_reform"), None);
+    // Webhooks are for integrators and admins (the table). `fj-portal` is registered for
+    // ZH_APPLICANT only, `integrator-test` for every enterprise (deploy/integrators.toml);
+    // `integrator` is registered too and owns none.
+    let integrator = |sub: &str| h.keys.sign_claims(&h.keys.claims(Role::Integrator, sub));
+    let a = integrator("fj-portal");
+    let b = integrator("integrator-test");
+    let other = integrator("integrator");
     let admin = h.keys.token(Role::Admin, None, None);
     let (recv, addr, server) = Receiver::start(false).await?;
     let mut ids = Vec::new();
-    for (path, token) in [("/a", &a), ("/b", &b), ("/clerk", &clerk)] {
+    for (path, token) in [("/a", &a), ("/b", &b), ("/admin", &admin)] {
         let w = client
             .register_webhook(authed(
                 register(&format!("http://{addr}{path}"), &[], ""),
@@ -435,9 +438,9 @@ async fn webhooks_are_owned_and_scoped(backend: Backend) -> anyhow::Result<()> {
     let mine = list(a.clone(), 0, String::new()).await?.webhooks;
     assert_eq!(mine.len(), 1);
     assert_eq!(mine[0].webhook_id, ids[0]);
-    assert!(mine[0].owner.starts_with("applicant:"));
+    assert!(mine[0].owner.starts_with("integrator:"));
     assert!(
-        list(other_clerk.clone(), 0, String::new())
+        list(other.clone(), 0, String::new())
             .await?
             .webhooks
             .is_empty()
@@ -456,7 +459,7 @@ async fn webhooks_are_owned_and_scoped(backend: Backend) -> anyhow::Result<()> {
     );
 
     // Another principal cannot delete it (and cannot tell it exists); nothing changes.
-    for token in [&b, &clerk] {
+    for token in [&b, &other] {
         let err = client
             .delete_webhook(authed(
                 pb::DeleteWebhookRequest {
@@ -478,8 +481,7 @@ async fn webhooks_are_owned_and_scoped(backend: Backend) -> anyhow::Result<()> {
         .ok_or_else(|| anyhow::anyhow!("empty id accepted"))?;
     assert_eq!(fields(&err), ["webhook_id"]);
 
-    // Scope: A's application reaches A's webhook (and, once eco_env has a task there, the
-    // eco_env clerk's), never B's; B's reaches only B's.
+    // Scope: A's application reaches every webhook; B's never reaches fj-portal's.
     let sub_a = submitted(ZH_APPLICANT, "", "zh-CN");
     let sub_b = submitted(EN_APPLICANT, "", "en");
     let task_a = tongban_outbox::new_envelope(
@@ -504,13 +506,13 @@ async fn webhooks_are_owned_and_scoped(backend: Backend) -> anyhow::Result<()> {
         }
     };
     h.publish(&[&sub_a, &sub_b]).await?;
-    wait_for(2).await?;
+    wait_for(5).await?;
     h.publish(&[&task_a]).await?;
-    wait_for(4).await?;
+    wait_for(8).await?;
     h.publish(&[&approved_a, &approved_b]).await?;
     let calls = eventually(WAIT, "the in-scope deliveries", || async {
         let c = recv.calls();
-        (c.len() >= 7).then_some(c)
+        (c.len() >= 13).then_some(c)
     })
     .await?;
     tokio::time::sleep(Duration::from_millis(800)).await;
@@ -547,18 +549,14 @@ async fn webhooks_are_owned_and_scoped(backend: Backend) -> anyhow::Result<()> {
     ];
     want_a.sort();
     assert_eq!(seen("/a"), want_a);
-    let mut want_b = vec![
+    let mut want_all = vec![
         (app_b.clone(), "application.approved".to_string()),
         (app_b.clone(), "application.submitted".to_string()),
     ];
-    want_b.sort();
-    assert_eq!(seen("/b"), want_b);
-    let mut want_clerk = vec![
-        (app_a.clone(), "application.approved".to_string()),
-        (app_a.clone(), "task.created".to_string()),
-    ];
-    want_clerk.sort();
-    assert_eq!(seen("/clerk"), want_clerk);
+    want_all.extend(want_a.iter().cloned());
+    want_all.sort();
+    assert_eq!(seen("/b"), want_all);
+    assert_eq!(seen("/admin"), want_all);
 
     // The owner deletes its own; later events no longer reach it.
     client
@@ -571,8 +569,8 @@ async fn webhooks_are_owned_and_scoped(backend: Backend) -> anyhow::Result<()> {
         .await?;
     assert!(list(a.clone(), 0, String::new()).await?.webhooks.is_empty());
     h.publish(&[&approved(&app_a)]).await?;
-    eventually(WAIT, "the clerk's delivery", || async {
-        (recv.calls().iter().filter(|c| c.path == "/clerk").count() == 3).then_some(())
+    eventually(WAIT, "the admin's delivery", || async {
+        (recv.calls().iter().filter(|c| c.path == "/admin").count() == 6).then_some(())
     })
     .await?;
     assert_eq!(recv.calls().iter().filter(|c| c.path == "/a").count(), 3);
