@@ -13,7 +13,6 @@
 //! while a township office's staff match only their office.
 
 mod integrators;
-pub mod matter;
 
 use std::fmt;
 

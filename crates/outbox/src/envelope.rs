@@ -15,6 +15,7 @@ pub fn routing_key(payload: &Payload) -> &'static str {
         Payload::TaskDueSoon(_) => t::TASK_DUE_SOON,
         Payload::TaskOverdue(_) => t::TASK_OVERDUE,
         Payload::TaskEscalated(_) => t::TASK_ESCALATED,
+        Payload::TaskMoved(_) => t::TASK_MOVED,
         Payload::ApplicationApproved(_) => t::APPLICATION_APPROVED,
         Payload::ApplicationRejected(_) => t::APPLICATION_REJECTED,
         Payload::RequestAnswered(_) => t::REQUEST_ANSWERED,

@@ -32,6 +32,7 @@ pub mod event_type {
     pub const TASK_DUE_SOON: &str = "task.due_soon";
     pub const TASK_OVERDUE: &str = "task.overdue";
     pub const TASK_ESCALATED: &str = "task.escalated";
+    pub const TASK_MOVED: &str = "task.moved";
     pub const APPLICATION_APPROVED: &str = "application.approved";
     pub const APPLICATION_REJECTED: &str = "application.rejected";
     pub const REQUEST_ANSWERED: &str = "request.answered";
@@ -54,6 +55,7 @@ pub mod event_type {
         TASK_DUE_SOON,
         TASK_OVERDUE,
         TASK_ESCALATED,
+        TASK_MOVED,
         APPLICATION_APPROVED,
         APPLICATION_REJECTED,
         REQUEST_ANSWERED,

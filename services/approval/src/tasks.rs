@@ -5,13 +5,15 @@
 use sea_orm::DatabaseTransaction;
 use tongban_auth::{Identity, Role};
 use tongban_authz::{Action, Scope};
+use tongban_outbox::new_envelope;
+use tongban_proto::events::{self, envelope::Payload};
 use tongban_storage::begin_write;
 
 use crate::{
     audit::{self, Record},
     authz::task_scope,
     convert::decided_event,
-    engine::{Approval, Cause},
+    engine::{Approval, Cause, PRODUCER},
     error::{ApprovalError, invalid},
     model::{TaskKind, TaskState},
     repository::{Instance, InstanceStore, Lock, Task, TaskFilter, TaskStore, ms},
@@ -259,7 +261,24 @@ impl Approval {
             Record::by(who, "delegate", reason, &task.task_id, &moved.department),
         )
         .await?;
-        self.finish(txn, &[]).await?;
+        // A move brings another department into the application's workflow: intake, dispatch
+        // and notification widen the application's scope from this event.
+        let events: Vec<_> = (moved.department != task.department)
+            .then(|| {
+                new_envelope(
+                    PRODUCER,
+                    &task.application_id,
+                    Payload::TaskMoved(events::TaskMoved {
+                        task_id: moved.task_id.clone(),
+                        from_department: task.department.clone(),
+                        department: moved.department.clone(),
+                        office: moved.office.clone(),
+                    }),
+                )
+            })
+            .into_iter()
+            .collect();
+        self.finish(txn, &events).await?;
         Ok(moved)
     }
 

@@ -1,23 +1,24 @@
-//! Dispatch's side of the authorization table ([`tongban_authz`]): the scope of an application
-//! from the canonical section dispatch stores (enterprise, matter, region, form) and the matter
-//! definitions of the deploy directory. Decisions and refusals are its [`Policy`]'s.
+//! Dispatch's side of the authorization table ([`tongban_authz`]): the scope of an application.
+//! Decisions and refusals are its [`Policy`]'s.
 //!
-//! Dispatch does not run workflows, so the departments come from the matter definition (see
-//! [`tongban_authz::matter`]). A matter dispatch has no file for (one only published over gRPC)
-//! gives no departments and no lead: only admins and the enterprise's integrators reach it.
+//! An application's scope is its enterprise and matter (from the canonical section dispatch
+//! stores), the matter's lead department (from the matter definitions of the deploy directory),
+//! and the departments and township offices that have (or had) a task in its workflow, recorded
+//! from `task.created` and `task.moved` ([`crate::ledger::WorkflowDepartments`]). A matter
+//! dispatch has no file for (one only published over gRPC) gives no lead: only the recorded
+//! departments, admins and the enterprise's integrators reach it.
 
 use std::{collections::HashMap, path::Path};
 
 use tongban_authz::{Policy, Scope};
-use tongban_matter::{Departments, MatterDefinition};
+use tongban_matter::Departments;
 
 /// The table, the registered integrators and what scopes are built from.
 #[derive(Debug, Default)]
 pub struct Authz {
     policy: Policy,
-    departments: Departments,
-    /// The latest definition of each matter code.
-    matters: HashMap<String, MatterDefinition>,
+    /// The lead department of the latest definition of each matter code.
+    leads: HashMap<String, String>,
 }
 
 impl Authz {
@@ -25,19 +26,21 @@ impl Authz {
     pub fn load(deploy_dir: &Path) -> anyhow::Result<Self> {
         let integrators = tongban_authz::Integrators::load(deploy_dir.join("integrators.toml"))?;
         let departments = Departments::load(deploy_dir.join("departments.toml"))?;
-        let mut matters: HashMap<String, MatterDefinition> = HashMap::new();
+        let mut latest: HashMap<String, (u32, String)> = HashMap::new();
         for def in tongban_matter::load_dir(deploy_dir.join("matters"), &departments)? {
-            if matters
+            if latest
                 .get(&def.code)
-                .is_none_or(|d| d.version < def.version)
+                .is_none_or(|(version, _)| *version < def.version)
             {
-                matters.insert(def.code.clone(), def);
+                latest.insert(def.code.clone(), (def.version, def.lead_department.clone()));
             }
         }
         Ok(Self {
             policy: Policy::new(integrators),
-            departments,
-            matters,
+            leads: latest
+                .into_iter()
+                .map(|(code, (_, lead))| (code, lead))
+                .collect(),
         })
     }
 
@@ -52,8 +55,13 @@ impl Authz {
         &self.policy
     }
 
-    /// The scope of an application from its stored canonical section (`None`: not known).
-    pub fn application_scope(&self, section: Option<&serde_json::Value>) -> Scope {
+    /// The scope of an application from its stored canonical section (`None`: not known, an
+    /// empty scope) and the departments and offices `recorded` in its workflow.
+    pub fn application_scope(
+        &self,
+        section: Option<&serde_json::Value>,
+        recorded: Vec<String>,
+    ) -> Scope {
         let Some(section) = section else {
             return Scope::default();
         };
@@ -66,21 +74,17 @@ impl Authz {
         let applicant = section.get("applicant").cloned().unwrap_or_default();
         let credit_code = text(&applicant, "credit_code");
         let matter_code = text(section, "matter_code");
-        match self.matters.get(&matter_code) {
-            Some(def) => tongban_authz::matter::application_scope(
-                def,
-                &self.departments,
-                &credit_code,
-                &text(&applicant, "region_code"),
-                |field| {
-                    section
-                        .get("form")
-                        .and_then(|f| f.get(field))
-                        .and_then(serde_json::Value::as_str)
-                        .map(str::to_string)
-                },
-            ),
-            None => Scope::application(credit_code, matter_code, Vec::new()),
+        let lead = self
+            .leads
+            .get(&matter_code)
+            .filter(|l| !l.is_empty())
+            .cloned();
+        let mut departments: Vec<String> = lead.iter().cloned().collect();
+        for d in recorded {
+            if !departments.contains(&d) {
+                departments.push(d);
+            }
         }
+        Scope::application(credit_code, matter_code, departments).with_lead(lead)
     }
 }

@@ -3,6 +3,9 @@
 //! mapped payload (mapped now, so the ledger shows exactly what will be sent). A mapping error
 //! makes that platform's row DEAD_LETTERED at once, with a `delivery.dead_lettered` event.
 //!
+//! `task.created` and `task.moved` also record the departments and offices in the
+//! application's workflow, which scope who of the staff may read its deliveries.
+//!
 //! Events about an application whose `application.submitted` has not arrived yet are parked
 //! (table `parked_events`) and fanned out when it does, in event-id (time) order: nothing is
 //! lost, and no redelivery loop against the bus's delivery limit.
@@ -16,7 +19,10 @@ use tongban_proto::events::{DeliveryDeadLettered, Envelope, envelope::Payload};
 
 use crate::{
     canonical,
-    ledger::{self, ApplicationSnapshots, DeliveryLedger, NewDelivery, ParkedEvents, Status},
+    ledger::{
+        self, ApplicationSnapshots, DeliveryLedger, NewDelivery, ParkedEvents, Status,
+        WorkflowDepartments,
+    },
     worker::PlatformRuntime,
 };
 
@@ -105,6 +111,19 @@ impl EventHandler for Fanout {
         txn: &DatabaseTransaction,
         event: &Envelope,
     ) -> Result<(), HandlerError> {
+        // Who has a task in the workflow (the application's scope, see `crate::authz`),
+        // recorded whether or not the application is known yet.
+        let departments: Option<[&str; 2]> = match &event.payload {
+            Some(Payload::TaskCreated(t)) => Some([&t.department, &t.office]),
+            Some(Payload::TaskMoved(t)) => Some([&t.department, &t.office]),
+            _ => None,
+        };
+        if let Some(departments) = departments
+            && !event.application_id.is_empty()
+        {
+            txn.add_departments(&event.application_id, &departments)
+                .await?;
+        }
         if let Some(Payload::ApplicationSubmitted(s)) = &event.payload {
             let Some(snapshot) = &s.application else {
                 return Err(HandlerError::Rejected(

@@ -27,7 +27,8 @@
 //!
 //! # Layout
 //! - [`canonical`]: the canonical document (pure).
-//! - [`ledger`]: tables `applications`, `parked_events`, `deliveries`.
+//! - [`ledger`]: tables `applications`, `parked_events`, `deliveries`,
+//!   `application_departments`.
 //! - [`consumer`]: events → ledger rows.
 //! - [`worker`]: the per-platform delivery pipeline; [`circuit`]: the breaker state machine.
 //! - [`service`] / [`grpc`]: the staff tools; [`error`]: one error → status mapping.
@@ -60,7 +61,8 @@ pub use service::Dispatch;
 /// How often workers look for due retries without a wake-up.
 const POLL: Duration = Duration::from_millis(250);
 
-/// The queue dispatch consumes: every event a platform may want about an application.
+/// The queue dispatch consumes: every event a platform may want about an application, and
+/// the task events that say which departments are in its workflow (its scope).
 /// [`run_with_platforms`] adds whatever else its platforms subscribe to.
 pub fn queue_spec() -> QueueSpec {
     QueueSpec::new(
@@ -73,6 +75,7 @@ pub fn queue_spec() -> QueueSpec {
             et::APPLICATION_REJECTED,
             et::TASK_CREATED,
             et::TASK_DECIDED,
+            et::TASK_MOVED,
         ],
     )
 }

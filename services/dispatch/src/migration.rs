@@ -1,5 +1,5 @@
 //! Dispatch's schema: the application snapshots, events parked until their application is
-//! known, the delivery ledger, plus the shared outbox and inbox.
+//! known, the delivery ledger, the departments in each application's workflow, plus the shared outbox and inbox.
 //!
 //! Ledger times are epoch milliseconds (`BIGINT`) on both engines, so that due-row queries
 //! compare numbers, never engine-specific timestamp text. The names below are this
@@ -17,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(tongban_outbox::migration::OutboxInbox),
             Box::new(Ledger),
             Box::new(tongban_audit::migration::AuditLog),
+            Box::new(WorkflowDepartments),
         ]
     }
 }
@@ -162,6 +163,49 @@ impl MigrationTrait for Ledger {
     }
 }
 
+/// The departments and township offices with a task in each application's workflow (issue 9):
+/// staff outside them may not read the application's deliveries. Filled by the consumer from
+/// `task.created` and `task.moved`.
+struct WorkflowDepartments;
+
+impl MigrationName for WorkflowDepartments {
+    fn name(&self) -> &str {
+        "m20261201_000005_dispatch_application_departments"
+    }
+}
+
+#[derive(DeriveIden)]
+enum ApplicationDepartments {
+    Table,
+    ApplicationId,
+    Department,
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for WorkflowDepartments {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_table(
+                Table::create()
+                    .table(ApplicationDepartments::Table)
+                    .col(text(ApplicationDepartments::ApplicationId))
+                    .col(text(ApplicationDepartments::Department))
+                    .primary_key(
+                        Index::create()
+                            .col(ApplicationDepartments::ApplicationId)
+                            .col(ApplicationDepartments::Department),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        drop_tables(manager, &["application_departments"]).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use sea_orm::{ConnectionTrait, Database, EntityTrait};
@@ -169,7 +213,7 @@ mod tests {
 
     use super::*;
     use crate::{
-        entity::{application, delivery, parked_event},
+        entity::{application, application_department, delivery, parked_event},
         ledger::{DeliveryLedger, Status},
     };
 
@@ -178,7 +222,22 @@ mod tests {
         let db = Database::connect("sqlite::memory:").await?;
         Migrator::up(&db, None).await?;
         assert!(delivery::Entity::find().all(&db).await?.is_empty());
-        // The audit log's tables are the last migration.
+        assert!(
+            application_department::Entity::find()
+                .all(&db)
+                .await?
+                .is_empty()
+        );
+        // The workflow departments are the last migration.
+        Migrator::down(&db, Some(1)).await?;
+        assert!(
+            application_department::Entity::find()
+                .all(&db)
+                .await
+                .is_err()
+        );
+        assert!(tongban_audit::chains(&db).await.is_ok());
+        // The audit log's tables are the one before.
         Migrator::down(&db, Some(1)).await?;
         assert!(tongban_audit::chains(&db).await.is_err());
         Migrator::down(&db, Some(1)).await?;
@@ -186,6 +245,12 @@ mod tests {
         Migrator::up(&db, None).await?;
         assert!(application::Entity::find().all(&db).await?.is_empty());
         assert!(parked_event::Entity::find().all(&db).await?.is_empty());
+        assert!(
+            application_department::Entity::find()
+                .all(&db)
+                .await?
+                .is_empty()
+        );
         Ok(())
     }
 

@@ -15,7 +15,7 @@ use tongban_proto::{dispatch as pb, page::Paging};
 use crate::{
     authz::Authz,
     error::{DispatchError, invalid},
-    ledger::{self, ApplicationSnapshots, DeliveryLedger, Status},
+    ledger::{self, ApplicationSnapshots, DeliveryLedger, Status, WorkflowDepartments},
     worker::PlatformRuntime,
 };
 
@@ -55,10 +55,12 @@ impl Dispatch {
         self
     }
 
-    /// The scope of one application, from its stored canonical section.
+    /// The scope of one application, from its stored canonical section and the departments
+    /// recorded in its workflow.
     async fn application_scope(&self, application_id: &str) -> Result<Scope, DispatchError> {
         let section = self.db.load_application(application_id).await?;
-        Ok(self.authz.application_scope(section.as_ref()))
+        let recorded = self.db.departments_of(application_id).await?;
+        Ok(self.authz.application_scope(section.as_ref(), recorded))
     }
 
     fn platform(&self, id: &str) -> Result<&Arc<PlatformRuntime>, DispatchError> {
@@ -129,8 +131,16 @@ impl Dispatch {
             Err(_) => return Err(invalid("status", format!("unknown value {}", req.status))),
         };
         let non_empty = |s: &str| (!s.trim().is_empty()).then(|| s.trim().to_string());
+        let application_id = non_empty(&req.application_id);
+        if let Some(app) = &application_id {
+            // One application asked for: the caller may read its ledger, or is refused.
+            let scope = self.application_scope(app).await?;
+            self.authz
+                .policy()
+                .check(who, Action::ListDeliveries, &scope, app)?;
+        }
         let filter = ledger::Filter {
-            application_id: non_empty(&req.application_id),
+            application_id,
             platform_id: non_empty(&req.platform_id),
             status,
             after_id: page.after.clone(),

@@ -1,4 +1,5 @@
-//! Keeps intake's view of each application current from the events other services publish.
+//! Keeps intake's view of each application current from the events other services publish:
+//! its status, and the departments and offices with a task in its workflow (its scope).
 
 use std::sync::Arc;
 
@@ -9,7 +10,11 @@ use tongban_proto::{
     time::ts,
 };
 
-use crate::{domain, repository::ApplicationStore, service::Intake};
+use crate::{
+    domain,
+    repository::{ApplicationStore, WorkflowDepartments},
+    service::Intake,
+};
 
 pub struct StatusUpdater {
     intake: Arc<Intake>,
@@ -35,6 +40,19 @@ impl EventHandler for StatusUpdater {
                 self.intake.matters().publish(txn, def).await?;
             }
             return Ok(());
+        }
+        // Who has a task in the workflow (the application's scope, see `crate::authz`),
+        // recorded even before intake holds the application: an event order never narrows it.
+        let departments: Option<Vec<&str>> = match &event.payload {
+            Some(Payload::TaskCreated(t)) => Some(vec![&t.department, &t.office]),
+            Some(Payload::TaskMoved(t)) => Some(vec![&t.department, &t.office]),
+            _ => None,
+        };
+        if let Some(departments) = departments
+            && !event.application_id.is_empty()
+        {
+            txn.add_departments(&event.application_id, &departments)
+                .await?;
         }
         let stored = txn
             .find_application_for_update(&event.application_id)

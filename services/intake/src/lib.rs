@@ -2,11 +2,12 @@
 //!
 //! # Layout
 //! - [`domain`]: validation and status rules, pure functions.
-//! - [`repository`]: the `applications` and `matters` tables.
+//! - [`repository`]: the `applications`, `matters` and `application_departments` tables.
 //! - [`service`]: the use cases (submit, supplement, withdraw, …), each one transaction that
 //!   writes state and its events (outbox) together.
 //! - [`grpc`]: thin `IntakeService` handlers: identity → use case → response.
-//! - [`consumer`]: keeps each application's status current from other services' events.
+//! - [`consumer`]: keeps each application's status current from other services' events, and
+//!   records the departments and offices with a task in its workflow (its scope).
 //! - [`config`]: intake's own settings (the credit registry, `[credit]`).
 //! - [`matters`]: the matter definitions intake validates against (`deploy/matters/`, plus
 //!   `definition.published` events from the approval service), refreshed on every replica.
@@ -42,6 +43,7 @@ pub fn queue_spec() -> QueueSpec {
         "intake",
         &[
             et::TASK_CREATED,
+            et::TASK_MOVED,
             et::SUPPLEMENT_REQUESTED,
             et::APPLICATION_APPROVED,
             et::APPLICATION_REJECTED,

@@ -14,6 +14,7 @@ impl MigratorTrait for Migrator {
             Box::new(IntakeTables),
             Box::new(tongban_audit::migration::AuditLog),
             Box::new(CreditColumns),
+            Box::new(WorkflowDepartments),
         ]
     }
 }
@@ -175,6 +176,59 @@ impl MigrationTrait for CreditColumns {
     }
 }
 
+/// The departments and township offices with a task in each application's workflow (issue 9):
+/// staff outside them may not read the application. Filled by the consumer from `task.created`
+/// and `task.moved`; the index serves a staff listing (department first).
+struct WorkflowDepartments;
+
+impl MigrationName for WorkflowDepartments {
+    fn name(&self) -> &str {
+        "m20261201_000004_intake_application_departments"
+    }
+}
+
+#[derive(DeriveIden)]
+enum ApplicationDepartments {
+    Table,
+    ApplicationId,
+    Department,
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for WorkflowDepartments {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_table(
+                Table::create()
+                    .table(ApplicationDepartments::Table)
+                    .col(text(ApplicationDepartments::ApplicationId))
+                    .col(text(ApplicationDepartments::Department))
+                    .primary_key(
+                        Index::create()
+                            .col(ApplicationDepartments::ApplicationId)
+                            .col(ApplicationDepartments::Department),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("application_departments_department")
+                    .table(ApplicationDepartments::Table)
+                    .col(ApplicationDepartments::Department)
+                    .col(ApplicationDepartments::ApplicationId)
+                    .to_owned(),
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        drop_tables(manager, &["application_departments"]).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use sea_orm::{ConnectionTrait, Database, EntityTrait};
@@ -182,7 +236,7 @@ mod tests {
 
     use super::*;
     use crate::{
-        entity::{application, matter},
+        entity::{application, application_department, matter},
         repository::{ApplicationStore, ListFilter},
     };
 
@@ -191,7 +245,22 @@ mod tests {
         let db = Database::connect("sqlite::memory:").await?;
         Migrator::up(&db, None).await?;
         assert!(application::Entity::find().all(&db).await?.is_empty());
-        // The last migration adds the credit columns: without them the entity no longer reads.
+        assert!(
+            application_department::Entity::find()
+                .all(&db)
+                .await?
+                .is_empty()
+        );
+        // The last migration adds the workflow departments.
+        Migrator::down(&db, Some(1)).await?;
+        assert!(
+            application_department::Entity::find()
+                .all(&db)
+                .await
+                .is_err()
+        );
+        assert!(application::Entity::find().all(&db).await?.is_empty());
+        // The one before adds the credit columns: without them the entity no longer reads.
         Migrator::down(&db, Some(1)).await?;
         assert!(application::Entity::find().all(&db).await.is_err());
         // The one before is the audit log's tables.
@@ -202,6 +271,12 @@ mod tests {
         assert!(matter::Entity::find().all(&db).await.is_err());
         Migrator::up(&db, None).await?;
         assert!(matter::Entity::find().all(&db).await?.is_empty());
+        assert!(
+            application_department::Entity::find()
+                .all(&db)
+                .await?
+                .is_empty()
+        );
         Ok(())
     }
 

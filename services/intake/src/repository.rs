@@ -1,19 +1,21 @@
-//! Intake's persistence, one narrow trait per table: [`ApplicationStore`] and
-//! [`MatterStore`], implemented for every sea-orm connection or transaction. Everything that
+//! Intake's persistence, one narrow trait per table: [`ApplicationStore`], [`MatterStore`]
+//! and [`WorkflowDepartments`], implemented for every sea-orm connection or transaction. Everything that
 //! writes runs on the caller's transaction, so that state and the events it causes commit
 //! together.
 
-use std::future::Future;
+use std::{collections::HashMap, future::Future};
 
 use prost::Message;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, sea_query::OnConflict,
+    ActiveValue::Set,
+    ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
+    sea_query::{OnConflict, Query},
 };
 use tongban_proto::intake::{Application, ApplicationStatus};
 
 use crate::{
-    entity::{application, matter},
+    entity::{application, application_department, matter},
     error::IntakeError,
 };
 
@@ -43,9 +45,20 @@ pub struct ListFilter {
     pub matter_code: Option<String>,
     pub credit_code: Option<String>,
     pub region_prefix: Option<String>,
+    /// Staff: only the applications this department or office may read.
+    pub staff: Option<StaffFilter>,
     /// Only ids before this one (ids are time-ordered UUIDv7: newest first paging).
     pub before_id: Option<String>,
     pub limit: u64,
+}
+
+/// What a clerk or supervisor may list: the applications whose workflow has (or had) a task
+/// in `department` (a department or township office code), and those of the matters it leads.
+#[derive(Debug, Default, Clone)]
+pub struct StaffFilter {
+    pub department: String,
+    /// Matter codes whose lead department is `department`.
+    pub led_matters: Vec<String>,
 }
 
 /// The status column's value for `app`; an application is never stored unspecified.
@@ -194,6 +207,24 @@ impl<C: ConnectionTrait> ApplicationStore for C {
             let prefix = r.replace(['%', '_'], "");
             q = q.filter(application::Column::RegionCode.like(format!("{prefix}%")));
         }
+        if let Some(staff) = &f.staff {
+            // A semi-join on the recorded departments: each application once, so that the
+            // page holds as many rows as asked and the token resumes where it should.
+            let in_workflow = Query::select()
+                .column(application_department::Column::ApplicationId)
+                .from(application_department::Entity)
+                .and_where(application_department::Column::Department.eq(staff.department.as_str()))
+                .to_owned();
+            let mut any =
+                Condition::any().add(application::Column::ApplicationId.in_subquery(in_workflow));
+            if !staff.led_matters.is_empty() {
+                any = any.add(
+                    application::Column::MatterCode
+                        .is_in(staff.led_matters.iter().map(String::as_str)),
+                );
+            }
+            q = q.filter(any);
+        }
         if let Some(id) = &f.before_id {
             q = q.filter(application::Column::ApplicationId.lt(id.as_str()));
         }
@@ -204,6 +235,92 @@ impl<C: ConnectionTrait> ApplicationStore for C {
             .into_iter()
             .map(|m| Stored::try_from(m).map(|s| s.application))
             .collect()
+    }
+}
+
+/// The `application_departments` table: who has (or had) a task in each application's workflow.
+pub trait WorkflowDepartments {
+    /// Records that `departments` (department or office codes; empty ones are skipped) have a
+    /// task in `application_id`'s workflow. Recording one again changes nothing.
+    fn add_departments(
+        &self,
+        application_id: &str,
+        departments: &[&str],
+    ) -> impl Future<Output = Result<(), DbErr>> + Send;
+
+    /// The departments and offices recorded for `application_id`, in code order.
+    fn departments_of(
+        &self,
+        application_id: &str,
+    ) -> impl Future<Output = Result<Vec<String>, DbErr>> + Send;
+
+    /// [`Self::departments_of`] for many applications in one query (a page of a list).
+    fn departments_of_all(
+        &self,
+        application_ids: &[String],
+    ) -> impl Future<Output = Result<HashMap<String, Vec<String>>, DbErr>> + Send;
+}
+
+impl<C: ConnectionTrait> WorkflowDepartments for C {
+    async fn add_departments(
+        &self,
+        application_id: &str,
+        departments: &[&str],
+    ) -> Result<(), DbErr> {
+        for d in departments
+            .iter()
+            .map(|d| d.trim())
+            .filter(|d| !d.is_empty())
+        {
+            application_department::Entity::insert(application_department::ActiveModel {
+                application_id: Set(application_id.to_string()),
+                department: Set(d.to_string()),
+            })
+            .on_conflict(
+                OnConflict::columns([
+                    application_department::Column::ApplicationId,
+                    application_department::Column::Department,
+                ])
+                .do_nothing()
+                .to_owned(),
+            )
+            .exec_without_returning(self)
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn departments_of(&self, application_id: &str) -> Result<Vec<String>, DbErr> {
+        Ok(application_department::Entity::find()
+            .filter(application_department::Column::ApplicationId.eq(application_id))
+            .order_by_asc(application_department::Column::Department)
+            .all(self)
+            .await?
+            .into_iter()
+            .map(|m| m.department)
+            .collect())
+    }
+
+    async fn departments_of_all(
+        &self,
+        application_ids: &[String],
+    ) -> Result<HashMap<String, Vec<String>>, DbErr> {
+        let mut out: HashMap<String, Vec<String>> = HashMap::new();
+        if application_ids.is_empty() {
+            return Ok(out);
+        }
+        let rows = application_department::Entity::find()
+            .filter(
+                application_department::Column::ApplicationId
+                    .is_in(application_ids.iter().map(String::as_str)),
+            )
+            .order_by_asc(application_department::Column::Department)
+            .all(self)
+            .await?;
+        for m in rows {
+            out.entry(m.application_id).or_default().push(m.department);
+        }
+        Ok(out)
     }
 }
 

@@ -32,7 +32,7 @@ use crate::{
     error::{IntakeError, invalid},
     limits::{IntakeLimits, StreamCounter, StreamPermit, SubmitLimiter},
     matters::Matters,
-    repository::{ApplicationStore, ListFilter},
+    repository::{ApplicationStore, ListFilter, StaffFilter, WorkflowDepartments},
 };
 
 const PRODUCER: &str = "intake";
@@ -290,7 +290,8 @@ impl Intake {
             .await?
             .ok_or_else(|| IntakeError::NotFound(format!("application {application_id}")))?
             .application;
-        let scope = application_scope(&self.matters, &app);
+        let recorded = self.db.departments_of(&app.application_id).await?;
+        let scope = application_scope(&self.matters, &app, recorded);
         self.policy
             .check(who, action, &scope, &app.application_id)?;
         Ok(app)
@@ -326,23 +327,43 @@ impl Intake {
             Ok(s) => Some(s),
             Err(_) => return Err(invalid("status", "unknown status")),
         };
+        // Staff: filter in the query by the departments recorded in each workflow (and the
+        // matters their department leads), so that a page is full and paging stays correct.
+        let staff = matches!(who.role, Role::Clerk | Role::Supervisor).then(|| {
+            let department = who.department.as_deref().unwrap_or_default().trim();
+            StaffFilter {
+                department: department.to_string(),
+                led_matters: self
+                    .matters
+                    .all_latest()
+                    .iter()
+                    .filter(|m| !department.is_empty() && m.lead_department == department)
+                    .map(|m| m.code.clone())
+                    .collect(),
+            }
+        });
         let filter = ListFilter {
             status,
             matter_code: (!req.matter_code.is_empty()).then(|| req.matter_code.clone()),
             credit_code,
             region_prefix: (!req.region_prefix.is_empty()).then(|| req.region_prefix.clone()),
+            staff,
             before_id: page.after.clone(),
             limit: page.fetch_limit(),
         };
         let mut apps = self.db.list_applications(&filter).await?;
         let next = page.finish(&mut apps, |a| a.application_id.clone());
-        // Staff and integrators see the applications in their scope; the page may come out
-        // shorter than asked, and the token still resumes after the last row read.
+        // The table still decides every row (integrators are filtered only here, staff rows
+        // the query let through pass); a page may then come out shorter than asked, and the
+        // token still resumes after the last row read.
+        let ids: Vec<String> = apps.iter().map(|a| a.application_id.clone()).collect();
+        let mut recorded = self.db.departments_of_all(&ids).await?;
         apps.retain(|a| {
+            let departments = recorded.remove(&a.application_id).unwrap_or_default();
             self.policy.allows(
                 who,
                 Action::ListApplications,
-                &application_scope(&self.matters, a),
+                &application_scope(&self.matters, a, departments),
             )
         });
         Ok((apps, next))
@@ -369,10 +390,11 @@ impl Intake {
             .await?
             .ok_or_else(|| IntakeError::NotFound(format!("application {}", req.application_id)))?
             .application;
+        let recorded = txn.departments_of(&app.application_id).await?;
         self.policy.check(
             who,
             Action::SupplementMaterials,
-            &application_scope(&self.matters, &app),
+            &application_scope(&self.matters, &app, recorded),
             &app.application_id,
         )?;
         check_version(req.expected_version, app.version)?;
@@ -474,10 +496,11 @@ impl Intake {
             .await?
             .ok_or_else(|| IntakeError::NotFound(format!("application {}", req.application_id)))?
             .application;
+        let recorded = txn.departments_of(&app.application_id).await?;
         self.policy.check(
             who,
             Action::WithdrawApplication,
-            &application_scope(&self.matters, &app),
+            &application_scope(&self.matters, &app, recorded),
             &app.application_id,
         )?;
         check_version(req.expected_version, app.version)?;

@@ -7,6 +7,7 @@
 use std::sync::Arc;
 
 use sea_orm::DatabaseTransaction;
+use tongban_authz::Policy;
 use tongban_outbox::{EventHandler, HandlerError};
 use tongban_proto::events::Envelope;
 
@@ -22,11 +23,23 @@ use crate::{
 
 pub struct FanIn {
     shared: Arc<Shared>,
+    /// The authorization table, which decides whose webhooks hear of an application.
+    policy: Policy,
 }
 
 impl FanIn {
     pub fn new(shared: Arc<Shared>) -> Self {
-        Self { shared }
+        Self {
+            shared,
+            policy: Policy::default(),
+        }
+    }
+
+    /// Decides webhook scopes with `policy` (the registered integrators); without it no
+    /// integrator's webhook receives anything.
+    pub fn with_policy(mut self, policy: Policy) -> Self {
+        self.policy = policy;
+        self
     }
 }
 
@@ -80,16 +93,16 @@ impl EventHandler for FanIn {
             }
         }
 
-        if let Some(dept) = department(event)
-            && !event.application_id.is_empty()
-        {
-            txn.add_department(&event.application_id, dept).await?;
+        if !event.application_id.is_empty() {
+            for dept in departments(event) {
+                txn.add_department(&event.application_id, dept).await?;
+            }
         }
         let hooks = txn.webhooks().await?;
         let mut wanted: Vec<_> = hooks.iter().filter(|w| w.wants(&event.r#type)).collect();
         if !wanted.is_empty() {
             let app = txn.app_scope(&event.application_id, facts.as_ref()).await?;
-            wanted.retain(|w| scope::in_scope(&w.owner, &app));
+            wanted.retain(|w| scope::in_scope(&self.policy, &w.owner, &app));
         }
         if !wanted.is_empty() {
             let body = crate::webhook::body(event).to_string();
@@ -106,21 +119,29 @@ impl EventHandler for FanIn {
     }
 }
 
-/// The department an event names, if any: one with a task in the application's workflow.
-fn department(event: &Envelope) -> Option<&str> {
+/// The departments (and the township office) an event names: each has a task in the
+/// application's workflow.
+fn departments(event: &Envelope) -> Vec<&str> {
     use tongban_proto::events::envelope::Payload as P;
-    let d = match event.payload.as_ref()? {
-        P::TaskCreated(p) => &p.department,
-        P::TaskDecided(p) => &p.department,
-        P::TaskDueSoon(p) => &p.department,
-        P::TaskOverdue(p) => &p.department,
-        P::TaskEscalated(p) => &p.department,
-        P::SupplementRequested(p) => &p.department,
-        P::ApplicationApproved(p) => &p.department,
-        P::ApplicationRejected(p) => &p.department,
-        P::RequestAnswered(p) => &p.department,
-        _ => return None,
+    let Some(payload) = event.payload.as_ref() else {
+        return Vec::new();
     };
-    let d = d.trim();
-    (!d.is_empty()).then_some(d)
+    let named: Vec<&String> = match payload {
+        P::TaskCreated(p) => vec![&p.department, &p.office],
+        P::TaskMoved(p) => vec![&p.department, &p.office],
+        P::TaskDecided(p) => vec![&p.department],
+        P::TaskDueSoon(p) => vec![&p.department],
+        P::TaskOverdue(p) => vec![&p.department],
+        P::TaskEscalated(p) => vec![&p.department],
+        P::SupplementRequested(p) => vec![&p.department],
+        P::ApplicationApproved(p) => vec![&p.department],
+        P::ApplicationRejected(p) => vec![&p.department],
+        P::RequestAnswered(p) => vec![&p.department],
+        _ => Vec::new(),
+    };
+    named
+        .into_iter()
+        .map(|d| d.trim())
+        .filter(|d| !d.is_empty())
+        .collect()
 }

@@ -176,11 +176,9 @@ pub async fn run_with(
     let mut service = ServiceBuilder::new("notification", &ctx, &shutdown);
     let (denials, writer) = tongban_audit::DenialLog::new(ctx.db.clone(), "notification");
     service.spawn("denials", writer.run(shutdown.clone()));
-    let notifications = Arc::new(
-        Notifications::new(shared.clone())
-            .with_policy(tongban_authz::Policy::new(integrators).with_denials(denials)),
-    );
-    let handler = Arc::new(consumer::FanIn::new(shared.clone()));
+    let policy = tongban_authz::Policy::new(integrators).with_denials(denials);
+    let notifications = Arc::new(Notifications::new(shared.clone()).with_policy(policy.clone()));
+    let handler = Arc::new(consumer::FanIn::new(shared.clone()).with_policy(policy));
     service.consume(queue_spec(), 128, handler).await?;
     if let Some(m) = mailer {
         service.spawn("email", m.run(shared.clone(), opts.poll, shutdown.clone()));

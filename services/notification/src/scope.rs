@@ -1,22 +1,29 @@
 //! Whose webhook hears about which application: a webhook belongs to the principal that
 //! registered it ([`Owner`]), and receives events of an application only when that application
-//! is in the owner's scope ([`in_scope`], the one place the rule lives):
+//! is in the owner's scope ([`in_scope`]). The rule is the one authorization table's
+//! ([`tongban_authz`]): the owner, rebuilt as an [`Identity`], must be allowed
+//! [`Action::GetApplication`] on the application's [`Scope`]. So:
 //!
 //! | owner | applications in scope |
 //! | --- | --- |
 //! | applicant | its own credit code's |
-//! | clerk, supervisor | those whose workflow has a task in its department |
-//! | integrator | none yet: the registered enterprises and matters (`deploy/integrators.toml`) belong to `tongban-authz`, to be routed here |
+//! | clerk, supervisor | those whose workflow has (or had) a task in its department or office |
+//! | integrator | its registered enterprises and matters (`deploy/integrators.toml`) |
 //! | admin | all |
+//!
+//! (The table lets only integrators and admins register webhooks today; the other rows hold
+//! should it open registration to them.)
 //!
 //! What notification knows of an application ([`AppScope`]) comes from the events it already
 //! consumes and keeps in its own tables: the credit code and matter from
 //! `application.submitted`, the departments from every event that names one (`task.created`
-//! and the task, supplement and decision events). A staff webhook therefore starts hearing of
-//! an application once its department has a task there. Anything unknown is out of scope:
-//! the filter fails closed.
+//! with its office, `task.moved`, and the task, supplement and decision events). A staff
+//! webhook therefore starts hearing of an application once its department has a task there.
+//! Anything unknown is out of scope: the filter fails closed.
 
 use tongban_auth::{Identity, Role};
+use tongban_authz::{Action, Policy, Scope};
+use tongban_types::CreditCode;
 
 use crate::error::NotificationError;
 
@@ -92,68 +99,120 @@ pub struct AppScope {
     pub departments: Vec<String>,
 }
 
-/// Whether `owner`'s webhook may receive events of the application described by `app`.
-pub fn in_scope(owner: &Owner, app: &AppScope) -> bool {
-    match owner.role.as_str() {
-        "admin" => true,
-        "applicant" => {
-            !owner.credit_code.is_empty()
-                && app
-                    .credit_code
-                    .as_deref()
-                    .is_some_and(|c| c.eq_ignore_ascii_case(&owner.credit_code))
-        }
-        "clerk" | "supervisor" => {
-            !owner.department.is_empty() && app.departments.contains(&owner.department)
-        }
-        // Integrators: their registered enterprises and matters are `tongban-authz`'s to
-        // decide; until that is routed here, nothing (never "all").
-        _ => false,
+impl Owner {
+    /// The identity this owner registered with, as far as the stored claims tell: `None` for
+    /// an owner whose role is unknown (a webhook registered before owners were recorded).
+    pub fn identity(&self) -> Option<Identity> {
+        let role: Role = self.role.parse().ok()?;
+        let department = Some(self.department.trim())
+            .filter(|d| !d.is_empty())
+            .map(str::to_string);
+        let credit_code = Some(self.credit_code.trim())
+            .filter(|c| !c.is_empty())
+            .and_then(|c| CreditCode::parse(c).ok());
+        Some(Identity {
+            subject: self.subject.clone(),
+            role,
+            department,
+            region: None,
+            credit_code,
+        })
     }
+}
+
+impl AppScope {
+    /// The authorization scope of the application (no lead department: notification does not
+    /// hold matter definitions; every department that works on it is among `departments`).
+    pub fn to_scope(&self) -> Scope {
+        Scope {
+            credit_code: self.credit_code.clone(),
+            matter_code: self.matter_code.clone(),
+            departments: self.departments.clone(),
+            ..Scope::default()
+        }
+    }
+}
+
+/// Whether `owner`'s webhook may receive events of the application described by `app`: the
+/// table's answer for `owner` reading the application.
+pub fn in_scope(policy: &Policy, owner: &Owner, app: &AppScope) -> bool {
+    owner
+        .identity()
+        .is_some_and(|who| policy.allows(&who, Action::GetApplication, &app.to_scope()))
 }
 
 #[cfg(test)]
 mod tests {
+    use tongban_authz::Integrators;
+
     use super::*;
 
-    fn owner(role: &str, department: &str, credit_code: &str) -> Owner {
+    fn owner(role: &str, subject: &str, department: &str, credit_code: &str) -> Owner {
         Owner {
-            subject: "u".into(),
+            subject: subject.into(),
             role: role.into(),
             department: department.into(),
             credit_code: credit_code.into(),
         }
     }
 
+    fn policy() -> Policy {
+        let integrators = Integrators::parse(
+            r#"
+            [[integrators]]
+            sub = "fj-portal"
+            name = "portal"
+            enterprises = ["91350100M000100Y43"]
+            matters = ["env.eia.report_form"]
+            "#,
+            "test",
+        )
+        .expect("valid integrators");
+        Policy::new(integrators)
+    }
+
     #[test]
     fn each_role_sees_its_own_scope() {
+        let p = policy();
         let app = AppScope {
             credit_code: Some("91350100M000100Y43".into()),
             matter_code: Some("env.eia.report_form".into()),
-            departments: vec!["eco_env".into()],
+            departments: vec!["eco_env".into(), "eco_env.songyuan".into()],
         };
-        assert!(in_scope(&owner("admin", "", ""), &app));
-        assert!(in_scope(
-            &owner("applicant", "", "91350100M000100Y43"),
-            &app
-        ));
+        let yes = |o: Owner| assert!(in_scope(&p, &o, &app), "{o:?}");
+        let no = |o: Owner| assert!(!in_scope(&p, &o, &app), "{o:?}");
+        yes(owner("admin", "root", "", ""));
+        yes(owner("applicant", "a", "", "91350100M000100Y43"));
+        no(owner("applicant", "a", "", "91440300708461136T"));
+        no(owner("applicant", "a", "", ""));
+        yes(owner("clerk", "c", "eco_env", ""));
+        yes(owner("clerk", "c", "eco_env.songyuan", ""));
+        no(owner("clerk", "c", "eco_env.zhengdun", ""));
+        yes(owner("supervisor", "s", "eco_env", ""));
+        no(owner("clerk", "c", "dev_reform", ""));
+        no(owner("clerk", "c", "", ""));
+        // Integrators: exactly their registered enterprises and matters.
+        yes(owner("integrator", "fj-portal", "", ""));
+        no(owner("integrator", "unregistered", "", ""));
+        no(owner("", "", "", ""));
+        let other = AppScope {
+            credit_code: Some("91440300708461136T".into()),
+            ..app.clone()
+        };
         assert!(!in_scope(
-            &owner("applicant", "", "91440300708461136T"),
-            &app
+            &p,
+            &owner("integrator", "fj-portal", "", ""),
+            &other
         ));
-        assert!(!in_scope(&owner("applicant", "", ""), &app));
-        assert!(in_scope(&owner("clerk", "eco_env", ""), &app));
-        assert!(in_scope(&owner("supervisor", "eco_env", ""), &app));
-        assert!(!in_scope(&owner("clerk", "dev_reform", ""), &app));
-        assert!(!in_scope(&owner("integrator", "", ""), &app));
-        assert!(!in_scope(&owner("", "", ""), &app));
         // Nothing known: only an admin.
         let unknown = AppScope::default();
-        assert!(!in_scope(
-            &owner("applicant", "", "91350100M000100Y43"),
-            &unknown
-        ));
-        assert!(!in_scope(&owner("clerk", "eco_env", ""), &unknown));
-        assert!(in_scope(&owner("admin", "", ""), &unknown));
+        for o in [
+            owner("applicant", "a", "", "91350100M000100Y43"),
+            owner("clerk", "c", "eco_env", ""),
+            owner("integrator", "fj-portal", "", ""),
+        ] {
+            assert!(!in_scope(&p, &o, &unknown), "{o:?}");
+        }
+        assert!(in_scope(&p, &owner("admin", "root", "", ""), &unknown));
     }
 }

@@ -3,7 +3,7 @@
 use crate::common::*;
 
 async fn delegate_task_rules(backend: Backend) -> anyhow::Result<()> {
-    let h = Harness::start(backend).await?;
+    let mut h = Harness::start(backend).await?;
     let app = h.submit(snapshot()?).await?;
     let t = h.stage(&app, "acceptance", 1).await?.remove(0);
     assert_eq!(t.department, "admin_approval");
@@ -82,6 +82,24 @@ async fn delegate_task_rules(backend: Backend) -> anyhow::Result<()> {
     assert_eq!(moved.department, "eco_env");
     assert_eq!(moved.assignee, "eco-clerk");
     assert_eq!(moved.status(), pb::TaskStatus::Claimed);
+
+    // The move, and only the move, is an event (committed with it through the outbox): the
+    // other services widen the application's scope to the new department from it.
+    let event = h.event(&app, "task.moved", 1).await?;
+    match event.payload {
+        Some(Payload::TaskMoved(m)) => {
+            assert_eq!(m.task_id, t.task_id);
+            assert_eq!(m.from_department, "admin_approval");
+            assert_eq!(m.department, "eco_env");
+            assert_eq!(m.office, "");
+        }
+        other => anyhow::bail!("task.moved carries {other:?}"),
+    }
+    assert_eq!(
+        h.count("SELECT COUNT(*) AS n FROM outbox WHERE routing_key = 'task.moved'")
+            .await,
+        1
+    );
 
     // The listing shows the delegate as assignee, in the new department.
     let listed = h

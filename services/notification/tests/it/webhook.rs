@@ -392,14 +392,17 @@ async fn redirects_are_not_followed(backend: Backend) -> anyhow::Result<()> {
 async fn webhooks_are_owned_and_scoped(backend: Backend) -> anyhow::Result<()> {
     let h = Harness::start(backend).await?;
     let mut client = h.client.clone();
-    let a = h.keys.token(Role::Applicant, None, Some(ZH_APPLICANT));
-    let b = h.keys.token(Role::Applicant, None, Some(EN_APPLICANT));
-    let clerk = h.keys.token(Role::Clerk, Some("eco_env"), None);
-    let other_clerk = h.keys.token(Role::Clerk, Some("dev_reform"), None);
+    // Webhooks are for integrators and admins (the table). `fj-portal` is registered for
+    // ZH_APPLICANT only, `integrator-test` for every enterprise (deploy/integrators.toml);
+    // `integrator` is registered too and owns none.
+    let integrator = |sub: &str| h.keys.sign_claims(&h.keys.claims(Role::Integrator, sub));
+    let a = integrator("fj-portal");
+    let b = integrator("integrator-test");
+    let other = integrator("integrator");
     let admin = h.keys.token(Role::Admin, None, None);
     let (recv, addr, server) = Receiver::start(false).await?;
     let mut ids = Vec::new();
-    for (path, token) in [("/a", &a), ("/b", &b), ("/clerk", &clerk)] {
+    for (path, token) in [("/a", &a), ("/b", &b), ("/admin", &admin)] {
         let w = client
             .register_webhook(authed(
                 register(&format!("http://{addr}{path}"), &[], ""),
@@ -433,9 +436,9 @@ async fn webhooks_are_owned_and_scoped(backend: Backend) -> anyhow::Result<()> {
     let mine = list(a.clone(), 0, String::new()).await?.webhooks;
     assert_eq!(mine.len(), 1);
     assert_eq!(mine[0].webhook_id, ids[0]);
-    assert!(mine[0].owner.starts_with("applicant:"));
+    assert!(mine[0].owner.starts_with("integrator:"));
     assert!(
-        list(other_clerk.clone(), 0, String::new())
+        list(other.clone(), 0, String::new())
             .await?
             .webhooks
             .is_empty()
@@ -454,7 +457,7 @@ async fn webhooks_are_owned_and_scoped(backend: Backend) -> anyhow::Result<()> {
     );
 
     // Another principal cannot delete it (and cannot tell it exists); nothing changes.
-    for token in [&b, &clerk] {
+    for token in [&b, &other] {
         let err = client
             .delete_webhook(authed(
                 pb::DeleteWebhookRequest {
@@ -476,8 +479,7 @@ async fn webhooks_are_owned_and_scoped(backend: Backend) -> anyhow::Result<()> {
         .ok_or_else(|| anyhow::anyhow!("empty id accepted"))?;
     assert_eq!(fields(&err), ["webhook_id"]);
 
-    // Scope: A's application reaches A's webhook (and, once eco_env has a task there, the
-    // eco_env clerk's), never B's; B's reaches only B's.
+    // Scope: A's application reaches every webhook; B's never reaches fj-portal's.
     let sub_a = submitted(ZH_APPLICANT, "", "zh-CN");
     let sub_b = submitted(EN_APPLICANT, "", "en");
     let task_a = tongban_outbox::new_envelope(
@@ -502,13 +504,13 @@ async fn webhooks_are_owned_and_scoped(backend: Backend) -> anyhow::Result<()> {
         }
     };
     h.publish(&[&sub_a, &sub_b]).await?;
-    wait_for(2).await?;
+    wait_for(5).await?;
     h.publish(&[&task_a]).await?;
-    wait_for(4).await?;
+    wait_for(8).await?;
     h.publish(&[&approved_a, &approved_b]).await?;
     let calls = eventually(WAIT, "the in-scope deliveries", || async {
         let c = recv.calls();
-        (c.len() >= 7).then_some(c)
+        (c.len() >= 13).then_some(c)
     })
     .await?;
     tokio::time::sleep(Duration::from_millis(800)).await;
@@ -545,18 +547,14 @@ async fn webhooks_are_owned_and_scoped(backend: Backend) -> anyhow::Result<()> {
     ];
     want_a.sort();
     assert_eq!(seen("/a"), want_a);
-    let mut want_b = vec![
+    let mut want_all = vec![
         (app_b.clone(), "application.approved".to_string()),
         (app_b.clone(), "application.submitted".to_string()),
     ];
-    want_b.sort();
-    assert_eq!(seen("/b"), want_b);
-    let mut want_clerk = vec![
-        (app_a.clone(), "application.approved".to_string()),
-        (app_a.clone(), "task.created".to_string()),
-    ];
-    want_clerk.sort();
-    assert_eq!(seen("/clerk"), want_clerk);
+    want_all.extend(want_a.iter().cloned());
+    want_all.sort();
+    assert_eq!(seen("/b"), want_all);
+    assert_eq!(seen("/admin"), want_all);
 
     // The owner deletes its own; later events no longer reach it.
     client
@@ -569,11 +567,122 @@ async fn webhooks_are_owned_and_scoped(backend: Backend) -> anyhow::Result<()> {
         .await?;
     assert!(list(a.clone(), 0, String::new()).await?.webhooks.is_empty());
     h.publish(&[&approved(&app_a)]).await?;
-    eventually(WAIT, "the clerk's delivery", || async {
-        (recv.calls().iter().filter(|c| c.path == "/clerk").count() == 3).then_some(())
+    eventually(WAIT, "the admin's delivery", || async {
+        (recv.calls().iter().filter(|c| c.path == "/admin").count() == 6).then_some(())
     })
     .await?;
     assert_eq!(recv.calls().iter().filter(|c| c.path == "/a").count(), 3);
+    server.abort();
+    Ok(())
+}
+
+/// The owner's scope is the authorization table's: a registered integrator's webhook receives
+/// exactly its registered enterprises' events (and an admin's everything); a department a task
+/// was moved to (`task.moved`) joins the application's recorded departments.
+async fn integrator_webhooks_follow_the_table(backend: Backend) -> anyhow::Result<()> {
+    let h = Harness::start(backend).await?;
+    let mut client = h.client.clone();
+    // `fj-portal` is registered (deploy/integrators.toml) for ZH_APPLICANT's EIA matters only.
+    let portal = h
+        .keys
+        .sign_claims(&h.keys.claims(Role::Integrator, "fj-portal"));
+    let admin = h.keys.token(Role::Admin, None, None);
+    let (recv, addr, server) = Receiver::start(false).await?;
+    let mut hooks = std::collections::HashMap::new();
+    for (path, token) in [("/portal", &portal), ("/all", &admin)] {
+        let w = client
+            .register_webhook(authed(
+                register(&format!("http://{addr}{path}"), &[], ""),
+                token,
+            ))
+            .await?
+            .into_inner()
+            .webhook
+            .ok_or_else(|| anyhow::anyhow!("no webhook"))?;
+        hooks.insert(path, w.webhook_id);
+    }
+    let sub_a = submitted(ZH_APPLICANT, "", "zh-CN");
+    let sub_b = submitted(EN_APPLICANT, "", "en");
+    let app_a = sub_a.application_id.clone();
+    let app_b = sub_b.application_id.clone();
+    let moved_a = tongban_outbox::new_envelope(
+        "approval",
+        &app_a,
+        Payload::TaskMoved(events::TaskMoved {
+            task_id: "t-a".into(),
+            from_department: "eco_env".into(),
+            department: "water".into(),
+            office: String::new(),
+        }),
+    );
+    let approved_a = approved(&app_a);
+    let approved_b = approved(&app_b);
+    // The admin's webhook hears everything: once it has had n calls, the first n events are
+    // fanned in, and every other webhook's deliveries of them are queued (same transaction).
+    let all_heard = |n: usize| {
+        let recv = recv.clone();
+        async move {
+            eventually(WAIT, &format!("{n} events at /all"), || async {
+                (recv.calls().iter().filter(|c| c.path == "/all").count() >= n).then_some(())
+            })
+            .await
+        }
+    };
+    h.publish(&[&sub_a, &sub_b]).await?;
+    all_heard(2).await?;
+    h.publish(&[&moved_a]).await?;
+    all_heard(3).await?;
+    h.publish(&[&approved_a, &approved_b]).await?;
+    all_heard(5).await?;
+
+    // The move brought water into A's recorded departments.
+    assert_eq!(
+        h.count(&format!(
+            "SELECT COUNT(*) AS n FROM application_departments \
+             WHERE application_id = '{app_a}' AND department = 'water'"
+        ))
+        .await,
+        1
+    );
+    // The portal: A's submission, move and approval are queued for it; nothing of B.
+    assert_eq!(
+        h.count(&format!(
+            "SELECT COUNT(*) AS n FROM webhook_deliveries WHERE webhook_id = '{}'",
+            hooks["/portal"]
+        ))
+        .await,
+        3
+    );
+    let calls = eventually(WAIT, "3 calls at /portal", || async {
+        let calls: Vec<_> = recv
+            .calls()
+            .into_iter()
+            .filter(|c| c.path == "/portal")
+            .collect();
+        (calls.len() >= 3).then_some(calls)
+    })
+    .await?;
+    let mut got: Vec<_> = calls
+        .iter()
+        .map(|c| {
+            let json: serde_json::Value = serde_json::from_str(&c.body).unwrap_or_default();
+            (
+                json["application_id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                json["type"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    got.sort();
+    let mut want = vec![
+        (app_a.clone(), "application.approved".to_string()),
+        (app_a.clone(), "application.submitted".to_string()),
+        (app_a.clone(), "task.moved".to_string()),
+    ];
+    want.sort();
+    assert_eq!(got, want);
     server.abort();
     Ok(())
 }
@@ -583,4 +692,5 @@ tongban_testkit::on_both!(
     internal_targets_are_refused,
     redirects_are_not_followed,
     webhooks_are_owned_and_scoped,
+    integrator_webhooks_follow_the_table,
 );

@@ -69,6 +69,80 @@ impl Harness {
         self.keys.token(Role::Applicant, None, Some(APPLICANT))
     }
 
+    /// Publishes `events` on the bus, as the other services would.
+    pub async fn publish(&self, events: &[&events::Envelope]) -> anyhow::Result<()> {
+        let msgs: Vec<_> = events
+            .iter()
+            .map(|e| tongban_bus::OutgoingMessage {
+                event_id: e.event_id.clone(),
+                routing_key: e.r#type.clone(),
+                payload: e.encode_to_vec(),
+                traceparent: None,
+            })
+            .collect();
+        self.bus.publish_batch(&msgs).await?;
+        Ok(())
+    }
+
+    /// Publishes what approval would for `application_id`: a `task.created` per
+    /// (department, office), and waits until intake has recorded every one of them.
+    pub async fn tasks_created(
+        &self,
+        application_id: &str,
+        tasks: &[(&str, &str)],
+    ) -> anyhow::Result<()> {
+        let events: Vec<_> = tasks
+            .iter()
+            .map(|(department, office)| {
+                tongban_outbox::new_envelope(
+                    "approval",
+                    application_id,
+                    Payload::TaskCreated(events::TaskCreated {
+                        task_id: tongban_types::new_id(),
+                        department: department.to_string(),
+                        office: office.to_string(),
+                        ..Default::default()
+                    }),
+                )
+            })
+            .collect();
+        self.publish(&events.iter().collect::<Vec<_>>()).await?;
+        let named: std::collections::BTreeSet<&str> = tasks
+            .iter()
+            .flat_map(|(d, o)| [*d, *o])
+            .filter(|d| !d.is_empty())
+            .collect();
+        let list = named
+            .iter()
+            .map(|d| format!("'{d}'"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT COUNT(*) AS n FROM application_departments \
+             WHERE application_id = '{application_id}' AND department IN ({list})"
+        );
+        let want = i64::try_from(named.len())?;
+        tongban_testkit::eventually(Duration::from_secs(30), "task departments recorded", || {
+            let sql = sql.clone();
+            async move { (self.count_where(&sql).await == want).then_some(()) }
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// `SELECT COUNT(*) AS n ...`: the count, or -1 when the query fails.
+    pub async fn count_where(&self, sql: &str) -> i64 {
+        let b = self.db.get_database_backend();
+        let row = self
+            .db
+            .query_one_raw(sea_orm::Statement::from_string(b, sql.to_string()))
+            .await
+            .ok()
+            .flatten();
+        row.and_then(|r| r.try_get::<i64>("", "n").ok())
+            .unwrap_or(-1)
+    }
+
     pub async fn count(&self, table: &str) -> i64 {
         let b = self.db.get_database_backend();
         let row = self
