@@ -10,8 +10,10 @@ use tongban_matter::{Departments, MatterDefinition, TaskDepartment};
 use crate::Scope;
 
 /// The scope of one application of `def`: its enterprise and matter, every department (and the
-/// township office routing picks for `region_code`) the definition's stages name, and the lead
-/// department. `form_value` reads a form field, for departments taken from the form.
+/// township office routing picks) the definition's stages name, and the lead department.
+/// Routing follows the project site (the matter's `site_region_field`) when the matter declares
+/// one, else the applicant's `region_code`, as approval's does. `form_value` reads a form
+/// field, for departments taken from the form and the site region.
 pub fn application_scope(
     def: &MatterDefinition,
     departments: &Departments,
@@ -19,6 +21,11 @@ pub fn application_scope(
     region_code: &str,
     form_value: impl Fn(&str) -> Option<String>,
 ) -> Scope {
+    let site = def
+        .site_region_field
+        .as_deref()
+        .and_then(|field| form_value(field));
+    let region_code = site.as_deref().unwrap_or(region_code);
     let mut out: Vec<String> = Vec::new();
     let mut add = |d: &str| {
         if !d.is_empty() && !out.iter().any(|x| x == d) {

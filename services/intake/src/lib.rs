@@ -87,14 +87,21 @@ pub async fn run_with(
 ) -> anyhow::Result<()> {
     migration::Migrator::up(&ctx.db, None).await?;
     let calendar = tongban_calendar::Calendar::load_dir(ctx.deploy_dir.join("calendar"))?;
-    let departments = tongban_matter::Departments::load(ctx.deploy_dir.join("departments.toml"))?;
+    let (departments, regions) = tongban_matter::load_departments_and_regions(&ctx.deploy_dir)?;
     let matters =
         matters::Matters::load(&ctx.db, &ctx.deploy_dir.join("matters"), departments).await?;
 
     let mut service = ServiceBuilder::new("intake", &ctx, &shutdown);
     let integrators = tongban_authz::Integrators::load(ctx.deploy_dir.join("integrators.toml"))?;
     let intake = Arc::new(
-        Intake::new(ctx.db.clone(), matters, calendar, service.relay(), credit)
+        Intake::new(
+            ctx.db.clone(),
+            matters,
+            regions,
+            calendar,
+            service.relay(),
+            credit,
+        )
             .with_policy(tongban_authz::Policy::new(integrators))
             .with_limits(limits),
     );
