@@ -50,3 +50,42 @@ pub fn application_scope(
     }
     Scope::application(credit_code, &def.code, out).with_lead(Some(def.lead_department.clone()))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::path::PathBuf;
+
+    use super::*;
+
+    fn shipped() -> (Departments, MatterDefinition) {
+        let deploy = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../deploy");
+        let departments = Departments::load(deploy.join("departments.toml")).unwrap();
+        let eia = MatterDefinition::load(
+            deploy.join("matters/env.eia.report_form.v1.toml"),
+            &departments,
+        )
+        .unwrap();
+        (departments, eia)
+    }
+
+    #[test]
+    fn the_township_office_of_the_project_site_is_in_scope() {
+        let (departments, eia) = shipped();
+        let scope = |site: Option<&str>, applicant: &str| {
+            let site = site.map(str::to_string);
+            application_scope(&eia, &departments, "c", applicant, |f| {
+                (f == "site_region").then(|| site.clone()).flatten()
+            })
+            .departments
+        };
+        let built_in_zhengdun = scope(Some("350724101"), "350724100");
+        assert!(built_in_zhengdun.contains(&"eco_env.zhengdun".to_string()));
+        assert!(!built_in_zhengdun.contains(&"eco_env.songyuan".to_string()));
+        // No site given: the applicant's region, as approval routes then.
+        let no_site = scope(None, "350724100");
+        assert!(no_site.contains(&"eco_env.songyuan".to_string()));
+        assert!(!no_site.contains(&"eco_env.zhengdun".to_string()));
+    }
+}

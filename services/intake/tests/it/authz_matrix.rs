@@ -32,7 +32,7 @@ async fn authorization_matrix(backend: Backend) -> anyhow::Result<()> {
     let id = app.application_id.clone();
     let k = &h.keys;
     // (who, own-scope token, other-scope token). The example's workflow runs through
-    // admin_approval, eco_env (routed to a township office), natural_resources, dev_reform,
+    // admin_approval, eco_env (routed to the site's township office), natural_resources, dev_reform,
     // water and market_regulation; business_env is not in it.
     let cells: Vec<(&str, String, Option<String>)> = vec![
         (
@@ -45,10 +45,13 @@ async fn authorization_matrix(backend: Backend) -> anyhow::Result<()> {
             k.token(Role::Clerk, Some("eco_env"), None),
             Some(k.token(Role::Clerk, Some("business_env"), None)),
         ),
+        // The example is built in Zhengdun by an enterprise registered in Songyuan: routing
+        // follows the project site, so the Zhengdun station is in the workflow and the
+        // Songyuan one (the registered address) is not.
         (
             "township clerk",
             k.token(Role::Clerk, Some("eco_env.zhengdun"), None),
-            None,
+            Some(k.token(Role::Clerk, Some("eco_env.songyuan"), None)),
         ),
         (
             "supervisor",
@@ -65,9 +68,7 @@ async fn authorization_matrix(backend: Backend) -> anyhow::Result<()> {
     // What each role may do on its own scope: get/watch/list, supplement/withdraw, submit.
     let own_rights = |who: &str| match who {
         "applicant" | "integrator" | "admin" => (Allowed, Allowed, Allowed),
-        "clerk" | "supervisor" => (Allowed, Denied, Denied),
-        // The example's region is not Zhengdun: that office is not in this workflow.
-        "township clerk" => (Filtered, Denied, Denied),
+        "clerk" | "supervisor" | "township clerk" => (Allowed, Denied, Denied),
         other => panic!("{other}"),
     };
 
