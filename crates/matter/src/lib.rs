@@ -50,6 +50,6 @@ pub use definition::{
 };
 pub use department::{Department, Departments, Office, Routed};
 pub use error::{DefinitionError, EvalError, Problem};
-pub use region::{Region, RegionKind, Regions, load_departments_and_regions};
 pub use form::{FieldDef, FieldType, FieldViolation, FormSchema, Pattern};
+pub use region::{Region, RegionKind, Regions, load_departments_and_regions};
 pub use registry::{DEFAULT_REFRESH_INTERVAL, DefinitionStore, Registry, RegistryError};

@@ -686,7 +686,10 @@ fn site_region_condition_reads_the_routing_region() {
     let applicant = Condition::parse("region_code == '350724100'", &eia.form).unwrap();
     let ctx = eia.eval_context(&form, None, "350724100", false);
     assert!(eia.holds(&c, &ctx));
-    assert!(eia.holds(&applicant, &ctx), "region_code stays the applicant's");
+    assert!(
+        eia.holds(&applicant, &ctx),
+        "region_code stays the applicant's"
+    );
     // A matter without a site field: site_region is the applicant's region.
     let ctx = request.eval_context(&form, None, "350724101", false);
     assert_eq!(ctx.site_region, None);

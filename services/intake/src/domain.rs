@@ -224,14 +224,17 @@ fn validate_site_region(
     regions: &Regions,
     v: &mut Vec<Violation>,
 ) {
-    let value = form.and_then(|f| f.fields.get_mut(field)).and_then(|value| {
-        match value.kind.as_mut() {
+    let value = form
+        .and_then(|f| f.fields.get_mut(field))
+        .and_then(|value| match value.kind.as_mut() {
             Some(prost_types::value::Kind::StringValue(s)) => Some(s),
             _ => None,
-        }
-    });
+        });
     let Some(value) = value else {
-        v.push(Violation::new(at, "the project site's region code is required"));
+        v.push(Violation::new(
+            at,
+            "the project site's region code is required",
+        ));
         return;
     };
     match RegionCode::parse(value) {

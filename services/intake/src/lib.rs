@@ -102,8 +102,8 @@ pub async fn run_with(
             service.relay(),
             credit,
         )
-            .with_policy(tongban_authz::Policy::new(integrators))
-            .with_limits(limits),
+        .with_policy(tongban_authz::Policy::new(integrators))
+        .with_limits(limits),
     );
     service.spawn(
         "definitions",

@@ -10,8 +10,10 @@ fn set_site(r: &mut pb::SubmitApplicationRequest, kind: Option<Kind>) {
     if let Some(f) = r.form.as_mut() {
         match kind {
             Some(kind) => {
-                f.fields
-                    .insert("site_region".into(), prost_types::Value { kind: Some(kind) });
+                f.fields.insert(
+                    "site_region".into(),
+                    prost_types::Value { kind: Some(kind) },
+                );
             }
             None => {
                 f.fields.remove("site_region");
@@ -34,7 +36,11 @@ async fn a_site_outside_the_table_is_refused_naming_the_field(
         ("too short", text("3507"), "must be 6 digits"),
         ("missing", None, "form.site_region"),
         ("blank", text("   "), "form.site_region"),
-        ("a number", Some(Kind::NumberValue(350_724_101.0)), "form.site_region"),
+        (
+            "a number",
+            Some(Kind::NumberValue(350_724_101.0)),
+            "form.site_region",
+        ),
     ];
     for (case, kind, says) in cases {
         let mut req = example()?;
@@ -48,7 +54,12 @@ async fn a_site_outside_the_table_is_refused_naming_the_field(
             .ok_or_else(|| anyhow::anyhow!("{case}: accepted"))?;
         assert_eq!(err.code(), Code::InvalidArgument, "{case}: {err:?}");
         assert_eq!(reason(&err), "INVALID_APPLICATION", "{case}");
-        assert_eq!(fields(&err), ["form.site_region"], "{case}: {}", err.message());
+        assert_eq!(
+            fields(&err),
+            ["form.site_region"],
+            "{case}: {}",
+            err.message()
+        );
         assert!(
             err.message().contains("form.site_region") && err.message().contains(says),
             "{case}: {}",
