@@ -21,10 +21,7 @@ pub fn application_scope(
     region_code: &str,
     form_value: impl Fn(&str) -> Option<String>,
 ) -> Scope {
-    let site = def
-        .site_region_field
-        .as_deref()
-        .and_then(|field| form_value(field));
+    let site = def.site_region_field.as_deref().and_then(&form_value);
     let region_code = site.as_deref().unwrap_or(region_code);
     let mut out: Vec<String> = Vec::new();
     let mut add = |d: &str| {

@@ -363,7 +363,7 @@ async fn supplement_pauses_and_resumes(backend: Backend) -> anyhow::Result<()> {
 /// reviews; and an application without the site (from before the field existed, or another
 /// producer) falls back to the applicant's region.
 async fn township_routing_follows_the_site(backend: Backend) -> anyhow::Result<()> {
-    let mut h = Harness::start(backend).await?;
+    let h = Harness::start(backend).await?;
     let mut at_home = snapshot()?;
     let mut registered_in_zhengdun = snapshot()?;
     if let Some(f) = at_home.form.as_mut() {
