@@ -516,18 +516,28 @@ async fn a_failed_pledge_verification_revokes_everywhere() -> anyhow::Result<()>
     .await
     .map_err(|e| anyhow::anyhow!("{e}\n{}", top.tails()))?;
     assert_eq!(verify.department, "eco_env");
-    let approved = intake
-        .get_application(authed(
-            pb::GetApplicationRequest {
-                application_id: id.clone(),
-            },
-            &applicant,
-        ))
-        .await?
-        .into_inner()
-        .application
-        .unwrap_or_default();
-    assert_eq!(approved.status(), pb::ApplicationStatus::Approved);
+    // Intake hears of the approval on its own time (over the bus).
+    let approved = eventually(Duration::from_secs(30), "intake shows APPROVED", || {
+        let (mut i, id, applicant) = (intake.clone(), id.clone(), applicant.clone());
+        async move {
+            let a = i
+                .get_application(authed(
+                    pb::GetApplicationRequest { application_id: id },
+                    &applicant,
+                ))
+                .await
+                .ok()?
+                .into_inner()
+                .application?;
+            (a.status() == pb::ApplicationStatus::Approved).then_some(a)
+        }
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", top.tails()))?;
+    assert!(
+        approved.decision_number.starts_with("松环审"),
+        "{approved:?}"
+    );
 
     let reason = "现场核查：实际建设地点与承诺不符";
     approval
