@@ -9,6 +9,7 @@ use tongban_proto::{
     approval::{self as apb, approval_service_client::ApprovalServiceClient},
     dispatch::{self as dpb, dispatch_service_client::DispatchServiceClient},
     intake::{self as pb, intake_service_client::IntakeServiceClient},
+    notification::{self as npb, notification_service_client::NotificationServiceClient},
 };
 use tongban_testkit::{Backend, Keys, TestDb, authed, eventually};
 
@@ -65,6 +66,141 @@ impl Stack {
     }
 }
 
+/// The production topology, running: the platform simulators (one port per default platform)
+/// and the four services, each its own process.
+struct Topology {
+    intake: Proc,
+    approval: Proc,
+    dispatch: Proc,
+    notification: Proc,
+    _sim: Proc,
+    intake_port: u16,
+    approval_port: u16,
+    dispatch_port: u16,
+    notification_port: u16,
+    /// (platform id, the simulator's `_received` URL for it).
+    sim_urls: Vec<(String, String)>,
+}
+
+impl Topology {
+    /// Starts the simulators, then the services (intake with `intake_env` added), and waits
+    /// until every service answers health checks.
+    async fn start(stack: &mut Stack, intake_env: &[(String, String)]) -> anyhow::Result<Self> {
+        let ports = free_ports(8)?;
+        let (intake_port, approval_port, dispatch_port, notification_port) =
+            (ports[0], ports[1], ports[2], ports[3]);
+        let platforms =
+            tongban_platform::load_dir(tongban_testkit::deploy_dir().join("platforms"))?;
+        anyhow::ensure!(platforms.len() == 4, "four default platforms");
+
+        // The simulators, one port each, and dispatch told where they are.
+        let mut sim_cmd = Command::new(binary("tongban-platform-sim")?);
+        sim_cmd
+            .arg("--platforms")
+            .arg(tongban_testkit::deploy_dir().join("platforms"));
+        let mut dispatch_env = Vec::new();
+        let mut sim_urls = Vec::new();
+        for (p, port) in platforms.iter().zip(&ports[4..]) {
+            sim_cmd.arg("--port").arg(format!("{}={port}", p.id));
+            let url = format!("http://127.0.0.1:{port}{}", p.endpoint_url.path);
+            dispatch_env.push((
+                format!("TONGBAN_PLATFORM_{}_ENDPOINT", p.id.to_ascii_uppercase()),
+                url.clone(),
+            ));
+            dispatch_env.push((
+                format!(
+                    "TONGBAN_PLATFORM_{}_QUERY_ENDPOINT",
+                    p.id.to_ascii_uppercase()
+                ),
+                format!("{url}/_received"),
+            ));
+            sim_urls.push((p.id.clone(), format!("{url}/_received")));
+        }
+        let mut sim = Proc::spawn("platform-sim", sim_cmd, stack.dir.path())?;
+
+        let mut intake = stack
+            .service_with("tongban-intake", "intake", intake_port, intake_env)
+            .await?;
+        let mut approval = stack
+            .service("tongban-approval", "approval", approval_port)
+            .await?;
+        let mut dispatch = stack
+            .service_with("tongban-dispatch", "dispatch", dispatch_port, &dispatch_env)
+            .await?;
+        let mut notification = stack
+            .service("tongban-notification", "notification", notification_port)
+            .await?;
+        for port in [intake_port, approval_port, dispatch_port, notification_port] {
+            wait_for_grpc(
+                port,
+                &mut [
+                    &mut intake,
+                    &mut approval,
+                    &mut dispatch,
+                    &mut notification,
+                    &mut sim,
+                ],
+                Duration::from_secs(60),
+            )
+            .await?;
+        }
+        Ok(Self {
+            intake,
+            approval,
+            dispatch,
+            notification,
+            _sim: sim,
+            intake_port,
+            approval_port,
+            dispatch_port,
+            notification_port,
+            sim_urls,
+        })
+    }
+
+    async fn intake(&self) -> anyhow::Result<IntakeServiceClient<tonic::transport::Channel>> {
+        Ok(IntakeServiceClient::connect(format!("http://127.0.0.1:{}", self.intake_port)).await?)
+    }
+
+    async fn approval(&self) -> anyhow::Result<ApprovalServiceClient<tonic::transport::Channel>> {
+        Ok(
+            ApprovalServiceClient::connect(format!("http://127.0.0.1:{}", self.approval_port))
+                .await?,
+        )
+    }
+
+    async fn dispatch(&self) -> anyhow::Result<DispatchServiceClient<tonic::transport::Channel>> {
+        Ok(
+            DispatchServiceClient::connect(format!("http://127.0.0.1:{}", self.dispatch_port))
+                .await?,
+        )
+    }
+
+    async fn notification(
+        &self,
+    ) -> anyhow::Result<NotificationServiceClient<tonic::transport::Channel>> {
+        Ok(NotificationServiceClient::connect(format!(
+            "http://127.0.0.1:{}",
+            self.notification_port
+        ))
+        .await?)
+    }
+
+    /// The last log lines of every service, for a failure message.
+    fn tails(&self) -> String {
+        [
+            &self.intake,
+            &self.approval,
+            &self.dispatch,
+            &self.notification,
+        ]
+        .iter()
+        .map(|p| format!("--- {}\n{}", p.name, p.tail()))
+        .collect::<Vec<_>>()
+        .join("\n")
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn intake_process_serves_and_stops_cleanly_on_sigterm() -> anyhow::Result<()> {
     let mut stack = Stack::new().await?;
@@ -102,60 +238,12 @@ async fn intake_process_serves_and_stops_cleanly_on_sigterm() -> anyhow::Result<
 async fn entered_once_approved_in_parallel_delivered_everywhere() -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut stack = Stack::new().await?;
-    let ports = free_ports(7)?;
-    let (intake_port, approval_port, dispatch_port) = (ports[0], ports[1], ports[2]);
-    let platforms = tongban_platform::load_dir(tongban_testkit::deploy_dir().join("platforms"))?;
-    anyhow::ensure!(platforms.len() == 4, "four default platforms");
-
-    // The simulators, one port each, and dispatch told where they are.
-    let mut sim_cmd = Command::new(binary("tongban-platform-sim")?);
-    sim_cmd
-        .arg("--platforms")
-        .arg(tongban_testkit::deploy_dir().join("platforms"));
-    let mut dispatch_env = Vec::new();
-    let mut sim_urls = Vec::new();
-    for (p, port) in platforms.iter().zip(&ports[3..]) {
-        sim_cmd.arg("--port").arg(format!("{}={port}", p.id));
-        let url = format!("http://127.0.0.1:{port}{}", p.endpoint_url.path);
-        dispatch_env.push((
-            format!("TONGBAN_PLATFORM_{}_ENDPOINT", p.id.to_ascii_uppercase()),
-            url.clone(),
-        ));
-        dispatch_env.push((
-            format!(
-                "TONGBAN_PLATFORM_{}_QUERY_ENDPOINT",
-                p.id.to_ascii_uppercase()
-            ),
-            format!("{url}/_received"),
-        ));
-        sim_urls.push((p.id.clone(), format!("{url}/_received")));
-    }
-    let mut sim = Proc::spawn("platform-sim", sim_cmd, stack.dir.path())?;
-
-    let mut intake = stack
-        .service("tongban-intake", "intake", intake_port)
-        .await?;
-    let mut approval = stack
-        .service("tongban-approval", "approval", approval_port)
-        .await?;
-    let mut dispatch = stack
-        .service_with("tongban-dispatch", "dispatch", dispatch_port, &dispatch_env)
-        .await?;
-    for port in [intake_port, approval_port, dispatch_port] {
-        wait_for_grpc(
-            port,
-            &mut [&mut intake, &mut approval, &mut dispatch, &mut sim],
-            Duration::from_secs(60),
-        )
-        .await?;
-    }
-
-    let mut intake_client =
-        IntakeServiceClient::connect(format!("http://127.0.0.1:{intake_port}")).await?;
-    let approval_client =
-        ApprovalServiceClient::connect(format!("http://127.0.0.1:{approval_port}")).await?;
-    let dispatch_client =
-        DispatchServiceClient::connect(format!("http://127.0.0.1:{dispatch_port}")).await?;
+    let top = Topology::start(&mut stack, &[]).await?;
+    let (approval, intake, dispatch) = (&top.approval, &top.intake, &top.dispatch);
+    let sim_urls = &top.sim_urls;
+    let mut intake_client = top.intake().await?;
+    let approval_client = top.approval().await?;
+    let dispatch_client = top.dispatch().await?;
     let applicant = stack
         .keys
         .token(Role::Applicant, None, Some("91350100M000100Y43"));
@@ -318,7 +406,7 @@ async fn entered_once_approved_in_parallel_delivered_everywhere() -> anyhow::Res
     .await
     .map_err(|e| anyhow::anyhow!("{e}\n{}", dispatch.tail()))?;
     let http = reqwest::Client::new();
-    for (platform, received_url) in &sim_urls {
+    for (platform, received_url) in sim_urls {
         let ours: Vec<&dpb::Delivery> = deliveries
             .iter()
             .filter(|d| &d.platform_id == platform)
@@ -352,5 +440,252 @@ async fn entered_once_approved_in_parallel_delivered_everywhere() -> anyhow::Res
             );
         }
     }
+    Ok(())
+}
+
+/// 南平闽北环保科技有限公司: class A in `deploy/credit/nanping.toml`, which the EIA matter's
+/// `[pledge]` admits (告知承诺制).
+const CLASS_A: &str = "91440300708461136T";
+
+/// Revocation end to end (告知承诺制): a class-A enterprise is approved on its signed pledge, the
+/// eco-environment bureau's verification finds the pledge untrue and rejects it, and then every
+/// party hears of it: intake shows REVOKED, the platforms that take `application.revoked` get
+/// it (and only they), the applicant's inbox has the notice, and the breach is in the credit
+/// registry's ledger.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_pledge_verification_revokes_everywhere() -> anyhow::Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut stack = Stack::new().await?;
+    let ledger = stack.dir.path().join("credit-breaches.jsonl");
+    let intake_env = [(
+        "TONGBAN_INTAKE__CREDIT__LEDGER".to_string(),
+        ledger.display().to_string(),
+    )];
+    let top = Topology::start(&mut stack, &intake_env).await?;
+    let mut intake = top.intake().await?;
+    let mut approval = top.approval().await?;
+    let dispatch = top.dispatch().await?;
+    let notification = top.notification().await?;
+    let applicant = stack.keys.token(Role::Applicant, None, Some(CLASS_A));
+    let admin = stack.keys.token(Role::Admin, None, None);
+    let eco_env = stack.keys.token(Role::Clerk, Some("eco_env"), None);
+
+    let text = tongban_testkit::example_request_json()?;
+    let mut req: pb::SubmitApplicationRequest =
+        tongban_proto::json::from_json("tongban.intake.v1.SubmitApplicationRequest", &text)?;
+    req.request_id = "e2e-revocation-1".into();
+    if let Some(a) = req.applicant.as_mut() {
+        a.credit_code = CLASS_A.into();
+        a.name = "南平闽北环保科技有限公司".into();
+    }
+    req.pledge = Some(tongban_proto::common::Pledge {
+        signed: true,
+        statement: "本单位承诺项目符合环评审批条件，所报材料真实有效。".into(),
+    });
+    let id = intake
+        .submit_application(authed(req, &applicant))
+        .await?
+        .into_inner()
+        .application
+        .map(|a| a.application_id)
+        .unwrap_or_default();
+
+    // Approved on the pledge at once; the verification task follows.
+    let verify = eventually(
+        Duration::from_secs(30),
+        "approval on pledge and its verification task",
+        || {
+            let (mut a, id, admin) = (approval.clone(), id.clone(), admin.clone());
+            async move {
+                a.list_tasks(authed(
+                    apb::ListTasksRequest {
+                        application_id: id,
+                        ..Default::default()
+                    },
+                    &admin,
+                ))
+                .await
+                .ok()?
+                .into_inner()
+                .tasks
+                .into_iter()
+                .find(|t| t.kind() == apb::TaskKind::VerifyPledge)
+            }
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", top.tails()))?;
+    assert_eq!(verify.department, "eco_env");
+    // Intake hears of the approval on its own time (over the bus).
+    let approved = eventually(Duration::from_secs(30), "intake shows APPROVED", || {
+        let (mut i, id, applicant) = (intake.clone(), id.clone(), applicant.clone());
+        async move {
+            let a = i
+                .get_application(authed(
+                    pb::GetApplicationRequest { application_id: id },
+                    &applicant,
+                ))
+                .await
+                .ok()?
+                .into_inner()
+                .application?;
+            (a.status() == pb::ApplicationStatus::Approved).then_some(a)
+        }
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", top.tails()))?;
+    assert!(
+        approved.decision_number.starts_with("松环审"),
+        "{approved:?}"
+    );
+
+    let reason = "现场核查：实际建设地点与承诺不符";
+    approval
+        .decide_task(authed(
+            apb::DecideTaskRequest {
+                task_id: verify.task_id.clone(),
+                decision: apb::Decision::Reject as i32,
+                comment: reason.into(),
+                expected_version: verify.version,
+                requested_materials: vec![],
+            },
+            &eco_env,
+        ))
+        .await?;
+
+    // Intake: REVOKED, with the verifier's reason.
+    let revoked = eventually(Duration::from_secs(30), "intake shows REVOKED", || {
+        let (mut i, id, applicant) = (intake.clone(), id.clone(), applicant.clone());
+        async move {
+            let a = i
+                .get_application(authed(
+                    pb::GetApplicationRequest { application_id: id },
+                    &applicant,
+                ))
+                .await
+                .ok()?
+                .into_inner()
+                .application?;
+            (a.status() == pb::ApplicationStatus::Revoked).then_some(a)
+        }
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", top.tails()))?;
+    assert!(revoked.status_reason.contains(reason), "{revoked:?}");
+
+    // The platforms: exactly those whose configuration takes `application.revoked`.
+    let platforms = tongban_platform::load_dir(tongban_testkit::deploy_dir().join("platforms"))?;
+    let mut takes_revoked: Vec<String> = platforms
+        .iter()
+        .filter(|p| p.wants("application.revoked") && p.wants_matter("env.eia.report_form"))
+        .map(|p| p.id.clone())
+        .collect();
+    takes_revoked.sort();
+    anyhow::ensure!(
+        !takes_revoked.is_empty(),
+        "no default platform takes application.revoked"
+    );
+    let delivered = eventually(
+        Duration::from_secs(60),
+        "application.revoked delivered",
+        || {
+            let (mut d, id, admin, takes) = (
+                dispatch.clone(),
+                id.clone(),
+                admin.clone(),
+                takes_revoked.clone(),
+            );
+            async move {
+                let revoked: Vec<dpb::Delivery> = d
+                    .list_deliveries(authed(
+                        dpb::ListDeliveriesRequest {
+                            application_id: id,
+                            page_size: 100,
+                            ..Default::default()
+                        },
+                        &admin,
+                    ))
+                    .await
+                    .ok()?
+                    .into_inner()
+                    .deliveries
+                    .into_iter()
+                    .filter(|d| d.event_type == "application.revoked")
+                    .collect();
+                let done = revoked.len() >= takes.len()
+                    && revoked
+                        .iter()
+                        .all(|d| d.status() == dpb::DeliveryStatus::Succeeded);
+                done.then_some(revoked)
+            }
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", top.dispatch.tail()))?;
+    let mut got: Vec<String> = delivered.iter().map(|d| d.platform_id.clone()).collect();
+    got.sort();
+    assert_eq!(
+        got, takes_revoked,
+        "one revocation per platform that takes it"
+    );
+    let http = reqwest::Client::new();
+    for d in &delivered {
+        let (_, received_url) = top
+            .sim_urls
+            .iter()
+            .find(|(p, _)| p == &d.platform_id)
+            .ok_or_else(|| anyhow::anyhow!("no simulator for {}", d.platform_id))?;
+        let body = http
+            .get(format!("{received_url}/{}", d.idempotency_key))
+            .send()
+            .await?;
+        assert!(
+            body.status().is_success(),
+            "{} did not store the revocation",
+            d.platform_id
+        );
+        // What the platform stored is its own mapping of the revocation, reason included.
+        let text = body.text().await?;
+        assert!(text.contains(reason), "{}: {text}", d.platform_id);
+    }
+
+    // The applicant's inbox.
+    let notice = eventually(Duration::from_secs(30), "the revocation notice", || {
+        let (mut n, id, applicant) = (notification.clone(), id.clone(), applicant.clone());
+        async move {
+            n.list_notifications(authed(npb::ListNotificationsRequest::default(), &applicant))
+                .await
+                .ok()?
+                .into_inner()
+                .notifications
+                .into_iter()
+                .find(|n| n.kind == "application.revoked" && n.application_id == id)
+        }
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", top.notification.tail()))?;
+    assert_eq!(notice.recipient, format!("applicant:{CLASS_A}"));
+    assert!(notice.body.contains(reason), "{notice:?}");
+
+    // The credit registry (the file source's breach ledger, which intake writes).
+    let breaches = eventually(Duration::from_secs(30), "the breach in the ledger", || {
+        let ledger = ledger.clone();
+        async move {
+            let text = std::fs::read_to_string(&ledger).ok()?;
+            let lines: Vec<serde_json::Value> = text
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .collect();
+            (!lines.is_empty()).then_some(lines)
+        }
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", top.intake.tail()))?;
+    assert_eq!(breaches.len(), 1, "{breaches:?}");
+    assert_eq!(breaches[0]["credit_code"], CLASS_A);
+    assert_eq!(breaches[0]["application_id"], id.as_str());
+    assert_eq!(breaches[0]["matter_code"], "env.eia.report_form");
+    assert_eq!(breaches[0]["reason"], reason);
     Ok(())
 }

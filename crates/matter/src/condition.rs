@@ -10,7 +10,8 @@
 //! cmp        := "==" | "!=" | "<" | "<=" | ">" | ">="
 //! operand    := name | literal
 //! literal    := 'text' | "text" | number | true | false
-//! name       := form.<field> | credit_class | region_code | pledge | pledge_accepted
+//! name       := form.<field> | credit_class | region_code | site_region | pledge
+//!             | pledge_accepted
 //! ```
 //! A test without an operator must be boolean (`form.uses_water_intake`, `pledge`).
 //!
@@ -20,6 +21,8 @@
 //! * `credit_class`: `'A'` to `'D'` (text, so `credit_class >= 'C'` means C or D). An unknown
 //!   class counts as `'C'`, as the common protobuf says.
 //! * `region_code`: the applicant's administrative division code (text), e.g. `'350724100'`.
+//! * `site_region`: the region township routing follows (text): the project site's region when
+//!   the matter declares `site_region_field`, else the applicant's `region_code`.
 //! * `pledge`: the applicant signed the commitment pledge (告知承诺).
 //! * `pledge_accepted`: the pledge is signed *and* the matter's `[pledge]` policy admits the
 //!   applicant's credit class; usable only in matters that have a `[pledge]` section.
@@ -96,11 +99,21 @@ pub struct EvalContext<'a> {
     /// `None` when unknown (not in the credit registry, or the registry did not answer):
     /// conditions evaluate it as class C, and the pledge path never admits it.
     pub credit_class: Option<CreditClass>,
+    /// The applicant's registered region code.
     pub region_code: &'a str,
+    /// The project site's region code, when the matter declares `site_region_field` and the
+    /// form gives it (see [`crate::MatterDefinition::site_region`]).
+    pub site_region: Option<&'a str>,
     pub pledge_signed: bool,
 }
 
-impl EvalContext<'_> {
+impl<'a> EvalContext<'a> {
+    /// The region township routing follows: the project site when known, else the applicant's
+    /// region.
+    pub fn routing_region(&self) -> &'a str {
+        self.site_region.unwrap_or(self.region_code)
+    }
+
     /// The class conditions see: unknown counts as C. Pledge eligibility does not use this (see
     /// [`crate::MatterDefinition::pledge_applies`]): unknown is never eligible.
     pub fn effective_credit_class(&self) -> CreditClass {
@@ -382,6 +395,7 @@ enum Name {
     Form(String),
     CreditClass,
     RegionCode,
+    SiteRegion,
     Pledge,
     PledgeAccepted,
 }
@@ -610,6 +624,7 @@ impl Parser<'_> {
                 Some(["A", "B", "C", "D"].map(String::from).to_vec()),
             ),
             "region_code" => typed(Name::RegionCode, Ty::Text, None),
+            "site_region" => typed(Name::SiteRegion, Ty::Text, None),
             "pledge" => typed(Name::Pledge, Ty::Boolean, None),
             "pledge_accepted" => typed(Name::PledgeAccepted, Ty::Boolean, None),
             _ => {
@@ -618,7 +633,7 @@ impl Parser<'_> {
                         column,
                         message: format!(
                             "unknown name `{word}`; expected form.<field>, credit_class, \
-                             region_code, pledge or pledge_accepted"
+                             region_code, site_region, pledge or pledge_accepted"
                         ),
                     });
                 };
@@ -740,6 +755,7 @@ fn value<'a>(operand: &'a Operand, facts: &Facts<'a, '_>) -> Option<Val<'a>> {
             Some(Val::Text(facts.ctx.effective_credit_class().as_str()))
         }
         Operand::Name(Name::RegionCode) => Some(Val::Text(facts.ctx.region_code)),
+        Operand::Name(Name::SiteRegion) => Some(Val::Text(facts.ctx.routing_region())),
         Operand::Name(Name::Pledge) => Some(Val::Boolean(facts.ctx.pledge_signed)),
         Operand::Name(Name::PledgeAccepted) => Some(Val::Boolean(facts.pledge_accepted)),
         Operand::Name(Name::Form(field)) => match facts.ctx.form.get(field)? {

@@ -1,8 +1,9 @@
 //! The departments file (`deploy/departments.toml`): who can be given a task.
 //!
 //! A department is identified by a short code (`eco_env`). It may delegate work to township
-//! offices, each covering the applicants whose region code starts with the office's
-//! `region_prefix`. [`Departments::route`] picks the office with the longest matching prefix, or
+//! offices, each covering the region codes (the project site's, or else the applicant's; see
+//! [`crate::MatterDefinition::site_region_field`]) that start with the office's
+//! `region_prefix`, which must be a code of the region table ([`crate::Regions`]). [`Departments::route`] picks the office with the longest matching prefix, or
 //! the department itself when no office covers the region.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -34,7 +35,7 @@ pub struct Office {
     pub code: String,
     pub name: String,
     pub name_en: Option<String>,
-    /// Applicants whose region code starts with these digits are routed here, e.g. "350724100".
+    /// Routing regions starting with these digits are routed here, e.g. "350724100".
     pub region_prefix: String,
 }
 

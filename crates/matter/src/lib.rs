@@ -3,13 +3,16 @@
 //! A *matter* such as `env.eia.report_form` (建设项目环境影响报告表审批) is described by one
 //! declarative, versioned TOML file under `deploy/matters/` (see its README for the format).
 //! This crate is that format: it parses and validates definition files and the departments
-//! file, validates application forms, evaluates conditions and plans the stages and tasks an
+//! file (and the region table), validates application forms, evaluates conditions and plans the stages and tasks an
 //! application goes through. It does no I/O beyond reading files, except through the
 //! [`DefinitionStore`] a service hands its [`Registry`].
 //!
 //! # Layout
 //! * [`Departments`] (`deploy/departments.toml`): departments, their township offices, and
-//!   routing by the applicant's region code.
+//!   routing by region code: the project site's ([`MatterDefinition::site_region_field`]) or
+//!   else the applicant's.
+//! * [`Regions`] (`deploy/regions.toml`): the region table the site region and every office's
+//!   `region_prefix` are checked against ([`load_departments_and_regions`]).
 //! * [`MatterDefinition`]: identity, [`FormSchema`], [`MaterialRequirement`]s,
 //!   [`PledgePolicy`] (告知承诺制), the workflow ([`StageDef`]s of parallel [`TaskDef`]s) and,
 //!   for enterprise requests, a [`RequestPolicy`]. [`load_dir`] loads a directory of them.
@@ -35,6 +38,7 @@ mod definition;
 mod department;
 mod error;
 mod form;
+mod region;
 mod registry;
 mod util;
 
@@ -47,4 +51,5 @@ pub use definition::{
 pub use department::{Department, Departments, Office, Routed};
 pub use error::{DefinitionError, EvalError, Problem};
 pub use form::{FieldDef, FieldType, FieldViolation, FormSchema, Pattern};
+pub use region::{Region, RegionKind, Regions, load_departments_and_regions};
 pub use registry::{DEFAULT_REFRESH_INTERVAL, DefinitionStore, Registry, RegistryError};

@@ -674,3 +674,41 @@ fn hostile_deadlines_are_refused_where_declared() {
         "{msg}"
     );
 }
+
+#[test]
+fn site_region_field_must_be_a_required_text_field() {
+    // Declared: a required string field, with or without the `form.` prefix.
+    let site = "[[form.fields]]\nname = \"site\"\nlabel = \"项目所在地\"\n";
+    let with_site = |key: &str, field: &str| {
+        head_with(&format!("site_region_field = \"{key}\"")).replace(
+            "[[form.fields]]\nname = \"size\"",
+            &format!("{site}{field}\n[[form.fields]]\nname = \"size\""),
+        )
+    };
+    for key in ["site", "form.site"] {
+        let def = parse(&with_site(key, "type = \"string\"\nrequired = true")).unwrap();
+        assert_eq!(def.site_region_field.as_deref(), Some("site"), "{key}");
+    }
+    let plain = parse(&with_stages(ONE_STAGE)).unwrap();
+    assert_eq!(plain.site_region_field, None);
+
+    let msg = error(&with_site("nowhere", "type = \"string\"\nrequired = true"));
+    assert!(
+        msg.contains("line 6: site_region_field: form field `nowhere` is not declared in the form"),
+        "{msg}"
+    );
+    let msg = error(&with_site("size", "type = \"string\"\nrequired = true"));
+    assert!(
+        msg.contains("site_region_field: form field `size` has type integer; it must be a string"),
+        "{msg}"
+    );
+    let msg = error(&with_site("site", "type = \"string\""));
+    assert!(
+        msg.contains("site_region_field: form field `site` must be required = true"),
+        "{msg}"
+    );
+    let msg = error(&with_site("site", "type = \"date\"\nrequired = true"));
+    assert!(msg.contains("has type date"), "{msg}");
+    let msg = error(&head_with("site_region_field = 7"));
+    assert!(msg.contains("site_region_field"), "{msg}");
+}

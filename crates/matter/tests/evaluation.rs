@@ -36,6 +36,7 @@ fn eia_form() -> Map<String, Value> {
         "project_name": "松溪县年产10万立方米竹木胶合板生产线项目",
         "project_code": "2026-350724-20-03-000123",
         "construction_site": "福建省南平市松溪县松源街道工业园区",
+        "site_region": "350724100",
         "industry_code": "C2021",
         "total_investment_wan": 5000.0,
         "env_investment_wan": 320.0,
@@ -57,6 +58,7 @@ fn ctx<'a>(
         form,
         credit_class: class,
         region_code: region,
+        site_region: None,
         pledge_signed: false,
     }
 }
@@ -449,6 +451,7 @@ fn condition_table() {
             form: &form,
             credit_class: class,
             region_code: region,
+            site_region: None,
             pledge_signed: pledge,
         };
         assert_eq!(
@@ -642,6 +645,59 @@ fn township_routing_by_region_code() {
         deps.route("eco_env", "350724100").office.as_deref(),
         Some("eco_env.songyuan")
     );
+}
+
+#[test]
+fn township_routing_follows_the_project_site() {
+    let (deps, eia, _) = load();
+    assert_eq!(eia.site_region_field.as_deref(), Some("site_region"));
+    let mut form = eia_form();
+    form.insert("site_region".into(), json!("350724101"));
+    // Registered in Songyuan, building in Zhengdun: the Zhengdun station reviews.
+    let ctx = eia.eval_context(&form, Some(CreditClass::B), "350724100", false);
+    assert_eq!(ctx.site_region, Some("350724101"));
+    assert_eq!(ctx.routing_region(), "350724101");
+    let plan = eia.plan(&ctx, &deps).unwrap();
+    assert_eq!(plan[1].tasks[0].department, "eco_env");
+    assert_eq!(plan[1].tasks[0].office.as_deref(), Some("eco_env.zhengdun"));
+    // The other way round.
+    form.insert("site_region".into(), json!("350724100"));
+    let ctx = eia.eval_context(&form, Some(CreditClass::B), "350724101", false);
+    let plan = eia.plan(&ctx, &deps).unwrap();
+    assert_eq!(plan[1].tasks[0].office.as_deref(), Some("eco_env.songyuan"));
+    // A site no office covers goes to the department, whatever the applicant's region.
+    form.insert("site_region".into(), json!("350724205"));
+    let ctx = eia.eval_context(&form, Some(CreditClass::B), "350724100", false);
+    assert_eq!(eia.plan(&ctx, &deps).unwrap()[1].tasks[0].office, None);
+    // No site in the form (unvalidated input): the applicant's region, as before.
+    form.remove("site_region");
+    let ctx = eia.eval_context(&form, Some(CreditClass::B), "350724101", false);
+    assert_eq!(ctx.site_region, None);
+    let plan = eia.plan(&ctx, &deps).unwrap();
+    assert_eq!(plan[1].tasks[0].office.as_deref(), Some("eco_env.zhengdun"));
+}
+
+#[test]
+fn site_region_condition_reads_the_routing_region() {
+    let (_, eia, request) = load();
+    let mut form = eia_form();
+    form.insert("site_region".into(), json!("350724101"));
+    let c = Condition::parse("site_region == '350724101'", &eia.form).unwrap();
+    let applicant = Condition::parse("region_code == '350724100'", &eia.form).unwrap();
+    let ctx = eia.eval_context(&form, None, "350724100", false);
+    assert!(eia.holds(&c, &ctx));
+    assert!(
+        eia.holds(&applicant, &ctx),
+        "region_code stays the applicant's"
+    );
+    // A matter without a site field: site_region is the applicant's region.
+    let ctx = request.eval_context(&form, None, "350724101", false);
+    assert_eq!(ctx.site_region, None);
+    assert!(request.holds(&c, &ctx));
+    let ctx = request.eval_context(&form, None, "350724100", false);
+    assert!(!request.holds(&c, &ctx));
+    let err = Condition::parse("site_region", &eia.form).unwrap_err();
+    assert!(err.to_string().contains("this is text"), "{err}");
 }
 
 #[test]

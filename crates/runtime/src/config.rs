@@ -32,7 +32,7 @@ pub struct ServiceConfig {
     pub jwt_issuer: String,
     /// Longest token lifetime (`exp - iat`) accepted, in seconds; default 12 h.
     pub max_token_lifetime_secs: u64,
-    /// Directory with `matters/`, `calendar/`, `platforms/`, `departments.toml`.
+    /// Directory with `matters/`, `calendar/`, `platforms/`, `departments.toml`, `regions.toml`.
     pub deploy_dir: PathBuf,
     /// Audit anchoring (`[audit]`: `signing_key_file`, `checkpoint_file`, `interval_secs`);
     /// absent: no checkpoints are taken, and startup says so.

@@ -32,7 +32,7 @@ pub struct Context {
     pub db: sea_orm::DatabaseConnection,
     pub bus: Bus,
     pub auth: Authenticator,
-    /// Where `matters/`, `calendar/`, `platforms/`, `departments.toml` live.
+    /// Where `matters/`, `calendar/`, `platforms/`, `departments.toml`, `regions.toml` live.
     pub deploy_dir: std::path::PathBuf,
     /// Audit anchoring: where the signing key is and where checkpoints go; `None` takes none.
     pub audit: Option<tongban_audit::anchor::AnchorConfig>,

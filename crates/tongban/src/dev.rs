@@ -17,7 +17,7 @@ pub(crate) struct DevArgs {
     /// Where the SQLite files, the bus and the token keys (issuer.key, jwks.json) live.
     #[arg(long, default_value = "data", env = "TONGBAN_DATA_DIR")]
     data_dir: PathBuf,
-    /// Where matters/, calendar/, platforms/ and departments.toml live.
+    /// Where matters/, calendar/, platforms/, departments.toml and regions.toml live.
     #[arg(long, default_value = "deploy", env = "TONGBAN_DEPLOY_DIR")]
     deploy_dir: PathBuf,
     /// Address the services bind to.

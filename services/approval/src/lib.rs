@@ -94,7 +94,9 @@ async fn assemble(
     tongban_audit::DenialWriter,
 )> {
     let calendar = tongban_calendar::Calendar::load_dir(ctx.deploy_dir.join("calendar"))?;
-    let departments = tongban_matter::Departments::load(ctx.deploy_dir.join("departments.toml"))?;
+    // The region table is only checked here (every office names a region): intake has
+    // already refused a site region outside it.
+    let (departments, _regions) = tongban_matter::load_departments_and_regions(&ctx.deploy_dir)?;
     let defs =
         definitions::Definitions::load(&ctx.db, &ctx.deploy_dir.join("matters"), departments)
             .await?;

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
 use tongban_calendar::Calendar;
-use tongban_matter::MatterDefinition;
+use tongban_matter::{MatterDefinition, Regions};
 use tongban_proto::{
     common::{Applicant, CreditClass, Material, OwedMaterial},
     events::{Envelope, envelope::Payload},
@@ -46,6 +46,7 @@ pub struct ValidSubmission {
 pub fn validate_submission(
     mut req: SubmitApplicationRequest,
     matter: Option<&MatterDefinition>,
+    regions: &Regions,
     calendar: &Calendar,
     now: DateTime<Utc>,
     uri_schemes: &[String],
@@ -100,7 +101,15 @@ pub fn validate_submission(
         ));
     } else {
         let form = struct_to_json(req.form.as_ref());
-        for fv in matter.form.validate(&form) {
+        let violations = matter.form.validate(&form);
+        if let Some(field) = &matter.site_region_field {
+            let at = format!("form.{field}");
+            // A missing value is already named by the schema (the field is required).
+            if !violations.iter().any(|fv| fv.field == at) {
+                validate_site_region(req.form.as_mut(), field, &at, regions, &mut v);
+            }
+        }
+        for fv in violations {
             v.push(Violation::new(fv.field, fv.description));
         }
     }
@@ -203,6 +212,38 @@ pub fn validate_submission(
             owed,
         }),
         _ => Err(v),
+    }
+}
+
+/// The project site (`site_region_field`): present, a well-formed region code and a region of
+/// the deployment's table, since township routing follows it. Stored trimmed.
+fn validate_site_region(
+    form: Option<&mut prost_types::Struct>,
+    field: &str,
+    at: &str,
+    regions: &Regions,
+    v: &mut Vec<Violation>,
+) {
+    let value = form
+        .and_then(|f| f.fields.get_mut(field))
+        .and_then(|value| match value.kind.as_mut() {
+            Some(prost_types::value::Kind::StringValue(s)) => Some(s),
+            _ => None,
+        });
+    let Some(value) = value else {
+        v.push(Violation::new(
+            at,
+            "the project site's region code is required",
+        ));
+        return;
+    };
+    match RegionCode::parse(value) {
+        Err(e) => v.push(Violation::new(at, e.to_string())),
+        Ok(code) if !regions.contains(code.as_str()) => v.push(Violation::new(
+            at,
+            format!("{code} is not a region this deployment serves"),
+        )),
+        Ok(code) => *value = code.to_string(),
     }
 }
 

@@ -89,7 +89,7 @@ pub async fn run_with(
 ) -> anyhow::Result<()> {
     migration::Migrator::up(&ctx.db, None).await?;
     let calendar = tongban_calendar::Calendar::load_dir(ctx.deploy_dir.join("calendar"))?;
-    let departments = tongban_matter::Departments::load(ctx.deploy_dir.join("departments.toml"))?;
+    let (departments, regions) = tongban_matter::load_departments_and_regions(&ctx.deploy_dir)?;
     let matters =
         matters::Matters::load(&ctx.db, &ctx.deploy_dir.join("matters"), departments).await?;
 
@@ -98,9 +98,16 @@ pub async fn run_with(
     let (denials, writer) = tongban_audit::DenialLog::new(ctx.db.clone(), "intake");
     service.spawn("denials", writer.run(shutdown.clone()));
     let intake = Arc::new(
-        Intake::new(ctx.db.clone(), matters, calendar, service.relay(), credit)
-            .with_policy(tongban_authz::Policy::new(integrators).with_denials(denials))
-            .with_limits(limits),
+        Intake::new(
+            ctx.db.clone(),
+            matters,
+            regions,
+            calendar,
+            service.relay(),
+            credit,
+        )
+        .with_policy(tongban_authz::Policy::new(integrators).with_denials(denials))
+        .with_limits(limits),
     );
     service.spawn(
         "definitions",

@@ -11,6 +11,7 @@ use tongban_auth::{Identity, Role};
 use tongban_authz::{Action, Policy, Scope};
 use tongban_calendar::Calendar;
 use tongban_credit::CreditRegistry;
+use tongban_matter::Regions;
 use tongban_outbox::{RelayHandle, new_envelope, outbox};
 use tongban_proto::{
     events::{self, ApplicationSnapshot, envelope::Payload},
@@ -47,6 +48,8 @@ pub struct Changed {
 pub struct Intake {
     db: DatabaseConnection,
     matters: Matters,
+    /// The region table project sites are checked against.
+    regions: Regions,
     calendar: Calendar,
     relay: RelayHandle,
     changes: broadcast::Sender<Changed>,
@@ -62,6 +65,7 @@ impl Intake {
     pub fn new(
         db: DatabaseConnection,
         matters: Matters,
+        regions: Regions,
         calendar: Calendar,
         relay: RelayHandle,
         credit: Arc<dyn CreditRegistry>,
@@ -71,6 +75,7 @@ impl Intake {
         Self {
             db,
             matters,
+            regions,
             calendar,
             relay,
             changes,
@@ -156,6 +161,7 @@ impl Intake {
                 domain::validate_submission(
                     req.clone(),
                     matter.as_deref(),
+                    &self.regions,
                     &self.calendar,
                     chrono::Utc::now(),
                     &self.limits.uri_schemes,
@@ -190,6 +196,7 @@ impl Intake {
         let valid = domain::validate_submission(
             req,
             matter.as_deref(),
+            &self.regions,
             &self.calendar,
             now,
             &self.limits.uri_schemes,

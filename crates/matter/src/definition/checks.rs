@@ -132,6 +132,9 @@ impl MatterDefinition {
         }
 
         let form = check_form(&mut ck, raw.form);
+        let site_region_field = raw
+            .site_region_field
+            .map(|f| check_site_region_field(&mut ck, f, &form));
         let materials = check_materials(&mut ck, raw.materials);
         let pledge = raw.pledge.map(|p| check_pledge(&mut ck, raw.kind, p));
         let stages = check_stages(&mut ck, raw.stages, &form, pledge.is_some());
@@ -172,6 +175,7 @@ impl MatterDefinition {
                     }
                 })
                 .unwrap_or_default(),
+            site_region_field,
             source: source.to_owned(),
         })
     }
@@ -308,6 +312,47 @@ fn check_form(ck: &mut Checker<'_>, raw: RawForm) -> FormSchema {
         });
     }
     FormSchema { fields }
+}
+
+/// `site_region_field`: a declared, required text field (string or enum), since every
+/// application must say where its project is for routing to follow it.
+fn check_site_region_field(
+    ck: &mut Checker<'_>,
+    field: Spanned<String>,
+    form: &FormSchema,
+) -> String {
+    let line = ck.line(&field);
+    let name = field.into_inner();
+    let place = "site_region_field";
+    let name = name.strip_prefix("form.").unwrap_or(&name).to_owned();
+    match form.field(&name) {
+        None => ck.problem(
+            line,
+            place,
+            format!("form field `{name}` is not declared in the form"),
+        ),
+        Some(def) => {
+            if !matches!(def.ty, FieldType::String { .. } | FieldType::Enum { .. }) {
+                ck.problem(
+                    line,
+                    place,
+                    format!(
+                        "form field `{name}` has type {}; it must be a string (or enum) field \
+                         holding a region code",
+                        def.ty.name()
+                    ),
+                );
+            }
+            if !def.required {
+                ck.problem(
+                    line,
+                    place,
+                    format!("form field `{name}` must be required = true"),
+                );
+            }
+        }
+    }
+    name
 }
 
 fn check_materials(

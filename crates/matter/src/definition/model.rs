@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use serde::Deserialize;
+use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::condition::{Condition, CreditClass, EvalContext};
@@ -71,7 +72,8 @@ pub struct TaskDef {
     pub deadline_hours: u32,
     /// The task applies only when this holds.
     pub when: Option<Condition>,
-    /// Hand the task to the department's township office covering the applicant's region.
+    /// Hand the task to the department's township office covering the routing region: the
+    /// project site's when the matter declares `site_region_field`, else the applicant's.
     pub route_by_region: bool,
 }
 
@@ -177,6 +179,10 @@ pub struct MatterDefinition {
     pub escalate_after_hours: u32,
     /// Which decisions must carry a reason.
     pub reason_required: ReasonRequired,
+    /// The (required, text) form field holding the project site's region code (项目所在地);
+    /// region-routed tasks follow it instead of the applicant's registered region, and intake
+    /// accepts only codes of the region table there.
+    pub site_region_field: Option<String>,
     /// The TOML text the definition was parsed from.
     pub source: String,
 }
@@ -235,6 +241,31 @@ impl MatterDefinition {
     /// The stage with this id.
     pub fn stage(&self, id: &str) -> Option<&StageDef> {
         self.stages.iter().find(|s| s.id == id)
+    }
+
+    /// The project site's region code from `form`, when the matter declares
+    /// `site_region_field` and the form holds text there.
+    pub fn site_region<'a>(&self, form: &'a Map<String, Value>) -> Option<&'a str> {
+        let field = self.site_region_field.as_deref()?;
+        form.get(field).and_then(Value::as_str)
+    }
+
+    /// The facts conditions and routing are evaluated against, for one application of this
+    /// matter: the site region is read from the form as the matter declares.
+    pub fn eval_context<'a>(
+        &self,
+        form: &'a Map<String, Value>,
+        credit_class: Option<CreditClass>,
+        region_code: &'a str,
+        pledge_signed: bool,
+    ) -> EvalContext<'a> {
+        EvalContext {
+            form,
+            credit_class,
+            region_code,
+            site_region: self.site_region(form),
+            pledge_signed,
+        }
     }
 
     /// Whether the application is approved on its pledge: the matter allows pledges, the
@@ -324,7 +355,7 @@ fn plan_task(
         }
     };
     let office = if task.route_by_region {
-        departments.route(&department, ctx.region_code).office
+        departments.route(&department, ctx.routing_region()).office
     } else {
         None
     };

@@ -26,6 +26,7 @@ pub(super) struct RawMatter {
     pub(super) request: Option<Spanned<RawRequest>>,
     pub(super) decision_number_prefix: Option<Spanned<String>>,
     pub(super) escalate_after_hours: Option<u32>,
+    pub(super) site_region_field: Option<Spanned<String>>,
     #[serde(default)]
     pub(super) reason_required: Option<RawReasonRequired>,
 }

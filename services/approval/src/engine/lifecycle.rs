@@ -4,7 +4,7 @@
 
 use sea_orm::DatabaseTransaction;
 use tongban_auth::Identity;
-use tongban_matter::{EvalContext, MatterKind};
+use tongban_matter::MatterKind;
 use tongban_outbox::outbox;
 use tongban_storage::begin_write;
 
@@ -58,12 +58,13 @@ impl Approval {
                 d
             }
         };
-        let ctx = EvalContext {
-            form: &sub.form,
-            credit_class: sub.credit_class,
-            region_code: &sub.region_code,
-            pledge_signed: sub.pledge_signed,
-        };
+        // Region-routed tasks follow the project site when the matter declares one.
+        let ctx = def.eval_context(
+            &sub.form,
+            sub.credit_class,
+            &sub.region_code,
+            sub.pledge_signed,
+        );
         let plan: Vec<StagePlan> = def
             .plan(&ctx, self.defs.departments())
             .map_err(|e| {

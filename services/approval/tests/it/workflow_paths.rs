@@ -12,9 +12,11 @@ async fn joint_review_then_decision_approves(backend: Backend) -> anyhow::Result
         .iter()
         .find(|t| t.department == "eco_env")
         .ok_or_else(|| anyhow::anyhow!("no eco_env task"))?;
+    // The example's applicant is registered in Songyuan (350724100) and builds in Zhengdun
+    // (site_region 350724101): the review follows the project site.
     assert_eq!(
-        eco.office, "eco_env.songyuan",
-        "routed by the applicant's region"
+        eco.office, "eco_env.zhengdun",
+        "routed by the project site, not the applicant's region"
     );
     h.approve_stage(&app, "decision", 1).await?;
     let approved = h.event(&app, "application.approved", 1).await?;
@@ -357,7 +359,47 @@ async fn supplement_pauses_and_resumes(backend: Backend) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The same applicant building in its own township: the site decides, so the Songyuan station
+/// reviews; and an application without the site (from before the field existed, or another
+/// producer) falls back to the applicant's region.
+async fn township_routing_follows_the_site(backend: Backend) -> anyhow::Result<()> {
+    let h = Harness::start(backend).await?;
+    let mut at_home = snapshot()?;
+    let mut registered_in_zhengdun = snapshot()?;
+    if let Some(f) = at_home.form.as_mut() {
+        f.fields.insert("site_region".into(), text("350724100"));
+    }
+    if let Some(f) = registered_in_zhengdun.form.as_mut() {
+        f.fields.remove("site_region");
+    }
+    if let Some(a) = registered_in_zhengdun.applicant.as_mut() {
+        a.region_code = "350724101".into();
+    }
+    for (snap, office) in [
+        (at_home, "eco_env.songyuan"),
+        (registered_in_zhengdun, "eco_env.zhengdun"),
+    ] {
+        let app = h.submit(snap).await?;
+        h.approve_stage(&app, "acceptance", 1).await?;
+        let joint = h.stage(&app, "joint_review", 3).await?;
+        let eco = joint
+            .iter()
+            .find(|t| t.department == "eco_env")
+            .ok_or_else(|| anyhow::anyhow!("no eco_env task"))?;
+        assert_eq!(eco.office, office);
+        assert!(
+            joint
+                .iter()
+                .filter(|t| t.department != "eco_env")
+                .all(|t| t.office.is_empty()),
+            "only region-routed tasks get an office"
+        );
+    }
+    Ok(())
+}
+
 tongban_testkit::on_both!(
+    township_routing_follows_the_site,
     joint_review_then_decision_approves,
     any_reject_rejects_and_cancels_the_rest,
     credit_class_d_adds_extra_review,

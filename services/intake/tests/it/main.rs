@@ -7,4 +7,5 @@ mod common;
 mod credit;
 mod intake_rpc;
 mod matters_registry;
+mod site_region;
 mod transport;
