@@ -286,6 +286,57 @@ pub async fn refusals_recorded(
     Ok(recorded)
 }
 
+/// The `task.created` events approval would publish for `application_id`, one per
+/// (department, office).
+pub fn tasks_created(
+    application_id: &str,
+    tasks: &[(&str, &str)],
+) -> Vec<tongban_proto::events::Envelope> {
+    use tongban_proto::events::{TaskCreated, envelope::Payload};
+    tasks
+        .iter()
+        .map(|(department, office)| {
+            tongban_outbox::new_envelope(
+                "approval",
+                application_id,
+                Payload::TaskCreated(TaskCreated {
+                    task_id: tongban_types::new_id(),
+                    department: department.to_string(),
+                    office: office.to_string(),
+                    ..Default::default()
+                }),
+            )
+        })
+        .collect()
+}
+
+/// Waits until `db` records every department and office of `tasks` (empty ones aside) as
+/// involved in `application_id` (see `tongban_involved`).
+pub async fn involved_recorded(
+    db: &sea_orm::DatabaseConnection,
+    application_id: &str,
+    tasks: &[(&str, &str)],
+) -> anyhow::Result<()> {
+    use tongban_involved::Involved;
+    let wanted: Vec<&str> = tasks
+        .iter()
+        .flat_map(|(d, o)| [*d, *o])
+        .filter(|d| !d.is_empty())
+        .collect();
+    eventually(
+        std::time::Duration::from_secs(30),
+        "task departments recorded",
+        || async {
+            let have = db.departments_of(application_id).await.ok()?;
+            wanted
+                .iter()
+                .all(|w| have.iter().any(|h| h == w))
+                .then_some(())
+        },
+    )
+    .await
+}
+
 /// Polls `check` every 20 ms until it returns `Some`, or fails after `timeout`.
 pub async fn eventually<T, F, Fut>(
     timeout: std::time::Duration,

@@ -4,7 +4,7 @@
 //! An application's scope is its enterprise and matter (from the canonical section dispatch
 //! stores), the matter's lead department (from the matter definitions of the deploy directory),
 //! and the departments and township offices that have (or had) a task in its workflow, recorded
-//! from `task.created` and `task.moved` ([`crate::ledger::WorkflowDepartments`]). A matter
+//! from `task.created` and `task.moved` ([`crate::ledger::Involved`]). A matter
 //! dispatch has no file for (one only published over gRPC) gives no lead: only the recorded
 //! departments, admins and the enterprise's integrators reach it.
 

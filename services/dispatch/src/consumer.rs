@@ -20,8 +20,7 @@ use tongban_proto::events::{DeliveryDeadLettered, Envelope, envelope::Payload};
 use crate::{
     canonical,
     ledger::{
-        self, ApplicationSnapshots, DeliveryLedger, NewDelivery, ParkedEvents, Status,
-        WorkflowDepartments,
+        self, ApplicationSnapshots, DeliveryLedger, Involved, NewDelivery, ParkedEvents, Status,
     },
     worker::PlatformRuntime,
 };
@@ -113,11 +112,7 @@ impl EventHandler for Fanout {
     ) -> Result<(), HandlerError> {
         // Who has a task in the workflow (the application's scope, see `crate::authz`),
         // recorded whether or not the application is known yet.
-        let departments: Option<[&str; 2]> = match &event.payload {
-            Some(Payload::TaskCreated(t)) => Some([&t.department, &t.office]),
-            Some(Payload::TaskMoved(t)) => Some([&t.department, &t.office]),
-            _ => None,
-        };
+        let departments = tongban_involved::from_task_event(event);
         if let Some(departments) = departments
             && !event.application_id.is_empty()
         {

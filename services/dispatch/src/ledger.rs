@@ -1,5 +1,5 @@
 //! Dispatch's persistence, one narrow trait per table: [`ApplicationSnapshots`],
-//! [`ParkedEvents`], [`WorkflowDepartments`] and the [`DeliveryLedger`]. Each is implemented for every sea-orm
+//! [`ParkedEvents`], [`Involved`] and the [`DeliveryLedger`]. Each is implemented for every sea-orm
 //! connection or transaction, so whatever must commit with other effects runs on the caller's
 //! transaction. Times are Unix milliseconds.
 //!
@@ -19,7 +19,7 @@ use tongban_storage::{lock, now_ms, stmt};
 
 pub use crate::entity::delivery::Status;
 use crate::{
-    entity::{application, application_department, delivery, parked_event},
+    entity::{application, delivery, parked_event},
     error::DispatchError,
 };
 
@@ -190,63 +190,7 @@ impl<C: ConnectionTrait> ApplicationSnapshots for C {
     }
 }
 
-/// The `application_departments` table: who has (or had) a task in each application's workflow.
-pub trait WorkflowDepartments {
-    /// Records that `departments` (department or office codes; empty ones are skipped) have a
-    /// task in `application_id`'s workflow. Recording one again changes nothing.
-    fn add_departments(
-        &self,
-        application_id: &str,
-        departments: &[&str],
-    ) -> impl Future<Output = Result<(), DbErr>> + Send;
-
-    /// The departments and offices recorded for `application_id`, in code order.
-    fn departments_of(
-        &self,
-        application_id: &str,
-    ) -> impl Future<Output = Result<Vec<String>, DbErr>> + Send;
-}
-
-impl<C: ConnectionTrait> WorkflowDepartments for C {
-    async fn add_departments(
-        &self,
-        application_id: &str,
-        departments: &[&str],
-    ) -> Result<(), DbErr> {
-        for d in departments
-            .iter()
-            .map(|d| d.trim())
-            .filter(|d| !d.is_empty())
-        {
-            application_department::Entity::insert(application_department::ActiveModel {
-                application_id: Set(application_id.to_string()),
-                department: Set(d.to_string()),
-            })
-            .on_conflict(
-                OnConflict::columns([
-                    application_department::Column::ApplicationId,
-                    application_department::Column::Department,
-                ])
-                .do_nothing()
-                .to_owned(),
-            )
-            .exec_without_returning(self)
-            .await?;
-        }
-        Ok(())
-    }
-
-    async fn departments_of(&self, application_id: &str) -> Result<Vec<String>, DbErr> {
-        Ok(application_department::Entity::find()
-            .filter(application_department::Column::ApplicationId.eq(application_id))
-            .order_by_asc(application_department::Column::Department)
-            .all(self)
-            .await?
-            .into_iter()
-            .map(|m| m.department)
-            .collect())
-    }
-}
+pub use tongban_involved::Involved;
 
 /// The `parked_events` table: events waiting for their application.
 pub trait ParkedEvents {

@@ -17,7 +17,9 @@ impl MigratorTrait for Migrator {
             Box::new(tongban_outbox::migration::OutboxInbox),
             Box::new(Ledger),
             Box::new(tongban_audit::migration::AuditLog),
-            Box::new(WorkflowDepartments),
+            Box::new(tongban_involved::Migration::named(
+                "m20261201_000005_dispatch_application_departments",
+            )),
         ]
     }
 }
@@ -160,49 +162,6 @@ impl MigrationTrait for Ledger {
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         drop_tables(manager, &["deliveries", "parked_events", "applications"]).await
-    }
-}
-
-/// The departments and township offices with a task in each application's workflow (issue 9):
-/// staff outside them may not read the application's deliveries. Filled by the consumer from
-/// `task.created` and `task.moved`.
-struct WorkflowDepartments;
-
-impl MigrationName for WorkflowDepartments {
-    fn name(&self) -> &str {
-        "m20261201_000005_dispatch_application_departments"
-    }
-}
-
-#[derive(DeriveIden)]
-enum ApplicationDepartments {
-    Table,
-    ApplicationId,
-    Department,
-}
-
-#[async_trait::async_trait]
-impl MigrationTrait for WorkflowDepartments {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager
-            .create_table(
-                Table::create()
-                    .table(ApplicationDepartments::Table)
-                    .col(text(ApplicationDepartments::ApplicationId))
-                    .col(text(ApplicationDepartments::Department))
-                    .primary_key(
-                        Index::create()
-                            .col(ApplicationDepartments::ApplicationId)
-                            .col(ApplicationDepartments::Department),
-                    )
-                    .to_owned(),
-            )
-            .await?;
-        Ok(())
-    }
-
-    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        drop_tables(manager, &["application_departments"]).await
     }
 }
 

@@ -15,7 +15,7 @@ use tongban_proto::{dispatch as pb, page::Paging};
 use crate::{
     authz::Authz,
     error::{DispatchError, invalid},
-    ledger::{self, ApplicationSnapshots, DeliveryLedger, Status, WorkflowDepartments},
+    ledger::{self, ApplicationSnapshots, DeliveryLedger, Involved, Status},
     worker::PlatformRuntime,
 };
 

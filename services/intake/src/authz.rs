@@ -3,7 +3,7 @@
 //!
 //! An application's scope is its enterprise and matter, the matter's lead department, and the
 //! departments and township offices that have (or had) a task in its workflow as approval ran
-//! it: recorded from `task.created` and `task.moved` ([`crate::repository::WorkflowDepartments`]).
+//! it: recorded from `task.created` and `task.moved` ([`crate::repository::Involved`]).
 //! A department whose stage a condition skipped never gets a task, so it never reads the
 //! application; one a task was delegated to does, once the event has arrived.
 

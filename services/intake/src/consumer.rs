@@ -12,7 +12,7 @@ use tongban_proto::{
 
 use crate::{
     domain,
-    repository::{ApplicationStore, WorkflowDepartments},
+    repository::{ApplicationStore, Involved},
     service::Intake,
 };
 
@@ -43,11 +43,7 @@ impl EventHandler for StatusUpdater {
         }
         // Who has a task in the workflow (the application's scope, see `crate::authz`),
         // recorded even before intake holds the application: an event order never narrows it.
-        let departments: Option<Vec<&str>> = match &event.payload {
-            Some(Payload::TaskCreated(t)) => Some(vec![&t.department, &t.office]),
-            Some(Payload::TaskMoved(t)) => Some(vec![&t.department, &t.office]),
-            _ => None,
-        };
+        let departments = tongban_involved::from_task_event(event);
         if let Some(departments) = departments
             && !event.application_id.is_empty()
         {

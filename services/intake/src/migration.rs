@@ -14,7 +14,9 @@ impl MigratorTrait for Migrator {
             Box::new(IntakeTables),
             Box::new(tongban_audit::migration::AuditLog),
             Box::new(CreditColumns),
-            Box::new(WorkflowDepartments),
+            Box::new(tongban_involved::Migration::named(
+                "m20261201_000004_intake_application_departments",
+            )),
         ]
     }
 }
@@ -173,59 +175,6 @@ impl MigrationTrait for CreditColumns {
                 .await?;
         }
         Ok(())
-    }
-}
-
-/// The departments and township offices with a task in each application's workflow (issue 9):
-/// staff outside them may not read the application. Filled by the consumer from `task.created`
-/// and `task.moved`; the index serves a staff listing (department first).
-struct WorkflowDepartments;
-
-impl MigrationName for WorkflowDepartments {
-    fn name(&self) -> &str {
-        "m20261201_000004_intake_application_departments"
-    }
-}
-
-#[derive(DeriveIden)]
-enum ApplicationDepartments {
-    Table,
-    ApplicationId,
-    Department,
-}
-
-#[async_trait::async_trait]
-impl MigrationTrait for WorkflowDepartments {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager
-            .create_table(
-                Table::create()
-                    .table(ApplicationDepartments::Table)
-                    .col(text(ApplicationDepartments::ApplicationId))
-                    .col(text(ApplicationDepartments::Department))
-                    .primary_key(
-                        Index::create()
-                            .col(ApplicationDepartments::ApplicationId)
-                            .col(ApplicationDepartments::Department),
-                    )
-                    .to_owned(),
-            )
-            .await?;
-        manager
-            .create_index(
-                Index::create()
-                    .name("application_departments_department")
-                    .table(ApplicationDepartments::Table)
-                    .col(ApplicationDepartments::Department)
-                    .col(ApplicationDepartments::ApplicationId)
-                    .to_owned(),
-            )
-            .await?;
-        Ok(())
-    }
-
-    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        drop_tables(manager, &["application_departments"]).await
     }
 }
 

@@ -1,9 +1,9 @@
 //! Intake's persistence, one narrow trait per table: [`ApplicationStore`], [`MatterStore`]
-//! and [`WorkflowDepartments`], implemented for every sea-orm connection or transaction. Everything that
+//! and [`Involved`], implemented for every sea-orm connection or transaction. Everything that
 //! writes runs on the caller's transaction, so that state and the events it causes commit
 //! together.
 
-use std::{collections::HashMap, future::Future};
+use std::future::Future;
 
 use prost::Message;
 use sea_orm::{
@@ -238,91 +238,7 @@ impl<C: ConnectionTrait> ApplicationStore for C {
     }
 }
 
-/// The `application_departments` table: who has (or had) a task in each application's workflow.
-pub trait WorkflowDepartments {
-    /// Records that `departments` (department or office codes; empty ones are skipped) have a
-    /// task in `application_id`'s workflow. Recording one again changes nothing.
-    fn add_departments(
-        &self,
-        application_id: &str,
-        departments: &[&str],
-    ) -> impl Future<Output = Result<(), DbErr>> + Send;
-
-    /// The departments and offices recorded for `application_id`, in code order.
-    fn departments_of(
-        &self,
-        application_id: &str,
-    ) -> impl Future<Output = Result<Vec<String>, DbErr>> + Send;
-
-    /// [`Self::departments_of`] for many applications in one query (a page of a list).
-    fn departments_of_all(
-        &self,
-        application_ids: &[String],
-    ) -> impl Future<Output = Result<HashMap<String, Vec<String>>, DbErr>> + Send;
-}
-
-impl<C: ConnectionTrait> WorkflowDepartments for C {
-    async fn add_departments(
-        &self,
-        application_id: &str,
-        departments: &[&str],
-    ) -> Result<(), DbErr> {
-        for d in departments
-            .iter()
-            .map(|d| d.trim())
-            .filter(|d| !d.is_empty())
-        {
-            application_department::Entity::insert(application_department::ActiveModel {
-                application_id: Set(application_id.to_string()),
-                department: Set(d.to_string()),
-            })
-            .on_conflict(
-                OnConflict::columns([
-                    application_department::Column::ApplicationId,
-                    application_department::Column::Department,
-                ])
-                .do_nothing()
-                .to_owned(),
-            )
-            .exec_without_returning(self)
-            .await?;
-        }
-        Ok(())
-    }
-
-    async fn departments_of(&self, application_id: &str) -> Result<Vec<String>, DbErr> {
-        Ok(application_department::Entity::find()
-            .filter(application_department::Column::ApplicationId.eq(application_id))
-            .order_by_asc(application_department::Column::Department)
-            .all(self)
-            .await?
-            .into_iter()
-            .map(|m| m.department)
-            .collect())
-    }
-
-    async fn departments_of_all(
-        &self,
-        application_ids: &[String],
-    ) -> Result<HashMap<String, Vec<String>>, DbErr> {
-        let mut out: HashMap<String, Vec<String>> = HashMap::new();
-        if application_ids.is_empty() {
-            return Ok(out);
-        }
-        let rows = application_department::Entity::find()
-            .filter(
-                application_department::Column::ApplicationId
-                    .is_in(application_ids.iter().map(String::as_str)),
-            )
-            .order_by_asc(application_department::Column::Department)
-            .all(self)
-            .await?;
-        for m in rows {
-            out.entry(m.application_id).or_default().push(m.department);
-        }
-        Ok(out)
-    }
-}
+pub use tongban_involved::Involved;
 
 /// The `matters` table.
 pub trait MatterStore {

@@ -33,7 +33,7 @@ use crate::{
     error::{IntakeError, invalid},
     limits::{IntakeLimits, StreamCounter, StreamPermit, SubmitLimiter},
     matters::Matters,
-    repository::{ApplicationStore, ListFilter, StaffFilter, WorkflowDepartments},
+    repository::{ApplicationStore, Involved, ListFilter, StaffFilter},
 };
 
 const PRODUCER: &str = "intake";

@@ -11,6 +11,8 @@ use tongban_authz::Policy;
 use tongban_outbox::{EventHandler, HandlerError};
 use tongban_proto::events::Envelope;
 
+use tongban_involved::Involved;
+
 use crate::{
     fanin::{self, Facts},
     repository::{
@@ -94,9 +96,8 @@ impl EventHandler for FanIn {
         }
 
         if !event.application_id.is_empty() {
-            for dept in departments(event) {
-                txn.add_department(&event.application_id, dept).await?;
-            }
+            txn.add_departments(&event.application_id, &departments(event))
+                .await?;
         }
         let hooks = txn.webhooks().await?;
         let mut wanted: Vec<_> = hooks.iter().filter(|w| w.wants(&event.r#type)).collect();

@@ -20,10 +20,10 @@ use tongban_storage::{from_ms, lock, now_ms, stmt};
 
 use secrecy::{ExposeSecret, SecretString};
 
+use tongban_involved::Involved;
+
 use crate::{
-    entity::{
-        application_department, application_fact, email, notification, webhook, webhook_delivery,
-    },
+    entity::{application_fact, email, notification, webhook, webhook_delivery},
     fanin::Facts,
     scope::{AppScope, Owner},
 };
@@ -77,15 +77,9 @@ impl<C: ConnectionTrait> FactStore for C {
     }
 }
 
-/// The `application_departments` table, and the [`AppScope`] read from it and the facts.
+/// The [`AppScope`] of an application, from the facts and the involved departments
+/// ([`tongban_involved::Involved`], `application_departments`).
 pub trait ScopeStore {
-    /// Remembers that `department` has a task in `application_id`'s workflow.
-    fn add_department(
-        &self,
-        application_id: &str,
-        department: &str,
-    ) -> impl Future<Output = Result<(), DbErr>> + Send;
-
     /// What is known of the application for webhook scoping.
     fn app_scope(
         &self,
@@ -95,29 +89,12 @@ pub trait ScopeStore {
 }
 
 impl<C: ConnectionTrait> ScopeStore for C {
-    async fn add_department(&self, application_id: &str, department: &str) -> Result<(), DbErr> {
-        application_department::Entity::insert(application_department::ActiveModel {
-            application_id: Set(application_id.to_string()),
-            department: Set(department.to_string()),
-        })
-        .on_conflict(OnConflict::new().do_nothing().to_owned())
-        .exec_without_returning(self)
-        .await?;
-        Ok(())
-    }
-
     async fn app_scope(
         &self,
         application_id: &str,
         facts: Option<&Facts>,
     ) -> Result<AppScope, DbErr> {
-        let departments = application_department::Entity::find()
-            .filter(application_department::Column::ApplicationId.eq(application_id))
-            .all(self)
-            .await?
-            .into_iter()
-            .map(|m| m.department)
-            .collect();
+        let departments = self.departments_of(application_id).await?;
         let known = |s: &str| (!s.is_empty()).then(|| s.to_string());
         Ok(AppScope {
             credit_code: facts.and_then(|f| known(&f.credit_code)),

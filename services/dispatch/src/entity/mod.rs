@@ -4,6 +4,6 @@
 //! Times are Unix milliseconds (`BIGINT`), so that due-row queries compare numbers.
 
 pub mod application;
-pub mod application_department;
+pub use tongban_involved::application_department;
 pub mod delivery;
 pub mod parked_event;

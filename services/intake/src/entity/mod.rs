@@ -2,5 +2,5 @@
 //! [`crate::migration`]; the queries are behind the traits in [`crate::repository`].
 
 pub mod application;
-pub mod application_department;
+pub use tongban_involved::application_department;
 pub mod matter;

@@ -5,7 +5,7 @@
 //! of its instants are set (sent / delivered, failed, or neither: still queued), so no state
 //! is stored as text.
 
-pub mod application_department;
+pub use tongban_involved::application_department;
 pub mod application_fact;
 pub mod email;
 pub mod notification;

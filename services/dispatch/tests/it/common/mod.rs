@@ -185,48 +185,9 @@ impl Harness {
         application_id: &str,
         tasks: &[(&str, &str)],
     ) -> anyhow::Result<()> {
-        let events: Vec<_> = tasks
-            .iter()
-            .map(|(department, office)| {
-                tongban_outbox::new_envelope(
-                    "approval",
-                    application_id,
-                    Payload::TaskCreated(events::TaskCreated {
-                        task_id: tongban_types::new_id(),
-                        department: department.to_string(),
-                        office: office.to_string(),
-                        ..Default::default()
-                    }),
-                )
-            })
-            .collect();
+        let events = tongban_testkit::tasks_created(application_id, tasks);
         self.publish(&events.iter().collect::<Vec<_>>()).await?;
-        let named: Vec<&str> = tasks
-            .iter()
-            .flat_map(|(d, o)| [*d, *o])
-            .filter(|d| !d.is_empty())
-            .collect();
-        self.recorded(application_id, &named).await
-    }
-
-    /// Waits until dispatch has recorded each of `departments` in `application_id`'s workflow.
-    pub async fn recorded(&self, application_id: &str, departments: &[&str]) -> anyhow::Result<()> {
-        let named: std::collections::BTreeSet<&str> = departments.iter().copied().collect();
-        let list = named
-            .iter()
-            .map(|d| format!("'{d}'"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let sql = format!(
-            "SELECT COUNT(*) AS n FROM application_departments \
-             WHERE application_id = '{application_id}' AND department IN ({list})"
-        );
-        let want = i64::try_from(named.len())?;
-        eventually(WAIT, "task departments recorded", || {
-            let sql = sql.clone();
-            async move { (self.count_where(&sql).await == want).then_some(()) }
-        })
-        .await
+        tongban_testkit::involved_recorded(&self.db, application_id, tasks).await
     }
 
     /// `SELECT COUNT(*) AS n ...`: the count, or -1 when the query fails.
