@@ -398,7 +398,7 @@ async fn end_to_end_with_shipped_mappings() {
             "id": "app-1", "matter_code": "env.eia.report_form", "submit_time": "2026-01-14T16:30:00Z",
             "applicant": { "credit_code": "91350100M000100Y43", "name": "松溪县绿源竹木制品有限公司",
                            "region_code": "350724", "credit_class": "A" },
-            "form": { "project_name": "竹胶板项目", "construction_site": "郑墩镇",
+            "form": { "project_name": "竹胶板项目", "construction_site": "郑墩镇", "site_region": "350724101",
                       "industry_code": "C2021", "total_investment_wan": 3200,
                       "eia_category": "report_form", "construction_nature": "new" },
             "materials": []
