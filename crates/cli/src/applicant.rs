@@ -130,6 +130,9 @@ pub(crate) fn status_name(s: ApplicationStatus) -> String {
 
 /// How many platforms dispatch delivers to; `None` when dispatch cannot say quickly.
 pub(crate) async fn platform_total(conn: &Conn) -> Option<usize> {
+    if !conn.reads_dispatch() {
+        return None;
+    }
     let mut client = conn.dispatch().ok()?;
     let mut req = conn.req(tongban_proto::dispatch::ListPlatformsRequest::default());
     req.set_timeout(Duration::from_secs(2));

@@ -455,17 +455,21 @@ pub(crate) async fn show(conn: &Conn, id: &str) -> anyhow::Result<()> {
         Ok(w) => Ok(w),
         Err(e) => Err(absent(&e).ok_or(e)?),
     };
-    let deliveries = match deliveries_of(
-        conn,
-        dp::ListDeliveriesRequest {
-            application_id: id.to_string(),
-            ..Default::default()
-        },
-    )
-    .await
-    {
-        Ok(d) => Ok(d),
-        Err(e) => Err(absent(&e).ok_or(e)?),
+    let deliveries = if !conn.reads_dispatch() {
+        Err("dispatch's ledger is for staff; the application shows its platform progress".into())
+    } else {
+        match deliveries_of(
+            conn,
+            dp::ListDeliveriesRequest {
+                application_id: id.to_string(),
+                ..Default::default()
+            },
+        )
+        .await
+        {
+            Ok(d) => Ok(d),
+            Err(e) => Err(absent(&e).ok_or(e)?),
+        }
     };
     if conn.json() {
         let mut v = serde_json::Map::new();
