@@ -1,7 +1,7 @@
 //! Refused attempts into the audit log. The authorization decision is synchronous and must not
 //! wait on the database, so [`DenialLog`] (the [`DenialSink`] services hand to their
 //! `Policy`) queues each refusal and [`DenialLog::run`] appends it to the service's own chain
-//! (`service/<name>`), one short transaction per entry. Refusals go to the service chain, not
+//! (`service/<name>`), what has queued up by then in one short transaction. Refusals go to the service chain, not
 //! the application's: a caller hammering someone else's application must not grow that
 //! application's trail, and many refusals name no application at all.
 //!
@@ -18,10 +18,12 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tongban_authz::{Denial, DenialSink};
 
-use crate::{Actor, append_denied, service_chain};
+use crate::{Act, Actor, append, service_chain};
 
 /// Refusals waiting to be written, at most.
 pub const CAPACITY: usize = 4096;
+/// Refusals written in one transaction, at most.
+const BATCH: usize = 256;
 
 /// The sending side: cheap, never blocks.
 #[derive(Debug)]
@@ -80,32 +82,54 @@ impl DenialWriter {
             tokio::select! {
                 biased;
                 d = self.rx.recv() => match d {
-                    Some(d) => self.write(d).await,
+                    Some(d) => {
+                        let batch = self.queued_after(d);
+                        self.write(batch).await;
+                    }
                     None => return,
                 },
                 () = shutdown.cancelled() => break,
             }
         }
         while let Ok(d) = self.rx.try_recv() {
-            self.write(d).await;
+            let batch = self.queued_after(d);
+            self.write(batch).await;
         }
     }
 
-    async fn write(&self, d: Denial) {
-        let why = d.why.to_string();
-        if let Err(e) = append_denied(
-            &self.db,
-            &self.chain,
-            tongban_storage::now_ms(),
-            Actor::from(&d.who),
-            d.action.as_str(),
-            &d.target,
-            &why,
-        )
-        .await
-        {
-            // The refusal itself stands; only its record is missing, which the log says.
-            tracing::error!(error = %e, action = %d.action, target = %d.target, "audit: recording a refusal failed");
+    /// `first` and whatever else is queued already, up to [`BATCH`].
+    fn queued_after(&mut self, first: Denial) -> Vec<Denial> {
+        let mut batch = vec![first];
+        while batch.len() < BATCH {
+            match self.rx.try_recv() {
+                Ok(d) => batch.push(d),
+                Err(_) => break,
+            }
+        }
+        batch
+    }
+
+    /// One transaction for the batch: a burst of refusals costs one commit, not one each.
+    async fn write(&self, batch: Vec<Denial>) {
+        let written = async {
+            let txn = tongban_storage::begin_write(&self.db).await?;
+            let now = tongban_storage::now_ms();
+            for d in &batch {
+                append(
+                    &txn,
+                    &self.chain,
+                    now,
+                    Act::denied(Actor::from(&d.who), d.action.as_str(), &d.target)
+                        .reason(d.why.to_string()),
+                )
+                .await?;
+            }
+            txn.commit().await
+        }
+        .await;
+        if let Err(e) = written {
+            // The refusals themselves stand; only their record is missing, which the log says.
+            tracing::error!(error = %e, refusals = batch.len(), "audit: recording refusals failed");
         }
     }
 }
