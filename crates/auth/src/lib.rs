@@ -106,23 +106,6 @@ pub struct Identity {
 }
 
 impl Identity {
-    /// Fails with `PermissionDenied` unless the caller has one of `roles`.
-    pub fn require(&self, roles: &[Role]) -> Result<(), AuthError> {
-        if roles.contains(&self.role) {
-            Ok(())
-        } else {
-            Err(AuthError::Forbidden(format!(
-                "role {} may not do this (needs one of: {})",
-                self.role,
-                roles
-                    .iter()
-                    .map(|r| r.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )))
-        }
-    }
-
     /// Label for audit trails: `clerk:alice@eco_env`.
     pub fn actor_label(&self) -> String {
         match &self.department {

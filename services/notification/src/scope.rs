@@ -74,11 +74,6 @@ impl Owner {
         })
     }
 
-    /// Whether `who` is this owner (same subject, role, department and credit code).
-    pub fn is(&self, who: &Identity) -> bool {
-        Owner::of(who).is_ok_and(|o| o == *self)
-    }
-
     /// `<role>:<subject>`, with `@<department>` for staff.
     pub fn label(&self) -> String {
         if self.department.is_empty() {
