@@ -42,6 +42,7 @@ pub mod entity;
 pub mod error;
 pub mod grpc;
 pub mod ledger;
+mod metrics;
 pub mod migration;
 pub mod service;
 pub mod worker;
