@@ -329,10 +329,10 @@ fn parse_dockerfile(text: &str) -> Image {
         let words: Vec<&str> = line.split_whitespace().collect();
         let Some(first) = words.first() else { continue };
         match first.to_ascii_uppercase().as_str() {
-            "RUN" if i < runtime => {
-                if line.contains("cargo build") && line.contains("--workspace") {
-                    image.builds_all_bins |= line.contains("--bins");
-                }
+            "RUN"
+                if i < runtime && line.contains("cargo build") && line.contains("--workspace") =>
+            {
+                image.builds_all_bins |= line.contains("--bins");
             }
             "COPY" if i > runtime => {
                 let from = words.iter().any(|w| w.starts_with("--from="));
@@ -600,9 +600,14 @@ impl Project {
 
 /// The configuration check of a Tongban service binary (`check_env` of its crate).
 fn check_service_env(bin: &str, vars: &[(String, String)]) -> Option<Result<(), String>> {
-    // STUB until check_env lands on main.
-    let _ = (bin, vars);
-    None::<Result<(), String>>
+    let result = match bin {
+        "tongban-intake" => tongban_intake::config::check_env(vars),
+        "tongban-approval" => tongban_approval::config::check_env(vars),
+        "tongban-dispatch" => tongban_dispatch::config::check_env(vars),
+        "tongban-notification" => tongban_notification::config::check_env(vars),
+        _ => return None,
+    };
+    Some(result.map_err(|e| e.to_string()))
 }
 
 /// Every problem found in `raw` (the compose document, merge keys resolved, before
@@ -1172,11 +1177,19 @@ fn a_misspelt_configuration_key_is_reported() -> anyhow::Result<()> {
     let f = findings_after(
         |doc| {
             let env = env_of(doc, "notification");
-            env.insert("TONGBAN_SMTP__HOSTNAME".into(), "mail".into());
+            env.insert("TONGBAN_WEBHOOKS__ALOW".into(), "10.0.0.0/8".into());
         },
         &[],
     )?;
-    assert_reported(&f, &["notification: configuration", "smtp.hostname"]);
+    assert_reported(&f, &["notification: configuration", "webhooks.alow"]);
+    // A value of the wrong type, too.
+    let f = findings_after(
+        |doc| {
+            env_of(doc, "intake").insert("TONGBAN_LISTEN".into(), "everywhere".into());
+        },
+        &[],
+    )?;
+    assert_reported(&f, &["intake: configuration", "listen"]);
     let f = findings_after(
         |doc| {
             let env = env_of(doc, "intake");
