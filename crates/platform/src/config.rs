@@ -126,7 +126,7 @@ pub enum ConfigError {
     },
     /// [`Mode::Production`] and the secret would be the file's inline development value.
     #[error(
-        "{file}: `{field}`: platform `{platform}`: the inline development {field} is not used in production; set environment variable {var} to the platform's real credential"
+        "{file}: `{field}`: platform `{platform}`: the file's development value is refused in production; set environment variable {var} to the platform's real credential"
     )]
     DevelopmentSecret {
         /// File.
