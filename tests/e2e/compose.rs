@@ -695,6 +695,78 @@ fn check(project: &Project, raw: &Value) -> anyhow::Result<Vec<String>> {
         }
     }
 
+    // Start order: a service reading a volume that a one-shot step fills, or publishing to
+    // the bus the topology step declares, waits for that step to finish.
+    let one_shot = |svc: &Value| svc.get("restart").and_then(Value::as_str) == Some("no");
+    let waits_for = |svc: &Value, step: &str| {
+        svc.get("depends_on")
+            .and_then(|d| d.get(step))
+            .and_then(|d| d.get("condition"))
+            .and_then(Value::as_str)
+            == Some("service_completed_successfully")
+    };
+    let topology_steps: Vec<&String> = services
+        .iter()
+        .filter(|(_, s)| words(s.get("command")) == ["tongban", "topology", "declare"])
+        .map(|(n, _)| n)
+        .collect();
+    if topology_steps.is_empty() {
+        findings.push("no service runs `tongban topology declare` before the services".into());
+    }
+    for (name, svc) in services.iter().filter(|(_, s)| !one_shot(s)) {
+        for m in mounts(svc).iter().filter(|m| !m.bind && m.read_only) {
+            let Some(src) = &m.source else { continue };
+            for w in writers.get(src).into_iter().flatten() {
+                if one_shot(&services[w]) && !waits_for(svc, w) {
+                    findings.push(format!(
+                        "{name}: reads volume {src}, which {w} fills, but does not wait for {w} to complete"
+                    ));
+                }
+            }
+        }
+        if environment(svc).contains_key("TONGBAN_BUS_URL") {
+            for step in &topology_steps {
+                if !waits_for(svc, step) {
+                    findings.push(format!(
+                        "{name}: uses the bus but does not wait for {step} (the queues) to complete"
+                    ));
+                }
+            }
+        }
+    }
+
+    // A configuration file an off-the-shelf image is told to read (`--config…=PATH`) is one
+    // this repository mounts there; its host path is what the checks below read.
+    let mut config_sources: BTreeMap<String, String> = BTreeMap::new();
+    for (name, svc) in services {
+        for w in words(svc.get("command")) {
+            let Some((flag, path)) = w.split_once('=') else {
+                continue;
+            };
+            if !(flag.starts_with("--config") && path.starts_with('/')) {
+                continue;
+            }
+            match mounts(svc).iter().find(|m| m.bind && m.target == path) {
+                Some(m) => {
+                    let src = m.source.clone().unwrap_or_default();
+                    config_sources.insert(name.clone(), src.trim_start_matches("./").to_owned());
+                }
+                None => findings.push(format!(
+                    "{name}: {flag}={path} is not a file mounted from the repository"
+                )),
+            }
+        }
+    }
+    let config_of = |service: &str, findings: &mut Vec<String>| -> Option<String> {
+        let found = config_sources.get(service).cloned();
+        if found.is_none() {
+            findings.push(format!(
+                "{service}: no configuration file mounted from the repository"
+            ));
+        }
+        found
+    };
+
     // Facts gathered across services for the cross-service checks below.
     let mut metrics_ports: BTreeMap<String, u16> = BTreeMap::new();
     let mut platform_secrets: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
@@ -943,7 +1015,10 @@ fn check(project: &Project, raw: &Value) -> anyhow::Result<Vec<String>> {
     }
 
     // Prometheus scrapes exactly the services serving metrics, on their metrics port.
-    let prometheus: Value = yaml_to_json(&project.read("deploy/prometheus/prometheus.yml")?)?;
+    let prometheus: Value = match config_of("prometheus", &mut findings) {
+        Some(file) => yaml_to_json(&project.read(&file)?)?,
+        None => Value::Null,
+    };
     let mut scraped = BTreeSet::new();
     for job in prometheus
         .get("scrape_configs")
@@ -985,7 +1060,10 @@ fn check(project: &Project, raw: &Value) -> anyhow::Result<Vec<String>> {
     }
 
     // The collector forwards traces to a service of this stack.
-    let otel: Value = yaml_to_json(&project.read("deploy/otel-collector.yaml")?)?;
+    let otel: Value = match config_of("otel-collector", &mut findings) {
+        Some(file) => yaml_to_json(&project.read(&file)?)?,
+        None => Value::Null,
+    };
     let trace_exporters = otel
         .pointer("/service/pipelines/traces/exporters")
         .and_then(Value::as_array)
@@ -1012,8 +1090,49 @@ fn check(project: &Project, raw: &Value) -> anyhow::Result<Vec<String>> {
 
     // Grafana: every query names contract metrics only, every contract metric is shown, and
     // the data sources are provisioned.
+    // Grafana reads its provisioning from /etc/grafana/provisioning, and the dashboard
+    // provider's path is where the dashboards are mounted.
+    let grafana_mounts = services.get("grafana").map(mounts).unwrap_or_default();
+    let mounted_from = |target: &str| {
+        grafana_mounts
+            .iter()
+            .find(|m| m.bind && m.target.trim_end_matches('/') == target)
+            .and_then(|m| m.source.clone())
+            .map(|s| s.trim_start_matches("./").to_owned())
+    };
+    let provisioning = mounted_from("/etc/grafana/provisioning").unwrap_or_else(|| {
+        findings
+            .push("grafana: /etc/grafana/provisioning is not mounted from the repository".into());
+        "deploy/grafana/provisioning".into()
+    });
+    let providers: Value =
+        yaml_to_json(&project.read(&format!("{provisioning}/dashboards/tongban.yml"))?)?;
+    let mut dashboard_dirs = Vec::new();
+    for p in providers
+        .get("providers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let path = p
+            .pointer("/options/path")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        match mounted_from(path) {
+            Some(dir) => dashboard_dirs.push(dir),
+            None => findings.push(format!(
+                "grafana: dashboard provider path {path} is not mounted from the repository"
+            )),
+        }
+    }
+    if !dashboard_dirs
+        .iter()
+        .any(|d| d == "deploy/grafana/dashboards")
+    {
+        findings.push("grafana: deploy/grafana/dashboards is not provisioned".into());
+    }
     let datasources: Value =
-        yaml_to_json(&project.read("deploy/grafana/provisioning/datasources/tongban.yml")?)?;
+        yaml_to_json(&project.read(&format!("{provisioning}/datasources/tongban.yml"))?)?;
     let provisioned: BTreeSet<String> = datasources
         .get("datasources")
         .and_then(Value::as_array)
@@ -1448,6 +1567,54 @@ fn observability_files_are_checked() -> anyhow::Result<()> {
     assert_reported(
         &f,
         &["otel-collector: exporter otlp/jaeger sends to `tempo:4317`"],
+    );
+    Ok(())
+}
+
+#[test]
+fn start_order_and_mounted_configuration_are_checked() -> anyhow::Result<()> {
+    let f = findings_after(
+        |doc| {
+            let deps = doc["services"]["intake"]["depends_on"]
+                .as_object_mut()
+                .expect("depends_on");
+            deps.remove("init");
+            deps.remove("topology");
+        },
+        &[],
+    )?;
+    assert_reported(
+        &f,
+        &["intake: reads volume jwks, which init fills, but does not wait for init"],
+    );
+    assert_reported(&f, &["intake: uses the bus but does not wait for topology"]);
+    let f = findings_after(
+        |doc| {
+            doc["services"]["prometheus"]["command"][0] =
+                "--config.file=/etc/prometheus/other.yml".into();
+        },
+        &[],
+    )?;
+    assert_reported(
+        &f,
+        &["prometheus: --config.file=/etc/prometheus/other.yml is not a file mounted"],
+    );
+    assert_reported(&f, &["prometheus: no configuration file mounted"]);
+    let f = findings_after(
+        |_| {},
+        &[(
+            "deploy/grafana/provisioning/dashboards/tongban.yml",
+            "path: /var/lib/grafana/dashboards",
+            "path: /var/lib/grafana/boards",
+        )],
+    )?;
+    assert_reported(
+        &f,
+        &["grafana: dashboard provider path /var/lib/grafana/boards is not mounted"],
+    );
+    assert_reported(
+        &f,
+        &["grafana: deploy/grafana/dashboards is not provisioned"],
     );
     Ok(())
 }
