@@ -1948,3 +1948,54 @@ fn each_service_gets_its_own_database_and_nothing_else() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn compose_env_script_writes_a_complete_env() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    std::fs::create_dir_all(dir.path().join("scripts"))?;
+    std::fs::create_dir_all(dir.path().join("deploy"))?;
+    for file in ["scripts/compose-env.sh", "deploy/.env.example"] {
+        std::fs::copy(repo_root().join(file), dir.path().join(file))?;
+    }
+    let run = || {
+        Command::new("sh")
+            .arg(dir.path().join("scripts/compose-env.sh"))
+            .output()
+    };
+    let out = run()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let env = parse_env_file(&std::fs::read_to_string(dir.path().join(".env"))?);
+    let project = Project::load()?;
+    assert_eq!(
+        env.keys().collect::<Vec<_>>(),
+        project.env_example.keys().collect::<Vec<_>>()
+    );
+    // Every secret filled, each with its own value; compose interpolates without an error.
+    let secrets: BTreeSet<&String> = project
+        .env_example
+        .iter()
+        .filter(|(_, v)| v.is_empty())
+        .map(|(k, _)| &env[k])
+        .collect();
+    assert_eq!(
+        secrets.len(),
+        project
+            .env_example
+            .values()
+            .filter(|v| v.is_empty())
+            .count()
+    );
+    assert!(secrets.iter().all(|v| v.len() == 48), "{secrets:?}");
+    let (mut refs, mut errors) = (Vec::new(), Vec::new());
+    interpolate_doc(&project.compose()?, &env, &mut refs, &mut errors);
+    assert!(errors.is_empty(), "{errors:?}");
+    // A second run keeps the existing file.
+    let before = std::fs::read(dir.path().join(".env"))?;
+    assert!(!run()?.status.success());
+    assert_eq!(std::fs::read(dir.path().join(".env"))?, before);
+    Ok(())
+}
