@@ -1868,9 +1868,15 @@ fn each_service_gets_its_own_database_and_nothing_else() -> anyhow::Result<()> {
     let password = |svc: &str| format!("pw-{svc}-'\"quoted");
 
     // The script as the image's entrypoint runs it: over the local socket as POSTGRES_USER.
+    // Copied beside the cluster, where the postgres user can read it wherever the checkout is.
+    let script_path = cluster.dir.path().join("10-tongban-databases.sh");
+    std::fs::copy(
+        repo_root().join("deploy/postgres/10-tongban-databases.sh"),
+        &script_path,
+    )?;
     let mut script = cluster.command(Path::new("sh"));
     script
-        .arg(repo_root().join("deploy/postgres/10-tongban-databases.sh"))
+        .arg(&script_path)
         .env("POSTGRES_USER", "postgres")
         .env("PGHOST", cluster.dir.path())
         .env("PGPORT", cluster.port.to_string());
@@ -1935,7 +1941,7 @@ fn each_service_gets_its_own_database_and_nothing_else() -> anyhow::Result<()> {
     // A missing password stops initdb with the variable named.
     let mut script = cluster.command(Path::new("sh"));
     let out = script
-        .arg(repo_root().join("deploy/postgres/10-tongban-databases.sh"))
+        .arg(&script_path)
         .env("POSTGRES_USER", "postgres")
         .env("PGHOST", cluster.dir.path())
         .env("PGPORT", cluster.port.to_string())
