@@ -124,6 +124,11 @@ impl Topology {
                 format!("{url}/_received"),
             ));
             sim_urls.push((p.id.clone(), format!("{url}/_received")));
+            // tongban-dispatch refuses the files' inline development secrets: both sides get
+            // this run's own credential from the environment, as in a deployment.
+            let secret = format!("e2e-{}-{}", p.id, std::process::id());
+            sim_cmd.env(&p.secret_env, &secret);
+            dispatch_env.push((p.secret_env.clone(), secret));
         }
         let mut sim = Proc::spawn("platform-sim", sim_cmd, stack.dir.path())?;
 
