@@ -6,6 +6,8 @@
 //! (queues are named after it). The servers must be running: tests that need them fail loudly
 //! with the address they tried, they are never skipped.
 
+pub mod broker;
+
 use std::path::PathBuf;
 
 use tokio_util::sync::CancellationToken;

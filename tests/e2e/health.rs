@@ -1,0 +1,101 @@
+//! Health tells the truth: a service process on a RabbitMQ node of the test's own reports
+//! NOT_SERVING while that broker is down and SERVING again once it is back, and its
+//! `tongban_health_serving` gauge says the same.
+
+use std::{process::Command, time::Duration};
+
+use tongban_e2e::{Proc, binary, free_ports, wait_for_grpc};
+use tongban_testkit::{Backend, Keys, TestDb, broker::PrivateBroker, eventually};
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
+
+async fn status(port: u16) -> Option<ServingStatus> {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
+        .ok()?
+        .connect_timeout(Duration::from_secs(2))
+        .connect()
+        .await
+        .ok()?;
+    let resp = HealthClient::new(channel)
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .ok()?;
+    Some(resp.into_inner().status())
+}
+
+async fn gauge(metrics_port: u16) -> Option<String> {
+    let text = reqwest::get(format!("http://127.0.0.1:{metrics_port}/metrics"))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .find(|l| l.starts_with("tongban_health_serving{"))
+        .and_then(|l| l.rsplit(' ').next())
+        .map(str::to_string)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_follows_the_broker_down_and_up() -> anyhow::Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut broker = PrivateBroker::boot().await?;
+    let dir = tempfile::tempdir()?;
+    let keys = Keys::new();
+    keys.write_jwks(dir.path())?;
+    let db = TestDb::new(Backend::Postgres, "health").await?;
+    let ports = free_ports(2)?;
+    let (port, metrics_port) = (ports[0], ports[1]);
+    let mut cmd = Command::new(binary("tongban-approval")?);
+    cmd.env("TONGBAN_DATABASE_URL", &db.url)
+        .env("TONGBAN_BUS_URL", broker.url())
+        .env(
+            "TONGBAN_EXCHANGE",
+            tongban_testkit::unique_exchange("health"),
+        )
+        .env("TONGBAN_LISTEN", format!("127.0.0.1:{port}"))
+        .env(
+            "TONGBAN_METRICS_LISTEN",
+            format!("127.0.0.1:{metrics_port}"),
+        )
+        .env(
+            "TONGBAN_JWKS_FILE",
+            dir.path().join(tongban_auth::keys::JWKS_FILE),
+        )
+        .env("TONGBAN_DEPLOY_DIR", tongban_testkit::deploy_dir())
+        .env("RUST_LOG", "info");
+    let mut approval = Proc::spawn("approval", cmd, dir.path())?;
+    wait_for_grpc(port, &mut [&mut approval], Duration::from_secs(60)).await?;
+    assert_eq!(gauge(metrics_port).await.as_deref(), Some("1"));
+
+    broker.stop();
+    eventually(
+        Duration::from_secs(30),
+        "NOT_SERVING with the broker down",
+        || async move { (status(port).await == Some(ServingStatus::NotServing)).then_some(()) },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", approval.tail()))?;
+    approval.check_alive()?;
+    eventually(Duration::from_secs(10), "the gauge at 0", || async move {
+        (gauge(metrics_port).await.as_deref() == Some("0")).then_some(())
+    })
+    .await?;
+
+    broker.start().await?;
+    eventually(
+        Duration::from_secs(90),
+        "SERVING once the broker is back",
+        || async move { (status(port).await == Some(ServingStatus::Serving)).then_some(()) },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", approval.tail()))?;
+    eventually(Duration::from_secs(10), "the gauge at 1", || async move {
+        (gauge(metrics_port).await.as_deref() == Some("1")).then_some(())
+    })
+    .await?;
+    Ok(())
+}
