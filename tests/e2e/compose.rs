@@ -1723,153 +1723,18 @@ fn init_creates_every_key_once_and_keeps_them() -> anyhow::Result<()> {
 
 // --- the databases, for real ------------------------------------------------------------------
 
-/// A private PostgreSQL cluster in a temporary directory (the shared server's roles are left
-/// alone), started the way the postgres image runs its initdb scripts: superuser `postgres`
-/// with a password, password authentication over TCP.
-struct Cluster {
-    dir: tempfile::TempDir,
-    bin: PathBuf,
-    port: u16,
-    /// `runuser -u postgres --` when the test runs as root (initdb refuses root).
-    as_postgres: bool,
-}
-
+/// The superuser's password on the private cluster, as the postgres image sets it.
 const SUPERUSER_PASSWORD: &str = "test-superuser";
-
-impl Cluster {
-    fn start() -> anyhow::Result<Self> {
-        let bindir = Command::new("pg_config").arg("--bindir").output()?;
-        anyhow::ensure!(bindir.status.success(), "pg_config --bindir failed");
-        let bin = PathBuf::from(String::from_utf8(bindir.stdout)?.trim());
-        anyhow::ensure!(
-            bin.join("initdb").is_file(),
-            "initdb not found in {}",
-            bin.display()
-        );
-        let as_postgres = Command::new("id").arg("-u").output()?.stdout.trim_ascii() == b"0";
-        let dir = tempfile::tempdir()?;
-        if as_postgres {
-            let st = Command::new("chown")
-                .args(["-R", "postgres:postgres"])
-                .arg(dir.path())
-                .status()?;
-            anyhow::ensure!(st.success(), "chown to postgres failed");
-        }
-        let port = tongban_e2e::free_ports(1)?[0];
-        let cluster = Self {
-            dir,
-            bin,
-            port,
-            as_postgres,
-        };
-        let pwfile = cluster.dir.path().join("pw");
-        std::fs::write(&pwfile, SUPERUSER_PASSWORD)?;
-        cluster.run_tool(
-            "initdb",
-            &[
-                "-D",
-                &cluster.data(),
-                "-U",
-                "postgres",
-                "--auth-local=trust",
-                "--auth-host=scram-sha-256",
-                &format!("--pwfile={}", pwfile.display()),
-            ],
-        )?;
-        cluster.run_tool(
-            "pg_ctl",
-            &[
-                "-D",
-                &cluster.data(),
-                "-l",
-                &cluster.dir.path().join("log").display().to_string(),
-                "-w",
-                "-o",
-                &format!(
-                    "-p {} -k {} -c listen_addresses=127.0.0.1",
-                    cluster.port,
-                    cluster.dir.path().display()
-                ),
-                "start",
-            ],
-        )?;
-        Ok(cluster)
-    }
-
-    fn data(&self) -> String {
-        self.dir.path().join("data").display().to_string()
-    }
-
-    fn command(&self, program: &Path) -> Command {
-        if self.as_postgres {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(program);
-            c
-        } else {
-            Command::new(program)
-        }
-    }
-
-    fn run_tool(&self, tool: &str, args: &[&str]) -> anyhow::Result<()> {
-        let out = self.command(&self.bin.join(tool)).args(args).output()?;
-        anyhow::ensure!(
-            out.status.success(),
-            "{tool} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Ok(())
-    }
-
-    /// `psql -c sql` over TCP as `user` with `password` on `database`: Ok(output) or
-    /// Err(error text).
-    fn psql(
-        &self,
-        user: &str,
-        password: &str,
-        database: &str,
-        sql: &str,
-    ) -> anyhow::Result<Result<String, String>> {
-        let out = Command::new("psql")
-            .args([
-                "-X",
-                "-q",
-                "-A",
-                "-t",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-h",
-                "127.0.0.1",
-            ])
-            .args(["-p", &self.port.to_string(), "-U", user, "-d", database])
-            .args(["-c", sql])
-            .env("PGPASSWORD", password)
-            .env("PGCONNECT_TIMEOUT", "10")
-            .output()?;
-        let text = |b: &[u8]| String::from_utf8_lossy(b).trim().to_owned();
-        Ok(if out.status.success() {
-            Ok(text(&out.stdout))
-        } else {
-            Err(text(&out.stderr))
-        })
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = self.run_tool("pg_ctl", &["-D", &self.data(), "-m", "immediate", "stop"]);
-    }
-}
 
 #[test]
 fn each_service_gets_its_own_database_and_nothing_else() -> anyhow::Result<()> {
-    let cluster = Cluster::start()?;
+    let cluster = tongban_testkit::postgres::PrivatePostgres::start(SUPERUSER_PASSWORD)?;
     let services = ["intake", "approval", "dispatch", "notification"];
     let password = |svc: &str| format!("pw-{svc}-'\"quoted");
 
     // The script as the image's entrypoint runs it: over the local socket as POSTGRES_USER.
     // Copied beside the cluster, where the postgres user can read it wherever the checkout is.
-    let script_path = cluster.dir.path().join("10-tongban-databases.sh");
+    let script_path = cluster.dir().join("10-tongban-databases.sh");
     std::fs::copy(
         repo_root().join("deploy/postgres/10-tongban-databases.sh"),
         &script_path,
@@ -1878,8 +1743,8 @@ fn each_service_gets_its_own_database_and_nothing_else() -> anyhow::Result<()> {
     script
         .arg(&script_path)
         .env("POSTGRES_USER", "postgres")
-        .env("PGHOST", cluster.dir.path())
-        .env("PGPORT", cluster.port.to_string());
+        .env("PGHOST", cluster.dir())
+        .env("PGPORT", cluster.port().to_string());
     for svc in services {
         script.env(format!("{}_DB_PASSWORD", svc.to_uppercase()), password(svc));
     }
@@ -1943,8 +1808,8 @@ fn each_service_gets_its_own_database_and_nothing_else() -> anyhow::Result<()> {
     let out = script
         .arg(&script_path)
         .env("POSTGRES_USER", "postgres")
-        .env("PGHOST", cluster.dir.path())
-        .env("PGPORT", cluster.port.to_string())
+        .env("PGHOST", cluster.dir())
+        .env("PGPORT", cluster.port().to_string())
         .output()?;
     assert!(!out.status.success());
     assert!(

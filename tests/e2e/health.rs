@@ -1,11 +1,13 @@
-//! Health tells the truth: a service process on a RabbitMQ node of the test's own reports
-//! NOT_SERVING while that broker is down and SERVING again once it is back, and its
-//! `tongban_health_serving` gauge says the same.
+//! Health tells the truth: a service process on a RabbitMQ node (or a PostgreSQL cluster) of the
+//! test's own reports NOT_SERVING while that dependency is down and SERVING again once it is
+//! back, and its `tongban_health_serving` gauge says the same.
 
 use std::{process::Command, time::Duration};
 
 use tongban_e2e::{Proc, binary, free_ports, wait_for_grpc};
-use tongban_testkit::{Backend, Keys, TestDb, broker::PrivateBroker, eventually};
+use tongban_testkit::{
+    Backend, Keys, TestDb, broker::PrivateBroker, eventually, postgres::PrivatePostgres,
+};
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
@@ -97,5 +99,60 @@ async fn health_follows_the_broker_down_and_up() -> anyhow::Result<()> {
         (gauge(metrics_port).await.as_deref() == Some("1")).then_some(())
     })
     .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_follows_the_database_down_and_up() -> anyhow::Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cluster = PrivatePostgres::start("health-pw")?;
+    let dir = tempfile::tempdir()?;
+    let keys = Keys::new();
+    keys.write_jwks(dir.path())?;
+    let ports = free_ports(2)?;
+    let (port, metrics_port) = (ports[0], ports[1]);
+    let mut cmd = Command::new(binary("tongban-notification")?);
+    cmd.env(
+        "TONGBAN_DATABASE_URL",
+        cluster.url("postgres", "health-pw", "postgres"),
+    )
+    .env("TONGBAN_BUS_URL", tongban_testkit::amqp_url_for_processes())
+    .env(
+        "TONGBAN_EXCHANGE",
+        tongban_testkit::unique_exchange("health"),
+    )
+    .env("TONGBAN_LISTEN", format!("127.0.0.1:{port}"))
+    .env(
+        "TONGBAN_METRICS_LISTEN",
+        format!("127.0.0.1:{metrics_port}"),
+    )
+    .env(
+        "TONGBAN_JWKS_FILE",
+        dir.path().join(tongban_auth::keys::JWKS_FILE),
+    )
+    .env("TONGBAN_DEPLOY_DIR", tongban_testkit::deploy_dir())
+    .env("RUST_LOG", "info");
+    let mut notification = Proc::spawn("notification", cmd, dir.path())?;
+    wait_for_grpc(port, &mut [&mut notification], Duration::from_secs(60)).await?;
+
+    cluster.pause()?;
+    eventually(
+        Duration::from_secs(30),
+        "NOT_SERVING with the database down",
+        || async move { (status(port).await == Some(ServingStatus::NotServing)).then_some(()) },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", notification.tail()))?;
+    notification.check_alive()?;
+    assert_eq!(gauge(metrics_port).await.as_deref(), Some("0"));
+
+    cluster.resume()?;
+    eventually(
+        Duration::from_secs(60),
+        "SERVING once the database is back",
+        || async move { (status(port).await == Some(ServingStatus::Serving)).then_some(()) },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", notification.tail()))?;
     Ok(())
 }

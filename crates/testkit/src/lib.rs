@@ -7,6 +7,7 @@
 //! with the address they tried, they are never skipped.
 
 pub mod broker;
+pub mod postgres;
 
 use std::path::PathBuf;
 
