@@ -41,19 +41,20 @@ async fn gauge(metrics_port: u16) -> Option<String> {
         .map(str::to_string)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn health_follows_the_broker_down_and_up() -> anyhow::Result<()> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let mut broker = PrivateBroker::boot().await?;
-    let dir = tempfile::tempdir()?;
-    let keys = Keys::new();
-    keys.write_jwks(dir.path())?;
-    let db = TestDb::new(Backend::Postgres, "health").await?;
+/// `bin` on free ports (gRPC, metrics) with the given database and bus, serving; returns the
+/// process, its gRPC and metrics ports.
+async fn serve(
+    bin: &str,
+    database_url: &str,
+    bus_url: &str,
+    dir: &std::path::Path,
+) -> anyhow::Result<(Proc, u16, u16)> {
+    Keys::new().write_jwks(dir)?;
     let ports = free_ports(2)?;
     let (port, metrics_port) = (ports[0], ports[1]);
-    let mut cmd = Command::new(binary("tongban-approval")?);
-    cmd.env("TONGBAN_DATABASE_URL", &db.url)
-        .env("TONGBAN_BUS_URL", broker.url())
+    let mut cmd = Command::new(binary(bin)?);
+    cmd.env("TONGBAN_DATABASE_URL", database_url)
+        .env("TONGBAN_BUS_URL", bus_url)
         .env(
             "TONGBAN_EXCHANGE",
             tongban_testkit::unique_exchange("health"),
@@ -63,14 +64,22 @@ async fn health_follows_the_broker_down_and_up() -> anyhow::Result<()> {
             "TONGBAN_METRICS_LISTEN",
             format!("127.0.0.1:{metrics_port}"),
         )
-        .env(
-            "TONGBAN_JWKS_FILE",
-            dir.path().join(tongban_auth::keys::JWKS_FILE),
-        )
+        .env("TONGBAN_JWKS_FILE", dir.join(tongban_auth::keys::JWKS_FILE))
         .env("TONGBAN_DEPLOY_DIR", tongban_testkit::deploy_dir())
         .env("RUST_LOG", "info");
-    let mut approval = Proc::spawn("approval", cmd, dir.path())?;
-    wait_for_grpc(port, &mut [&mut approval], Duration::from_secs(60)).await?;
+    let mut proc = Proc::spawn(bin, cmd, dir)?;
+    wait_for_grpc(port, &mut [&mut proc], Duration::from_secs(60)).await?;
+    Ok((proc, port, metrics_port))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_follows_the_broker_down_and_up() -> anyhow::Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut broker = PrivateBroker::boot().await?;
+    let dir = tempfile::tempdir()?;
+    let db = TestDb::new(Backend::Postgres, "health").await?;
+    let (mut approval, port, metrics_port) =
+        serve("tongban-approval", &db.url, &broker.url(), dir.path()).await?;
     assert_eq!(gauge(metrics_port).await.as_deref(), Some("1"));
 
     broker.stop();
@@ -107,33 +116,13 @@ async fn health_follows_the_database_down_and_up() -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cluster = PrivatePostgres::start("health-pw")?;
     let dir = tempfile::tempdir()?;
-    let keys = Keys::new();
-    keys.write_jwks(dir.path())?;
-    let ports = free_ports(2)?;
-    let (port, metrics_port) = (ports[0], ports[1]);
-    let mut cmd = Command::new(binary("tongban-notification")?);
-    cmd.env(
-        "TONGBAN_DATABASE_URL",
-        cluster.url("postgres", "health-pw", "postgres"),
+    let (mut notification, port, metrics_port) = serve(
+        "tongban-notification",
+        &cluster.url("postgres", "health-pw", "postgres"),
+        &tongban_testkit::amqp_url_for_processes(),
+        dir.path(),
     )
-    .env("TONGBAN_BUS_URL", tongban_testkit::amqp_url_for_processes())
-    .env(
-        "TONGBAN_EXCHANGE",
-        tongban_testkit::unique_exchange("health"),
-    )
-    .env("TONGBAN_LISTEN", format!("127.0.0.1:{port}"))
-    .env(
-        "TONGBAN_METRICS_LISTEN",
-        format!("127.0.0.1:{metrics_port}"),
-    )
-    .env(
-        "TONGBAN_JWKS_FILE",
-        dir.path().join(tongban_auth::keys::JWKS_FILE),
-    )
-    .env("TONGBAN_DEPLOY_DIR", tongban_testkit::deploy_dir())
-    .env("RUST_LOG", "info");
-    let mut notification = Proc::spawn("notification", cmd, dir.path())?;
-    wait_for_grpc(port, &mut [&mut notification], Duration::from_secs(60)).await?;
+    .await?;
 
     cluster.pause()?;
     eventually(
