@@ -99,7 +99,8 @@ mod tests {
 
     #[test]
     fn url_full_hides_credentials_and_query() -> Result<(), Box<dyn std::error::Error>> {
-        let url = reqwest::Url::parse("https://user:pw@platform.example:8443/api/x?token=s3cret#f")?;
+        let url =
+            reqwest::Url::parse("https://user:pw@platform.example:8443/api/x?token=s3cret#f")?;
         assert_eq!(url_full(&url), "https://platform.example:8443/api/x");
         Ok(())
     }

@@ -18,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(WebhookRequestId),
             Box::new(tongban_audit::migration::AuditLog),
             Box::new(WebhookOwners),
+            Box::new(WebhookDeliveryTraceparent),
         ]
     }
 }
@@ -64,6 +65,41 @@ impl MigrationTrait for WebhookRequestId {
 /// applications in its owner's scope. Existing webhooks get no owner and receive nothing until
 /// re-registered: failing closed is the point.
 struct WebhookOwners;
+
+/// `webhook_deliveries.traceparent`: the trace context the delivery was queued in (the
+/// consumer's span of its event), so that every attempt joins that trace.
+struct WebhookDeliveryTraceparent;
+
+impl MigrationName for WebhookDeliveryTraceparent {
+    fn name(&self) -> &str {
+        "m20261201_000006_notification_webhook_delivery_traceparent"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for WebhookDeliveryTraceparent {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        // As in WebhookOwners: SQLite DDL may have run before a kill, so check first.
+        if !manager
+            .has_column("webhook_deliveries", "traceparent")
+            .await?
+        {
+            manager
+                .get_connection()
+                .execute_unprepared("ALTER TABLE webhook_deliveries ADD COLUMN traceparent TEXT")
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .get_connection()
+            .execute_unprepared("ALTER TABLE webhook_deliveries DROP COLUMN traceparent")
+            .await?;
+        Ok(())
+    }
+}
 
 impl MigrationName for WebhookOwners {
     fn name(&self) -> &str {
