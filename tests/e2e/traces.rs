@@ -331,6 +331,23 @@ async fn one_submission_is_one_trace_across_the_four_services() -> anyhow::Resul
     );
     let app = intake.submit_application(request).await?.into_inner();
     anyhow::ensure!(app.created, "submitted");
+    // A refused call in the same trace: its span records the status the caller got.
+    let failing_caller = "2a3b4c5d6e7f8091";
+    let mut request = authed(
+        pb::GetApplicationRequest {
+            application_id: "no-such-application".into(),
+        },
+        &token,
+    );
+    request.metadata_mut().insert(
+        "traceparent",
+        format!("00-{trace_id}-{failing_caller}-01").parse()?,
+    );
+    let refused = intake
+        .get_application(request)
+        .await
+        .err()
+        .ok_or_else(|| anyhow::anyhow!("an unknown application was found"))?;
 
     // The platform got the submission, with a traceparent in our trace.
     let http = reqwest::Client::new();
@@ -420,6 +437,22 @@ async fn one_submission_is_one_trace_across_the_four_services() -> anyhow::Resul
         "{client:?}"
     );
     assert!(spans.len() > 5, "{spans:?}");
+
+    let get = eventually(Duration::from_secs(30), "the refused call's span", || {
+        let found = receiver
+            .in_trace(trace_id)
+            .into_iter()
+            .find(|s| s.parent_span_id == failing_caller);
+        async move { found }
+    })
+    .await?;
+    assert_eq!(get.name, "tongban.intake.v1.IntakeService/GetApplication");
+    assert_eq!(get.kind, SpanKind::Server);
+    assert_eq!(
+        get.attributes.get("rpc.grpc.status_code"),
+        Some(&(refused.code() as i32).to_string()),
+        "{get:?} for {refused:?}"
+    );
     drop(procs);
     Ok(())
 }
