@@ -221,7 +221,17 @@ mod tests {
                 .await?
                 .is_empty()
         );
-        // The workflow departments are the last migration.
+        // The deliveries' trace context is the last migration: without it the entity no
+        // longer reads.
+        Migrator::down(&db, Some(1)).await?;
+        assert!(delivery::Entity::find().all(&db).await.is_err());
+        assert!(
+            application_department::Entity::find()
+                .all(&db)
+                .await
+                .is_ok()
+        );
+        // The workflow departments are the one before.
         Migrator::down(&db, Some(1)).await?;
         assert!(
             application_department::Entity::find()

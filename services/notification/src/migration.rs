@@ -403,8 +403,13 @@ mod tests {
         Migrator::up(&db, None).await?;
         assert!(notification::Entity::find().all(&db).await?.is_empty());
         assert!(webhook::Entity::find().all(&db).await?.is_empty());
-        // The last migration adds the webhook owner columns: without them the entity no
-        // longer reads.
+        // The last migration adds the webhook deliveries' trace context: without it that
+        // entity no longer reads.
+        Migrator::down(&db, Some(1)).await?;
+        assert!(webhook_delivery::Entity::find().all(&db).await.is_err());
+        assert!(webhook::Entity::find().all(&db).await.is_ok());
+        // The one before adds the webhook owner columns: without them the entity no longer
+        // reads.
         Migrator::down(&db, Some(1)).await?;
         assert!(webhook::Entity::find().all(&db).await.is_err());
         // The one before is the audit log's tables.
