@@ -48,18 +48,14 @@ pub fn publish_span(m: Message<'_>, parent: Option<&str>) -> tracing::Span {
         otel.name = %format!("publish {}", m.destination),
         otel.kind = "producer",
         otel.status_code = Empty,
-        messaging.system = m.system,
-        messaging.destination.name = m.destination,
-        messaging.operation.type = "publish",
-        messaging.operation.name = "publish",
-        messaging.message.id = m.message_id,
-        messaging.rabbitmq.destination.routing_key = m.routing_key,
-        tongban.application_id = m.application_id,
         error.type = Empty,
+        event_id = m.message_id,
+        application_id = m.application_id,
     );
     if let Some(cx) = parent.and_then(parse_traceparent) {
         let _ = span.set_parent(cx);
     }
+    set_attributes(&span, m, "publish");
     span
 }
 
@@ -71,14 +67,10 @@ pub fn process_span(m: Message<'_>, header: Option<&str>, envelope: &str) -> tra
         otel.name = %format!("process {}", m.destination),
         otel.kind = "consumer",
         otel.status_code = Empty,
-        messaging.system = m.system,
-        messaging.destination.name = m.destination,
-        messaging.operation.type = "process",
-        messaging.operation.name = "process",
-        messaging.message.id = m.message_id,
-        messaging.rabbitmq.destination.routing_key = m.routing_key,
-        tongban.application_id = m.application_id,
         error.type = Empty,
+        event_id = m.message_id,
+        r#type = m.routing_key,
+        application_id = m.application_id,
     );
     if let Some(cx) = header
         .and_then(parse_traceparent)
@@ -86,7 +78,22 @@ pub fn process_span(m: Message<'_>, header: Option<&str>, envelope: &str) -> tra
     {
         let _ = span.set_parent(cx);
     }
+    set_attributes(&span, m, "process");
     span
+}
+
+/// The semantic-convention attributes go to the OpenTelemetry span only, not into every log
+/// line written inside it (span fields would).
+fn set_attributes(span: &tracing::Span, m: Message<'_>, operation: &'static str) {
+    span.set_attribute("messaging.system", m.system.to_string());
+    span.set_attribute("messaging.destination.name", m.destination.to_string());
+    span.set_attribute("messaging.operation.type", operation);
+    span.set_attribute("messaging.operation.name", operation);
+    span.set_attribute("messaging.message.id", m.message_id.to_string());
+    span.set_attribute(
+        "messaging.rabbitmq.destination.routing_key",
+        m.routing_key.to_string(),
+    );
 }
 
 /// Marks a messaging span failed with `error_type` (a short class, e.g. `nack`, `storage`).
