@@ -349,6 +349,29 @@ async fn one_submission_is_one_trace_across_the_four_services() -> anyhow::Resul
         .err()
         .ok_or_else(|| anyhow::anyhow!("an unknown application was found"))?;
 
+    // A stream the client drops after its first message: its span ends CANCELLED.
+    let watch_caller = "3c4d5e6f708192a3";
+    let mut request = authed(
+        pb::WatchApplicationRequest {
+            application_id: app
+                .application
+                .as_ref()
+                .map(|a| a.application_id.clone())
+                .unwrap_or_default(),
+        },
+        &token,
+    );
+    request.metadata_mut().insert(
+        "traceparent",
+        format!("00-{trace_id}-{watch_caller}-01").parse()?,
+    );
+    let mut stream = intake.watch_application(request).await?.into_inner();
+    anyhow::ensure!(
+        stream.message().await?.is_some(),
+        "the watch's first message"
+    );
+    drop(stream);
+
     // The platform got the submission, with a traceparent in our trace.
     let http = reqwest::Client::new();
     let key = eventually(Duration::from_secs(60), "the platform to receive", || {
@@ -447,6 +470,26 @@ async fn one_submission_is_one_trace_across_the_four_services() -> anyhow::Resul
     })
     .await?;
     assert_eq!(get.name, "tongban.intake.v1.IntakeService/GetApplication");
+    let watch = eventually(Duration::from_secs(30), "the dropped watch's span", || {
+        let found = receiver
+            .in_trace(trace_id)
+            .into_iter()
+            .find(|s| s.parent_span_id == watch_caller);
+        async move { found }
+    })
+    .await?;
+    assert_eq!(
+        watch.name,
+        "tongban.intake.v1.IntakeService/WatchApplication"
+    );
+    assert_eq!(
+        watch
+            .attributes
+            .get("rpc.grpc.status_code")
+            .map(String::as_str),
+        Some("1"),
+        "a dropped stream is CANCELLED: {watch:?}"
+    );
     assert_eq!(get.kind, SpanKind::Server);
     assert_eq!(
         get.attributes.get("rpc.grpc.status_code"),

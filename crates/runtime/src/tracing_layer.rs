@@ -6,7 +6,9 @@
 //! `rpc.grpc.status_code` is recorded once the status is known: from the response headers for
 //! a trailers-only answer (how tonic sends errors), else from the trailers at the end of the
 //! body. The span stays open until the body is done, so a server-streaming call's span covers
-//! the whole stream. Statuses that mean a server fault mark the span failed.
+//! the whole stream; one the client drops before the end records CANCELLED. Statuses that mean
+//! a server fault mark the span failed. Health checks and reflection get DEBUG spans (see
+//! [`request_span`]), so probes do not fill the trace store.
 
 use std::{
     future::Future,
@@ -19,23 +21,36 @@ use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use tracing::field::Empty;
 
-/// The span of one gRPC call: `path` is `/{package.Service}/{Method}`.
+/// The span of one gRPC call: `path` is `/{package.Service}/{Method}`. Health checks and
+/// reflection (probes every few seconds, tools) get a DEBUG span, so they are traced only when
+/// `RUST_LOG` asks for debug.
 pub fn request_span<B>(req: &Request<B>) -> tracing::Span {
     let path = req.uri().path();
     let (service, method) = path
         .trim_start_matches('/')
         .split_once('/')
         .unwrap_or((path, ""));
-    let span = tracing::info_span!(
-        "grpc",
-        otel.name = %format!("{service}/{method}"),
-        otel.kind = "server",
-        otel.status_code = Empty,
-        rpc.system = "grpc",
-        rpc.service = service,
-        rpc.method = method,
-        rpc.grpc.status_code = Empty,
-    );
+    let probe = service == "grpc.health.v1.Health" || service.starts_with("grpc.reflection.");
+    macro_rules! rpc_span {
+        ($level:expr) => {
+            tracing::span!(
+                $level,
+                "grpc",
+                otel.name = %format!("{service}/{method}"),
+                otel.kind = "server",
+                otel.status_code = Empty,
+                rpc.system = "grpc",
+                rpc.service = service,
+                rpc.method = method,
+                rpc.grpc.status_code = Empty,
+            )
+        };
+    }
+    let span = if probe {
+        rpc_span!(tracing::Level::DEBUG)
+    } else {
+        rpc_span!(tracing::Level::INFO)
+    };
     if let Some(tp) = req
         .headers()
         .get("traceparent")
@@ -131,12 +146,11 @@ where
                 if let Some(code) = status {
                     record_status(this.span, code);
                 }
-                let span = this.span.clone();
-                Poll::Ready(Ok(response.map(|inner| TracedBody {
-                    inner,
-                    span,
+                let status = Status {
+                    span: this.span.clone(),
                     recorded: status.is_some(),
-                })))
+                };
+                Poll::Ready(Ok(response.map(|inner| TracedBody { inner, status })))
             }
             Err(e) => {
                 this.span.record("otel.status_code", "ERROR");
@@ -152,8 +166,23 @@ pin_project! {
     pub struct TracedBody<B> {
         #[pin]
         inner: B,
-        span: tracing::Span,
-        recorded: bool,
+        status: Status,
+    }
+}
+
+/// The span, and whether its status is known yet.
+struct Status {
+    span: tracing::Span,
+    recorded: bool,
+}
+
+impl Drop for Status {
+    /// A body dropped before its trailers is a call the client gave up on (a closed stream, a
+    /// deadline): gRPC's CANCELLED.
+    fn drop(&mut self) {
+        if !self.recorded {
+            record_status(&self.span, 1);
+        }
     }
 }
 
@@ -167,16 +196,20 @@ impl<B: Body> Body for TracedBody<B> {
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = self.project();
         let frame = ready!(this.inner.poll_frame(cx));
+        let status = this.status;
         match &frame {
-            Some(Ok(f)) if !*this.recorded => {
+            Some(Ok(f)) if !status.recorded => {
                 if let Some(code) = f.trailers_ref().and_then(grpc_status) {
-                    record_status(this.span, code);
-                    *this.recorded = true;
+                    record_status(&status.span, code);
+                    status.recorded = true;
                 }
             }
             Some(Err(_)) => {
-                this.span.record("otel.status_code", "ERROR");
+                status.span.record("otel.status_code", "ERROR");
+                status.recorded = true;
             }
+            // Ended without trailers (never from tonic): nothing to record, nothing cancelled.
+            None => status.recorded = true,
             _ => {}
         }
         Poll::Ready(frame)
