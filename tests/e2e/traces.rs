@@ -265,6 +265,11 @@ async fn one_submission_is_one_trace_across_the_four_services() -> anyhow::Resul
             format!("TONGBAN_PLATFORM_{id}_QUERY_ENDPOINT"),
             format!("{url}/_received"),
         ));
+        // dispatch refuses the files' inline development secrets: both sides get this run's
+        // own credential from the environment, as in a deployment.
+        let secret = format!("traces-{}-{}", p.id, std::process::id());
+        sim_cmd.env(&p.secret_env, &secret);
+        dispatch_env.push((p.secret_env.clone(), secret));
         // The one platform that wants `application.submitted`: it hears of the submission.
         if p.wants("application.submitted") {
             provincial = Some(format!("{url}/_received"));
@@ -286,6 +291,10 @@ async fn one_submission_is_one_trace_across_the_four_services() -> anyhow::Resul
             .env("TONGBAN_BUS_URL", tongban_testkit::amqp_url_for_processes())
             .env("TONGBAN_EXCHANGE", &exchange)
             .env("TONGBAN_LISTEN", format!("127.0.0.1:{}", ports[i]))
+            .env(
+                "TONGBAN_METRICS_LISTEN",
+                format!("127.0.0.1:{}", free_ports(1)?[0]),
+            )
             .env(
                 "TONGBAN_JWKS_FILE",
                 dir.path().join(tongban_auth::keys::JWKS_FILE),

@@ -46,18 +46,29 @@ pub struct Relay {
     batch: usize,
     poll: Duration,
     retention: chrono::Duration,
+    metrics: crate::metrics::Instruments,
 }
+
+/// How often the backlog gauges are refreshed.
+const OBSERVE_EVERY: Duration = Duration::from_secs(5);
 
 impl Relay {
     pub fn new(db: DatabaseConnection, bus: Bus) -> Self {
         Self {
             db,
-            bus,
             handle: RelayHandle::default(),
             batch: 500,
             poll: Duration::from_secs(1),
             retention: chrono::Duration::days(7),
+            metrics: crate::metrics::Instruments::new("unnamed", &bus),
+            bus,
         }
+    }
+
+    /// Names the service in the relay's metrics (`tongban.service`).
+    pub fn with_service(mut self, service: &str) -> Self {
+        self.metrics = crate::metrics::Instruments::new(service, &self.bus);
+        self
     }
 
     /// Largest batch published with one round of confirms.
@@ -129,10 +140,12 @@ impl Relay {
                 traceparent,
             });
         }
+        let types = || messages.iter().map(|m| m.routing_key.as_str());
         if let Err(e) = self.bus.publish_batch(&messages).await {
             for span in &spans {
                 tongban_telemetry::messaging::record_error(span, "publish");
             }
+            self.metrics.sent(types(), Some("publish_failed"));
             txn.rollback().await?;
             return Err(e.into());
         }
@@ -146,6 +159,7 @@ impl Relay {
         ))
         .await?;
         txn.commit().await?;
+        self.metrics.sent(types(), None);
         tracing::debug!(count = messages.len(), "outbox batch published");
         Ok(messages.len())
     }
@@ -170,9 +184,16 @@ impl Relay {
     pub async fn run(self, shutdown: CancellationToken) {
         let mut failures = 0u32;
         let mut last_prune = tokio::time::Instant::now();
+        let mut last_observed: Option<tokio::time::Instant> = None;
         loop {
             if shutdown.is_cancelled() {
                 return;
+            }
+            if last_observed.is_none_or(|t| t.elapsed() >= OBSERVE_EVERY) {
+                last_observed = Some(tokio::time::Instant::now());
+                if let Err(e) = self.metrics.observe_backlog(&self.db).await {
+                    tracing::debug!(error = %e, "reading the outbox backlog failed");
+                }
             }
             match self.publish_once().await {
                 Ok(n) => {
@@ -204,7 +225,7 @@ impl Relay {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = self.handle.0.notified() => {}
-                _ = tokio::time::sleep(self.poll) => {}
+                _ = tokio::time::sleep(self.poll.min(OBSERVE_EVERY)) => {}
             }
         }
     }
