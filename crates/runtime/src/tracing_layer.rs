@@ -83,7 +83,7 @@ fn record_status(span: &tracing::Span, code: i32) {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct GrpcTraceLayer;
 
-impl<S> tower_layer::Layer<S> for GrpcTraceLayer {
+impl<S> tower::Layer<S> for GrpcTraceLayer {
     type Service = GrpcTrace<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
@@ -97,9 +97,9 @@ pub struct GrpcTrace<S> {
     inner: S,
 }
 
-impl<S, ReqBody, ResBody> tower_service::Service<Request<ReqBody>> for GrpcTrace<S>
+impl<S, ReqBody, ResBody> tower::Service<Request<ReqBody>> for GrpcTrace<S>
 where
-    S: tower_service::Service<Request<ReqBody>, Response = Response<ResBody>>,
+    S: tower::Service<Request<ReqBody>, Response = Response<ResBody>>,
 {
     type Response = Response<TracedBody<ResBody>>;
     type Error = S::Error;
