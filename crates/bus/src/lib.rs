@@ -28,6 +28,8 @@ pub struct OutgoingMessage {
     pub event_id: String,
     pub routing_key: String,
     pub payload: Vec<u8>,
+    /// Travels beside the payload (an AMQP header on RabbitMQ, a column on the embedded bus):
+    /// the outbox relay puts its publish span's context here.
     pub traceparent: Option<String>,
 }
 
@@ -85,6 +87,7 @@ pub struct Delivery {
     pub payload: Vec<u8>,
     /// True when the bus knows this was delivered before.
     pub redelivered: bool,
+    /// The `traceparent` the message was published with (the publish span's context).
     pub traceparent: Option<String>,
     acker: Acker,
 }
@@ -192,9 +195,36 @@ impl Bus {
                 rabbit::RabbitBus::connect_with_expiry(&url, exchange, expires).await?,
             ))
         } else if url.starts_with("sqlite:") {
-            Ok(Bus::Local(local::LocalBus::open(url).await?))
+            Ok(Bus::Local(
+                local::LocalBus::open(url).await?.with_exchange(exchange),
+            ))
         } else {
             Err(BusError::Url(url.to_string()))
+        }
+    }
+
+    /// What this bus is, as OpenTelemetry's `messaging.system` names it: `rabbitmq`, or
+    /// [`local::SYSTEM`] for the embedded bus.
+    pub fn system(&self) -> &'static str {
+        match self {
+            Bus::Rabbit(_) => "rabbitmq",
+            Bus::Local(_) => local::SYSTEM,
+        }
+    }
+
+    /// The exchange events are published to (the embedded bus has one, by name, too).
+    pub fn exchange(&self) -> &str {
+        match self {
+            Bus::Rabbit(b) => b.exchange(),
+            Bus::Local(b) => b.exchange(),
+        }
+    }
+
+    /// What the consumer queue `name` is called on the bus (RabbitMQ prefixes the exchange).
+    pub fn queue_name(&self, name: &str) -> String {
+        match self {
+            Bus::Rabbit(b) => b.queue_name(name),
+            Bus::Local(_) => name.to_string(),
         }
     }
 

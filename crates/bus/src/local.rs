@@ -40,9 +40,14 @@ const SCHEMA: &[&str] = &[
 /// Poll interval when no publish woke the consumer (a safety net, not the normal path).
 const IDLE_POLL: Duration = Duration::from_millis(500);
 
+/// The embedded bus's `messaging.system` in traces.
+pub const SYSTEM: &str = "tongban_embedded";
+
 #[derive(Clone)]
 pub struct LocalBus {
     inner: Arc<Inner>,
+    /// Only a name here (bindings are per queue); traces show it as the destination.
+    exchange: Arc<str>,
 }
 
 impl std::fmt::Debug for LocalBus {
@@ -114,7 +119,18 @@ impl LocalBus {
                 bindings: RwLock::new(bindings),
                 published: Notify::new(),
             }),
+            exchange: Arc::from("tongban.events"),
         })
+    }
+
+    /// Names the exchange this bus stands for (the `exchange` setting), as traces show it.
+    pub fn with_exchange(mut self, exchange: &str) -> Self {
+        self.exchange = Arc::from(exchange);
+        self
+    }
+
+    pub fn exchange(&self) -> &str {
+        &self.exchange
     }
 
     pub async fn declare(&self, spec: &QueueSpec) -> Result<(), BusError> {

@@ -89,7 +89,8 @@ impl RabbitBus {
         }
     }
 
-    fn queue_name(&self, name: &str) -> String {
+    /// The broker's name for the consumer queue `name`.
+    pub fn queue_name(&self, name: &str) -> String {
         format!("{}.{}", self.inner.exchange, name)
     }
 

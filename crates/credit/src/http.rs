@@ -8,6 +8,9 @@
 //!
 //! Connection errors, timeouts, `429` and `5xx` are retried per the [`RetryPolicy`]; anything
 //! else is an answer.
+//!
+//! Every attempt is an HTTP client span (`tongban_telemetry::http`) whose context the registry
+//! receives as `traceparent`.
 
 use std::time::Duration;
 
@@ -133,10 +136,12 @@ impl CreditRegistry for HttpRegistry {
     async fn lookup(&self, code: &CreditCode) -> Result<Option<CreditRecord>, CreditError> {
         let url = format!("{}/credit/v1/records/{}", self.settings.base_url, code);
         self.with_retry("lookup", || async {
-            let resp = match self
-                .request(reqwest::Method::GET, url.clone(), Vec::new())
-                .send()
-                .await
+            let resp = match tongban_telemetry::http::send(self.request(
+                reqwest::Method::GET,
+                url.clone(),
+                Vec::new(),
+            ))
+            .await
             {
                 Ok(r) => r,
                 Err(e) => return Ok(Outcome::Retry(e.to_string())),
@@ -182,10 +187,12 @@ impl CreditRegistry for HttpRegistry {
         let url = format!("{}/credit/v1/breaches", self.settings.base_url);
         let body = serde_json::to_vec(breach).map_err(|e| CreditError::Malformed(e.to_string()))?;
         self.with_retry("record_breach", || async {
-            let resp = match self
-                .request(reqwest::Method::POST, url.clone(), body.clone())
-                .send()
-                .await
+            let resp = match tongban_telemetry::http::send(self.request(
+                reqwest::Method::POST,
+                url.clone(),
+                body.clone(),
+            ))
+            .await
             {
                 Ok(r) => r,
                 Err(e) => return Ok(Outcome::Retry(e.to_string())),

@@ -4,14 +4,19 @@
 //! If anything in the batch fails, the batch is rolled back and retried one message at a time,
 //! so one bad event cannot hold the others back; a message that keeps failing is nacked and,
 //! after the queue's delivery limit, dead-lettered by the bus.
+//!
+//! Each event is applied inside a consumer span `process {queue}`, a child of the publish span
+//! the message names (`tongban_telemetry::messaging`), so whatever the handler emits continues
+//! the application's trace.
 
 use std::{future::Future, sync::Arc, time::Duration};
 
-use prost::Message;
+use prost::Message as _;
 use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr};
 use tokio_util::sync::CancellationToken;
 use tongban_bus::{Bus, BusError, Delivery, QueueSpec};
 use tongban_proto::events::Envelope;
+use tongban_telemetry::messaging::{Message, process_span, record_error};
 use tracing::Instrument;
 
 use crate::{inbox, relay::RelayHandle};
@@ -61,6 +66,10 @@ pub async fn run_consumer<H: EventHandler>(
     shutdown: CancellationToken,
 ) -> Result<(), BusError> {
     let mut sub = bus.subscribe(&opts.queue).await?;
+    let source = Source {
+        system: bus.system(),
+        queue: bus.queue_name(&opts.queue.name),
+    };
     let metrics = crate::metrics::Instruments::new(&opts.consumer, &bus);
     loop {
         let batch = tokio::select! {
@@ -70,17 +79,35 @@ pub async fn run_consumer<H: EventHandler>(
         if batch.is_empty() {
             return Err(BusError::Closed);
         }
-        let applied = apply_batch(&db, &opts.consumer, handler.as_ref(), batch, &metrics).await;
+        let applied = apply_batch(
+            &db,
+            &opts.consumer,
+            &source,
+            handler.as_ref(),
+            batch,
+            &metrics,
+        )
+        .await;
         if applied && let Some(r) = &relay {
             r.wake();
         }
     }
 }
 
+/// Where deliveries come from, as their spans name it.
+struct Source {
+    system: &'static str,
+    queue: String,
+}
+
+/// One decoded event and the `traceparent` its message carried.
+type Received<'a> = (&'a Envelope, Option<&'a str>);
+
 /// Applies a batch; returns true when something committed.
 async fn apply_batch<H: EventHandler>(
     db: &DatabaseConnection,
     consumer: &str,
+    source: &Source,
     handler: &H,
     batch: Vec<Delivery>,
     metrics: &crate::metrics::Instruments,
@@ -105,8 +132,11 @@ async fn apply_batch<H: EventHandler>(
     if decoded.is_empty() {
         return false;
     }
-    let envs: Vec<&Envelope> = decoded.iter().map(|(_, e)| e).collect();
-    match apply_in_txn(db, consumer, handler, &envs).await {
+    let envs: Vec<Received<'_>> = decoded
+        .iter()
+        .map(|(d, e)| (e, d.traceparent.as_deref()))
+        .collect();
+    match apply_in_txn(db, consumer, source, handler, &envs).await {
         Ok(()) => {
             let events: Vec<Envelope> = decoded.iter().map(|(_, e)| e.clone()).collect();
             for (d, env) in decoded {
@@ -133,7 +163,8 @@ async fn apply_batch<H: EventHandler>(
             tracing::info!(size = decoded.len(), error = %e, "batch failed; applying one by one");
             let mut any = false;
             for (d, env) in decoded {
-                match apply_in_txn(db, consumer, handler, &[&env]).await {
+                let one = [(&env, d.traceparent.as_deref())];
+                match apply_in_txn(db, consumer, source, handler, &one).await {
                     Ok(()) => {
                         metrics.consumed(&env.r#type, None);
                         if let Err(e) = d.ack().await {
@@ -160,15 +191,34 @@ async fn apply_batch<H: EventHandler>(
 async fn apply_in_txn<H: EventHandler>(
     db: &DatabaseConnection,
     consumer: &str,
+    source: &Source,
     handler: &H,
-    events: &[&Envelope],
+    events: &[Received<'_>],
 ) -> Result<(), HandlerError> {
     let txn = tongban_storage::begin_write(db).await?;
-    for env in events {
+    for (env, header) in events {
         if inbox::record(&txn, consumer, &env.event_id).await? {
-            let span = tracing::info_span!("apply_event", event_id = %env.event_id, r#type = %env.r#type, application_id = %env.application_id);
-            tongban_telemetry::set_parent(&span, &env.traceparent);
-            handler.handle(&txn, env).instrument(span).await?;
+            let span = process_span(
+                Message {
+                    system: source.system,
+                    destination: &source.queue,
+                    routing_key: &env.r#type,
+                    message_id: &env.event_id,
+                    application_id: &env.application_id,
+                },
+                *header,
+                &env.traceparent,
+            );
+            if let Err(e) = handler.handle(&txn, env).instrument(span.clone()).await {
+                record_error(
+                    &span,
+                    match e {
+                        HandlerError::Db(_) => "storage",
+                        HandlerError::Rejected(_) => "rejected",
+                    },
+                );
+                return Err(e);
+            }
         } else {
             tracing::debug!(event_id = %env.event_id, "already applied; skipping");
         }

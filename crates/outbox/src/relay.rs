@@ -5,6 +5,10 @@
 //! publishes them as one confirmed batch, and marks them published in the same transaction that
 //! held the locks. If the process dies after the broker confirmed but before the mark commits,
 //! the rows are published again: at-least-once, which the consumers' inbox turns into once.
+//!
+//! Each row's publish is a producer span `publish {exchange}` in the trace the event was written
+//! in (`tongban_telemetry::messaging`); the message carries that span's context, so consumers'
+//! spans hang under it.
 
 use std::{sync::Arc, time::Duration};
 
@@ -12,6 +16,7 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, Value};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tongban_bus::{Bus, BusError, OutgoingMessage};
+use tongban_telemetry::messaging::{Message, publish_span};
 
 use tongban_storage::stmt;
 
@@ -97,7 +102,7 @@ impl Relay {
             .query_all_raw(stmt(
                 backend,
                 &format!(
-                    "SELECT seq, event_id, routing_key, payload, traceparent FROM outbox WHERE published_at IS NULL ORDER BY seq LIMIT ?{lock}"
+                    "SELECT seq, event_id, routing_key, application_id, payload, traceparent FROM outbox WHERE published_at IS NULL ORDER BY seq LIMIT ?{lock}"
                 ),
                 vec![(self.batch as i64).into()],
             ))
@@ -108,17 +113,38 @@ impl Relay {
         }
         let mut seqs: Vec<Value> = Vec::with_capacity(rows.len());
         let mut messages = Vec::with_capacity(rows.len());
+        let mut spans = Vec::with_capacity(rows.len());
         for row in &rows {
             seqs.push(row.try_get::<i64>("", "seq")?.into());
+            let event_id: String = row.try_get("", "event_id")?;
+            let routing_key: String = row.try_get("", "routing_key")?;
+            let application_id: String = row.try_get("", "application_id")?;
+            let written_in: Option<String> = row.try_get("", "traceparent")?;
+            let span = publish_span(
+                Message {
+                    system: self.bus.system(),
+                    destination: self.bus.exchange(),
+                    routing_key: &routing_key,
+                    message_id: &event_id,
+                    application_id: &application_id,
+                },
+                written_in.as_deref(),
+            );
+            // Without tracing there is no publish span: pass on the context it was written in.
+            let traceparent = tongban_telemetry::traceparent_of(&span).or(written_in);
+            spans.push(span);
             messages.push(OutgoingMessage {
-                event_id: row.try_get("", "event_id")?,
-                routing_key: row.try_get("", "routing_key")?,
+                event_id,
+                routing_key,
                 payload: row.try_get("", "payload")?,
-                traceparent: row.try_get("", "traceparent")?,
+                traceparent,
             });
         }
         let types = || messages.iter().map(|m| m.routing_key.as_str());
         if let Err(e) = self.bus.publish_batch(&messages).await {
+            for span in &spans {
+                tongban_telemetry::messaging::record_error(span, "publish");
+            }
             self.metrics.sent(types(), Some("publish_failed"));
             txn.rollback().await?;
             return Err(e.into());

@@ -28,3 +28,8 @@ async fn failing_event_is_redelivered_and_garbage_is_dead_lettered() -> anyhow::
 async fn relay_publishes_2000_events_in_bounded_batches() -> anyhow::Result<()> {
     relay_batches(sqlite_local("ob_batches").await?, 2_000, 300).await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_carries_the_relays_publish_span() -> anyhow::Result<()> {
+    message_carries_the_publish_span(sqlite_local("ob_traced").await?).await
+}

@@ -33,6 +33,11 @@ async fn relay_publishes_2000_events_in_bounded_batches() -> anyhow::Result<()> 
     relay_batches(pg_rabbit("ob_batches").await?, 2_000, 300).await
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_carries_the_relays_publish_span() -> anyhow::Result<()> {
+    message_carries_the_publish_span(pg_rabbit("ob_traced").await?).await
+}
+
 /// 4. The broker connection the relay publishes on is closed between two batches; the relay
 ///    notices the dead connection, reconnects, and the second batch arrives, once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

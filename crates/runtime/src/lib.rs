@@ -3,7 +3,8 @@
 //!
 //! - [`config`]: layered configuration (defaults → `tongban.toml` → `TONGBAN_*` environment).
 //! - [`serve_grpc`]: one tonic server with gRPC health checking, server reflection and grpc-web,
-//!   stopping gracefully when the shutdown token fires.
+//!   stopping gracefully when the shutdown token fires; every call gets a server span
+//!   ([`tracing_layer`]).
 //! - [`shutdown_on_signals`]: SIGINT/SIGTERM cancel a token; a second signal exits at once.
 //! - [`ServiceBuilder`]: relay, consumer, background workers and the server of one service,
 //!   started in the right order and joined on shutdown.
@@ -15,6 +16,7 @@ pub mod metrics;
 pub mod service;
 pub mod status;
 pub mod streams;
+pub mod tracing_layer;
 
 pub use service::ServiceBuilder;
 
@@ -118,9 +120,10 @@ pub async fn serve_grpc(
         server = server.tls_config(server_tls(tls)?)?;
     }
     server
-        .trace_fn(request_span)
         .accept_http1(true)
         .layer(tonic_web::GrpcWebLayer::new())
+        // Inside grpc-web, so that it sees gRPC's own trailers for both kinds of caller.
+        .layer(tracing_layer::GrpcTraceLayer)
         .layer(metrics::RpcMetricsLayer::new())
         .add_routes(routes)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
@@ -143,20 +146,6 @@ fn server_tls(tls: &config::TlsConfig) -> anyhow::Result<tonic::transport::Serve
         read("tls.key_file", &tls.key_file)?,
     );
     Ok(tonic::transport::ServerTlsConfig::new().identity(identity))
-}
-
-/// One span per RPC, continuing the caller's trace when it sent a W3C `traceparent`, so that
-/// the events the RPC causes (which carry the span's context) join the same trace.
-fn request_span(req: &tonic::codegen::http::Request<()>) -> tracing::Span {
-    let span = tracing::info_span!("rpc", path = %req.uri().path());
-    if let Some(tp) = req
-        .headers()
-        .get("traceparent")
-        .and_then(|v| v.to_str().ok())
-    {
-        tongban_telemetry::set_parent(&span, tp);
-    }
-    span
 }
 
 /// A server-streaming response fed by a task: `body` gets the sending half and runs until it

@@ -7,7 +7,14 @@
 //! making one application one trace across all services. Spans are exported over OTLP/gRPC when
 //! `OTEL_EXPORTER_OTLP_ENDPOINT` is set. It installs the meter provider as well ([`metrics`]).
 //! Keep the returned [`Guard`] alive; dropping it flushes.
+//!
+//! Spans follow the OpenTelemetry semantic conventions, so that any trace back end names and
+//! groups them alike: [`http`] for outgoing HTTP requests (client spans whose context rides in
+//! the request's `traceparent` header), [`messaging`] for the bus (`publish {exchange}` producer
+//! spans, `process {queue}` consumer spans). gRPC server spans live in `tongban-runtime`.
 
+pub mod http;
+pub mod messaging;
 pub mod metrics;
 
 use std::collections::HashMap;
@@ -92,7 +99,13 @@ pub fn init(service: &str) -> Guard {
 
 /// The W3C `traceparent` of the current span, if tracing is active.
 pub fn current_traceparent() -> Option<String> {
-    let cx = tracing::Span::current().context();
+    traceparent_of(&tracing::Span::current())
+}
+
+/// The W3C `traceparent` naming `span` (so that what carries it continues as its child), if
+/// tracing is active.
+pub fn traceparent_of(span: &tracing::Span) -> Option<String> {
+    let cx = span.context();
     let mut carrier: HashMap<String, String> = HashMap::new();
     TraceContextPropagator::new().inject_context(&cx, &mut carrier);
     carrier.remove("traceparent")

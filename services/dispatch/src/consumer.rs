@@ -65,6 +65,7 @@ impl Fanout {
                 status,
                 last_error,
                 payload,
+                traceparent: tongban_telemetry::current_traceparent(),
             };
             if txn.insert_delivery(&row).await? && status == Status::DeadLettered {
                 tracing::warn!(platform = %row.platform_id, error = %row.last_error, "mapping failed; dead-lettered");

@@ -40,6 +40,8 @@ pub struct Delivery {
     pub created_at: i64,
     pub updated_at: i64,
     pub delivered_at: Option<i64>,
+    /// The trace the row was created in; every attempt's span joins it.
+    pub traceparent: Option<String>,
 }
 
 impl From<delivery::Model> for Delivery {
@@ -59,6 +61,7 @@ impl From<delivery::Model> for Delivery {
             created_at: m.created_at,
             updated_at: m.updated_at,
             delivered_at: m.delivered_at,
+            traceparent: m.traceparent,
         }
     }
 }
@@ -101,6 +104,8 @@ pub struct NewDelivery {
     pub status: Status,
     pub last_error: String,
     pub payload: String,
+    /// The trace the deliveries continue (the current span's, where the event is applied).
+    pub traceparent: Option<String>,
 }
 
 /// The stable key a platform sees for (platform, event): the same on every attempt.
@@ -363,6 +368,7 @@ impl<C: ConnectionTrait> DeliveryLedger for C {
             created_at: Set(now),
             updated_at: Set(now),
             delivered_at: NotSet,
+            traceparent: Set(d.traceparent.clone()),
         })
         .on_conflict(
             OnConflict::columns([delivery::Column::PlatformId, delivery::Column::EventId])

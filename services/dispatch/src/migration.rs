@@ -20,11 +20,45 @@ impl MigratorTrait for Migrator {
             Box::new(tongban_involved::Migration::named(
                 "m20261201_000005_dispatch_application_departments",
             )),
+            Box::new(DeliveryTraceparent),
         ]
     }
 }
 
 struct Ledger;
+
+/// `deliveries.traceparent`: the trace context the row was created in (the consumer's span of
+/// the event it delivers), so that every attempt, however much later, joins that trace.
+struct DeliveryTraceparent;
+
+impl MigrationName for DeliveryTraceparent {
+    fn name(&self) -> &str {
+        "m20261201_000006_dispatch_delivery_traceparent"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for DeliveryTraceparent {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        // SQLite runs DDL outside a migration transaction: a process killed right after the
+        // ALTER runs this again on restart.
+        if !manager.has_column("deliveries", "traceparent").await? {
+            manager
+                .get_connection()
+                .execute_unprepared("ALTER TABLE deliveries ADD COLUMN traceparent TEXT")
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .get_connection()
+            .execute_unprepared("ALTER TABLE deliveries DROP COLUMN traceparent")
+            .await?;
+        Ok(())
+    }
+}
 
 impl MigrationName for Ledger {
     fn name(&self) -> &str {
@@ -187,7 +221,17 @@ mod tests {
                 .await?
                 .is_empty()
         );
-        // The workflow departments are the last migration.
+        // The deliveries' trace context is the last migration: without it the entity no
+        // longer reads.
+        Migrator::down(&db, Some(1)).await?;
+        assert!(delivery::Entity::find().all(&db).await.is_err());
+        assert!(
+            application_department::Entity::find()
+                .all(&db)
+                .await
+                .is_ok()
+        );
+        // The workflow departments are the one before.
         Migrator::down(&db, Some(1)).await?;
         assert!(
             application_department::Entity::find()

@@ -11,6 +11,9 @@
 //! the circuit; any other 4xx is a request the platform will never accept (bad payload or
 //! credentials), so it is dead-lettered at once, where staff can fix the cause and replay.
 //!
+//! Every attempt runs in a `deliver {platform}` span in the trace the row was created in, and its
+//! HTTP request is a client span there whose context the platform receives as `traceparent`.
+//!
 //! A platform that is down only fills its own queue: its worker waits on its own circuit and
 //! semaphore; the others keep going.
 
@@ -29,6 +32,7 @@ use tongban_outbox::{RelayHandle, new_envelope, outbox};
 use tongban_platform::PlatformConfig;
 use tongban_proto::events::{DeliveryDeadLettered, DeliverySucceeded, envelope::Payload};
 use tongban_storage::begin_write;
+use tracing::Instrument as _;
 
 use crate::{
     circuit::{Admit, Breaker},
@@ -127,10 +131,14 @@ pub async fn run(platform: Arc<PlatformRuntime>, d: Deliverer, shutdown: Cancell
                                 shutdown.clone(),
                                 lease_token.clone(),
                             );
-                            inflight.spawn(async move {
-                                deliver(&p, &dd, row, &token, stop).await;
-                                drop(permit);
-                            });
+                            let span = attempt_span(&row);
+                            inflight.spawn(
+                                async move {
+                                    deliver(&p, &dd, row, &token, stop).await;
+                                    drop(permit);
+                                }
+                                .instrument(span),
+                            );
                         }
                         continue;
                     }
@@ -160,6 +168,22 @@ pub async fn run(platform: Arc<PlatformRuntime>, d: Deliverer, shutdown: Cancell
     while inflight.join_next().await.is_some() {}
 }
 
+/// The span of one attempt at `row`, in the trace the row was created in.
+fn attempt_span(row: &Delivery) -> tracing::Span {
+    let span = tracing::info_span!(
+        "deliver",
+        otel.name = %format!("deliver {}", row.platform_id),
+        platform = %row.platform_id,
+        delivery_id = %row.delivery_id,
+        tongban.application_id = %row.application_id,
+        attempt = row.attempts.saturating_add(1),
+    );
+    if let Some(tp) = &row.traceparent {
+        tongban_telemetry::set_parent(&span, tp);
+    }
+    span
+}
+
 /// What one HTTP attempt came to.
 enum Attempt {
     Ok,
@@ -177,7 +201,7 @@ async fn send(platform: &PlatformConfig, http: &reqwest::Client, row: &Delivery)
     for (name, value) in platform.auth.headers(&body, chrono::Utc::now()) {
         req = req.header(name, value);
     }
-    match req.body(body).send().await {
+    match tongban_telemetry::http::send(req.body(body)).await {
         Ok(resp) => {
             let status = resp.status();
             if status.is_success() {

@@ -18,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(WebhookRequestId),
             Box::new(tongban_audit::migration::AuditLog),
             Box::new(WebhookOwners),
+            Box::new(WebhookDeliveryTraceparent),
         ]
     }
 }
@@ -64,6 +65,41 @@ impl MigrationTrait for WebhookRequestId {
 /// applications in its owner's scope. Existing webhooks get no owner and receive nothing until
 /// re-registered: failing closed is the point.
 struct WebhookOwners;
+
+/// `webhook_deliveries.traceparent`: the trace context the delivery was queued in (the
+/// consumer's span of its event), so that every attempt joins that trace.
+struct WebhookDeliveryTraceparent;
+
+impl MigrationName for WebhookDeliveryTraceparent {
+    fn name(&self) -> &str {
+        "m20261201_000006_notification_webhook_delivery_traceparent"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for WebhookDeliveryTraceparent {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        // As in WebhookOwners: SQLite DDL may have run before a kill, so check first.
+        if !manager
+            .has_column("webhook_deliveries", "traceparent")
+            .await?
+        {
+            manager
+                .get_connection()
+                .execute_unprepared("ALTER TABLE webhook_deliveries ADD COLUMN traceparent TEXT")
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .get_connection()
+            .execute_unprepared("ALTER TABLE webhook_deliveries DROP COLUMN traceparent")
+            .await?;
+        Ok(())
+    }
+}
 
 impl MigrationName for WebhookOwners {
     fn name(&self) -> &str {
@@ -367,8 +403,13 @@ mod tests {
         Migrator::up(&db, None).await?;
         assert!(notification::Entity::find().all(&db).await?.is_empty());
         assert!(webhook::Entity::find().all(&db).await?.is_empty());
-        // The last migration adds the webhook owner columns: without them the entity no
-        // longer reads.
+        // The last migration adds the webhook deliveries' trace context: without it that
+        // entity no longer reads.
+        Migrator::down(&db, Some(1)).await?;
+        assert!(webhook_delivery::Entity::find().all(&db).await.is_err());
+        assert!(webhook::Entity::find().all(&db).await.is_ok());
+        // The one before adds the webhook owner columns: without them the entity no longer
+        // reads.
         Migrator::down(&db, Some(1)).await?;
         assert!(webhook::Entity::find().all(&db).await.is_err());
         // The one before is the audit log's tables.

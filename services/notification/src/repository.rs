@@ -621,6 +621,8 @@ pub struct DeliveryRow {
     pub secret: SecretString,
     pub body: String,
     pub attempts: i64,
+    /// The trace the delivery was queued in.
+    pub traceparent: Option<String>,
 }
 
 /// What became of one delivery attempt.
@@ -640,7 +642,7 @@ pub enum DeliveryOutcome {
 
 /// The `webhook_deliveries` table, a send queue.
 pub trait WebhookDeliveries {
-    /// Queues `body` for `webhook_id`, once per event.
+    /// Queues `body` for `webhook_id`, once per event, in the current span's trace.
     fn insert_delivery(
         &self,
         webhook_id: &str,
@@ -680,6 +682,7 @@ impl<C: ConnectionTrait> WebhookDeliveries for C {
             delivered_ms: NotSet,
             failed_ms: NotSet,
             last_error: NotSet,
+            traceparent: Set(tongban_telemetry::current_traceparent()),
         })
         .on_conflict(OnConflict::new().do_nothing().to_owned())
         .exec_without_returning(self)
@@ -716,6 +719,7 @@ impl<C: ConnectionTrait> WebhookDeliveries for C {
                     secret: SecretString::from(w.secret),
                     body: d.body,
                     attempts: i64::from(d.attempts),
+                    traceparent: d.traceparent,
                 })
             })
             .collect())

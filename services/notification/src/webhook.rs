@@ -19,6 +19,9 @@
 //! retries survive restarts; after `max_attempts` the row is marked failed and logged.
 //! Receivers de-duplicate on the event id: a delivery whose success was not recorded (crash)
 //! is sent again.
+//!
+//! Each attempt runs in a `deliver webhook` span in the trace the delivery was queued in; its
+//! POST is a client span there, whose context the receiver gets as `traceparent`.
 
 use std::{sync::Arc, time::Duration};
 
@@ -29,6 +32,7 @@ use sha2::Sha256;
 use tokio_util::sync::CancellationToken;
 use tongban_proto::events::Envelope;
 use tongban_types::Backoff;
+use tracing::Instrument as _;
 
 use crate::{
     error::NotificationError,
@@ -195,7 +199,10 @@ impl Deliverer {
                 Ok(batch) if !batch.is_empty() => {
                     // One slow receiver must not hold up the others in the batch.
                     futures::stream::iter(batch)
-                        .for_each_concurrent(8, |d| self.deliver(&shared, d))
+                        .for_each_concurrent(8, |d| {
+                            let span = attempt_span(&d);
+                            self.deliver(&shared, d).instrument(span)
+                        })
                         .await;
                     continue;
                 }
@@ -221,16 +228,16 @@ impl Deliverer {
         }
         let timestamp = chrono::Utc::now().timestamp().to_string();
         let signature = sign(d.secret.expose_secret(), &timestamp, d.body.as_bytes());
-        let result = self
-            .client
-            .post(url)
-            .header("content-type", "application/json")
-            .header(TIMESTAMP_HEADER, &timestamp)
-            .header(SIGNATURE_HEADER, signature)
-            .header("x-tongban-event-id", &d.event_id)
-            .body(d.body.clone())
-            .send()
-            .await;
+        let result = tongban_telemetry::http::send(
+            self.client
+                .post(url)
+                .header("content-type", "application/json")
+                .header(TIMESTAMP_HEADER, &timestamp)
+                .header(SIGNATURE_HEADER, signature)
+                .header("x-tongban-event-id", &d.event_id)
+                .body(d.body.clone()),
+        )
+        .await;
         match result {
             Ok(r) if r.status().is_success() => None,
             Ok(r) => Some(format!("HTTP {}", r.status())),
@@ -272,6 +279,21 @@ impl Deliverer {
             tracing::warn!(error = %e, "recording webhook outcome failed; it may be sent again");
         }
     }
+}
+
+/// The span of one attempt at `d`, in the trace it was queued in.
+fn attempt_span(d: &DeliveryRow) -> tracing::Span {
+    let span = tracing::info_span!(
+        "deliver_webhook",
+        otel.name = "deliver webhook",
+        delivery_id = %d.delivery_id,
+        event_id = %d.event_id,
+        attempt = d.attempts + 1,
+    );
+    if let Some(tp) = &d.traceparent {
+        tongban_telemetry::set_parent(&span, tp);
+    }
+    span
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

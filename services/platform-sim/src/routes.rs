@@ -4,7 +4,7 @@
 //! | --- | --- | --- |
 //! | `POST` | `P` | deliver: auth, `Idempotency-Key`, JSON body → 201 receipt (200 `duplicate`) |
 //! | `GET` | `P/_received` | `{"platform","count","keys"}` in arrival order (reconciliation) |
-//! | `GET` | `P/_received/{key}` | the stored body (404 if none) |
+//! | `GET` | `P/_received/{key}` | the stored body (404 if none); headers `x-receipt-no`, `x-received-at`, and `x-received-traceparent` when the delivery carried a W3C `traceparent` |
 //! | `DELETE` | `P/_received` | forget everything (tests) |
 //! | `GET`/`PUT` | `P/_faults` | fault knobs: latency, error rate, down, slow drain |
 //!
@@ -210,7 +210,9 @@ async fn receive(
         now.with_timezone(&Shanghai).format("%Y%m%d")
     );
     let inserted =
-        lock(&st.store).insert(&key, payload.clone(), now, |n| format!("{prefix}-{n:06}"));
+        lock(&st.store).insert_traced(&key, payload.clone(), header("traceparent"), now, |n| {
+            format!("{prefix}-{n:06}")
+        });
     match inserted {
         Ok(Inserted::New(record)) => {
             tracing::info!(%key, receipt_no = %record.receipt_no, "stored");
@@ -267,7 +269,14 @@ async fn one(State(st): State<Arc<PlatformState>>, Path(key): Path<String>) -> R
     for (name, value) in [
         ("x-receipt-no", record.receipt_no.clone()),
         ("x-received-at", record.received_at.to_rfc3339()),
+        (
+            "x-received-traceparent",
+            record.traceparent.clone().unwrap_or_default(),
+        ),
     ] {
+        if value.is_empty() {
+            continue;
+        }
         if let Ok(value) = HeaderValue::from_str(&value) {
             response
                 .headers_mut()

@@ -24,6 +24,9 @@ pub struct Record {
     pub received_at: DateTime<Utc>,
     /// The JSON body as received.
     pub body: Value,
+    /// The W3C `traceparent` header the first delivery came with, if any (trace tests).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 /// Outcome of [`Store::insert`].
@@ -114,10 +117,23 @@ impl Store {
 
     /// Stores `body` under `key` unless the key is already held. The record reaches the file
     /// (if any) before memory, so an acknowledged delivery is never lost on restart.
+    #[cfg(test)]
     pub(crate) fn insert(
         &mut self,
         key: &str,
         body: Value,
+        now: DateTime<Utc>,
+        receipt_no: impl FnOnce(u64) -> String,
+    ) -> std::io::Result<Inserted> {
+        self.insert_traced(key, body, None, now, receipt_no)
+    }
+
+    /// [`Store::insert`], remembering the delivery's `traceparent` header.
+    pub(crate) fn insert_traced(
+        &mut self,
+        key: &str,
+        body: Value,
+        traceparent: Option<String>,
         now: DateTime<Utc>,
         receipt_no: impl FnOnce(u64) -> String,
     ) -> std::io::Result<Inserted> {
@@ -129,6 +145,7 @@ impl Store {
             receipt_no: receipt_no(self.issued + 1),
             received_at: now,
             body,
+            traceparent,
         };
         if let Some((_, file)) = &mut self.file {
             let mut line = serde_json::to_vec(&record).map_err(std::io::Error::other)?;

@@ -423,3 +423,38 @@ async fn end_to_end_with_shipped_mappings() {
     }
     sim.shutdown().await.unwrap();
 }
+
+/// A delivery's W3C `traceparent` is kept with it and shown on the stored record, so trace tests
+/// can see that the sender's span reached the platform.
+#[tokio::test]
+async fn traceparent_of_a_delivery_is_recorded() {
+    let (_sim, config) = start(&["national_investment"]).await;
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let bytes = serde_json::to_vec(&json!({"xmmc": "x"})).unwrap();
+    let mut request = client()
+        .post(&config.endpoint)
+        .header("Content-Type", "application/json")
+        .header("Idempotency-Key", "traced")
+        .header("traceparent", traceparent);
+    for (name, value) in config.auth.headers(&bytes, Utc::now()) {
+        request = request.header(name, value);
+    }
+    let response = request.body(bytes).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let (status, _) = deliver(&config, Some("untraced"), &json!({"xmmc": "y"})).await;
+    assert_eq!(status, StatusCode::CREATED);
+
+    let one = get(format!("{}/traced", config.query_endpoint))
+        .await
+        .unwrap();
+    assert_eq!(
+        one.headers()
+            .get("x-received-traceparent")
+            .and_then(|v| v.to_str().ok()),
+        Some(traceparent)
+    );
+    let other = get(format!("{}/untraced", config.query_endpoint))
+        .await
+        .unwrap();
+    assert!(other.headers().get("x-received-traceparent").is_none());
+}

@@ -587,3 +587,45 @@ pub async fn relay_batches(env: Env, total: usize, batch: usize) -> anyhow::Resu
     assert_eq!(env.published().await?, total as i64);
     env.wait_depth("bulk", total as u64).await
 }
+
+/// The message carries the relay's publish span, in the trace the event was written in: same
+/// trace id as the envelope's `traceparent`, a new span id. An event written outside any trace
+/// still leaves with one (its publish span starts a trace).
+pub async fn message_carries_the_publish_span(env: Env) -> anyhow::Result<()> {
+    let _telemetry = tongban_telemetry::init("outbox-test");
+    let mut sub = env.bus.subscribe(&QueueSpec::new("traced", &[KEY])).await?;
+    let trace_id = "0af7651916cd43dd8448eb211c80319c";
+    let written_in = "b7ad6b7169203331";
+    let mut traced = event("app-traced");
+    traced.traceparent = format!("00-{trace_id}-{written_in}-01");
+    let mut untraced = event("app-untraced");
+    untraced.traceparent = String::new();
+    env.commit(&[traced.clone(), untraced.clone()]).await?;
+    ensure!(env.relay().publish_once().await? == 2, "both published");
+
+    let mut seen = HashMap::new();
+    while seen.len() < 2 {
+        let d = tokio::time::timeout(WAIT, sub.recv())
+            .await
+            .map_err(|_| anyhow!("timed out"))?
+            .ok_or_else(|| anyhow!("subscription ended"))?;
+        let env_id = Envelope::decode(d.payload.as_slice())?.event_id;
+        let tp = d.traceparent.clone().unwrap_or_default();
+        d.ack().await?;
+        seen.insert(env_id, tp);
+    }
+    let parts = |tp: &str| tp.split('-').map(String::from).collect::<Vec<_>>();
+    let t = parts(&seen[&traced.event_id]);
+    ensure!(t.len() == 4, "traced message's traceparent {t:?}");
+    ensure!(t[1] == trace_id, "same trace: {t:?}");
+    ensure!(
+        t[2] != written_in,
+        "the publish span, not the writer's: {t:?}"
+    );
+    let u = parts(&seen[&untraced.event_id]);
+    ensure!(
+        u.len() == 4 && u[1] != trace_id && u[1].chars().any(|c| c != '0'),
+        "an untraced event leaves in a trace of its own: {u:?}"
+    );
+    Ok(())
+}

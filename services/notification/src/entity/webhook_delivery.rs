@@ -17,6 +17,8 @@ pub struct Model {
     pub delivered_ms: Option<i64>,
     pub failed_ms: Option<i64>,
     pub last_error: Option<String>,
+    /// W3C trace context the delivery was queued in; attempts continue it.
+    pub traceparent: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -29,6 +29,7 @@ struct Call {
     timestamp: String,
     signature: String,
     event_id: String,
+    traceparent: String,
     body: String,
 }
 
@@ -68,6 +69,7 @@ impl Receiver {
                         timestamp: get("x-tongban-timestamp"),
                         signature: get("x-tongban-signature"),
                         event_id: get("x-tongban-event-id"),
+                        traceparent: get("traceparent"),
                         body,
                     });
                     let first = calls.iter().filter(|c| c.path == path).count() == 1;
@@ -118,6 +120,8 @@ fn approved(app: &str) -> events::Envelope {
 }
 
 async fn webhook_is_signed_and_retried(backend: Backend) -> anyhow::Result<()> {
+    // Spans get ids, so the calls carry a traceparent (checked below).
+    let _telemetry = tongban_telemetry::init("notification-test");
     let h = Harness::start(backend).await?;
     let admin = h.keys.token(Role::Admin, None, None);
     let mut client = h.client.clone();
@@ -204,7 +208,11 @@ async fn webhook_is_signed_and_retried(backend: Backend) -> anyhow::Result<()> {
     );
     assert!(!trail[0].reason.contains(&hook.secret), "{:?}", trail[0]);
 
-    let approved = approved("app-9");
+    let mut approved = approved("app-9");
+    // Published without a header (as before the relay sent one): the envelope's context is the
+    // trace the delivery continues.
+    let trace_id = "6e0c63257de34c926f9efcd03927272e";
+    approved.traceparent = format!("00-{trace_id}-00f067aa0ba902b7-01");
     let other = tongban_outbox::new_envelope(
         "approval",
         "app-9",
@@ -228,6 +236,13 @@ async fn webhook_is_signed_and_retried(backend: Backend) -> anyhow::Result<()> {
             DEFAULT_TOLERANCE,
         )?;
         assert_eq!(c.event_id, approved.event_id);
+        // Every attempt is a client span in the event's trace, and says so to the receiver.
+        let tp: Vec<&str> = c.traceparent.split('-').collect();
+        assert!(
+            tp.len() == 4 && tp[1] == trace_id && tp[2] != "00f067aa0ba902b7",
+            "traceparent {:?}",
+            c.traceparent
+        );
         let json: serde_json::Value = serde_json::from_str(&c.body)?;
         assert_eq!(json["type"], "application.approved");
         assert_eq!(json["event_id"], approved.event_id.as_str());
@@ -235,6 +250,10 @@ async fn webhook_is_signed_and_retried(backend: Backend) -> anyhow::Result<()> {
         assert_eq!(json["payload"]["decisionNumber"], "松环审〔2026〕99号");
     }
     assert_eq!(calls[0].body, calls[1].body, "a retry sends the same bytes");
+    assert_ne!(
+        calls[0].traceparent, calls[1].traceparent,
+        "each attempt is its own span"
+    );
 
     // The captured delivery, replayed ten minutes later, is refused; so is the same capture
     // with a fresh timestamp in front of the old signature.
