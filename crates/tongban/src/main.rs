@@ -11,7 +11,7 @@ mod audit;
 mod dev;
 mod topology;
 
-use clap::{CommandFactory as _, Parser, Subcommand};
+use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -65,8 +65,22 @@ enum TopologyCommand {
 
 fn main() -> std::process::ExitCode {
     // Usage errors exit 1 (exit 2 means the server rejected a request); help and version 0.
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
+    let parsed = Cli::command()
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m).map(|cli| (cli, m)));
+    let cli = match parsed {
+        Ok((cli, matches)) => {
+            let mut cli = cli;
+            // `tongban health --server URL` checks that one server; TONGBAN_SERVER alone (also
+            // read into --server) only moves where the four services are looked for.
+            if let Command::Client(tongban_cli::Command::Health(args)) = &mut cli.command {
+                args.server_on_command_line = matches
+                    .subcommand_matches("health")
+                    .and_then(|m| m.value_source("server"))
+                    == Some(clap::parser::ValueSource::CommandLine);
+            }
+            cli
+        }
         Err(e) => {
             let _ = e.print();
             return std::process::ExitCode::from(if e.use_stderr() { 1 } else { 0 });
