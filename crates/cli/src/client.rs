@@ -52,6 +52,13 @@ pub struct GlobalArgs {
     pub(crate) output: Output,
 }
 
+impl GlobalArgs {
+    /// Whether `--output json` was asked for.
+    pub fn json(&self) -> bool {
+        self.output == Output::Json
+    }
+}
+
 /// `~/.config/tongban/config.toml`.
 #[derive(serde::Deserialize, serde::Serialize, Default, Debug)]
 pub(crate) struct Config {
