@@ -107,6 +107,10 @@ pub(crate) struct UpArgs {
     /// Pick free ports for everything (services, metrics, simulators) instead.
     #[arg(long)]
     free_ports: bool,
+    /// Verify tokens with this JWK Set instead of keys made in the state dir (then tokens come
+    /// from whoever holds its private keys).
+    #[arg(long)]
+    jwks_file: Option<PathBuf>,
     /// Seconds to wait for every replica to be SERVING.
     #[arg(long, default_value_t = 120)]
     timeout: u64,
@@ -132,7 +136,8 @@ pub(crate) struct State {
     admin_url: String,
     /// Service → database name.
     databases: BTreeMap<String, String>,
-    issuer_key: PathBuf,
+    /// The private key tokens are signed with (none with `--jwks-file`).
+    issuer_key: Option<PathBuf>,
     jwks_file: PathBuf,
     processes: Vec<Proc>,
     /// Platform id → the simulator's endpoint URL.
@@ -425,9 +430,19 @@ async fn up(args: UpArgs, json: bool) -> anyhow::Result<()> {
             .with_context(|| format!("connecting to RabbitMQ at {}", redact(&args.bus_url)))?;
         crate::topology::declare_all(&bus, &platforms).await?;
     }
-    tongban_auth::keys::ensure(&dir)?;
-    let issuer_key = dir.join(tongban_auth::keys::ISSUER_KEY_FILE);
-    let jwks_file = dir.join(tongban_auth::keys::JWKS_FILE);
+    let (issuer_key, jwks_file) = match &args.jwks_file {
+        Some(path) => {
+            anyhow::ensure!(path.is_file(), "{} does not exist", path.display());
+            (None, std::path::absolute(path)?)
+        }
+        None => {
+            tongban_auth::keys::ensure(&dir)?;
+            (
+                Some(dir.join(tongban_auth::keys::ISSUER_KEY_FILE)),
+                dir.join(tongban_auth::keys::JWKS_FILE),
+            )
+        }
+    };
 
     // Ports: services and metrics numbered from the bases, simulators on their configured
     // ports; or all free.
@@ -523,10 +538,16 @@ async fn up(args: UpArgs, json: bool) -> anyhow::Result<()> {
         .iter()
         .find_map(|p| p.grpc.clone())
         .unwrap_or_default();
-    println!(
-        "Tokens: tongban token issue --data-dir {} --role admin   (then --server {first})",
-        dir.display()
-    );
+    match &state.issuer_key {
+        Some(_) => println!(
+            "Tokens: tongban token issue --data-dir {} --role admin   (then --server {first})",
+            dir.display()
+        ),
+        None => println!(
+            "Tokens: signed by a key of {} (then --server {first})",
+            state.jwks_file.display()
+        ),
+    }
     println!(
         "Status: tongban local status --state-dir {0}   Stop: tongban local down --state-dir {0}",
         dir.display()
