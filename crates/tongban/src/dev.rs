@@ -207,11 +207,16 @@ async fn start(
     match name {
         "dispatch" => tongban_dispatch::run_with_platforms(ctx, platforms, listener, stop).await,
         "intake" => {
-            let limits = tongban_intake::limits::IntakeLimits::from_env()?;
-            tongban_intake::run_with(ctx, credit, limits, listener, stop).await
+            let own: tongban_intake::config::IntakeConfig =
+                tongban_runtime::config::load_section("intake")?;
+            tongban_intake::run_with(ctx, credit, own.limits, listener, stop).await
         }
         "approval" => tongban_approval::run(ctx, listener, stop).await,
-        "notification" => tongban_notification::run_dev(ctx, listener, stop).await,
+        "notification" => {
+            let own: tongban_notification::config::NotificationConfig =
+                tongban_runtime::config::load_section("notification")?;
+            tongban_notification::run_dev(ctx, &own, listener, stop).await
+        }
         other => anyhow::bail!("unknown service {other}"),
     }
 }

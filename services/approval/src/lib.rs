@@ -27,6 +27,7 @@
 
 pub mod audit;
 mod authz;
+pub mod config;
 pub mod consumer;
 pub mod convert;
 pub mod definitions;

@@ -1,11 +1,11 @@
 //! `tongban-approval`: the approval service as its own process (production topology).
 
-use tongban_runtime::{Context, config::ServiceConfig};
+use tongban_runtime::Context;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let _telemetry = tongban_telemetry::init("approval");
-    let cfg = ServiceConfig::load("approval", 50052)?;
+    let cfg = tongban_approval::config::load()?;
     let ctx = Context::connect(&cfg).await?;
     let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
     tongban_approval::run(ctx, listener, tongban_runtime::shutdown_on_signals()).await

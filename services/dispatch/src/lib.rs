@@ -36,6 +36,7 @@
 pub mod authz;
 pub mod canonical;
 pub mod circuit;
+pub mod config;
 pub mod consumer;
 pub mod entity;
 pub mod error;

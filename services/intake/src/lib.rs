@@ -60,8 +60,7 @@ pub fn queue_spec() -> QueueSpec {
 }
 
 /// [`run_with`] the default credit registry (the file source in `<deploy_dir>/credit`, breaches
-/// to `data/credit-breaches.jsonl`) and the limits from the environment
-/// ([`limits::IntakeLimits::from_env`]).
+/// to `data/credit-breaches.jsonl`) and the default limits.
 pub async fn run(
     ctx: Context,
     listener: TcpListener,
@@ -71,7 +70,7 @@ pub async fn run(
     run_with(
         ctx,
         credit,
-        limits::IntakeLimits::from_env()?,
+        limits::IntakeLimits::default(),
         listener,
         shutdown,
     )

@@ -1,30 +1,28 @@
 //! Intake's configurable bounds on what one caller may ask of it: which material URI schemes
 //! are accepted, how many WatchApplication streams a caller may hold open, and how fast it may
-//! submit. Read from the environment ([`IntakeLimits::from_env`]); the defaults do not slow
-//! ordinary use.
+//! submit. Configured as `[limits]` (see [`crate::config`]); the defaults do not slow ordinary
+//! use.
 
 use std::num::NonZeroU32;
 
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use serde::Deserialize;
 pub use tongban_runtime::streams::{StreamCounter, StreamPermit};
-
-/// Environment key: comma-separated URI schemes material URIs may use.
-pub const ENV_URI_SCHEMES: &str = "TONGBAN_INTAKE_URI_SCHEMES";
-/// Environment key: open WatchApplication streams per caller.
-pub const ENV_WATCH_STREAMS: &str = "TONGBAN_INTAKE_WATCH_STREAMS_PER_CALLER";
-/// Environment key: submissions per caller per minute (burst of the same size).
-pub const ENV_SUBMIT_PER_MINUTE: &str = "TONGBAN_INTAKE_SUBMISSIONS_PER_MINUTE";
 
 /// Object stores and https, as the example requests use (`s3://…`).
 pub const DEFAULT_URI_SCHEMES: &[&str] = &["https", "s3", "oss", "minio"];
 pub const DEFAULT_WATCH_STREAMS: usize = 16;
 pub const DEFAULT_SUBMIT_PER_MINUTE: u32 = 600;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
 pub struct IntakeLimits {
-    /// Lower-case schemes, without `://`.
+    /// Schemes material URIs may use (`https`, `s3`; case and a trailing `://` are ignored).
+    #[serde(deserialize_with = "schemes")]
     pub uri_schemes: Vec<String>,
+    /// Open WatchApplication streams per caller.
     pub watch_streams_per_caller: usize,
+    /// Submissions per caller per minute (a burst of the same size).
     pub submissions_per_minute: NonZeroU32,
 }
 
@@ -40,31 +38,24 @@ impl Default for IntakeLimits {
 }
 
 impl IntakeLimits {
-    /// The defaults, overridden by [`ENV_URI_SCHEMES`], [`ENV_WATCH_STREAMS`] and
-    /// [`ENV_SUBMIT_PER_MINUTE`] where set.
-    pub fn from_env() -> anyhow::Result<Self> {
-        let mut l = Self::default();
-        if let Ok(v) = std::env::var(ENV_URI_SCHEMES) {
-            l.uri_schemes = v
-                .split(',')
-                .map(|s| s.trim().trim_end_matches("://").to_ascii_lowercase())
-                .filter(|s| !s.is_empty())
-                .collect();
+    pub(crate) fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.uri_schemes.is_empty() {
+            out.push("limits.uri_schemes: at least one scheme is needed".into());
         }
-        if let Ok(v) = std::env::var(ENV_WATCH_STREAMS) {
-            l.watch_streams_per_caller = v
-                .trim()
-                .parse()
-                .map_err(|e| anyhow::anyhow!("{ENV_WATCH_STREAMS}: {e}"))?;
+        if self.watch_streams_per_caller == 0 {
+            out.push("limits.watch_streams_per_caller: must be at least 1".into());
         }
-        if let Ok(v) = std::env::var(ENV_SUBMIT_PER_MINUTE) {
-            l.submissions_per_minute = v
-                .trim()
-                .parse()
-                .map_err(|e| anyhow::anyhow!("{ENV_SUBMIT_PER_MINUTE}: {e}"))?;
-        }
-        Ok(l)
+        out
     }
+}
+
+fn schemes<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    Ok(tongban_runtime::config::comma_list(d)?
+        .iter()
+        .map(|s| s.trim_end_matches("://").to_ascii_lowercase())
+        .filter(|s| !s.is_empty())
+        .collect())
 }
 
 /// Submissions per caller (keyed by token subject), with governor's GCRA.

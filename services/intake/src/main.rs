@@ -1,20 +1,18 @@
 //! `tongban-intake`: the intake service as its own process (production topology).
 
-use tongban_runtime::{Context, config::ServiceConfig};
+use tongban_runtime::Context;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let _telemetry = tongban_telemetry::init("intake");
-    let cfg = ServiceConfig::load("intake", 50051)?;
-    let own = tongban_intake::config::IntakeConfig::load()?;
+    let (cfg, own) = tongban_intake::config::IntakeConfig::load()?;
     let ctx = Context::connect(&cfg).await?;
     let credit = own.credit.build(&ctx.deploy_dir)?;
     let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
-    let limits = tongban_intake::limits::IntakeLimits::from_env()?;
     tongban_intake::run_with(
         ctx,
         credit,
-        limits,
+        own.limits,
         listener,
         tongban_runtime::shutdown_on_signals(),
     )

@@ -19,41 +19,59 @@ use crate::{
     service::Shared,
 };
 
-/// Where e-mail goes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where e-mail goes (`[smtp]` in the configuration).
+#[derive(Debug, Clone, serde::Deserialize)]
 pub struct SmtpSettings {
     pub host: String,
+    #[serde(default = "default_port")]
     pub port: u16,
     /// Sender address, e.g. `通办 <noreply@example.gov.cn>`.
+    #[serde(default = "default_from")]
     pub from: String,
     /// STARTTLS (verified certificates) when true; plain SMTP (a local relay or test sink)
     /// when false.
+    #[serde(default)]
     pub tls: bool,
+    /// SMTP AUTH user; with [`password`](Self::password).
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<secrecy::SecretString>,
+}
+
+fn default_port() -> u16 {
+    25
+}
+
+fn default_from() -> String {
+    "Tongban <noreply@tongban.invalid>".into()
 }
 
 impl SmtpSettings {
-    /// From `TONGBAN_SMTP_HOST`, `TONGBAN_SMTP_PORT` (default 25), `TONGBAN_SMTP_FROM` and
-    /// `TONGBAN_SMTP_TLS` (`true`/`1`); `None` without a host.
-    pub fn from_env() -> Option<Self> {
-        let host = std::env::var("TONGBAN_SMTP_HOST").ok()?.trim().to_string();
-        if host.is_empty() {
-            return None;
-        }
-        let port = std::env::var("TONGBAN_SMTP_PORT")
-            .ok()
-            .and_then(|p| p.trim().parse().ok())
-            .unwrap_or(25);
-        let from = std::env::var("TONGBAN_SMTP_FROM")
-            .unwrap_or_else(|_| "Tongban <noreply@tongban.invalid>".into());
-        let tls = std::env::var("TONGBAN_SMTP_TLS")
-            .map(|v| matches!(v.trim(), "1" | "true" | "yes"))
-            .unwrap_or(false);
-        Some(Self {
-            host,
+    /// A plain relay at `host:port` sending as `from`.
+    pub fn relay(host: impl Into<String>, port: u16, from: impl Into<String>) -> Self {
+        Self {
+            host: host.into(),
             port,
-            from,
-            tls,
-        })
+            from: from.into(),
+            tls: false,
+            username: None,
+            password: None,
+        }
+    }
+
+    pub(crate) fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.host.trim().is_empty() {
+            out.push("smtp.host: must not be empty (leave [smtp] out to disable e-mail)".into());
+        }
+        if let Err(e) = self.from.parse::<Mailbox>() {
+            out.push(format!("smtp.from: {:?} is not a mailbox: {e}", self.from));
+        }
+        if self.username.is_some() != self.password.is_some() {
+            out.push("smtp.username: needs smtp.password, and the other way round".into());
+        }
+        out
     }
 }
 
@@ -68,21 +86,28 @@ const LEASE_MS: i64 = 5 * 60 * 1000;
 
 impl Mailer {
     pub fn new(s: &SmtpSettings) -> Result<Self, NotificationError> {
-        let from: Mailbox = s.from.parse().map_err(|e| {
-            NotificationError::Config(format!("TONGBAN_SMTP_FROM {:?}: {e}", s.from))
-        })?;
-        let transport = if s.tls {
+        let from: Mailbox = s
+            .from
+            .parse()
+            .map_err(|e| NotificationError::Config(format!("smtp.from {:?}: {e}", s.from)))?;
+        let mut builder = if s.tls {
             AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&s.host)
-                .map_err(|e| NotificationError::Config(format!("SMTP host {}: {e}", s.host)))?
-                .port(s.port)
-                .timeout(Some(Duration::from_secs(20)))
-                .build()
+                .map_err(|e| NotificationError::Config(format!("smtp.host {}: {e}", s.host)))?
         } else {
             AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&s.host)
-                .port(s.port)
-                .timeout(Some(Duration::from_secs(20)))
-                .build()
         };
+        if let (Some(user), Some(password)) = (&s.username, &s.password) {
+            use secrecy::ExposeSecret as _;
+            builder =
+                builder.credentials(lettre::transport::smtp::authentication::Credentials::new(
+                    user.clone(),
+                    password.expose_secret().to_string(),
+                ));
+        }
+        let transport = builder
+            .port(s.port)
+            .timeout(Some(Duration::from_secs(20)))
+            .build();
         Ok(Self { transport, from })
     }
 

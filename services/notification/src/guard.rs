@@ -33,37 +33,7 @@ pub struct WebhookPolicy {
     pub allow_hosts: Vec<String>,
 }
 
-/// Environment key: `true`/`1` accepts `http://` webhook URLs.
-pub const ENV_ALLOW_HTTP: &str = "TONGBAN_WEBHOOK_ALLOW_HTTP";
-/// Environment key: comma-separated CIDRs, addresses and host names webhooks may reach
-/// although they are not public.
-pub const ENV_ALLOW: &str = "TONGBAN_WEBHOOK_ALLOW";
-
 impl WebhookPolicy {
-    /// From [`ENV_ALLOW_HTTP`] and [`ENV_ALLOW`]; unset means the strict default.
-    pub fn from_env() -> Result<Self, String> {
-        let allow_http = std::env::var(ENV_ALLOW_HTTP)
-            .map(|v| matches!(v.trim(), "1" | "true" | "yes"))
-            .unwrap_or(false);
-        let mut policy = Self {
-            allow_http,
-            ..Self::default()
-        };
-        if let Ok(list) = std::env::var(ENV_ALLOW) {
-            policy.allow(&list)?;
-        }
-        Ok(policy)
-    }
-
-    /// What `tongban dev` runs with: http accepted and the local machine reachable, on top of
-    /// whatever the environment adds.
-    pub fn dev() -> Result<Self, String> {
-        let mut p = Self::from_env()?;
-        p.allow_http = true;
-        p.allow("127.0.0.1/32,::1/128")?;
-        Ok(p)
-    }
-
     /// Adds a comma-separated list of CIDRs, single addresses and host names.
     pub fn allow(&mut self, list: &str) -> Result<(), String> {
         for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
@@ -301,7 +271,9 @@ mod tests {
         assert!(strict.check_url(&url("https://127.0.0.1/h")).is_err());
         assert!(strict.check_url(&url("https://[::1]/h")).is_err());
         assert!(strict.check_url(&url("https://u:p@example.com/h")).is_err());
-        let dev = WebhookPolicy::dev().unwrap();
+        let dev = crate::config::NotificationConfig::default()
+            .webhook_policy(true)
+            .unwrap();
         assert!(dev.check_url(&url("http://127.0.0.1:8080/h")).is_ok());
         assert!(dev.check_url(&url("http://10.0.0.1/h")).is_err());
     }

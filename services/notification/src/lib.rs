@@ -31,6 +31,7 @@
 //! [`repository`] SQL · [`service`] use cases · [`grpc`] handlers · [`email`], [`webhook`]
 //! senders · [`schedule`] timing rules · [`error`] the one error type.
 
+pub mod config;
 pub mod consumer;
 pub mod email;
 pub mod entity;
@@ -82,19 +83,8 @@ pub struct NotificationOptions {
     pub subscribe_streams_per_caller: usize,
 }
 
-/// Default of [`NotificationOptions::subscribe_streams_per_caller`]; the environment key
-/// `TONGBAN_NOTIFICATION_STREAMS_PER_CALLER` overrides it in [`run`].
+/// Default of [`NotificationOptions::subscribe_streams_per_caller`] (`limits.streams_per_caller`).
 pub const DEFAULT_STREAMS_PER_CALLER: usize = 16;
-
-fn streams_from_env() -> anyhow::Result<usize> {
-    match std::env::var("TONGBAN_NOTIFICATION_STREAMS_PER_CALLER") {
-        Ok(v) => v
-            .trim()
-            .parse()
-            .map_err(|e| anyhow::anyhow!("TONGBAN_NOTIFICATION_STREAMS_PER_CALLER: {e}")),
-        Err(_) => Ok(DEFAULT_STREAMS_PER_CALLER),
-    }
-}
 
 impl Default for NotificationOptions {
     fn default() -> Self {
@@ -108,37 +98,25 @@ impl Default for NotificationOptions {
     }
 }
 
-/// [`run_with`] with SMTP settings from the environment (`TONGBAN_SMTP_HOST`, `_PORT`, `_FROM`,
-/// `_TLS`; without a host, e-mail is disabled) and the webhook policy from
-/// `TONGBAN_WEBHOOK_ALLOW_HTTP` and `TONGBAN_WEBHOOK_ALLOW` (see [`guard`]).
+/// [`run_with`] under the configured settings ([`config::NotificationConfig`]): SMTP (none
+/// means no e-mail), the webhook policy and the stream limit.
 pub async fn run(
     ctx: Context,
+    own: &config::NotificationConfig,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let opts = NotificationOptions {
-        smtp: SmtpSettings::from_env(),
-        webhook_policy: WebhookPolicy::from_env().map_err(anyhow::Error::msg)?,
-        subscribe_streams_per_caller: streams_from_env()?,
-        ..NotificationOptions::default()
-    };
-    run_with(ctx, opts, listener, shutdown).await
+    run_with(ctx, own.options(false)?, listener, shutdown).await
 }
 
-/// [`run`] as `tongban dev` runs it: webhooks may also use plain http and reach this machine
-/// ([`WebhookPolicy::dev`]).
+/// [`run`] as `tongban dev` runs it: webhooks may also use plain http and reach this machine.
 pub async fn run_dev(
     ctx: Context,
+    own: &config::NotificationConfig,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let opts = NotificationOptions {
-        smtp: SmtpSettings::from_env(),
-        webhook_policy: WebhookPolicy::dev().map_err(anyhow::Error::msg)?,
-        subscribe_streams_per_caller: streams_from_env()?,
-        ..NotificationOptions::default()
-    };
-    run_with(ctx, opts, listener, shutdown).await
+    run_with(ctx, own.options(true)?, listener, shutdown).await
 }
 
 /// Migrates, starts the consumer and the senders, and serves gRPC on `listener` until
@@ -159,7 +137,9 @@ pub async fn run_with(
             Some(email::Mailer::new(s)?)
         }
         None => {
-            tracing::info!("no SMTP server configured (TONGBAN_SMTP_HOST); e-mail disabled");
+            tracing::info!(
+                "no SMTP server configured (smtp.host, TONGBAN_SMTP__HOST); e-mail disabled"
+            );
             None
         }
     };

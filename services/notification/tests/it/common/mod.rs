@@ -67,12 +67,11 @@ impl Harness {
         let mails: Mails = Arc::default();
         let smtp_port = smtp_sink(mails.clone(), sink_stop.clone()).await?;
         let opts = NotificationOptions {
-            smtp: Some(SmtpSettings {
-                host: "127.0.0.1".into(),
-                port: smtp_port,
-                from: "Tongban <noreply@tongban.test>".into(),
-                tls: false,
-            }),
+            smtp: Some(SmtpSettings::relay(
+                "127.0.0.1",
+                smtp_port,
+                "Tongban <noreply@tongban.test>",
+            )),
             webhook_retry: RetryPolicy {
                 base: Duration::from_millis(100),
                 cap: Duration::from_secs(1),
