@@ -3,131 +3,7 @@
 
 use std::time::Duration;
 
-use tongban_auth::Role;
-use tongban_e2e::{LocalStack, running};
-use tongban_proto::{
-    approval::{self as apb, approval_service_client::ApprovalServiceClient},
-    intake::{self as pb, intake_service_client::IntakeServiceClient},
-};
-use tongban_testkit::{authed, eventually};
-
-const APPLICANT: &str = "91350100M000100Y43";
-
-/// Submits the example application through `intake`, approves every review task through the
-/// approval replicas in turn, and returns the application once approved and delivered to all
-/// four platforms.
-pub async fn one_application_end_to_end(
-    stack: &LocalStack,
-    intake_url: &str,
-    approval_urls: &[String],
-) -> anyhow::Result<pb::Application> {
-    let mut intake = IntakeServiceClient::connect(intake_url.to_string()).await?;
-    let mut approvals = Vec::new();
-    for url in approval_urls {
-        approvals.push(ApprovalServiceClient::connect(url.clone()).await?);
-    }
-    let applicant = stack.keys.token(Role::Applicant, None, Some(APPLICANT));
-    let admin = stack.keys.token(Role::Admin, None, None);
-    let text = tongban_testkit::example_request_json()?;
-    let req: pb::SubmitApplicationRequest =
-        tongban_proto::json::from_json("tongban.intake.v1.SubmitApplicationRequest", &text)?;
-    let id = intake
-        .submit_application(authed(req, &applicant))
-        .await?
-        .into_inner()
-        .application
-        .map(|a| a.application_id)
-        .unwrap_or_default();
-    anyhow::ensure!(!id.is_empty(), "no application id");
-
-    let mut decided = 0;
-    for round in 0..10 {
-        let approval = approvals[round % approvals.len()].clone();
-        let open = eventually(Duration::from_secs(30), "open tasks or APPROVED", || {
-            let (mut a, mut i, id, admin, applicant) = (
-                approval.clone(),
-                intake.clone(),
-                id.clone(),
-                admin.clone(),
-                applicant.clone(),
-            );
-            async move {
-                let tasks: Vec<apb::Task> = a
-                    .list_tasks(authed(
-                        apb::ListTasksRequest {
-                            application_id: id.clone(),
-                            ..Default::default()
-                        },
-                        &admin,
-                    ))
-                    .await
-                    .ok()?
-                    .into_inner()
-                    .tasks
-                    .into_iter()
-                    .filter(|t| t.kind() == apb::TaskKind::Review)
-                    .collect();
-                if !tasks.is_empty() {
-                    return Some(tasks);
-                }
-                let status = i
-                    .get_application(authed(
-                        pb::GetApplicationRequest { application_id: id },
-                        &applicant,
-                    ))
-                    .await
-                    .ok()?
-                    .into_inner()
-                    .application?
-                    .status();
-                (status == pb::ApplicationStatus::Approved).then(Vec::new)
-            }
-        })
-        .await?;
-        if open.is_empty() {
-            break;
-        }
-        for t in open {
-            let clerk = stack.keys.token(Role::Clerk, Some(&t.department), None);
-            approval
-                .clone()
-                .decide_task(authed(
-                    apb::DecideTaskRequest {
-                        task_id: t.task_id.clone(),
-                        decision: apb::Decision::Approve as i32,
-                        comment: "同意".into(),
-                        expected_version: t.version,
-                        requested_materials: vec![],
-                    },
-                    &clerk,
-                ))
-                .await?;
-            decided += 1;
-        }
-    }
-    anyhow::ensure!(
-        decided == 5,
-        "acceptance, three joint reviews and the decision: {decided} decided"
-    );
-    eventually(Duration::from_secs(60), "4/4 platforms delivered", || {
-        let (mut i, id, applicant) = (intake.clone(), id.clone(), applicant.clone());
-        async move {
-            let a = i
-                .get_application(authed(
-                    pb::GetApplicationRequest { application_id: id },
-                    &applicant,
-                ))
-                .await
-                .ok()?
-                .into_inner()
-                .application?;
-            (a.status() == pb::ApplicationStatus::Approved
-                && a.deliveries.as_ref().is_some_and(|d| d.succeeded == 4))
-            .then_some(a)
-        }
-    })
-    .await
-}
+use tongban_e2e::{LocalStack, one_application_end_to_end, running};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_up_serves_two_replicas_end_to_end_and_down_stops_everything() -> anyhow::Result<()> {
@@ -144,7 +20,7 @@ async fn local_up_serves_two_replicas_end_to_end_and_down_stops_everything() -> 
     assert!(pids.iter().all(|p| running(*p)), "{}", stack.state);
 
     // Submitted on the second intake replica, decided on both approval replicas.
-    let app = one_application_end_to_end(&stack, &intakes[1], &approvals).await?;
+    let app = one_application_end_to_end(&stack.keys, &intakes[1], &approvals).await?;
     assert!(
         app.decision_number.starts_with("松环审"),
         "{}",

@@ -290,14 +290,17 @@ impl LocalStack {
             .collect()
     }
 
-    /// `host:port` of every replica's metrics endpoint.
-    pub fn metrics_targets(&self) -> Vec<String> {
+    /// `(process name, host:port)` of every replica's metrics endpoint.
+    pub fn metrics_targets_by_process(&self) -> Vec<(String, String)> {
         self.processes()
             .iter()
-            .filter_map(|p| p["metrics"].as_str())
-            .filter_map(|m| m.strip_prefix("http://"))
-            .filter_map(|m| m.strip_suffix("/metrics"))
-            .map(String::from)
+            .filter_map(|p| {
+                let target = p["metrics"]
+                    .as_str()?
+                    .strip_prefix("http://")?
+                    .strip_suffix("/metrics")?;
+                Some((p["name"].as_str()?.to_string(), target.to_string()))
+            })
             .collect()
     }
 
@@ -336,4 +339,132 @@ pub fn running(pid: i32) -> bool {
             .is_some_and(|state| state != "Z" && state != "X"),
         Err(_) => false,
     }
+}
+
+/// The example application's enterprise.
+pub const APPLICANT: &str = "91350100M000100Y43";
+
+/// Submits the example application through `intake`, approves every review task through the
+/// approval replicas in turn, and returns the application once approved and delivered to all
+/// four platforms.
+pub async fn one_application_end_to_end(
+    keys: &tongban_testkit::Keys,
+    intake_url: &str,
+    approval_urls: &[String],
+) -> anyhow::Result<tongban_proto::intake::Application> {
+    let mut intake = tongban_proto::intake::intake_service_client::IntakeServiceClient::connect(
+        intake_url.to_string(),
+    )
+    .await?;
+    let mut approvals = Vec::new();
+    for url in approval_urls {
+        approvals.push(
+            tongban_proto::approval::approval_service_client::ApprovalServiceClient::connect(
+                url.clone(),
+            )
+            .await?,
+        );
+    }
+    let applicant = keys.token(tongban_auth::Role::Applicant, None, Some(APPLICANT));
+    let admin = keys.token(tongban_auth::Role::Admin, None, None);
+    let text = tongban_testkit::example_request_json()?;
+    let req: tongban_proto::intake::SubmitApplicationRequest =
+        tongban_proto::json::from_json("tongban.intake.v1.SubmitApplicationRequest", &text)?;
+    let id = intake
+        .submit_application(tongban_testkit::authed(req, &applicant))
+        .await?
+        .into_inner()
+        .application
+        .map(|a| a.application_id)
+        .unwrap_or_default();
+    anyhow::ensure!(!id.is_empty(), "no application id");
+
+    let mut decided = 0;
+    for round in 0..10 {
+        let approval = approvals[round % approvals.len()].clone();
+        let open =
+            tongban_testkit::eventually(Duration::from_secs(30), "open tasks or APPROVED", || {
+                let (mut a, mut i, id, admin, applicant) = (
+                    approval.clone(),
+                    intake.clone(),
+                    id.clone(),
+                    admin.clone(),
+                    applicant.clone(),
+                );
+                async move {
+                    let tasks: Vec<tongban_proto::approval::Task> = a
+                        .list_tasks(tongban_testkit::authed(
+                            tongban_proto::approval::ListTasksRequest {
+                                application_id: id.clone(),
+                                ..Default::default()
+                            },
+                            &admin,
+                        ))
+                        .await
+                        .ok()?
+                        .into_inner()
+                        .tasks
+                        .into_iter()
+                        .filter(|t| t.kind() == tongban_proto::approval::TaskKind::Review)
+                        .collect();
+                    if !tasks.is_empty() {
+                        return Some(tasks);
+                    }
+                    let status = i
+                        .get_application(tongban_testkit::authed(
+                            tongban_proto::intake::GetApplicationRequest { application_id: id },
+                            &applicant,
+                        ))
+                        .await
+                        .ok()?
+                        .into_inner()
+                        .application?
+                        .status();
+                    (status == tongban_proto::intake::ApplicationStatus::Approved).then(Vec::new)
+                }
+            })
+            .await?;
+        if open.is_empty() {
+            break;
+        }
+        for t in open {
+            let clerk = keys.token(tongban_auth::Role::Clerk, Some(&t.department), None);
+            approval
+                .clone()
+                .decide_task(tongban_testkit::authed(
+                    tongban_proto::approval::DecideTaskRequest {
+                        task_id: t.task_id.clone(),
+                        decision: tongban_proto::approval::Decision::Approve as i32,
+                        comment: "同意".into(),
+                        expected_version: t.version,
+                        requested_materials: vec![],
+                    },
+                    &clerk,
+                ))
+                .await?;
+            decided += 1;
+        }
+    }
+    anyhow::ensure!(
+        decided == 5,
+        "acceptance, three joint reviews and the decision: {decided} decided"
+    );
+    tongban_testkit::eventually(Duration::from_secs(60), "4/4 platforms delivered", || {
+        let (mut i, id, applicant) = (intake.clone(), id.clone(), applicant.clone());
+        async move {
+            let a = i
+                .get_application(tongban_testkit::authed(
+                    tongban_proto::intake::GetApplicationRequest { application_id: id },
+                    &applicant,
+                ))
+                .await
+                .ok()?
+                .into_inner()
+                .application?;
+            (a.status() == tongban_proto::intake::ApplicationStatus::Approved
+                && a.deliveries.as_ref().is_some_and(|d| d.succeeded == 4))
+            .then_some(a)
+        }
+    })
+    .await
 }
