@@ -91,3 +91,41 @@ async fn local_up_serves_two_replicas_end_to_end_and_down_stops_everything() -> 
     assert!(run.stderr.contains("no local stack"), "{run:?}");
     Ok(())
 }
+
+/// `up` that cannot reach PostgreSQL says so on one line, exits 1 and leaves no state behind;
+/// `down` and `status` without a stack say there is none.
+#[test]
+fn local_up_without_postgres_fails_cleanly() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let state_dir = dir.path().join("state");
+    let state = state_dir.to_string_lossy().to_string();
+    let dead = tongban_e2e::free_ports(1)?[0];
+    let out = std::process::Command::new(tongban_e2e::binary("tongban")?)
+        .args(["local", "up", "--free-ports", "--state-dir", &state])
+        .args([
+            "--admin-url",
+            &format!("postgres://postgres@127.0.0.1:{dead}/postgres"),
+        ])
+        .args([
+            "--deploy-dir",
+            &tongban_testkit::deploy_dir().to_string_lossy(),
+        ])
+        .env_remove("TONGBAN_LOCAL_STATE_DIR")
+        .output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("PostgreSQL"), "{stderr}");
+    assert!(!state_dir.join("local.json").exists());
+
+    let out = std::process::Command::new(tongban_e2e::binary("tongban")?)
+        .args(["local", "down", "--state-dir", &state])
+        .output()?;
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("nothing to stop"));
+    let out = std::process::Command::new(tongban_e2e::binary("tongban")?)
+        .args(["local", "status", "--state-dir", &state])
+        .output()?;
+    assert_eq!(out.status.code(), Some(1));
+    Ok(())
+}

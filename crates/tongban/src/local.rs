@@ -266,10 +266,20 @@ fn database_url(admin_url: &str, name: &str) -> String {
     }
 }
 
-async fn create_databases(admin_url: &str, names: &[String]) -> anyhow::Result<Vec<String>> {
-    let admin = Database::connect(admin_url)
+/// The admin connection: one, failing within seconds when PostgreSQL is not there.
+async fn admin_connect(admin_url: &str) -> anyhow::Result<sea_orm::DatabaseConnection> {
+    let mut opts = sea_orm::ConnectOptions::new(admin_url);
+    opts.max_connections(1)
+        .connect_timeout(Duration::from_secs(5))
+        .acquire_timeout(Duration::from_secs(5))
+        .sqlx_logging(false);
+    Database::connect(opts)
         .await
-        .with_context(|| format!("connecting to PostgreSQL at {admin_url}"))?;
+        .with_context(|| format!("connecting to PostgreSQL at {}", redact(admin_url)))
+}
+
+async fn create_databases(admin_url: &str, names: &[String]) -> anyhow::Result<Vec<String>> {
+    let admin = admin_connect(admin_url).await?;
     let mut created = Vec::new();
     for name in names {
         let exists = admin
@@ -293,9 +303,7 @@ async fn create_databases(admin_url: &str, names: &[String]) -> anyhow::Result<V
 }
 
 async fn drop_databases(admin_url: &str, names: &[String]) -> anyhow::Result<()> {
-    let admin = Database::connect(admin_url)
-        .await
-        .with_context(|| format!("connecting to PostgreSQL at {admin_url}"))?;
+    let admin = admin_connect(admin_url).await?;
     for name in names {
         check_db_name(name)?;
         admin
