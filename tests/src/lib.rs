@@ -199,6 +199,12 @@ impl LocalStack {
     /// `tongban local up --replicas N --free-ports` on unique names; returns once every
     /// replica is SERVING.
     pub fn up(replicas: u16) -> anyhow::Result<Self> {
+        Self::up_with_env(replicas, &[])
+    }
+
+    /// [`LocalStack::up`] with `env` in the services' environment (e.g.
+    /// `TONGBAN_INTAKE__CREDIT__LEDGER`: per-service keys reach only that service).
+    pub fn up_with_env(replicas: u16, env: &[(String, String)]) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let keys = tongban_testkit::Keys::new();
         let jwks = keys.write_jwks(dir.path())?;
@@ -219,29 +225,32 @@ impl LocalStack {
             down: false,
         };
         let state_dir = stack.state_dir();
-        let run = stack.tongban(&[
-            "local",
-            "up",
-            "--replicas",
-            &replicas.to_string(),
-            "--free-ports",
-            "--state-dir",
-            &state_dir,
-            "--exchange",
-            &exchange,
-            "--db-prefix",
-            &format!("e2e_local_{suffix}"),
-            "--bus-url",
-            &tongban_testkit::amqp_url_for_processes(),
-            "--admin-url",
-            &tongban_testkit::postgres_admin_url(),
-            "--deploy-dir",
-            &tongban_testkit::deploy_dir().to_string_lossy(),
-            "--jwks-file",
-            &jwks.to_string_lossy(),
-            "--output",
-            "json",
-        ])?;
+        let run = stack.tongban_with_env(
+            env,
+            &[
+                "local",
+                "up",
+                "--replicas",
+                &replicas.to_string(),
+                "--free-ports",
+                "--state-dir",
+                &state_dir,
+                "--exchange",
+                &exchange,
+                "--db-prefix",
+                &format!("e2e_local_{suffix}"),
+                "--bus-url",
+                &tongban_testkit::amqp_url_for_processes(),
+                "--admin-url",
+                &tongban_testkit::postgres_admin_url(),
+                "--deploy-dir",
+                &tongban_testkit::deploy_dir().to_string_lossy(),
+                "--jwks-file",
+                &jwks.to_string_lossy(),
+                "--output",
+                "json",
+            ],
+        )?;
         anyhow::ensure!(run.code == 0, "tongban local up failed: {run:?}");
         stack.state = serde_json::from_str(&run.stdout)
             .map_err(|e| anyhow::anyhow!("local up printed no JSON ({e}): {run:?}"))?;
@@ -254,6 +263,10 @@ impl LocalStack {
 
     /// Runs the `tongban` binary with `args` (no TONGBAN_* variables from the test's environment).
     pub fn tongban(&self, args: &[&str]) -> anyhow::Result<Run> {
+        self.tongban_with_env(&[], args)
+    }
+
+    fn tongban_with_env(&self, env: &[(String, String)], args: &[&str]) -> anyhow::Result<Run> {
         let mut cmd = Command::new(binary("tongban")?);
         cmd.args(args)
             .env(
@@ -266,6 +279,7 @@ impl LocalStack {
                 cmd.env_remove(k);
             }
         }
+        cmd.envs(env.iter().map(|(k, v)| (k, v)));
         let out = cmd.output()?;
         Ok(Run {
             code: out.status.code().unwrap_or(-1),
@@ -304,6 +318,30 @@ impl LocalStack {
             .collect()
     }
 
+    /// The log of one process (`intake-1`, `platform-sim`, ...).
+    pub fn log(&self, process: &str) -> Log {
+        let path = self
+            .processes()
+            .iter()
+            .find(|p| p["name"] == process)
+            .and_then(|p| p["log"].as_str().map(PathBuf::from))
+            .unwrap_or_default();
+        Log {
+            name: process.to_string(),
+            path,
+        }
+    }
+
+    /// Platform id → the simulator's endpoint URL.
+    pub fn simulators(&self) -> Vec<(String, String)> {
+        self.state["simulators"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter_map(|(id, url)| Some((id.clone(), url.as_str()?.to_string())))
+            .collect()
+    }
+
     /// Every process id the stack started.
     pub fn pids(&self) -> Vec<i32> {
         self.processes()
@@ -327,6 +365,21 @@ impl Drop for LocalStack {
         if !self.down {
             let _ = self.down();
         }
+    }
+}
+
+/// A process's log file.
+pub struct Log {
+    pub name: String,
+    path: PathBuf,
+}
+
+impl Log {
+    /// The last lines the process wrote.
+    pub fn tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.path).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
     }
 }
 
