@@ -513,7 +513,14 @@ async fn up(args: UpArgs, json: bool) -> anyhow::Result<()> {
     // The children keep running after this process exits; dropping the handles does not stop them.
     drop(children);
     if json {
-        println!("{}", serde_json::to_string_pretty(&state)?);
+        // The state file keeps the URLs as given (down --purge needs them); output does not
+        // show passwords.
+        let shown = State {
+            bus_url: redact(&state.bus_url),
+            admin_url: redact(&state.admin_url),
+            ..state.clone()
+        };
+        println!("{}", serde_json::to_string_pretty(&shown)?);
         return Ok(());
     }
     println!(
