@@ -189,6 +189,11 @@ fn write_state(dir: &Path, state: &State) -> anyhow::Result<()> {
     let tmp = dir.join(format!("{STATE_FILE}.tmp"));
     std::fs::write(&tmp, serde_json::to_vec_pretty(state)?)
         .with_context(|| format!("writing {}", tmp.display()))?;
+    // It holds the database and broker URLs, passwords included.
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
+    }
     std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))
 }
 
