@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use tongban_e2e::{LocalStack, one_application_end_to_end, running};
+use tongban_testkit::eventually;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_up_serves_two_replicas_end_to_end_and_down_stops_everything() -> anyhow::Result<()> {
@@ -26,6 +27,59 @@ async fn local_up_serves_two_replicas_end_to_end_and_down_stops_everything() -> 
         "{}",
         app.decision_number
     );
+
+    // Reconciliation through the CLI (dispatch found from intake's URL, port + 3): the
+    // ledger and the simulators agree; a simulator that forgets is found, and re-delivered.
+    let admin = stack.keys.token(tongban_auth::Role::Admin, None, None);
+    let server = intakes[1].clone();
+    let cli = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--server", &server, "--token", &admin]);
+        stack.tongban(&all)
+    };
+    let run = cli(&["deliveries", "reconcile", "--output", "json"])?;
+    assert_eq!(run.code, 0, "{run:?}");
+    let v: serde_json::Value = serde_json::from_str(&run.stdout)?;
+    let matched: u64 = v["platforms"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["matched"].as_u64())
+        .sum();
+    assert!(matched >= 4, "{v}");
+    let eia = stack
+        .simulators()
+        .into_iter()
+        .find(|(id, _)| id == "eia")
+        .map(|(_, url)| url)
+        .ok_or_else(|| anyhow::anyhow!("no eia simulator"))?;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+        .delete(format!("{eia}/_received"))
+        .send()
+        .await?
+        .error_for_status()?;
+    let run = cli(&["deliveries", "reconcile", "--platform", "eia"])?;
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stdout.contains("eia lacks"), "{run:?}");
+    assert!(run.stderr.contains("--redeliver-missing"), "{run:?}");
+    let run = cli(&[
+        "deliveries",
+        "reconcile",
+        "--platform",
+        "eia",
+        "--redeliver-missing",
+    ])?;
+    assert_eq!(run.code, 0, "{run:?}");
+    eventually(
+        Duration::from_secs(30),
+        "eia to hold every delivery again",
+        || {
+            let run = cli(&["deliveries", "reconcile", "--platform", "eia"]);
+            async move { run.ok().filter(|r| r.code == 0) }
+        },
+    )
+    .await?;
 
     // `status`: every process alive and SERVING.
     let state_dir = stack.state_dir();
