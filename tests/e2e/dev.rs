@@ -22,7 +22,9 @@ fn start_dev(
         .arg(tongban_testkit::deploy_dir())
         .arg("--base-port")
         .arg(base_port.to_string())
-        .arg("--sim-free-ports");
+        .arg("--sim-free-ports")
+        .arg("--metrics-listen")
+        .arg(format!("127.0.0.1:{}", base_port + 4));
     Proc::spawn(name, cmd, logs)
 }
 
@@ -44,7 +46,7 @@ fn token(data: &std::path::Path, role: Role, credit_code: Option<&str>) -> anyho
 async fn kill_dash_nine_loses_nothing() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let data = dir.path().join("data");
-    let base = free_port_block(4)?;
+    let base = free_port_block(5)?;
     let mut dev = start_dev(&data, base, dir.path(), "dev-1")?;
     wait_for_grpc(base, &mut [&mut dev], Duration::from_secs(60)).await?;
 

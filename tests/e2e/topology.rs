@@ -19,6 +19,8 @@ struct Stack {
     exchange: String,
     keys: Keys,
     _dbs: Vec<TestDb>,
+    /// service → the port its `/metrics` is on (each process gets its own).
+    metrics: std::collections::HashMap<String, u16>,
 }
 
 impl Stack {
@@ -32,6 +34,7 @@ impl Stack {
             exchange: tongban_testkit::unique_exchange("e2e"),
             keys,
             _dbs: Vec::new(),
+            metrics: std::collections::HashMap::new(),
         })
     }
 
@@ -48,11 +51,17 @@ impl Stack {
         env: &[(String, String)],
     ) -> anyhow::Result<Proc> {
         let db = TestDb::new(Backend::Postgres, service).await?;
+        let metrics_port = free_ports(1)?[0];
+        self.metrics.insert(service.to_string(), metrics_port);
         let mut cmd = Command::new(binary(bin)?);
         cmd.env("TONGBAN_DATABASE_URL", &db.url)
             .env("TONGBAN_BUS_URL", tongban_testkit::amqp_url_for_processes())
             .env("TONGBAN_EXCHANGE", &self.exchange)
             .env("TONGBAN_LISTEN", format!("127.0.0.1:{port}"))
+            .env(
+                "TONGBAN_METRICS_LISTEN",
+                format!("127.0.0.1:{metrics_port}"),
+            )
             .env(
                 "TONGBAN_JWKS_FILE",
                 self.dir.path().join(tongban_auth::keys::JWKS_FILE),
@@ -81,6 +90,8 @@ struct Topology {
     notification_url: String,
     /// (platform id, the simulator's `_received` URL for it).
     sim_urls: Vec<(String, String)>,
+    /// service → its Prometheus endpoint.
+    metrics: std::collections::HashMap<String, String>,
     _local: LocalStack,
 }
 
@@ -117,6 +128,14 @@ impl Topology {
             dispatch_url: first("dispatch")?,
             notification_url: first("notification")?,
             sim_urls,
+            metrics: local
+                .metrics_targets_by_process()
+                .into_iter()
+                .filter_map(|(name, target)| {
+                    let service = name.strip_suffix("-1")?;
+                    Some((service.to_string(), format!("http://{target}/metrics")))
+                })
+                .collect(),
             _local: local,
         })
     }
@@ -393,7 +412,113 @@ async fn entered_once_approved_in_parallel_delivered_everywhere() -> anyhow::Res
             );
         }
     }
+
+    // What the application did shows in every service's metrics.
+    let scrape = |service: &str| {
+        let url = top.metrics.get(service).cloned().unwrap_or_default();
+        let http = http.clone();
+        async move { http.get(url).send().await?.error_for_status()?.text().await }
+    };
+    let intake_metrics = scrape("intake").await?;
+    assert_series(
+        &intake_metrics,
+        "rpc_server_call_duration_seconds_count",
+        &[
+            ("rpc_method", "SubmitApplication"),
+            ("rpc_service", "tongban.intake.v1.IntakeService"),
+            ("rpc_grpc_status_code", "0"),
+        ],
+    );
+    assert_series(
+        &intake_metrics,
+        "messaging_client_sent_messages_total",
+        &[("tongban_event_type", "application.submitted")],
+    );
+    assert_series(&intake_metrics, "tongban_outbox_backlog", &[]);
+    assert_series(&intake_metrics, "tongban_outbox_oldest_age_seconds", &[]);
+    assert_series(
+        &intake_metrics,
+        "tongban_health_serving",
+        &[("tongban_service", "intake")],
+    );
+    let approval_metrics = scrape("approval").await?;
+    assert_series(
+        &approval_metrics,
+        "messaging_client_consumed_messages_total",
+        &[("tongban_event_type", "application.submitted")],
+    );
+    assert_series(
+        &approval_metrics,
+        "rpc_server_call_duration_seconds_count",
+        &[("rpc_method", "DecideTask"), ("rpc_grpc_status_code", "0")],
+    );
+    // The workload gauge is refreshed every 15 s; the owed material's follow-up task stays open.
+    eventually(
+        Duration::from_secs(40),
+        "open tasks in the workload gauge",
+        || {
+            let scrape = scrape("approval");
+            async move {
+                let text = scrape.await.ok()?;
+                series_positive(&text, "tongban_approval_tasks", &[("state", "open")]).then_some(())
+            }
+        },
+    )
+    .await?;
+    let dispatch_metrics = scrape("dispatch").await?;
+    for (platform, _) in sim_urls {
+        assert_series(
+            &dispatch_metrics,
+            "tongban_dispatch_deliveries_total",
+            &[("platform", platform), ("outcome", "succeeded")],
+        );
+        // Closed (0): every delivery went through.
+        assert!(
+            dispatch_metrics.contains(&format!(
+                "tongban_dispatch_circuit_state{{platform=\"{platform}\"}} 0"
+            )),
+            "{platform}'s circuit is not reported closed"
+        );
+    }
+    let notification_metrics = scrape("notification").await?;
+    assert_series(
+        &notification_metrics,
+        "tongban_notifications_total",
+        &[("channel", "inbox"), ("outcome", "stored")],
+    );
     Ok(())
+}
+
+/// Fails unless `text` (Prometheus exposition) has a sample of `name` with all of `labels`
+/// whose value is positive (a gauge at zero passes when `labels` is empty).
+fn assert_series(text: &str, name: &str, labels: &[(&str, &str)]) {
+    let found = series_positive(text, name, labels);
+    let near: Vec<&str> = text.lines().filter(|l| l.starts_with(name)).collect();
+    assert!(
+        found,
+        "no {name} with {labels:?} > 0 in:\n{}",
+        near.join("\n")
+    );
+}
+
+fn series_positive(text: &str, name: &str, labels: &[(&str, &str)]) -> bool {
+    text.lines().any(|line| {
+        let Some(rest) = line.strip_prefix(name) else {
+            return false;
+        };
+        if !(rest.starts_with('{') || rest.starts_with(' ')) {
+            return false;
+        }
+        let has_labels = labels
+            .iter()
+            .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")));
+        let value: f64 = rest
+            .rsplit(' ')
+            .next()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(-1.0);
+        has_labels && (value > 0.0 || (labels.is_empty() && value >= 0.0))
+    })
 }
 
 /// 南平闽北环保科技有限公司: class A in `deploy/credit/nanping.toml`, which the EIA matter's

@@ -30,6 +30,9 @@ const BATCH: usize = 256;
 pub struct DenialLog {
     tx: mpsc::Sender<Denial>,
     dropped: AtomicU64,
+    /// `tongban.audit.denials.dropped`, by service.
+    dropped_metric: opentelemetry::metrics::Counter<u64>,
+    service: String,
 }
 
 /// The writing side, run by the service until it stops.
@@ -48,6 +51,11 @@ impl DenialLog {
             Arc::new(DenialLog {
                 tx,
                 dropped: AtomicU64::new(0),
+                dropped_metric: tongban_telemetry::metrics::meter()
+                    .u64_counter("tongban.audit.denials.dropped")
+                    .with_description("Refusals not written to the audit trail: the queue was full")
+                    .build(),
+                service: service.to_string(),
             }),
             DenialWriter {
                 rx,
@@ -67,6 +75,13 @@ impl DenialSink for DenialLog {
     fn record(&self, denial: Denial) {
         if self.tx.try_send(denial).is_err() {
             let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            self.dropped_metric.add(
+                1,
+                &[opentelemetry::KeyValue::new(
+                    "tongban.service",
+                    self.service.clone(),
+                )],
+            );
             tracing::error!(
                 dropped = n,
                 "audit: refusal queue full; refusal not recorded"

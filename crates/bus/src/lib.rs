@@ -74,6 +74,8 @@ pub enum BusError {
     Url(String),
     #[error("subscription closed")]
     Closed,
+    #[error("consumer of queue {0} is not connected")]
+    Disconnected(String),
 }
 
 /// One received message. Ack it after its effects are committed; nack to have it redelivered.
@@ -221,6 +223,15 @@ impl Bus {
         match self {
             Bus::Rabbit(b) => b.subscribe(spec).await,
             Bus::Local(b) => b.subscribe(spec).await,
+        }
+    }
+
+    /// Whether the bus is usable now (health checks): RabbitMQ reachable and every consumer of
+    /// this bus connected; the embedded bus's file answering.
+    pub async fn check(&self) -> Result<(), BusError> {
+        match self {
+            Bus::Rabbit(b) => b.check().await,
+            Bus::Local(b) => b.check().await,
         }
     }
 

@@ -314,6 +314,12 @@ impl LocalBus {
         Ok(())
     }
 
+    /// Whether the bus file answers.
+    pub async fn check(&self) -> Result<(), BusError> {
+        self.inner.db.ping().await?;
+        Ok(())
+    }
+
     pub async fn queue_depth(&self, queue: &str) -> Result<u64, BusError> {
         let row = self
             .inner

@@ -44,6 +44,8 @@ struct Inner {
     /// Queues unused this long are deleted by the broker (tests set it; production does not).
     queue_expires: Option<std::time::Duration>,
     publisher: Mutex<Option<(Connection, Channel)>>,
+    /// Per subscribed queue: whether its consumer is connected right now (for health).
+    consumers: std::sync::Mutex<Vec<(String, Arc<std::sync::atomic::AtomicBool>)>>,
 }
 
 impl RabbitBus {
@@ -65,6 +67,7 @@ impl RabbitBus {
                 exchange: exchange.to_string(),
                 queue_expires,
                 publisher: Mutex::new(None),
+                consumers: std::sync::Mutex::new(Vec::new()),
             }),
         };
         let mut guard = bus.inner.publisher.lock().await;
@@ -135,6 +138,31 @@ impl RabbitBus {
         result
     }
 
+    /// Whether the broker is reachable now: the publisher connection is up (reopened here if
+    /// it dropped, so that recovery shows without waiting for the next publish) and every
+    /// consumer of this bus is connected.
+    pub async fn check(&self) -> Result<(), BusError> {
+        {
+            let mut guard = self.inner.publisher.lock().await;
+            if guard
+                .as_ref()
+                .is_none_or(|(c, ch)| !c.status().connected() || !ch.status().connected())
+            {
+                *guard = Some(self.open_publisher().await?);
+            }
+        }
+        let consumers = match self.inner.consumers.lock() {
+            Ok(c) => c.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
+        for (queue, up) in consumers {
+            if !up.load(std::sync::atomic::Ordering::Relaxed) {
+                return Err(BusError::Disconnected(queue));
+            }
+        }
+        Ok(())
+    }
+
     /// Closes the publisher connection (e.g. on graceful shutdown). It stays in place closed, so
     /// the next [`RabbitBus::publish_batch`] finds it dead and reconnects, exactly as after the
     /// broker dropped it.
@@ -153,9 +181,14 @@ impl RabbitBus {
         // The first connection is made here so that errors surface to the caller and the queue
         // exists (bindings in place) before subscribe returns.
         let first = self.open_consumer(spec).await?;
+        let connected = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        if let Ok(mut list) = self.inner.consumers.lock() {
+            list.push((spec.name.clone(), connected.clone()));
+        }
         let bus = self.clone();
         let spec = spec.clone();
         let task = tokio::spawn(async move {
+            use std::sync::atomic::Ordering;
             let mut current = Some(first);
             let mut attempt = 0u32;
             loop {
@@ -164,6 +197,7 @@ impl RabbitBus {
                     None => match bus.open_consumer(&spec).await {
                         Ok(c) => {
                             attempt = 0;
+                            connected.store(true, Ordering::Relaxed);
                             c
                         }
                         Err(e) => {
@@ -205,6 +239,7 @@ impl RabbitBus {
                         }
                     }
                 }
+                connected.store(false, Ordering::Relaxed);
                 if tx.is_closed() {
                     return;
                 }

@@ -61,6 +61,7 @@ pub async fn run_consumer<H: EventHandler>(
     shutdown: CancellationToken,
 ) -> Result<(), BusError> {
     let mut sub = bus.subscribe(&opts.queue).await?;
+    let metrics = crate::metrics::Instruments::new(&opts.consumer, &bus);
     loop {
         let batch = tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
@@ -69,7 +70,7 @@ pub async fn run_consumer<H: EventHandler>(
         if batch.is_empty() {
             return Err(BusError::Closed);
         }
-        let applied = apply_batch(&db, &opts.consumer, handler.as_ref(), batch).await;
+        let applied = apply_batch(&db, &opts.consumer, handler.as_ref(), batch, &metrics).await;
         if applied && let Some(r) = &relay {
             r.wake();
         }
@@ -82,12 +83,18 @@ async fn apply_batch<H: EventHandler>(
     consumer: &str,
     handler: &H,
     batch: Vec<Delivery>,
+    metrics: &crate::metrics::Instruments,
 ) -> bool {
     let mut decoded = Vec::with_capacity(batch.len());
     for d in batch {
+        if d.redelivered {
+            metrics.redelivered(&d.routing_key);
+        }
         match Envelope::decode(d.payload.as_slice()) {
             Ok(env) => decoded.push((d, env)),
             Err(e) => {
+                metrics.consumed(&d.routing_key, Some("undecodable"));
+                metrics.dead_lettered(&d.routing_key);
                 tracing::error!(routing_key = %d.routing_key, error = %e, "undecodable event; dead-lettering");
                 if let Err(e) = d.dead_letter().await {
                     tracing::warn!(error = %e, "dead-letter failed");
@@ -102,7 +109,8 @@ async fn apply_batch<H: EventHandler>(
     match apply_in_txn(db, consumer, handler, &envs).await {
         Ok(()) => {
             let events: Vec<Envelope> = decoded.iter().map(|(_, e)| e.clone()).collect();
-            for (d, _) in decoded {
+            for (d, env) in decoded {
+                metrics.consumed(&env.r#type, None);
                 if let Err(e) = d.ack().await {
                     tracing::warn!(error = %e, "ack failed; the event will be redelivered and skipped by the inbox");
                 }
@@ -112,6 +120,7 @@ async fn apply_batch<H: EventHandler>(
         }
         Err(e) if decoded.len() == 1 => {
             let (d, env) = decoded.remove(0);
+            metrics.consumed(&env.r#type, Some("handler_failed"));
             tracing::warn!(event_id = %env.event_id, r#type = %env.r#type, error = %e, "event failed; will be redelivered");
             // A short pause keeps a failing event from spinning the CPU while it is retried.
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -126,6 +135,7 @@ async fn apply_batch<H: EventHandler>(
             for (d, env) in decoded {
                 match apply_in_txn(db, consumer, handler, &[&env]).await {
                     Ok(()) => {
+                        metrics.consumed(&env.r#type, None);
                         if let Err(e) = d.ack().await {
                             tracing::warn!(error = %e, "ack failed");
                         }
@@ -133,6 +143,7 @@ async fn apply_batch<H: EventHandler>(
                         any = true;
                     }
                     Err(e) => {
+                        metrics.consumed(&env.r#type, Some("handler_failed"));
                         tracing::warn!(event_id = %env.event_id, r#type = %env.r#type, error = %e, "event failed; will be redelivered");
                         tokio::time::sleep(Duration::from_millis(200)).await;
                         if let Err(e) = d.nack().await {

@@ -16,6 +16,7 @@
 pub mod consumer;
 pub mod envelope;
 pub mod inbox;
+mod metrics;
 pub mod migration;
 pub mod outbox;
 pub mod relay;

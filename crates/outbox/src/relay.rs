@@ -41,18 +41,29 @@ pub struct Relay {
     batch: usize,
     poll: Duration,
     retention: chrono::Duration,
+    metrics: crate::metrics::Instruments,
 }
+
+/// How often the backlog gauges are refreshed.
+const OBSERVE_EVERY: Duration = Duration::from_secs(5);
 
 impl Relay {
     pub fn new(db: DatabaseConnection, bus: Bus) -> Self {
         Self {
             db,
-            bus,
             handle: RelayHandle::default(),
             batch: 500,
             poll: Duration::from_secs(1),
             retention: chrono::Duration::days(7),
+            metrics: crate::metrics::Instruments::new("unnamed", &bus),
+            bus,
         }
+    }
+
+    /// Names the service in the relay's metrics (`tongban.service`).
+    pub fn with_service(mut self, service: &str) -> Self {
+        self.metrics = crate::metrics::Instruments::new(service, &self.bus);
+        self
     }
 
     /// Largest batch published with one round of confirms.
@@ -106,7 +117,9 @@ impl Relay {
                 traceparent: row.try_get("", "traceparent")?,
             });
         }
+        let types = || messages.iter().map(|m| m.routing_key.as_str());
         if let Err(e) = self.bus.publish_batch(&messages).await {
+            self.metrics.sent(types(), Some("publish_failed"));
             txn.rollback().await?;
             return Err(e.into());
         }
@@ -120,6 +133,7 @@ impl Relay {
         ))
         .await?;
         txn.commit().await?;
+        self.metrics.sent(types(), None);
         tracing::debug!(count = messages.len(), "outbox batch published");
         Ok(messages.len())
     }
@@ -144,9 +158,16 @@ impl Relay {
     pub async fn run(self, shutdown: CancellationToken) {
         let mut failures = 0u32;
         let mut last_prune = tokio::time::Instant::now();
+        let mut last_observed: Option<tokio::time::Instant> = None;
         loop {
             if shutdown.is_cancelled() {
                 return;
+            }
+            if last_observed.is_none_or(|t| t.elapsed() >= OBSERVE_EVERY) {
+                last_observed = Some(tokio::time::Instant::now());
+                if let Err(e) = self.metrics.observe_backlog(&self.db).await {
+                    tracing::debug!(error = %e, "reading the outbox backlog failed");
+                }
             }
             match self.publish_once().await {
                 Ok(n) => {
@@ -178,7 +199,7 @@ impl Relay {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = self.handle.0.notified() => {}
-                _ = tokio::time::sleep(self.poll) => {}
+                _ = tokio::time::sleep(self.poll.min(OBSERVE_EVERY)) => {}
             }
         }
     }

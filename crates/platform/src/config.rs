@@ -7,6 +7,12 @@
 //!   `TONGBAN_PLATFORM_<ID>_TOKEN` / `TONGBAN_PLATFORM_<ID>_SECRET`), which wins over an inline
 //!   `token` / `secret` (a development default).
 //!
+//! The inline `token` / `secret` in the shipped files are for the simulators. A loader in
+//! [`Mode::Production`] (the `tongban-dispatch` binary) refuses a platform whose secret would
+//! come from the file, or whose environment value equals the file's development value, naming
+//! the platform and the variable to set; [`Mode::Development`] (`tongban dev`, the simulators,
+//! tests) falls back to the inline value.
+//!
 //! Every check runs at start-up and every error names the file and the config field, so a bad
 //! file stops the service before the first event instead of dead-lettering deliveries.
 
@@ -27,6 +33,18 @@ pub const RECEIVED_SUFFIX: &str = "/_received";
 
 /// A looked-up environment: variable name → value.
 pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// Whether the inline development `token` / `secret` of a platform file may be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// `tongban dev`, the simulators and tests: without the environment variable, the inline
+    /// value is used.
+    #[default]
+    Development,
+    /// A deployed service: the secret must come from the environment and must differ from the
+    /// file's inline development value, which anyone holding the repository knows.
+    Production,
+}
 
 /// One downstream platform, validated and with overrides applied.
 #[derive(Debug, Clone, PartialEq)]
@@ -54,6 +72,9 @@ pub struct PlatformConfig {
     pub concurrency: usize,
     /// Scheme and resolved secret.
     pub auth: AuthConfig,
+    /// The environment variable the secret is read from (`auth.token_env` / `auth.secret_env`,
+    /// by default `TONGBAN_PLATFORM_<ID>_TOKEN` / `_SECRET`).
+    pub secret_env: String,
     /// Retry policy.
     pub retry: RetryPolicy,
     /// Circuit-breaker policy.
@@ -103,6 +124,20 @@ pub enum ConfigError {
         /// What is wrong.
         message: String,
     },
+    /// [`Mode::Production`] and the secret would be the file's inline development value.
+    #[error(
+        "{file}: `{field}`: platform `{platform}`: the file's development value is refused in production; set environment variable {var} to the platform's real credential"
+    )]
+    DevelopmentSecret {
+        /// File.
+        file: String,
+        /// `auth.token` or `auth.secret`.
+        field: String,
+        /// Platform id.
+        platform: String,
+        /// The variable to set.
+        var: String,
+    },
     /// Two files declare the same id.
     #[error("{file}: `id`: platform id `{id}` is already declared in {other}")]
     DuplicateId {
@@ -123,6 +158,7 @@ impl ConfigError {
             Self::Io { file, .. }
             | Self::Parse { file, .. }
             | Self::Invalid { file, .. }
+            | Self::DevelopmentSecret { file, .. }
             | Self::DuplicateId { file, .. } => file,
         }
     }
@@ -130,7 +166,7 @@ impl ConfigError {
     /// The config field, when the error is about one value.
     pub fn field(&self) -> Option<&str> {
         match self {
-            Self::Invalid { field, .. } => Some(field),
+            Self::Invalid { field, .. } | Self::DevelopmentSecret { field, .. } => Some(field),
             Self::DuplicateId { .. } => Some("id"),
             _ => None,
         }
@@ -331,7 +367,8 @@ fn process_env(name: &str) -> Option<String> {
 }
 
 /// Loads every `*.toml` file in `dir` (other files, such as a README, are ignored), with
-/// overrides from the process environment. Each file's stem must equal its `id`. Sorted by id.
+/// overrides from the process environment, in [`Mode::Development`]. Each file's stem must
+/// equal its `id`. Sorted by id.
 pub fn load_dir(dir: impl AsRef<Path>) -> Result<Vec<PlatformConfig>, ConfigError> {
     load_dir_with_env(dir, &process_env)
 }
@@ -340,6 +377,16 @@ pub fn load_dir(dir: impl AsRef<Path>) -> Result<Vec<PlatformConfig>, ConfigErro
 pub fn load_dir_with_env(
     dir: impl AsRef<Path>,
     env: EnvLookup<'_>,
+) -> Result<Vec<PlatformConfig>, ConfigError> {
+    load_dir_in(dir, env, Mode::Development)
+}
+
+/// [`load_dir_with_env`] in `mode`; the `tongban-dispatch` binary loads in
+/// [`Mode::Production`] from the process environment.
+pub fn load_dir_in(
+    dir: impl AsRef<Path>,
+    env: EnvLookup<'_>,
+    mode: Mode,
 ) -> Result<Vec<PlatformConfig>, ConfigError> {
     let dir = dir.as_ref();
     let read_dir_err = |source| ConfigError::ReadDir {
@@ -363,7 +410,7 @@ pub fn load_dir_with_env(
             file: file.clone(),
             source,
         })?;
-        let platform = PlatformConfig::parse_with_env(&src, &file, env)?;
+        let platform = PlatformConfig::parse_in(&src, &file, env, mode)?;
         let stem = path
             .file_stem()
             .and_then(|s| s.to_str())
@@ -411,11 +458,48 @@ fn describe_toml_error(src: &str, err: &toml::de::Error) -> String {
     format!("line {line_no}: {message} (at `{line}`)")
 }
 
-fn resolve_secret(env: EnvLookup<'_>, var: &str, inline: Option<String>) -> Option<Secret> {
-    env(var)
-        .filter(|v| !v.trim().is_empty())
-        .or(inline.filter(|v| !v.trim().is_empty()))
-        .map(Secret::new)
+/// The platform's secret: the environment variable `var`, else (in development) the inline
+/// value. `field` is `auth.token` or `auth.secret`; `what` names the secret in messages.
+struct SecretSource<'a> {
+    env: EnvLookup<'a>,
+    mode: Mode,
+    file: &'a str,
+    platform: &'a str,
+    field: &'static str,
+    what: &'static str,
+}
+
+impl SecretSource<'_> {
+    fn resolve(&self, var: &str, inline: Option<String>) -> Result<Secret, ConfigError> {
+        let from_env = (self.env)(var).filter(|v| !v.trim().is_empty());
+        let inline = inline.filter(|v| !v.trim().is_empty());
+        let refused = || ConfigError::DevelopmentSecret {
+            file: self.file.to_owned(),
+            field: self.field.to_owned(),
+            platform: self.platform.to_owned(),
+            var: var.to_owned(),
+        };
+        match (from_env, inline, self.mode) {
+            // The shipped value is public: the same value set through the environment is no
+            // more secret than the file.
+            (Some(v), Some(dev), Mode::Production) if v.trim() == dev.trim() => Err(refused()),
+            (Some(v), _, _) => Ok(Secret::new(v)),
+            (None, Some(_), Mode::Production) => Err(refused()),
+            (None, Some(dev), Mode::Development) => Ok(Secret::new(dev)),
+            (None, None, mode) => Err(invalid(
+                self.file,
+                self.field,
+                match mode {
+                    Mode::Production => format!("no {}: set environment variable {var}", self.what),
+                    Mode::Development => format!(
+                        "no {}: set environment variable {var} (or `{}` for development)",
+                        self.what,
+                        self.field.trim_start_matches("auth.")
+                    ),
+                },
+            )),
+        }
+    }
 }
 
 fn is_header_name(name: &str) -> bool {
@@ -432,20 +516,35 @@ impl PlatformConfig {
         Self::parse_with_env(src, origin, &process_env)
     }
 
-    /// [`PlatformConfig::parse`] with an explicit environment.
+    /// [`PlatformConfig::parse`] with an explicit environment, in [`Mode::Development`].
     pub fn parse_with_env(
         src: &str,
         origin: &str,
         env: EnvLookup<'_>,
     ) -> Result<Self, ConfigError> {
+        Self::parse_in(src, origin, env, Mode::Development)
+    }
+
+    /// [`PlatformConfig::parse_with_env`] in `mode`.
+    pub fn parse_in(
+        src: &str,
+        origin: &str,
+        env: EnvLookup<'_>,
+        mode: Mode,
+    ) -> Result<Self, ConfigError> {
         let raw: RawPlatform = toml::from_str(src).map_err(|e| ConfigError::Parse {
             file: origin.to_owned(),
             message: describe_toml_error(src, &e),
         })?;
-        Self::from_raw(raw, origin, env)
+        Self::from_raw(raw, origin, env, mode)
     }
 
-    fn from_raw(raw: RawPlatform, file: &str, env: EnvLookup<'_>) -> Result<Self, ConfigError> {
+    fn from_raw(
+        raw: RawPlatform,
+        file: &str,
+        env: EnvLookup<'_>,
+        mode: Mode,
+    ) -> Result<Self, ConfigError> {
         let id = raw.id;
         if id.is_empty()
             || !id
@@ -525,32 +624,20 @@ impl PlatformConfig {
             return Err(invalid(file, "concurrency", "must be at least 1"));
         }
 
-        let auth = match raw.auth {
-            RawAuth::Bearer { token_env, token } => {
-                let var = token_env.unwrap_or_else(|| format!("{env_prefix}_TOKEN"));
-                let token = resolve_secret(env, &var, token).ok_or_else(|| {
-                    invalid(
-                        file,
-                        "auth.token",
-                        format!("no bearer token: set environment variable {var} (or `token` for development)"),
-                    )
-                })?;
-                AuthConfig::Bearer { token }
-            }
+        // The file's own values are checked first; the secret, which depends on the
+        // environment and the mode, last, so a broken file is reported as such.
+        let (secret_env, inline, hmac_headers) = match raw.auth {
+            RawAuth::Bearer { token_env, token } => (
+                token_env.unwrap_or_else(|| format!("{env_prefix}_TOKEN")),
+                token,
+                None,
+            ),
             RawAuth::Hmac {
                 secret_env,
                 secret,
                 header,
                 timestamp_header,
             } => {
-                let var = secret_env.unwrap_or_else(|| format!("{env_prefix}_SECRET"));
-                let secret = resolve_secret(env, &var, secret).ok_or_else(|| {
-                    invalid(
-                        file,
-                        "auth.secret",
-                        format!("no HMAC secret: set environment variable {var} (or `secret` for development)"),
-                    )
-                })?;
                 let header = header.unwrap_or_else(|| DEFAULT_SIGNATURE_HEADER.to_owned());
                 let timestamp_header =
                     timestamp_header.unwrap_or_else(|| DEFAULT_TIMESTAMP_HEADER.to_owned());
@@ -573,11 +660,11 @@ impl PlatformConfig {
                         "must differ from auth.header",
                     ));
                 }
-                AuthConfig::Hmac {
+                (
+                    secret_env.unwrap_or_else(|| format!("{env_prefix}_SECRET")),
                     secret,
-                    header,
-                    timestamp_header,
-                }
+                    Some((header, timestamp_header)),
+                )
             }
         };
 
@@ -628,6 +715,28 @@ impl PlatformConfig {
         let mapping = Mapping::compile(&id, raw.mapping, &raw.event_types)
             .map_err(|e| invalid(file, e.field, e.message))?;
 
+        let (field, what) = match hmac_headers {
+            None => ("auth.token", "bearer token"),
+            Some(_) => ("auth.secret", "HMAC secret"),
+        };
+        let secret = SecretSource {
+            env,
+            mode,
+            file,
+            platform: &id,
+            field,
+            what,
+        }
+        .resolve(&secret_env, inline)?;
+        let auth = match hmac_headers {
+            None => AuthConfig::Bearer { token: secret },
+            Some((header, timestamp_header)) => AuthConfig::Hmac {
+                secret,
+                header,
+                timestamp_header,
+            },
+        };
+
         Ok(Self {
             id,
             name: raw.name,
@@ -640,6 +749,7 @@ impl PlatformConfig {
             timeout: Duration::from_millis(raw.timeout_ms),
             concurrency: raw.concurrency,
             auth,
+            secret_env,
             retry,
             circuit,
             mapping,

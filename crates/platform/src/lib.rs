@@ -37,8 +37,8 @@ pub mod policy;
 
 pub use auth::{AuthConfig, AuthFailure, Secret, sign_hmac, verify_bearer, verify_hmac};
 pub use config::{
-    ConfigError, EndpointUrl, EnvLookup, PlatformConfig, RECEIVED_SUFFIX, load_dir,
-    load_dir_with_env,
+    ConfigError, EndpointUrl, EnvLookup, Mode, PlatformConfig, RECEIVED_SUFFIX, load_dir,
+    load_dir_in, load_dir_with_env,
 };
 pub use events::{KNOWN_EVENT_TYPES, is_known_event_type};
 pub use mapping::{Format, Mapping, MappingError, MappingErrorKind, Source};

@@ -7,7 +7,9 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use tongban_platform::{AuthConfig, ConfigError, PlatformConfig, load_dir_with_env};
+use tongban_platform::{
+    AuthConfig, ConfigError, Mode, PlatformConfig, load_dir_in, load_dir_with_env,
+};
 
 fn shipped_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../deploy/platforms")
@@ -366,4 +368,142 @@ fn with_endpoint_rebases_the_query_endpoint() {
     );
     assert_eq!(moved.endpoint_url.port, 40001);
     assert_eq!(moved.mapping, p.mapping);
+}
+
+/// The four shipped platforms with their secrets from the environment, as compose gives them.
+fn production_env(name: &str) -> Option<String> {
+    match name {
+        "TONGBAN_PLATFORM_EIA_SECRET" => Some("prod-eia".to_owned()),
+        "TONGBAN_PLATFORM_NATIONAL_INVESTMENT_TOKEN" => Some("prod-national".to_owned()),
+        "TONGBAN_PLATFORM_POLLUTANT_PERMIT_TOKEN" => Some("prod-pollutant".to_owned()),
+        "TONGBAN_PLATFORM_PROVINCIAL_GOV_SERVICES_SECRET" => Some("prod-provincial".to_owned()),
+        _ => None,
+    }
+}
+
+#[test]
+fn production_takes_every_secret_from_the_environment() {
+    let platforms = load_dir_in(shipped_dir(), &production_env, Mode::Production).unwrap();
+    let secrets: Vec<_> = platforms
+        .iter()
+        .map(|p| {
+            let secret = match &p.auth {
+                AuthConfig::Bearer { token } => token.expose().to_owned(),
+                AuthConfig::Hmac { secret, .. } => secret.expose().to_owned(),
+            };
+            (p.id.as_str(), p.secret_env.as_str(), secret)
+        })
+        .collect();
+    assert_eq!(
+        secrets,
+        [
+            ("eia", "TONGBAN_PLATFORM_EIA_SECRET", "prod-eia".to_owned()),
+            (
+                "national_investment",
+                "TONGBAN_PLATFORM_NATIONAL_INVESTMENT_TOKEN",
+                "prod-national".to_owned()
+            ),
+            (
+                "pollutant_permit",
+                "TONGBAN_PLATFORM_POLLUTANT_PERMIT_TOKEN",
+                "prod-pollutant".to_owned()
+            ),
+            (
+                "provincial_gov_services",
+                "TONGBAN_PLATFORM_PROVINCIAL_GOV_SERVICES_SECRET",
+                "prod-provincial".to_owned()
+            ),
+        ]
+    );
+    // Development (the default of load_dir) still runs on the inline values alone.
+    assert_eq!(
+        load_dir_in(shipped_dir(), &no_env, Mode::Development)
+            .unwrap()
+            .len(),
+        4
+    );
+}
+
+#[test]
+fn production_refuses_an_inline_development_secret_naming_platform_and_variable() {
+    // Each shipped platform in turn without its variable.
+    for (missing, id, field) in [
+        ("TONGBAN_PLATFORM_EIA_SECRET", "eia", "auth.secret"),
+        (
+            "TONGBAN_PLATFORM_NATIONAL_INVESTMENT_TOKEN",
+            "national_investment",
+            "auth.token",
+        ),
+        (
+            "TONGBAN_PLATFORM_POLLUTANT_PERMIT_TOKEN",
+            "pollutant_permit",
+            "auth.token",
+        ),
+        (
+            "TONGBAN_PLATFORM_PROVINCIAL_GOV_SERVICES_SECRET",
+            "provincial_gov_services",
+            "auth.secret",
+        ),
+    ] {
+        let env = |name: &str| (name != missing).then(|| production_env(name)).flatten();
+        let err = load_dir_in(shipped_dir(), &env, Mode::Production).unwrap_err();
+        match &err {
+            ConfigError::DevelopmentSecret { platform, var, .. } => {
+                assert_eq!((platform.as_str(), var.as_str()), (id, missing))
+            }
+            other => panic!("{missing}: expected DevelopmentSecret, got {other}"),
+        }
+        assert_eq!(err.field(), Some(field));
+        assert!(err.file().ends_with(&format!("{id}.toml")), "{err}");
+        let shown = err.to_string();
+        assert!(shown.contains(id) && shown.contains(missing), "{shown}");
+    }
+    // An empty variable is no variable.
+    let env = |name: &str| match name {
+        "TONGBAN_PLATFORM_DEMO_TOKEN" => Some("  ".to_owned()),
+        _ => None,
+    };
+    let err = PlatformConfig::parse_in(BASE, "demo.toml", &env, Mode::Production).unwrap_err();
+    assert!(
+        matches!(err, ConfigError::DevelopmentSecret { .. }),
+        "{err}"
+    );
+}
+
+#[test]
+fn production_refuses_the_development_value_set_through_the_environment() {
+    let env = |name: &str| (name == "TONGBAN_PLATFORM_DEMO_TOKEN").then(|| " dev ".to_owned());
+    let err = PlatformConfig::parse_in(BASE, "demo.toml", &env, Mode::Production).unwrap_err();
+    assert!(
+        matches!(&err, ConfigError::DevelopmentSecret { var, .. } if var == "TONGBAN_PLATFORM_DEMO_TOKEN"),
+        "{err}"
+    );
+    // In development the same is simply the override.
+    assert!(PlatformConfig::parse_in(BASE, "demo.toml", &env, Mode::Development).is_ok());
+    // A different value is taken, and the variable named by `token_env` is the one read.
+    let src = BASE.replace(
+        "token = \"dev\"",
+        "token = \"dev\"\ntoken_env = \"DEMO_TOKEN\"",
+    );
+    let env = |name: &str| (name == "DEMO_TOKEN").then(|| "real".to_owned());
+    let p = PlatformConfig::parse_in(&src, "demo.toml", &env, Mode::Production).unwrap();
+    assert_eq!(p.secret_env, "DEMO_TOKEN");
+    assert!(matches!(&p.auth, AuthConfig::Bearer { token } if token.expose() == "real"));
+}
+
+#[test]
+fn production_without_any_secret_names_only_the_variable() {
+    let src = BASE.replace("token = \"dev\"", "");
+    let err = PlatformConfig::parse_in(&src, "demo.toml", &no_env, Mode::Production).unwrap_err();
+    assert_eq!(err.field(), Some("auth.token"));
+    let shown = err.to_string();
+    assert!(shown.contains("TONGBAN_PLATFORM_DEMO_TOKEN"), "{shown}");
+    assert!(!shown.contains("for development"), "{shown}");
+}
+
+#[test]
+fn a_broken_file_is_reported_before_a_missing_secret() {
+    let src = BASE.replace("[auth]", "concurrency = 0\n[auth]");
+    let err = PlatformConfig::parse_in(&src, "demo.toml", &no_env, Mode::Production).unwrap_err();
+    assert_eq!(err.field(), Some("concurrency"), "{err}");
 }

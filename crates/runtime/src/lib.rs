@@ -10,6 +10,8 @@
 //! - [`Tasks`]: owner of background tasks (relay, consumers, timers), awaited on shutdown.
 
 pub mod config;
+pub mod health;
+pub mod metrics;
 pub mod service;
 pub mod status;
 pub mod streams;
@@ -36,6 +38,11 @@ pub struct Context {
     pub deploy_dir: std::path::PathBuf,
     /// Audit anchoring: where the signing key is and where checkpoints go; `None` takes none.
     pub audit: Option<tongban_audit::anchor::AnchorConfig>,
+    /// Where this service serves `/metrics`; `None` when the process serves them once for
+    /// every service in it (`tongban dev`) or not at all (tests).
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    /// gRPC over TLS with this certificate and key; `None` is plain gRPC.
+    pub tls: Option<config::TlsConfig>,
 }
 
 impl Context {
@@ -48,27 +55,47 @@ impl Context {
             auth: Authenticator::from_jwks_file(&cfg.jwks_file, &cfg.token_rules())?,
             deploy_dir: cfg.deploy_dir.clone(),
             audit: cfg.audit.clone(),
+            metrics_listen: Some(cfg.metrics_listen),
+            tls: cfg.tls.clone(),
         })
     }
 }
 
-/// Serves `routes` on `listener` with health (each of `services` reported SERVING), reflection
-/// of every Tongban API, and grpc-web, until `shutdown` is cancelled.
+/// Serves `routes` on `listener` with health (kept true by [`health::monitor`] when `probe` is
+/// given, else SERVING), reflection of every Tongban API, grpc-web, and RPC metrics, until
+/// `shutdown` is cancelled.
 pub async fn serve_grpc(
     listener: TcpListener,
     routes: Routes,
     services: &[&str],
+    probe: Option<health::Probe>,
+    tls: Option<&config::TlsConfig>,
     shutdown: CancellationToken,
-) -> Result<(), tonic::transport::Error> {
+) -> anyhow::Result<()> {
     let (reporter, health) = tonic_health::server::health_reporter();
-    for name in services {
-        reporter
-            .set_service_status(*name, tonic_health::ServingStatus::Serving)
-            .await;
+    let names: Vec<String> = services.iter().map(|s| s.to_string()).collect();
+    match probe {
+        Some(probe) => {
+            for name in names.iter().map(String::as_str).chain([""]) {
+                reporter
+                    .set_service_status(name, tonic_health::ServingStatus::NotServing)
+                    .await;
+            }
+            tokio::spawn(health::monitor(
+                reporter.clone(),
+                names,
+                probe,
+                shutdown.clone(),
+            ));
+        }
+        None => {
+            for name in names.iter().map(String::as_str).chain([""]) {
+                reporter
+                    .set_service_status(name, tonic_health::ServingStatus::Serving)
+                    .await;
+            }
+        }
     }
-    reporter
-        .set_service_status("", tonic_health::ServingStatus::Serving)
-        .await;
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(tongban_proto::DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -86,10 +113,15 @@ pub async fn serve_grpc(
     }
     let reporter_on_stop = reporter.clone();
     let stop = shutdown.clone();
-    tonic::transport::Server::builder()
+    let mut server = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        server = server.tls_config(server_tls(tls)?)?;
+    }
+    server
         .trace_fn(request_span)
         .accept_http1(true)
         .layer(tonic_web::GrpcWebLayer::new())
+        .layer(metrics::RpcMetricsLayer::new())
         .add_routes(routes)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
             stop.cancelled().await;
@@ -97,7 +129,20 @@ pub async fn serve_grpc(
                 .set_service_status("", tonic_health::ServingStatus::NotServing)
                 .await;
         })
-        .await
+        .await?;
+    Ok(())
+}
+
+/// The server identity in `tls`'s PEM files.
+fn server_tls(tls: &config::TlsConfig) -> anyhow::Result<tonic::transport::ServerTlsConfig> {
+    let read = |key: &str, path: &std::path::Path| {
+        std::fs::read(path).map_err(|e| anyhow::anyhow!("{key} {}: {e}", path.display()))
+    };
+    let identity = tonic::transport::Identity::from_pem(
+        read("tls.cert_file", &tls.cert_file)?,
+        read("tls.key_file", &tls.key_file)?,
+    );
+    Ok(tonic::transport::ServerTlsConfig::new().identity(identity))
 }
 
 /// One span per RPC, continuing the caller's trace when it sent a W3C `traceparent`, so that
@@ -168,9 +213,15 @@ async fn wait_for_signal() {
 
 /// Owns a service's background tasks: each is spawned here and awaited by [`Tasks::join`], so no
 /// task outlives the service that started it.
+///
+/// A task that ends (or panics) before `shutdown` is cancelled is recorded in
+/// [`Tasks::stopped`], which health reports: a service whose relay or consumer died must not
+/// say it is serving.
 #[derive(Default)]
 pub struct Tasks {
     set: JoinSet<()>,
+    shutdown: CancellationToken,
+    stopped: health::Stopped,
 }
 
 impl Tasks {
@@ -178,15 +229,41 @@ impl Tasks {
         Self::default()
     }
 
+    /// Tasks that are expected to run until `shutdown`.
+    pub fn until(shutdown: CancellationToken) -> Self {
+        Self {
+            shutdown,
+            ..Self::default()
+        }
+    }
+
+    /// The tasks that stopped early.
+    pub fn stopped(&self) -> health::Stopped {
+        self.stopped.clone()
+    }
+
     pub fn spawn(
         &mut self,
         name: impl Into<String>,
         fut: impl Future<Output = ()> + Send + 'static,
     ) {
+        use futures::FutureExt as _;
         let name = name.into();
+        let (shutdown, stopped) = (self.shutdown.clone(), self.stopped.clone());
         self.set.spawn(async move {
-            fut.await;
-            tracing::debug!(task = %name, "task finished");
+            let panicked = std::panic::AssertUnwindSafe(fut)
+                .catch_unwind()
+                .await
+                .is_err();
+            if panicked {
+                tracing::error!(task = %name, "background task panicked");
+                stopped.record(&name);
+            } else if !shutdown.is_cancelled() {
+                tracing::error!(task = %name, "background task stopped while the service runs");
+                stopped.record(&name);
+            } else {
+                tracing::debug!(task = %name, "task finished");
+            }
         });
     }
 

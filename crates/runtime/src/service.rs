@@ -44,7 +44,7 @@ impl ServiceBuilder {
             name,
             ctx: ctx.clone(),
             shutdown: shutdown.clone(),
-            tasks: Tasks::new(),
+            tasks: Tasks::until(shutdown.clone()),
             relay: None,
         }
     }
@@ -55,7 +55,7 @@ impl ServiceBuilder {
         if let Some(handle) = &self.relay {
             return handle.clone();
         }
-        let relay = Relay::new(self.ctx.db.clone(), self.ctx.bus.clone());
+        let relay = Relay::new(self.ctx.db.clone(), self.ctx.bus.clone()).with_service(self.name);
         let handle = relay.handle();
         self.tasks.spawn(
             format!("{}-relay", self.name),
@@ -148,10 +148,34 @@ impl ServiceBuilder {
         S::Future: Send + 'static,
     {
         self.anchor_audit()?;
+        if let Some(addr) = self.ctx.metrics_listen {
+            let metrics = crate::metrics::bind(addr).await?;
+            tracing::info!(service = self.name, addr = %metrics.local_addr()?, "metrics at /metrics");
+            let stop = self.shutdown.clone();
+            self.spawn("metrics", async move {
+                if let Err(e) = crate::metrics::serve(metrics, stop).await {
+                    tracing::error!(error = %e, "metrics server stopped");
+                }
+            });
+        }
         let svc = InterceptedService::new(server, self.ctx.auth.clone());
         let routes = Routes::new(svc);
+        let probe = crate::health::Probe {
+            service: self.name,
+            db: self.ctx.db.clone(),
+            bus: self.ctx.bus.clone(),
+            stopped: self.tasks.stopped(),
+        };
         tracing::info!(service = self.name, addr = %listener.local_addr()?, "serving");
-        let served = crate::serve_grpc(listener, routes, &[S::NAME], self.shutdown.clone()).await;
+        let served = crate::serve_grpc(
+            listener,
+            routes,
+            &[S::NAME],
+            Some(probe),
+            self.ctx.tls.as_ref(),
+            self.shutdown.clone(),
+        )
+        .await;
         self.shutdown.cancel();
         self.tasks.join().await;
         served?;

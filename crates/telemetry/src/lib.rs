@@ -5,7 +5,10 @@
 //! OpenTelemetry tracer so that every span has a trace id that travels on: into events as their
 //! `traceparent` ([`current_traceparent`]) and out of them on the consuming side ([`set_parent`]),
 //! making one application one trace across all services. Spans are exported over OTLP/gRPC when
-//! `OTEL_EXPORTER_OTLP_ENDPOINT` is set. Keep the returned [`Guard`] alive; dropping it flushes.
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` is set. It installs the meter provider as well ([`metrics`]).
+//! Keep the returned [`Guard`] alive; dropping it flushes.
+
+pub mod metrics;
 
 use std::collections::HashMap;
 
@@ -17,6 +20,7 @@ use tracing_subscriber::{EnvFilter, layer::SubscriberExt, util::SubscriberInitEx
 /// Flushes pending spans when dropped.
 pub struct Guard {
     provider: Option<SdkTracerProvider>,
+    meters: Option<opentelemetry_sdk::metrics::SdkMeterProvider>,
 }
 
 impl Drop for Guard {
@@ -24,12 +28,16 @@ impl Drop for Guard {
         if let Some(p) = self.provider.take() {
             let _ = p.shutdown();
         }
+        if let Some(m) = self.meters.take() {
+            let _ = m.shutdown();
+        }
     }
 }
 
 /// Installs logging and tracing for `service`. Safe to call more than once (later calls only
 /// return a guard), which tests rely on.
 pub fn init(service: &str) -> Guard {
+    let meters = metrics::install(service);
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         EnvFilter::new("info,opentelemetry=warn,opentelemetry_sdk=warn,sea_orm_migration=warn")
     });
@@ -72,9 +80,13 @@ pub fn init(service: &str) -> Guard {
         opentelemetry::global::set_tracer_provider(provider.clone());
         Guard {
             provider: Some(provider),
+            meters,
         }
     } else {
-        Guard { provider: None }
+        Guard {
+            provider: None,
+            meters,
+        }
     }
 }
 

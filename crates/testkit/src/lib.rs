@@ -470,6 +470,8 @@ where
         auth: keys.authenticator(),
         deploy_dir: deploy_dir(),
         audit: None,
+        metrics_listen: None,
+        tls: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;

@@ -33,6 +33,13 @@ pub(crate) struct DevArgs {
     /// Do not start the platform simulators (dispatch then delivers to the configured endpoints).
     #[arg(long)]
     no_simulators: bool,
+    /// Where `/metrics` (Prometheus text, every service of this process) is served.
+    #[arg(
+        long,
+        default_value = "127.0.0.1:9464",
+        env = "TONGBAN_DEV_METRICS_LISTEN"
+    )]
+    metrics_listen: SocketAddr,
     /// Seconds between signed audit checkpoints (keys and checkpoints in DATA/audit/).
     #[arg(long, default_value_t = 60, env = "TONGBAN_AUDIT_INTERVAL_SECS")]
     audit_interval_secs: u64,
@@ -94,6 +101,14 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
         .context("loading deploy/platforms")?;
     crate::topology::declare_all(&bus, &platforms).await?;
     let shutdown = tongban_runtime::shutdown_on_signals();
+    let metrics = tongban_runtime::metrics::bind(args.metrics_listen).await?;
+    let metrics_addr = metrics.local_addr()?;
+    let metrics_stop = shutdown.clone();
+    let metrics_server = tokio::spawn(async move {
+        if let Err(e) = tongban_runtime::metrics::serve(metrics, metrics_stop).await {
+            tracing::error!(error = %e, "metrics server stopped");
+        }
+    });
 
     // The simulators stand in for the four downstream platforms; they keep what they receive
     // under the data directory, so a restart does not forget deliveries.
@@ -143,6 +158,9 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
                 svc.name,
                 args.audit_interval_secs,
             )?),
+            // One /metrics for the whole process, served below.
+            metrics_listen: None,
+            tls: None,
         };
         let stop = shutdown.clone();
         let name = svc.name;
@@ -164,6 +182,7 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
         };
         println!("  {:<13} {}  ({origin}: {})", p.id, p.endpoint, p.name);
     }
+    println!("  {:<13} http://{metrics_addr}/metrics", "metrics");
     println!("Tokens: cargo run -p tongban -- token issue --role clerk --department eco_env");
     println!("Press Ctrl-C to stop.");
 
@@ -182,6 +201,7 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
             }
         }
     }
+    let _ = metrics_server.await;
     if let Some(sim) = sims
         && let Err(e) = sim.shutdown().await
     {

@@ -644,6 +644,15 @@ fn start_simulators(
     let mut platform_env = Vec::new();
     for (p, port) in platforms.iter().zip(sim_ports) {
         sim.arg("--port").arg(format!("{}={port}", p.id));
+        // tongban-dispatch refuses the platform files' inline development secrets: the
+        // simulator and dispatch share one made for this stack, as a deployment would.
+        let secret = format!(
+            "{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        );
+        sim.env(&p.secret_env, &secret);
+        platform_env.push((p.secret_env.clone(), secret));
         let url = format!("http://127.0.0.1:{port}{}", p.endpoint_url.path);
         let id = p.id.to_ascii_uppercase();
         platform_env.push((format!("TONGBAN_PLATFORM_{id}_ENDPOINT"), url.clone()));

@@ -35,6 +35,7 @@ pub mod engine;
 pub mod entity;
 pub mod error;
 pub mod grpc;
+pub mod metrics;
 pub mod migration;
 pub mod model;
 pub mod publishing;
@@ -135,6 +136,7 @@ pub async fn run(
         "timers",
         timers::run(approval.clone(), timers::INTERVAL, shutdown.clone()),
     );
+    service.spawn("workload", metrics::run(ctx.db.clone(), shutdown.clone()));
     let server = ApprovalServiceServer::new(grpc::ApprovalGrpc::new(approval))
         .max_decoding_message_size(1024 * 1024);
     service.serve(listener, server).await

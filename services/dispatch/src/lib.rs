@@ -42,6 +42,7 @@ pub mod entity;
 pub mod error;
 pub mod grpc;
 pub mod ledger;
+mod metrics;
 pub mod migration;
 pub mod service;
 pub mod worker;
@@ -94,16 +95,20 @@ pub fn queue_spec_for(platforms: &[PlatformConfig]) -> QueueSpec {
     spec
 }
 
-/// Loads `<deploy_dir>/platforms` (a bad file stops start-up, naming file and field) and runs
-/// [`run_with_platforms`].
+/// Loads `<deploy_dir>/platforms` in production mode (a bad file, or a platform whose secret
+/// is not set in the environment, stops start-up naming file, field and variable) and runs
+/// [`run_with_platforms`]. `tongban dev` loads in development mode and calls
+/// [`run_with_platforms`] itself.
 pub async fn run(
     ctx: Context,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let dir = ctx.deploy_dir.join("platforms");
-    let platforms = tongban_platform::load_dir(&dir)
-        .map_err(|e| anyhow::anyhow!("loading platforms from {}: {e}", dir.display()))?;
+    let env = |name: &str| std::env::var(name).ok();
+    let platforms =
+        tongban_platform::load_dir_in(&dir, &env, tongban_platform::Mode::Production)
+            .map_err(|e| anyhow::anyhow!("loading platforms from {}: {e}", dir.display()))?;
     run_with_platforms(ctx, platforms, listener, shutdown).await
 }
 

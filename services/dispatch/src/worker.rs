@@ -92,6 +92,7 @@ pub async fn run(platform: Arc<PlatformRuntime>, d: Deliverer, shutdown: Cancell
             break;
         }
         while inflight.try_join_next().is_some() {}
+        crate::metrics::circuit(&platform.config.id, platform.circuit_state());
         let admit = platform.with_breaker(|b| b.admit(std::time::Instant::now()));
         let wait = match admit {
             Admit::Wait(w) => w.min(d.poll),
@@ -243,6 +244,7 @@ async fn deliver(
             }
         }
     };
+    crate::metrics::attempted(&config.id, &outcome);
     if let Err(e) = record(d, &row, lease_token, attempts, &outcome).await {
         // The lease runs out and the row is tried again; the key keeps it single.
         tracing::warn!(delivery_id = %row.delivery_id, error = %e, "recording a delivery outcome failed");

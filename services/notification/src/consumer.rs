@@ -27,6 +27,8 @@ pub struct FanIn {
     shared: Arc<Shared>,
     /// The authorization table, which decides whose webhooks hear of an application.
     policy: Policy,
+    /// Inbox notifications written per event, counted once the event's transaction commits.
+    stored: std::sync::Mutex<std::collections::HashMap<String, u64>>,
 }
 
 impl FanIn {
@@ -34,6 +36,7 @@ impl FanIn {
         Self {
             shared,
             policy: Policy::default(),
+            stored: Default::default(),
         }
     }
 
@@ -64,6 +67,7 @@ impl EventHandler for FanIn {
             txn.lock_sequence().await?;
         }
         let now = chrono::Utc::now();
+        let mut stored = 0u64;
         for d in drafts {
             let text = s.templates.render(d.template, &d.locale, &d.vars);
             let n = NewNotification {
@@ -82,6 +86,7 @@ impl EventHandler for FanIn {
                 tracing::debug!(recipient = %n.recipient, kind = %n.kind, "duplicate notification skipped");
                 continue;
             }
+            stored += 1;
             if let (true, Some(to)) = (s.email_enabled, &d.email_to) {
                 let after = schedule::email_send_after(d.reminder, now, &s.calendar);
                 txn.insert_email(
@@ -95,6 +100,10 @@ impl EventHandler for FanIn {
             }
         }
 
+        if stored > 0 {
+            let mut pending = self.stored.lock().unwrap_or_else(|p| p.into_inner());
+            pending.insert(event.event_id.clone(), stored);
+        }
         if !event.application_id.is_empty() {
             txn.add_departments(&event.application_id, &departments(event))
                 .await?;
@@ -115,7 +124,15 @@ impl EventHandler for FanIn {
         Ok(())
     }
 
-    fn committed(&self, _events: &[Envelope]) {
+    fn committed(&self, events: &[Envelope]) {
+        let mut n = 0;
+        {
+            let mut pending = self.stored.lock().unwrap_or_else(|p| p.into_inner());
+            for e in events {
+                n += pending.remove(&e.event_id).unwrap_or(0);
+            }
+        }
+        crate::metrics::record("inbox", "stored", n);
         self.shared.wake();
     }
 }

@@ -165,9 +165,11 @@ impl Mailer {
         let error = match &result {
             Ok(()) => {
                 tracing::info!(notification_id = %e.notification_id, "e-mail sent");
+                crate::metrics::record("email", "sent", 1);
                 None
             }
             Err(err) => {
+                crate::metrics::record("email", "failed", 1);
                 tracing::error!(notification_id = %e.notification_id, to = %e.to_addr, attempts, error = %err, "e-mail failed; giving up");
                 Some(err.to_string())
             }

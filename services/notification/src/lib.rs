@@ -39,6 +39,7 @@ pub mod error;
 pub mod fanin;
 pub mod grpc;
 pub mod guard;
+mod metrics;
 pub mod migration;
 pub mod repository;
 pub mod schedule;

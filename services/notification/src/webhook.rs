@@ -243,12 +243,17 @@ impl Deliverer {
         let attempts = d.attempts + 1;
         let error = self.attempt(&d).await;
         let outcome = match error {
-            None => DeliveryOutcome::Delivered,
+            None => {
+                crate::metrics::record("webhook", "delivered", 1);
+                DeliveryOutcome::Delivered
+            }
             Some(error) if attempts >= i64::from(self.retry.max_attempts) => {
+                crate::metrics::record("webhook", "gave_up", 1);
                 tracing::error!(delivery_id = %d.delivery_id, url = %d.url, attempts, %error, "webhook delivery failed; giving up");
                 DeliveryOutcome::GaveUp { error }
             }
             Some(error) => {
+                crate::metrics::record("webhook", "retry", 1);
                 let delay = Backoff::doubling(self.retry.base, self.retry.cap)
                     .delay(u32::try_from(attempts).unwrap_or(u32::MAX));
                 tracing::warn!(delivery_id = %d.delivery_id, url = %d.url, attempts, %error, retry_in = ?delay, "webhook delivery failed; will retry");

@@ -23,7 +23,8 @@ pub fn example_path() -> PathBuf {
 
 /// A base port whose next three ports are free too.
 pub fn free_port_block() -> anyhow::Result<u16> {
-    tongban_testkit::free_port_block(4)
+    // four services, then the metrics port
+    tongban_testkit::free_port_block(5)
 }
 
 /// A running `tongban dev`.
@@ -76,6 +77,8 @@ impl Dev {
             .arg("--base-port")
             .arg(base.to_string())
             .arg("--sim-free-ports")
+            .arg("--metrics-listen")
+            .arg(format!("127.0.0.1:{}", base + 4))
             .env_remove("TONGBAN_DATA_DIR")
             .env_remove("TONGBAN_DEPLOY_DIR")
             .env("TONGBAN_AUDIT_INTERVAL_SECS", "1")

@@ -13,6 +13,8 @@ mod definitions;
 mod instances;
 mod tasks;
 
+pub use tasks::{DepartmentLoad, department_load};
+
 use std::future::Future;
 
 use chrono::{DateTime, Utc};

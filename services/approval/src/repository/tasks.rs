@@ -263,3 +263,44 @@ mod tests {
         ));
     }
 }
+
+/// Open work of one department at one moment (for the workload gauges).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DepartmentLoad {
+    pub department: String,
+    /// Open or claimed tasks.
+    pub open: u64,
+    /// Of those, past their due-soon mark but not yet due.
+    pub due_soon: u64,
+    /// Of those, past due.
+    pub overdue: u64,
+}
+
+/// Open tasks per department at `now_ms`.
+pub async fn department_load<C: ConnectionTrait>(
+    db: &C,
+    now_ms: i64,
+) -> Result<Vec<DepartmentLoad>, DbErr> {
+    let backend = db.get_database_backend();
+    let rows = db
+        .query_all_raw(tongban_storage::stmt(
+            backend,
+            "SELECT department, COUNT(*) AS open, \
+             SUM(CASE WHEN due_soon_at <= ? AND due_at > ? THEN 1 ELSE 0 END) AS due_soon, \
+             SUM(CASE WHEN due_at <= ? THEN 1 ELSE 0 END) AS overdue \
+             FROM tasks WHERE status IN ('OPEN', 'CLAIMED') GROUP BY department",
+            vec![now_ms.into(), now_ms.into(), now_ms.into()],
+        ))
+        .await?;
+    rows.iter()
+        .map(|r| {
+            let n = |col: &str| r.try_get::<i64>("", col).map(|v| v.max(0) as u64);
+            Ok(DepartmentLoad {
+                department: r.try_get("", "department")?,
+                open: n("open")?,
+                due_soon: n("due_soon")?,
+                overdue: n("overdue")?,
+            })
+        })
+        .collect()
+}

@@ -195,6 +195,8 @@ async fn bad_mapping_stops_start_up_naming_file_and_field(backend: Backend) -> a
         auth: keys.authenticator(),
         deploy_dir: deploy.path().to_path_buf(),
         audit: None,
+        metrics_listen: None,
+        tls: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let err = tongban_dispatch::run(ctx, listener, CancellationToken::new())

@@ -124,6 +124,8 @@ impl Harness {
             auth: self.keys.authenticator(),
             deploy_dir: tongban_testkit::deploy_dir(),
             audit: None,
+            metrics_listen: None,
+            tls: None,
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
