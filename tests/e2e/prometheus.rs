@@ -149,5 +149,24 @@ async fn prometheus_scrapes_every_replica_and_reads_back_one_application() -> an
     .await?;
     // Every replica reports itself SERVING.
     wait_for_value(&http, &base, "sum(tongban_health_serving)", 8.0, &mut prom).await?;
+    // The events across the bus, and one succeeded delivery per platform (the approved
+    // application reaches all four), summed over the dispatch replicas.
+    wait_for_value(
+        &http,
+        &base,
+        "sum(messaging_client_consumed_messages_total{tongban_event_type=\"application.submitted\"})",
+        1.0,
+        &mut prom,
+    )
+    .await?;
+    let series = wait_for_value(
+        &http,
+        &base,
+        "count(sum by (platform) (tongban_dispatch_deliveries_total{outcome=\"succeeded\"}) > 0)",
+        4.0,
+        &mut prom,
+    )
+    .await?;
+    assert_eq!(series.len(), 1, "{series:?}");
     Ok(())
 }

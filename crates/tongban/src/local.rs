@@ -733,7 +733,8 @@ fn start_replicas(
     Ok(())
 }
 
-/// Waits until every service replica is SERVING and the simulators accept connections;
+/// Waits until every service replica is SERVING with its metrics endpoint up and the
+/// simulators accept connections;
 /// fails at once, with its log, when a process exits.
 async fn wait_ready(
     state: &State,
@@ -758,7 +759,10 @@ async fn wait_ready(
         for i in pending {
             let p = &state.processes[i];
             let ready = match &p.grpc {
-                Some(url) => check(url, Duration::from_secs(2)).await.is_serving(),
+                Some(url) => {
+                    check(url, Duration::from_secs(2)).await.is_serving()
+                        && p.metrics.as_deref().is_none_or(accepts)
+                }
                 None => state.simulators.values().all(|u| accepts(u)),
             };
             if !ready {
