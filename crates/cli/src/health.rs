@@ -108,11 +108,18 @@ pub struct Unhealthy(pub String);
 
 /// `tongban health`.
 pub(crate) async fn run(global: &GlobalArgs, args: HealthArgs) -> anyhow::Result<()> {
-    let conn = Conn::resolve(global)?;
     let timeout = Duration::from_secs(args.timeout);
-    let targets: Vec<(&str, String)> = if args.server_on_command_line {
-        vec![("server", conn.intake_url.clone())]
+    let json = global.json();
+    // One server named on the command line needs no config file (a container healthcheck
+    // must not depend on one).
+    let explicit = global
+        .server
+        .clone()
+        .filter(|_| args.server_on_command_line);
+    let targets: Vec<(&str, String)> = if let Some(url) = explicit {
+        vec![("server", url)]
     } else {
+        let conn = Conn::resolve(global)?;
         vec![
             ("intake", conn.intake_url.clone()),
             ("approval", conn.approval_url.clone()),
@@ -124,7 +131,7 @@ pub(crate) async fn run(global: &GlobalArgs, args: HealthArgs) -> anyhow::Result
     for (name, url) in &targets {
         results.push((*name, url.as_str(), check(url, timeout).await));
     }
-    if conn.json() {
+    if json {
         let list: Vec<serde_json::Value> = results
             .iter()
             .map(|(name, url, h)| {

@@ -49,8 +49,12 @@ fn dead_url() -> anyhow::Result<String> {
 fn health_shows_every_service_and_fails_on_one_down() -> anyhow::Result<()> {
     let dev = start_full_stack()?;
 
-    // TONGBAN_SERVER alone: the four services, derived by port offset, all SERVING.
-    let run = run_with_env(&dev, &[("TONGBAN_SERVER", dev.server())], &["health"])?.ok()?;
+    // TONGBAN_SERVER alone: the four services, derived by port offset, all SERVING (once
+    // their background loops run: until then health is truthfully NOT_SERVING).
+    let run = common::eventually(30, "every service SERVING", || {
+        let run = run_with_env(&dev, &[("TONGBAN_SERVER", dev.server())], &["health"])?;
+        Ok((run.code == 0).then_some(run))
+    })?;
     for svc in ["intake", "approval", "notification", "dispatch"] {
         let line = run
             .stdout
@@ -98,6 +102,16 @@ fn health_shows_every_service_and_fails_on_one_down() -> anyhow::Result<()> {
     let run = run_with_env(
         &dev,
         &[("TONGBAN_SERVER", dead.clone())],
+        &["health", "--server", &approval],
+    )?
+    .ok()?;
+    assert!(run.stdout.starts_with("SERVING"), "{run:?}");
+    // ... and reads no config file (a container's may be another program's, or unreadable).
+    let garbage = dev.dir.path().join("garbage.toml");
+    std::fs::write(&garbage, "this is [[[ not toml")?;
+    let run = run_with_env(
+        &dev,
+        &[("TONGBAN_CONFIG", garbage.to_string_lossy().to_string())],
         &["health", "--server", &approval],
     )?
     .ok()?;
