@@ -81,10 +81,14 @@ async fn local_up_serves_two_replicas_end_to_end_and_down_stops_everything() -> 
     )
     .await?;
 
-    // `status`: every process alive and SERVING.
+    // `status`: every process alive and SERVING (health is truthful, so a loaded machine may
+    // show a replica NOT_SERVING for a moment: wait for all of them rather than sample once).
     let state_dir = stack.state_dir();
-    let run = stack.tongban(&["local", "status", "--state-dir", &state_dir])?;
-    assert_eq!(run.code, 0, "{run:?}");
+    let run = eventually(Duration::from_secs(30), "status to exit 0", || {
+        let run = stack.tongban(&["local", "status", "--state-dir", &state_dir]);
+        async move { run.ok().filter(|r| r.code == 0) }
+    })
+    .await?;
     assert_eq!(
         run.stdout.lines().filter(|l| l.contains("SERVING")).count(),
         9,
@@ -100,16 +104,21 @@ async fn local_up_serves_two_replicas_end_to_end_and_down_stops_everything() -> 
     ])?;
     let v: serde_json::Value = serde_json::from_str(&run.stdout)?;
     let procs = v["processes"].as_array().cloned().unwrap_or_default();
-    assert!(
-        procs
-            .iter()
-            .all(|p| p["alive"] == true && p["health"] == "SERVING"),
-        "{v}"
-    );
+    assert_eq!(procs.len(), 9, "{v}");
+    assert!(procs.iter().all(|p| p["alive"] == true), "{v}");
 
     // `tongban health` finds the four services of replica 2 from its intake URL alone.
-    let run = stack.tongban(&["health", "--server", &intakes[1]])?;
-    assert_eq!(run.code, 0, "{run:?}");
+    let env = [("TONGBAN_SERVER".to_string(), intakes[1].clone())];
+    let run = eventually(Duration::from_secs(30), "replica 2 healthy", || {
+        let run = stack.tongban_with_env(&env, &["health"]);
+        async move { run.ok().filter(|r| r.code == 0) }
+    })
+    .await?;
+    assert_eq!(
+        run.stdout.lines().filter(|l| l.contains("SERVING")).count(),
+        4,
+        "{run:?}"
+    );
 
     // A second `up` on the same state dir refuses while the stack runs.
     let run = stack.tongban(&["local", "up", "--free-ports", "--state-dir", &state_dir])?;

@@ -266,7 +266,8 @@ impl LocalStack {
         self.tongban_with_env(&[], args)
     }
 
-    fn tongban_with_env(&self, env: &[(String, String)], args: &[&str]) -> anyhow::Result<Run> {
+    /// [`LocalStack::tongban`] with `env` added.
+    pub fn tongban_with_env(&self, env: &[(String, String)], args: &[&str]) -> anyhow::Result<Run> {
         let mut cmd = Command::new(binary("tongban")?);
         cmd.args(args)
             .env(
