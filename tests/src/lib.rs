@@ -364,7 +364,14 @@ impl LocalStack {
 impl Drop for LocalStack {
     fn drop(&mut self) {
         if !self.down {
-            let _ = self.down();
+            match self.down() {
+                Ok(run) if run.code == 0 => {}
+                // Left behind: say what, so the leak can be traced and cleaned.
+                other => eprintln!(
+                    "tongban local down --purge for {} failed: {other:?}",
+                    self.exchange
+                ),
+            }
         }
     }
 }
