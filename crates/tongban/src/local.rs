@@ -347,9 +347,18 @@ impl Proc {
         }
     }
 
+    /// What explains a failure: the process's `Error:` line and its causes when it printed
+    /// one (not the backtrace after them), else the last lines of its log.
     fn tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
+        if let Some(at) = lines.iter().rposition(|l| l.starts_with("Error: ")) {
+            let end = lines[at..]
+                .iter()
+                .position(|l| l.starts_with("Stack backtrace:"))
+                .map_or(lines.len(), |n| at + n);
+            return lines[at..end.min(at + 12)].join("\n");
+        }
         lines[lines.len().saturating_sub(20)..].join("\n")
     }
 }
@@ -426,15 +435,14 @@ async fn up(args: UpArgs, json: bool) -> anyhow::Result<()> {
     std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
     let dir = std::path::absolute(dir)?;
 
-    // Databases, then every queue (before any service could publish), then keys.
+    // Every queue (before any service could publish), keys, ports; the databases last, so
+    // that a failure before the processes start leaves none behind.
     let mut databases = BTreeMap::new();
     for (svc, _) in SERVICES {
         let name = format!("{}_{svc}", args.db_prefix);
         check_db_name(&name)?;
         databases.insert(svc.to_string(), name);
     }
-    let names: Vec<String> = databases.values().cloned().collect();
-    create_databases(&args.admin_url, &names).await?;
     let platforms =
         tongban_platform::load_dir(deploy_dir.join("platforms")).context("loading platforms")?;
     {
@@ -487,6 +495,9 @@ async fn up(args: UpArgs, json: bool) -> anyhow::Result<()> {
         )
     };
 
+    let names: Vec<String> = databases.values().cloned().collect();
+    let created = create_databases(&args.admin_url, &names).await?;
+
     let mut state = State {
         exchange: args.exchange.clone(),
         bus_url: args.bus_url.clone(),
@@ -513,6 +524,10 @@ async fn up(args: UpArgs, json: bool) -> anyhow::Result<()> {
         // Leave nothing behind: stop what started, forget the state.
         stop(&state.processes, Duration::from_secs(5)).await;
         let _ = std::fs::remove_file(state_path(&dir));
+        // Databases this attempt created are dropped too; ones that were there stay.
+        if let Err(drop_err) = drop_databases(&args.admin_url, &created).await {
+            tracing::warn!(error = %format!("{drop_err:#}"), "could not drop the databases created");
+        }
         return Err(e);
     }
     // The children keep running after this process exits; dropping the handles does not stop them.
@@ -747,7 +762,7 @@ async fn wait_ready(
         for (i, child) in children.iter_mut().enumerate() {
             if let Some(status) = child.try_wait()? {
                 let p = &state.processes[i];
-                eprintln!("--- the end of {}:\n{}", p.log.display(), p.tail());
+                eprintln!("--- {}:\n{}", p.log.display(), p.tail());
                 anyhow::bail!(
                     "{} exited ({status}) while starting; see {}",
                     p.name,
@@ -777,7 +792,7 @@ async fn wait_ready(
             let mut names = Vec::new();
             for i in &pending {
                 let p = &state.processes[*i];
-                eprintln!("--- the end of {}:\n{}", p.log.display(), p.tail());
+                eprintln!("--- {}:\n{}", p.log.display(), p.tail());
                 names.push(p.name.clone());
             }
             anyhow::bail!(
