@@ -1,10 +1,11 @@
 //! The production topology as separate processes: each service its own binary and its own
-//! PostgreSQL database, events over RabbitMQ on an exchange unique to the test.
+//! PostgreSQL database, events over RabbitMQ on an exchange unique to the test. One service
+//! alone is started by hand; the whole topology by `tongban local up`.
 
 use std::{process::Command, time::Duration};
 
 use tongban_auth::Role;
-use tongban_e2e::{Proc, binary, free_ports, wait_for_grpc};
+use tongban_e2e::{LocalStack, Log, Proc, binary, free_ports, wait_for_grpc};
 use tongban_proto::{
     approval::{self as apb, approval_service_client::ApprovalServiceClient},
     dispatch::{self as dpb, dispatch_service_client::DispatchServiceClient},
@@ -75,129 +76,86 @@ impl Stack {
     }
 }
 
-/// The production topology, running: the platform simulators (one port per default platform)
-/// and the four services, each its own process.
+/// The production topology, running through `tongban local up`: the platform simulators (one
+/// port per default platform) and the four services, each its own process, on the stack's
+/// exchange and fresh databases. Stopped (`tongban local down --purge`) when dropped.
 struct Topology {
-    intake: Proc,
-    approval: Proc,
-    dispatch: Proc,
-    notification: Proc,
-    _sim: Proc,
-    intake_port: u16,
-    approval_port: u16,
-    dispatch_port: u16,
-    notification_port: u16,
+    intake: Log,
+    approval: Log,
+    dispatch: Log,
+    notification: Log,
+    intake_url: String,
+    approval_url: String,
+    dispatch_url: String,
+    notification_url: String,
     /// (platform id, the simulator's `_received` URL for it).
     sim_urls: Vec<(String, String)>,
+    /// service → its Prometheus endpoint.
+    metrics: std::collections::HashMap<String, String>,
+    _local: LocalStack,
 }
 
 impl Topology {
-    /// Starts the simulators, then the services (intake with `intake_env` added), and waits
-    /// until every service answers health checks.
-    async fn start(stack: &mut Stack, intake_env: &[(String, String)]) -> anyhow::Result<Self> {
-        let ports = free_ports(8)?;
-        let (intake_port, approval_port, dispatch_port, notification_port) =
-            (ports[0], ports[1], ports[2], ports[3]);
-        let platforms =
-            tongban_platform::load_dir(tongban_testkit::deploy_dir().join("platforms"))?;
-        anyhow::ensure!(platforms.len() == 4, "four default platforms");
-
-        // The simulators, one port each, and dispatch told where they are.
-        let mut sim_cmd = Command::new(binary("tongban-platform-sim")?);
-        sim_cmd
-            .arg("--platforms")
-            .arg(tongban_testkit::deploy_dir().join("platforms"));
-        let mut dispatch_env = Vec::new();
-        let mut sim_urls = Vec::new();
-        for (p, port) in platforms.iter().zip(&ports[4..]) {
-            sim_cmd.arg("--port").arg(format!("{}={port}", p.id));
-            let url = format!("http://127.0.0.1:{port}{}", p.endpoint_url.path);
-            dispatch_env.push((
-                format!("TONGBAN_PLATFORM_{}_ENDPOINT", p.id.to_ascii_uppercase()),
-                url.clone(),
-            ));
-            dispatch_env.push((
-                format!(
-                    "TONGBAN_PLATFORM_{}_QUERY_ENDPOINT",
-                    p.id.to_ascii_uppercase()
-                ),
-                format!("{url}/_received"),
-            ));
-            sim_urls.push((p.id.clone(), format!("{url}/_received")));
-            // tongban-dispatch refuses the files' inline development secrets: both sides get
-            // this run's own credential from the environment, as in a deployment.
-            let secret = format!("e2e-{}-{}", p.id, std::process::id());
-            sim_cmd.env(&p.secret_env, &secret);
-            dispatch_env.push((p.secret_env.clone(), secret));
-        }
-        let mut sim = Proc::spawn("platform-sim", sim_cmd, stack.dir.path())?;
-
-        let mut intake = stack
-            .service_with("tongban-intake", "intake", intake_port, intake_env)
-            .await?;
-        let mut approval = stack
-            .service("tongban-approval", "approval", approval_port)
-            .await?;
-        let mut dispatch = stack
-            .service_with("tongban-dispatch", "dispatch", dispatch_port, &dispatch_env)
-            .await?;
-        let mut notification = stack
-            .service("tongban-notification", "notification", notification_port)
-            .await?;
-        for port in [intake_port, approval_port, dispatch_port, notification_port] {
-            wait_for_grpc(
-                port,
-                &mut [
-                    &mut intake,
-                    &mut approval,
-                    &mut dispatch,
-                    &mut notification,
-                    &mut sim,
-                ],
-                Duration::from_secs(60),
-            )
-            .await?;
-        }
+    /// Starts the simulators and the services (with `env` added; `TONGBAN_INTAKE__…` keys
+    /// reach intake only) and returns once every service answers health checks with SERVING.
+    /// Tokens come from `stack.keys`, the fixed test key `tongban local` is given.
+    async fn start(stack: &mut Stack, env: &[(String, String)]) -> anyhow::Result<Self> {
+        let local = tokio::task::block_in_place(|| LocalStack::up_with_env(1, env))?;
+        anyhow::ensure!(
+            local.keys.kid() == stack.keys.kid(),
+            "the stack and tongban local verify with the same test key"
+        );
+        let sim_urls: Vec<(String, String)> = local
+            .simulators()
+            .into_iter()
+            .map(|(id, url)| (id, format!("{url}{}", tongban_platform::RECEIVED_SUFFIX)))
+            .collect();
+        anyhow::ensure!(sim_urls.len() == 4, "four default platforms: {sim_urls:?}");
+        let first = |service: &str| {
+            local
+                .grpc(service)
+                .into_iter()
+                .next()
+                .ok_or_else(|| anyhow::anyhow!("no {service} in {}", local.state))
+        };
         Ok(Self {
-            intake,
-            approval,
-            dispatch,
-            notification,
-            _sim: sim,
-            intake_port,
-            approval_port,
-            dispatch_port,
-            notification_port,
+            intake: local.log("intake-1"),
+            approval: local.log("approval-1"),
+            dispatch: local.log("dispatch-1"),
+            notification: local.log("notification-1"),
+            intake_url: first("intake")?,
+            approval_url: first("approval")?,
+            dispatch_url: first("dispatch")?,
+            notification_url: first("notification")?,
             sim_urls,
+            metrics: local
+                .metrics_targets_by_process()
+                .into_iter()
+                .filter_map(|(name, target)| {
+                    let service = name.strip_suffix("-1")?;
+                    Some((service.to_string(), format!("http://{target}/metrics")))
+                })
+                .collect(),
+            _local: local,
         })
     }
 
     async fn intake(&self) -> anyhow::Result<IntakeServiceClient<tonic::transport::Channel>> {
-        Ok(IntakeServiceClient::connect(format!("http://127.0.0.1:{}", self.intake_port)).await?)
+        Ok(IntakeServiceClient::connect(self.intake_url.clone()).await?)
     }
 
     async fn approval(&self) -> anyhow::Result<ApprovalServiceClient<tonic::transport::Channel>> {
-        Ok(
-            ApprovalServiceClient::connect(format!("http://127.0.0.1:{}", self.approval_port))
-                .await?,
-        )
+        Ok(ApprovalServiceClient::connect(self.approval_url.clone()).await?)
     }
 
     async fn dispatch(&self) -> anyhow::Result<DispatchServiceClient<tonic::transport::Channel>> {
-        Ok(
-            DispatchServiceClient::connect(format!("http://127.0.0.1:{}", self.dispatch_port))
-                .await?,
-        )
+        Ok(DispatchServiceClient::connect(self.dispatch_url.clone()).await?)
     }
 
     async fn notification(
         &self,
     ) -> anyhow::Result<NotificationServiceClient<tonic::transport::Channel>> {
-        Ok(NotificationServiceClient::connect(format!(
-            "http://127.0.0.1:{}",
-            self.notification_port
-        ))
-        .await?)
+        Ok(NotificationServiceClient::connect(self.notification_url.clone()).await?)
     }
 
     /// The last log lines of every service, for a failure message.
@@ -457,16 +415,9 @@ async fn entered_once_approved_in_parallel_delivered_everywhere() -> anyhow::Res
 
     // What the application did shows in every service's metrics.
     let scrape = |service: &str| {
-        let port = stack.metrics.get(service).copied().unwrap_or_default();
+        let url = top.metrics.get(service).cloned().unwrap_or_default();
         let http = http.clone();
-        async move {
-            http.get(format!("http://127.0.0.1:{port}/metrics"))
-                .send()
-                .await?
-                .error_for_status()?
-                .text()
-                .await
-        }
+        async move { http.get(url).send().await?.error_for_status()?.text().await }
     };
     let intake_metrics = scrape("intake").await?;
     assert_series(

@@ -52,6 +52,13 @@ pub struct GlobalArgs {
     pub(crate) output: Output,
 }
 
+impl GlobalArgs {
+    /// Whether `--output json` was asked for.
+    pub fn json(&self) -> bool {
+        self.output == Output::Json
+    }
+}
+
 /// `~/.config/tongban/config.toml`.
 #[derive(serde::Deserialize, serde::Serialize, Default, Debug)]
 pub(crate) struct Config {
@@ -358,6 +365,18 @@ pub(crate) const EXIT_UNREACHABLE: u8 = 4;
 
 /// The exit code for an error: server codes by class, anything else is a local error.
 pub fn exit_code(err: &anyhow::Error) -> u8 {
+    if err
+        .chain()
+        .any(|e| e.downcast_ref::<crate::health::Unhealthy>().is_some())
+    {
+        return EXIT_UNREACHABLE;
+    }
+    if err
+        .chain()
+        .any(|e| e.downcast_ref::<crate::admin::Drift>().is_some())
+    {
+        return EXIT_REJECTED;
+    }
     let Some(rpc) = err.chain().find_map(|e| e.downcast_ref::<RpcError>()) else {
         return EXIT_LOCAL;
     };

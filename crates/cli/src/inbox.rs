@@ -49,7 +49,7 @@ pub struct ReadArgs {
 }
 
 /// The notification client, and the profile its errors are reported with.
-fn client(conn: &Conn) -> anyhow::Result<(NotificationServiceClient<Channel>, Conn)> {
+pub(crate) fn client(conn: &Conn) -> anyhow::Result<(NotificationServiceClient<Channel>, Conn)> {
     let url = conn.notification_url.clone();
     // Lazy, like the other clients: an unreachable server is UNAVAILABLE on the first call.
     let channel = Endpoint::from_shared(url.clone())

@@ -13,9 +13,11 @@
 //! - `output`: tables (80 columns, display width), Asia/Shanghai times, proto3 JSON.
 //! - `applicant`, `staff`, `inbox`, `demo`: one function per subcommand.
 
+mod admin;
 mod applicant;
 mod client;
 mod demo;
+pub mod health;
 mod inbox;
 mod output;
 mod staff;
@@ -30,6 +32,10 @@ pub use client::{GlobalArgs, exit_code};
 pub mod args {
     pub use crate::{
         AuditVerifyArgs, IssueArgs, KeysDropArgs, KeysGenerateArgs,
+        admin::{
+            DefinitionsCommand, DefinitionsListArgs, DeliveriesCommand, PublishArgs, ReconcileArgs,
+            RegisterArgs, ReplayArgs, WebhooksCommand,
+        },
         applicant::{RateArgs, SubmitArgs, SupplementArgs, WatchArgs, WithdrawArgs},
         demo::DemoArgs,
         inbox::{InboxArgs, ReadArgs},
@@ -48,7 +54,7 @@ Exit codes:
   2  the server rejected the request (INVALID_ARGUMENT, FAILED_PRECONDITION, ALREADY_EXISTS,
      ABORTED, NOT_FOUND, ...)
   3  authentication or permission (UNAUTHENTICATED, PERMISSION_DENIED)
-  4  server unreachable or unavailable
+  4  server unreachable or unavailable (`tongban health`: some server is not SERVING)
   5  `tongban audit verify` found tampering (edits, truncation, deleted chains, forged checkpoints)
 
 Examples:
@@ -59,7 +65,7 @@ Examples:
   tongban tasks --output json | jq '.tasks[].taskId'
   tongban demo --spawn";
 
-/// The client subcommands; the binary adds `dev`, `topology` and `completions`.
+/// The client subcommands; the binary adds `dev`, `local`, `topology` and `completions`.
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Bearer tokens (EdDSA JWTs) signed with the issuer's private key.
@@ -149,11 +155,18 @@ pub enum Command {
         /// Application id.
         id: String,
     },
-    /// The delivery ledger.
+    /// The delivery ledger; `replay` puts dead letters back in the queue, `reconcile` compares
+    /// the ledger with what the platforms hold.
     #[command(
-        after_help = "Examples:\n  tongban deliveries --application 0195...\n  tongban deliveries --status dead_lettered --platform eia"
+        args_conflicts_with_subcommands = true,
+        after_help = "Examples:\n  tongban deliveries --application 0195...\n  tongban deliveries --status dead_lettered --platform eia\n  tongban deliveries replay --platform eia\n  tongban deliveries reconcile --redeliver-missing"
     )]
-    Deliveries(staff::DeliveriesArgs),
+    Deliveries {
+        #[command(flatten)]
+        args: staff::DeliveriesArgs,
+        #[command(subcommand)]
+        command: Option<admin::DeliveriesCommand>,
+    },
     /// Try one delivery again now.
     #[command(after_help = "Example:\n  tongban retry 0195...")]
     Retry {
@@ -169,6 +182,30 @@ pub enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+
+    // ---- operators ----
+    /// Workflow definitions: list them, publish a new version (admins).
+    #[command(
+        after_help = "Examples:\n  tongban definitions list\n  tongban definitions publish deploy/matters/env.eia.report_form.toml"
+    )]
+    Definitions {
+        #[command(subcommand)]
+        command: admin::DefinitionsCommand,
+    },
+    /// Webhooks: list, register (prints the signing secret once), delete.
+    #[command(
+        after_help = "Examples:\n  tongban webhooks list\n  tongban webhooks register https://portal.example.gov.cn/hooks/tongban --event application.approved\n  tongban webhooks delete 0195..."
+    )]
+    Webhooks {
+        #[command(subcommand)]
+        command: admin::WebhooksCommand,
+    },
+    /// grpc.health.v1 status of every configured service (or only --server); exits 0 only
+    /// when all are SERVING, else 4. Needs no token.
+    #[command(
+        after_help = "Examples:\n  tongban health                                   # intake, approval, notification, dispatch\n  tongban health --server http://127.0.0.1:50052   # one server (container healthchecks)\n  tongban health --output json"
+    )]
+    Health(health::HealthArgs),
 
     // ---- everyone ----
     /// My notifications, newest first (times in Asia/Shanghai); --follow streams new ones.
@@ -317,6 +354,7 @@ pub async fn run(global: &GlobalArgs, command: Command) -> anyhow::Result<()> {
             command: KeysCommand::Drop(args),
         } => keys_drop(&args),
         Command::Demo(args) => demo::run(global, args).await,
+        Command::Health(args) => health::run(global, args).await,
         Command::Login => login(global),
         other => remote(global, other).await,
     }
@@ -351,7 +389,15 @@ async fn remote(global: &GlobalArgs, command: Command) -> anyhow::Result<()> {
         Command::RequestSupplement(a) => staff::request_supplement(&conn, a).await,
         Command::Delegate(a) => staff::delegate(&conn, a).await,
         Command::Show { id } => staff::show(&conn, &id).await,
-        Command::Deliveries(a) => staff::deliveries(&conn, a).await,
+        Command::Deliveries {
+            command: Some(c), ..
+        } => admin::deliveries(&conn, c).await,
+        Command::Deliveries {
+            args,
+            command: None,
+        } => staff::deliveries(&conn, args).await,
+        Command::Definitions { command } => admin::definitions(&conn, command).await,
+        Command::Webhooks { command } => admin::webhooks(&conn, command).await,
         Command::Retry { delivery } => staff::retry(&conn, &delivery).await,
         Command::Audit {
             command: AuditCommand::Show { id },
@@ -361,7 +407,11 @@ async fn remote(global: &GlobalArgs, command: Command) -> anyhow::Result<()> {
         } => anyhow::bail!("`tongban audit verify` is run by the tongban binary"),
         Command::Inbox(a) => inbox::inbox(&conn, a).await,
         Command::Read(a) => inbox::read(&conn, a).await,
-        Command::Token { .. } | Command::Keys { .. } | Command::Login | Command::Demo(_) => {
+        Command::Token { .. }
+        | Command::Keys { .. }
+        | Command::Login
+        | Command::Demo(_)
+        | Command::Health(_) => {
             anyhow::bail!("handled by run")
         }
     }

@@ -3,15 +3,18 @@
 //! This crate composes; it holds no client logic and no service logic of its own:
 //! - `tongban dev` runs every service in this process (SQLite files and the durable embedded bus
 //!   under `./data`), the same code the production binaries run;
+//! - `tongban local up|down|status` runs the production topology as separate processes
+//!   (N replicas of each service binary) against the local PostgreSQL and RabbitMQ;
 //! - `tongban topology declare` declares every service's queue before a deployment starts;
 //! - `tongban audit verify` checks a service's audit chains against its signed checkpoints;
 //! - every other subcommand is the thin gRPC client from `tongban-cli`.
 
 mod audit;
 mod dev;
+mod local;
 mod topology;
 
-use clap::{CommandFactory as _, Parser, Subcommand};
+use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -34,6 +37,15 @@ enum Command {
         after_help = "Example:\n  tongban dev\n  tongban dev --data-dir /tmp/tongban --deploy-dir ./deploy"
     )]
     Dev(dev::DevArgs),
+    /// The production topology on this machine: each service its own process (N replicas),
+    /// own database on the local PostgreSQL, events over the local RabbitMQ.
+    #[command(
+        after_help = "Examples:\n  tongban local up --replicas 2\n  tongban local status\n  tongban local down --purge"
+    )]
+    Local {
+        #[command(subcommand)]
+        command: local::LocalCommand,
+    },
     /// Declare every service's queue on the bus before the services start (run once per deployment).
     #[command(
         after_help = "Example:\n  tongban topology declare --bus-url amqp://guest:guest@127.0.0.1:5672/%2f"
@@ -65,8 +77,22 @@ enum TopologyCommand {
 
 fn main() -> std::process::ExitCode {
     // Usage errors exit 1 (exit 2 means the server rejected a request); help and version 0.
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
+    let parsed = Cli::command()
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m).map(|cli| (cli, m)));
+    let cli = match parsed {
+        Ok((cli, matches)) => {
+            let mut cli = cli;
+            // `tongban health --server URL` checks that one server; TONGBAN_SERVER alone (also
+            // read into --server) only moves where the four services are looked for.
+            if let Command::Client(tongban_cli::Command::Health(args)) = &mut cli.command {
+                args.server_on_command_line = matches
+                    .subcommand_matches("health")
+                    .and_then(|m| m.value_source("server"))
+                    == Some(clap::parser::ValueSource::CommandLine);
+            }
+            cli
+        }
         Err(e) => {
             let _ = e.print();
             return std::process::ExitCode::from(if e.use_stderr() { 1 } else { 0 });
@@ -104,6 +130,7 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Dev(args) => dev::run(args).await,
+            Command::Local { command } => local::run(command, cli.global.json()).await,
             Command::Topology {
                 command: TopologyCommand::Declare(args),
             } => topology::declare(args).await,
