@@ -36,6 +36,11 @@ enum Inbox {
 
 #[async_trait::async_trait]
 impl MigrationTrait for OutboxInbox {
+    /// In one transaction on SQLite too (sea-orm wraps only PostgreSQL's by default): a process
+    /// killed half-way through leaves nothing behind for the next start to trip over.
+    fn use_transaction(&self) -> Option<bool> {
+        Some(true)
+    }
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         manager
             .create_table(

@@ -134,6 +134,11 @@ impl MigrationName for EscalateAt {
 
 #[async_trait::async_trait]
 impl MigrationTrait for EscalateAt {
+    /// In one transaction on SQLite too (sea-orm wraps only PostgreSQL's by default): a process
+    /// killed half-way through leaves nothing behind for the next start to trip over.
+    fn use_transaction(&self) -> Option<bool> {
+        Some(true)
+    }
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         manager
             .alter_table(
@@ -178,6 +183,11 @@ impl MigrationName for DefinitionRequestId {
 
 #[async_trait::async_trait]
 impl MigrationTrait for DefinitionRequestId {
+    /// In one transaction on SQLite too (sea-orm wraps only PostgreSQL's by default): a process
+    /// killed half-way through leaves nothing behind for the next start to trip over.
+    fn use_transaction(&self) -> Option<bool> {
+        Some(true)
+    }
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         let db = manager.get_connection();
         db.execute_unprepared(
@@ -246,6 +256,11 @@ fn legacy_actor(label: &str, role: &str) -> tongban_audit::Actor {
 
 #[async_trait::async_trait]
 impl MigrationTrait for MoveAuditTrail {
+    /// In one transaction on SQLite too (sea-orm wraps only PostgreSQL's by default): a process
+    /// killed half-way through leaves nothing behind for the next start to trip over.
+    fn use_transaction(&self) -> Option<bool> {
+        Some(true)
+    }
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         if !manager.has_table("audit").await? {
             return Ok(());
@@ -366,6 +381,11 @@ impl MigrationName for Workflow {
 
 #[async_trait::async_trait]
 impl MigrationTrait for Workflow {
+    /// In one transaction on SQLite too (sea-orm wraps only PostgreSQL's by default): a process
+    /// killed half-way through leaves nothing behind for the next start to trip over.
+    fn use_transaction(&self) -> Option<bool> {
+        Some(true)
+    }
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         manager
             .create_table(

@@ -39,6 +39,11 @@ impl MigrationName for DeliveryTraceparent {
 
 #[async_trait::async_trait]
 impl MigrationTrait for DeliveryTraceparent {
+    /// In one transaction on SQLite too (sea-orm wraps only PostgreSQL's by default): a process
+    /// killed half-way through leaves nothing behind for the next start to trip over.
+    fn use_transaction(&self) -> Option<bool> {
+        Some(true)
+    }
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         // SQLite runs DDL outside a migration transaction: a process killed right after the
         // ALTER runs this again on restart.
@@ -106,6 +111,11 @@ enum Deliveries {
 
 #[async_trait::async_trait]
 impl MigrationTrait for Ledger {
+    /// In one transaction on SQLite too (sea-orm wraps only PostgreSQL's by default): a process
+    /// killed half-way through leaves nothing behind for the next start to trip over.
+    fn use_transaction(&self) -> Option<bool> {
+        Some(true)
+    }
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         // The canonical `application` section as JSON, from `application.submitted`.
         manager

@@ -56,6 +56,11 @@ enum Matters {
 
 #[async_trait::async_trait]
 impl MigrationTrait for IntakeTables {
+    /// In one transaction on SQLite too (sea-orm wraps only PostgreSQL's by default): a process
+    /// killed half-way through leaves nothing behind for the next start to trip over.
+    fn use_transaction(&self) -> Option<bool> {
+        Some(true)
+    }
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         // The application document is stored whole (`body`, the encoded protobuf); the other
         // columns exist to be filtered, sorted and constrained on.
@@ -139,6 +144,11 @@ enum CreditCols {
 
 #[async_trait::async_trait]
 impl MigrationTrait for CreditColumns {
+    /// In one transaction on SQLite too (sea-orm wraps only PostgreSQL's by default): a process
+    /// killed half-way through leaves nothing behind for the next start to trip over.
+    fn use_transaction(&self) -> Option<bool> {
+        Some(true)
+    }
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         // One column per statement: SQLite's ALTER TABLE adds one at a time. Nullable, since
         // applications accepted before this migration were never looked up.

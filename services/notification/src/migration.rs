@@ -37,6 +37,11 @@ impl MigrationName for WebhookRequestId {
 
 #[async_trait::async_trait]
 impl MigrationTrait for WebhookRequestId {
+    /// In one transaction on SQLite too (sea-orm wraps only PostgreSQL's by default): a process
+    /// killed half-way through leaves nothing behind for the next start to trip over.
+    fn use_transaction(&self) -> Option<bool> {
+        Some(true)
+    }
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         let db = manager.get_connection();
         db.execute_unprepared(
@@ -78,6 +83,11 @@ impl MigrationName for WebhookDeliveryTraceparent {
 
 #[async_trait::async_trait]
 impl MigrationTrait for WebhookDeliveryTraceparent {
+    /// In one transaction on SQLite too (sea-orm wraps only PostgreSQL's by default): a process
+    /// killed half-way through leaves nothing behind for the next start to trip over.
+    fn use_transaction(&self) -> Option<bool> {
+        Some(true)
+    }
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         // As in WebhookOwners: SQLite DDL may have run before a kill, so check first.
         if !manager
@@ -109,6 +119,11 @@ impl MigrationName for WebhookOwners {
 
 #[async_trait::async_trait]
 impl MigrationTrait for WebhookOwners {
+    /// In one transaction on SQLite too (sea-orm wraps only PostgreSQL's by default): a process
+    /// killed half-way through leaves nothing behind for the next start to trip over.
+    fn use_transaction(&self) -> Option<bool> {
+        Some(true)
+    }
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         // Every step may already be done: SQLite runs DDL outside a migration transaction, so
         // a process killed half-way (tongban dev, kill -9) runs this again on restart.
@@ -237,6 +252,11 @@ enum WebhookDeliveries {
 
 #[async_trait::async_trait]
 impl MigrationTrait for NotificationTables {
+    /// In one transaction on SQLite too (sea-orm wraps only PostgreSQL's by default): a process
+    /// killed half-way through leaves nothing behind for the next start to trip over.
+    fn use_transaction(&self) -> Option<bool> {
+        Some(true)
+    }
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         // What notification knows about each application, from `application.submitted`, so
         // that later events (which carry only the id) can address the applicant.
