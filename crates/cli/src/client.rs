@@ -150,6 +150,33 @@ pub(crate) struct Conn {
 
 pub(crate) const DEFAULT_SERVER: &str = "http://127.0.0.1:50051";
 
+/// Environment variable naming a PEM file of CA certificates to trust for `https://` servers
+/// (a county's own CA), besides the Web PKI roots.
+pub(crate) const CA_FILE_VAR: &str = "TONGBAN_CA_FILE";
+
+/// An endpoint for `url`. `https://` speaks TLS, trusting the Web PKI roots and the CAs in
+/// [`CA_FILE_VAR`] when it names a file; `http://` is plain text.
+pub(crate) fn endpoint(url: &str) -> anyhow::Result<Endpoint> {
+    let endpoint = Endpoint::from_shared(url.to_string())
+        .with_context(|| format!("invalid server URL {url:?}"))?;
+    if !url.starts_with("https://") {
+        return Ok(endpoint);
+    }
+    let mut tls = tonic::transport::ClientTlsConfig::new().with_webpki_roots();
+    if let Some(path) = std::env::var_os(CA_FILE_VAR) {
+        let pem = std::fs::read(&path).with_context(|| {
+            format!(
+                "{CA_FILE_VAR}: reading {}",
+                std::path::Path::new(&path).display()
+            )
+        })?;
+        tls = tls.ca_certificate(tonic::transport::Certificate::from_pem(pem));
+    }
+    endpoint
+        .tls_config(tls)
+        .with_context(|| format!("TLS for {url:?}"))
+}
+
 impl Conn {
     pub(crate) fn resolve(args: &GlobalArgs) -> anyhow::Result<Self> {
         let cfg = Config::load()?;
@@ -195,8 +222,7 @@ impl Conn {
     fn channel(url: &str) -> anyhow::Result<Channel> {
         // Lazy: an unreachable server shows up as UNAVAILABLE on the first call, which maps to
         // exit code 4 like every other "cannot reach" case.
-        Ok(Endpoint::from_shared(url.to_string())
-            .with_context(|| format!("invalid server URL {url:?}"))?
+        Ok(endpoint(url)?
             .connect_timeout(Duration::from_secs(5))
             .tcp_nodelay(true)
             .connect_lazy())

@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use anyhow::Context as _;
-use tonic::transport::Endpoint;
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
@@ -60,9 +59,9 @@ impl Health {
 
 /// Asks the server at `url` for the health of service "" (the whole server).
 pub async fn check(url: &str, timeout: Duration) -> Health {
-    let endpoint = match Endpoint::from_shared(url.to_string()) {
+    let endpoint = match crate::client::endpoint(url) {
         Ok(e) => e.connect_timeout(timeout).timeout(timeout),
-        Err(e) => return Health::Unreachable(format!("invalid URL: {e}")),
+        Err(e) => return Health::Unreachable(format!("{e:#}")),
     };
     let call = async {
         let channel = endpoint.connect().await.map_err(|e| error_chain(&e))?;

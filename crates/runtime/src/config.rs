@@ -48,6 +48,7 @@ const READ_ELSEWHERE: &[&str] = &[
     "dispatch_server",
     "notification_server",
     "token",
+    "ca_file",
     "data_dir",
     "audit_database",
     "audit_interval_secs",
