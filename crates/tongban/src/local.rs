@@ -401,15 +401,19 @@ fn spawn(
     ))
 }
 
+/// `name (pid N)` of each process in `procs` still alive.
+fn alive(procs: &[Proc]) -> Vec<String> {
+    procs
+        .iter()
+        .filter(|p| p.alive())
+        .map(|p| format!("{} (pid {})", p.name, p.pid))
+        .collect()
+}
+
 async fn up(args: UpArgs, json: bool) -> anyhow::Result<()> {
     let dir = &args.state.state_dir;
     if let Some(old) = read_state(dir)? {
-        let running: Vec<String> = old
-            .processes
-            .iter()
-            .filter(|p| p.alive())
-            .map(|p| format!("{} (pid {})", p.name, p.pid))
-            .collect();
+        let running = alive(&old.processes);
         anyhow::ensure!(
             running.is_empty(),
             "a local stack is already running from {}: {}; run `tongban local down --state-dir {}` first",
@@ -861,12 +865,7 @@ async fn down(args: DownArgs) -> anyhow::Result<()> {
         return Ok(());
     };
     let stopped = stop(&state.processes, Duration::from_secs(args.timeout)).await;
-    let left: Vec<String> = state
-        .processes
-        .iter()
-        .filter(|p| p.alive())
-        .map(|p| format!("{} (pid {})", p.name, p.pid))
-        .collect();
+    let left = alive(&state.processes);
     anyhow::ensure!(
         left.is_empty(),
         "still running after SIGKILL: {}",
