@@ -1,9 +1,19 @@
 //! The consuming side: bus → inbox check → handler → commit → ack.
 //!
 //! A burst of messages is applied in one transaction (one commit instead of one per event).
-//! If anything in the batch fails, the batch is rolled back and retried one message at a time,
-//! so one bad event cannot hold the others back; a message that keeps failing is nacked and,
-//! after the queue's delivery limit, dead-lettered by the bus.
+//!
+//! Failures are told apart by what they are:
+//! - **Transient** (the database unreachable or timing out, a serialization failure): retried
+//!   here with backoff, holding the messages, so an outage does not spend the queue's delivery
+//!   limit. While the database does not answer at all, consuming simply pauses, for as long as
+//!   the outage lasts. A transient error that persists while the database answers (a fault the
+//!   retries do not cure) is given up after [`TRANSIENT_ATTEMPTS`], and the message is nacked:
+//!   the bus redelivers it and, after its delivery limit, dead-letters it.
+//! - **Permanent** (undecodable, or rejected by the handler): dead-lettered at once; no retry
+//!   could change the answer.
+//!
+//! If a batch fails for good, it is rolled back and applied one message at a time, so one bad
+//! event cannot hold the others back.
 //!
 //! Each event is applied inside a consumer span `process {queue}`, a child of the publish span
 //! the message names (`tongban_telemetry::messaging`), so whatever the handler emits continues
@@ -21,6 +31,10 @@ use tracing::Instrument;
 
 use crate::{inbox, relay::RelayHandle};
 
+/// How many times an event whose transient failure persists while the database answers is
+/// tried before it is handed back to the bus.
+pub const TRANSIENT_ATTEMPTS: u32 = 5;
+
 /// Why applying an event failed.
 #[derive(Debug, thiserror::Error)]
 pub enum HandlerError {
@@ -29,6 +43,28 @@ pub enum HandlerError {
     /// The event cannot be applied, now or ever (e.g. it references nothing we know).
     #[error("cannot apply event: {0}")]
     Rejected(String),
+    /// Not now, but later may work (a service the handler calls is down, a concurrent change).
+    #[error("cannot apply event yet: {0}")]
+    Transient(String),
+}
+
+impl HandlerError {
+    /// Whether trying again later could succeed: storage errors are; rejections are not.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            HandlerError::Db(e) => !matches!(
+                e,
+                DbErr::RecordNotFound(_)
+                    | DbErr::Json(_)
+                    | DbErr::Type(_)
+                    | DbErr::TryIntoErr { .. }
+                    | DbErr::ConvertFromU64(_)
+                    | DbErr::AttrNotSet(_)
+            ),
+            HandlerError::Transient(_) => true,
+            HandlerError::Rejected(_) => false,
+        }
+    }
 }
 
 /// What a service does with one event, inside the consumer's transaction.
@@ -80,10 +116,13 @@ pub async fn run_consumer<H: EventHandler>(
             return Err(BusError::Closed);
         }
         let applied = apply_batch(
-            &db,
-            &opts.consumer,
-            &source,
-            handler.as_ref(),
+            &Applier {
+                db: &db,
+                consumer: &opts.consumer,
+                source: &source,
+                handler: handler.as_ref(),
+                shutdown: &shutdown,
+            },
             batch,
             &metrics,
         )
@@ -103,12 +142,69 @@ struct Source {
 /// One decoded event and the `traceparent` its message carried.
 type Received<'a> = (&'a Envelope, Option<&'a str>);
 
+/// What applying needs, passed around together.
+struct Applier<'a, H> {
+    db: &'a DatabaseConnection,
+    consumer: &'a str,
+    source: &'a Source,
+    handler: &'a H,
+    shutdown: &'a CancellationToken,
+}
+
+/// Why [`Applier::apply_retrying`] gave up.
+enum GaveUp {
+    /// The handler rejected an event: dead-letter it.
+    Rejected(HandlerError),
+    /// A transient failure persisted while the database answered: hand it back to the bus.
+    Persisting(HandlerError),
+    /// Shutdown came first: leave the messages unacknowledged for the next consumer.
+    Shutdown,
+}
+
+impl<H: EventHandler> Applier<'_, H> {
+    /// Applies `events` in one transaction, retrying transient failures with backoff: without
+    /// limit while the database does not answer (consuming pauses), otherwise up to
+    /// [`TRANSIENT_ATTEMPTS`] times.
+    async fn apply_retrying(&self, events: &[Received<'_>]) -> Result<(), GaveUp> {
+        let backoff =
+            tongban_types::Backoff::doubling(Duration::from_millis(100), Duration::from_secs(30));
+        let (mut tries, mut waits) = (0u32, 0u32);
+        loop {
+            let e = match apply_in_txn(self.db, self.consumer, self.source, self.handler, events)
+                .await
+            {
+                Ok(()) => return Ok(()),
+                Err(e) if !e.is_transient() => return Err(GaveUp::Rejected(e)),
+                Err(e) => e,
+            };
+            let db_answers = matches!(
+                tokio::time::timeout(Duration::from_secs(3), self.db.ping()).await,
+                Ok(Ok(()))
+            );
+            if db_answers {
+                tries += 1;
+                if tries >= TRANSIENT_ATTEMPTS {
+                    return Err(GaveUp::Persisting(e));
+                }
+            }
+            waits = waits.saturating_add(1);
+            let pause = backoff.delay(waits);
+            if db_answers {
+                tracing::warn!(consumer = self.consumer, error = %e, attempt = tries, ?pause, "transient failure; retrying");
+            } else {
+                tracing::warn!(consumer = self.consumer, error = %e, ?pause, "database unreachable; consuming paused");
+            }
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return Err(GaveUp::Shutdown),
+                _ = tokio::time::sleep(pause) => {}
+            }
+        }
+    }
+}
+
 /// Applies a batch; returns true when something committed.
 async fn apply_batch<H: EventHandler>(
-    db: &DatabaseConnection,
-    consumer: &str,
-    source: &Source,
-    handler: &H,
+    ap: &Applier<'_, H>,
     batch: Vec<Delivery>,
     metrics: &crate::metrics::Instruments,
 ) -> bool {
@@ -136,7 +232,7 @@ async fn apply_batch<H: EventHandler>(
         .iter()
         .map(|(d, e)| (e, d.traceparent.as_deref()))
         .collect();
-    match apply_in_txn(db, consumer, source, handler, &envs).await {
+    match ap.apply_retrying(&envs).await {
         Ok(()) => {
             let events: Vec<Envelope> = decoded.iter().map(|(_, e)| e.clone()).collect();
             for (d, env) in decoded {
@@ -145,46 +241,60 @@ async fn apply_batch<H: EventHandler>(
                     tracing::warn!(error = %e, "ack failed; the event will be redelivered and skipped by the inbox");
                 }
             }
-            handler.committed(&events);
+            ap.handler.committed(&events);
             true
         }
+        Err(GaveUp::Shutdown) => false,
         Err(e) if decoded.len() == 1 => {
             let (d, env) = decoded.remove(0);
-            metrics.consumed(&env.r#type, Some("handler_failed"));
-            tracing::warn!(event_id = %env.event_id, r#type = %env.r#type, error = %e, "event failed; will be redelivered");
-            // A short pause keeps a failing event from spinning the CPU while it is retried.
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            if let Err(e) = d.nack().await {
-                tracing::warn!(error = %e, "nack failed");
-            }
+            give_up(d, &env, e, metrics).await;
             false
         }
         Err(e) => {
-            tracing::info!(size = decoded.len(), error = %e, "batch failed; applying one by one");
+            if let GaveUp::Rejected(e) | GaveUp::Persisting(e) = &e {
+                tracing::info!(size = decoded.len(), error = %e, "batch failed; applying one by one");
+            }
             let mut any = false;
             for (d, env) in decoded {
                 let one = [(&env, d.traceparent.as_deref())];
-                match apply_in_txn(db, consumer, source, handler, &one).await {
+                match ap.apply_retrying(&one).await {
                     Ok(()) => {
                         metrics.consumed(&env.r#type, None);
                         if let Err(e) = d.ack().await {
                             tracing::warn!(error = %e, "ack failed");
                         }
-                        handler.committed(std::slice::from_ref(&env));
+                        ap.handler.committed(std::slice::from_ref(&env));
                         any = true;
                     }
-                    Err(e) => {
-                        metrics.consumed(&env.r#type, Some("handler_failed"));
-                        tracing::warn!(event_id = %env.event_id, r#type = %env.r#type, error = %e, "event failed; will be redelivered");
-                        tokio::time::sleep(Duration::from_millis(200)).await;
-                        if let Err(e) = d.nack().await {
-                            tracing::warn!(error = %e, "nack failed");
-                        }
-                    }
+                    Err(GaveUp::Shutdown) => return any,
+                    Err(e) => give_up(d, &env, e, metrics).await,
                 }
             }
             any
         }
+    }
+}
+
+/// A rejected event goes to the dead-letter queue now; one whose transient failure persisted
+/// goes back to the bus, which counts it against the queue's delivery limit.
+async fn give_up(d: Delivery, env: &Envelope, why: GaveUp, metrics: &crate::metrics::Instruments) {
+    match why {
+        GaveUp::Rejected(e) => {
+            metrics.consumed(&env.r#type, Some("rejected"));
+            metrics.dead_lettered(&env.r#type);
+            tracing::error!(event_id = %env.event_id, r#type = %env.r#type, error = %e, "event rejected; dead-lettering");
+            if let Err(e) = d.dead_letter().await {
+                tracing::warn!(error = %e, "dead-letter failed");
+            }
+        }
+        GaveUp::Persisting(e) => {
+            metrics.consumed(&env.r#type, Some("handler_failed"));
+            tracing::warn!(event_id = %env.event_id, r#type = %env.r#type, error = %e, "event failed; handing it back for redelivery");
+            if let Err(e) = d.nack().await {
+                tracing::warn!(error = %e, "nack failed");
+            }
+        }
+        GaveUp::Shutdown => {}
     }
 }
 
@@ -215,6 +325,7 @@ async fn apply_in_txn<H: EventHandler>(
                     match e {
                         HandlerError::Db(_) => "storage",
                         HandlerError::Rejected(_) => "rejected",
+                        HandlerError::Transient(_) => "transient",
                     },
                 );
                 return Err(e);

@@ -20,8 +20,14 @@ async fn crash_between_publish_and_mark_is_applied_once() -> anyhow::Result<()> 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn failing_event_is_redelivered_and_garbage_is_dead_lettered() -> anyhow::Result<()> {
+async fn transiently_failing_event_is_retried_in_place_and_garbage_is_dead_lettered()
+-> anyhow::Result<()> {
     redelivery_and_dead_letter(sqlite_local("ob_redeliver").await?, 12).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejected_event_is_dead_lettered_at_once() -> anyhow::Result<()> {
+    rejected_event_is_dead_lettered_at_once_in(sqlite_local("ob_reject").await?, 12).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -24,8 +24,14 @@ async fn crash_between_publish_and_mark_is_applied_once() -> anyhow::Result<()> 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn failing_event_is_redelivered_and_garbage_is_dead_lettered() -> anyhow::Result<()> {
+async fn transiently_failing_event_is_retried_in_place_and_garbage_is_dead_lettered()
+-> anyhow::Result<()> {
     redelivery_and_dead_letter(pg_rabbit("ob_redeliver").await?, 12).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejected_event_is_dead_lettered_at_once() -> anyhow::Result<()> {
+    rejected_event_is_dead_lettered_at_once_in(pg_rabbit("ob_reject").await?, 12).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -77,4 +83,42 @@ async fn relay_reconnects_after_its_broker_connection_is_closed() -> anyhow::Res
     .await?;
     assert_eq!(env.pending().await?, 0);
     relay.stop().await
+}
+
+/// A database outage while events wait: the consumer pauses instead of spending the delivery
+/// limit (2 here, which the old nack-on-every-failure would have used up in well under a
+/// second), and applies everything once the database is back. Nothing is dead-lettered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_outage_pauses_consuming_and_spends_no_delivery() -> anyhow::Result<()> {
+    let cluster = tongban_testkit::postgres::PrivatePostgres::start("outage-pw")?;
+    let env = private_pg_rabbit(&cluster, "outage-pw", "ob_outage").await?;
+    let mut svc = tongban_bus::QueueSpec::new("svc", &[KEY]);
+    svc.delivery_limit = 2;
+    env.bus.declare(&svc).await?;
+    let evs = events(10);
+    env.commit(&evs).await?;
+    assert_eq!(env.drain(&env.relay()).await?.iter().sum::<usize>(), 10);
+    env.wait_depth("svc", 10).await?;
+
+    cluster.pause()?;
+    let consumer = RunningConsumer::start(&env, svc.clone(), CountingHandler::default(), 4).await?;
+    tokio::time::sleep(std::time::Duration::from_secs(6)).await;
+    assert_eq!(
+        env.depth(&svc.dead_letter_queue()).await?,
+        0,
+        "nothing dead-lettered during the outage"
+    );
+    assert_eq!(consumer.handler.committed(), 0);
+
+    cluster.resume()?;
+    consumer.wait_committed(10).await?;
+    env.wait_depth("svc", 0).await?;
+    assert_eq!(env.depth(&svc.dead_letter_queue()).await?, 0);
+    assert_eq!(
+        env.count("SELECT COUNT(DISTINCT event_id) AS n FROM applied")
+            .await?,
+        10
+    );
+    assert_eq!(env.count("SELECT COUNT(*) AS n FROM applied").await?, 10);
+    consumer.stop().await
 }

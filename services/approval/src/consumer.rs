@@ -20,9 +20,12 @@ impl WorkflowDriver {
     }
 }
 
+/// Storage errors and a concurrent change are worth retrying; anything else the event itself
+/// causes, and it goes to the dead-letter queue.
 fn handler_error(e: ApprovalError) -> HandlerError {
     match e {
         ApprovalError::Db(db) => HandlerError::Db(db),
+        e @ ApprovalError::StaleVersion { .. } => HandlerError::Transient(e.to_string()),
         other => HandlerError::Rejected(other.to_string()),
     }
 }

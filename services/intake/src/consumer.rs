@@ -53,7 +53,10 @@ impl EventHandler for StatusUpdater {
         let stored = txn
             .find_application_for_update(&event.application_id)
             .await
-            .map_err(|e| HandlerError::Rejected(e.to_string()))?;
+            .map_err(|e| match e {
+                crate::error::IntakeError::Db(db) => HandlerError::Db(db),
+                other => HandlerError::Rejected(other.to_string()),
+            })?;
         let Some(stored) = stored else {
             tracing::debug!(application_id = %event.application_id, r#type = %event.r#type, "event for an application intake does not hold");
             return Ok(());
@@ -84,7 +87,7 @@ impl EventHandler for StatusUpdater {
                     .credit()
                     .record_breach(&breach)
                     .await
-                    .map_err(|e| HandlerError::Rejected(e.to_string()))?;
+                    .map_err(|e| HandlerError::Transient(format!("credit registry: {e}")))?;
             }
             app.version += 1;
             app.update_time = Some(ts(chrono::Utc::now()));

@@ -46,12 +46,12 @@ pub struct Env {
     pub db: DatabaseConnection,
     pub bus: Bus,
     pub backend: DbBackend,
-    _db: TestDb,
+    _db: Option<TestDb>,
     _bus_dir: Option<tempfile::TempDir>,
 }
 
-async fn prepare_db(tdb: &TestDb) -> anyhow::Result<DatabaseConnection> {
-    let db = connect(&tdb.url).await?;
+async fn prepare_db(url: &str) -> anyhow::Result<DatabaseConnection> {
+    let db = connect(url).await?;
     Migrator::up(&db, None).await?;
     // The consumer's "state change": one row per application of an event. No unique key on
     // purpose, so that applying an event twice shows up as two rows.
@@ -68,13 +68,30 @@ async fn prepare_db(tdb: &TestDb) -> anyhow::Result<DatabaseConnection> {
 /// PostgreSQL (fresh database) + RabbitMQ (fresh exchange).
 pub async fn pg_rabbit(prefix: &str) -> anyhow::Result<Env> {
     let tdb = TestDb::new(Backend::Postgres, prefix).await?;
-    let db = prepare_db(&tdb).await?;
+    let db = prepare_db(&tdb.url).await?;
     let (bus, _exchange) = tongban_testkit::rabbit_bus(prefix).await?;
     Ok(Env {
         db,
         bus,
         backend: DbBackend::Postgres,
-        _db: tdb,
+        _db: Some(tdb),
+        _bus_dir: None,
+    })
+}
+
+/// A PostgreSQL cluster of the test's own (so it can be stopped) + RabbitMQ (fresh exchange).
+pub async fn private_pg_rabbit(
+    cluster: &tongban_testkit::postgres::PrivatePostgres,
+    password: &str,
+    prefix: &str,
+) -> anyhow::Result<Env> {
+    let db = prepare_db(&cluster.url("postgres", password, "postgres")).await?;
+    let (bus, _exchange) = tongban_testkit::rabbit_bus(prefix).await?;
+    Ok(Env {
+        db,
+        bus,
+        backend: DbBackend::Postgres,
+        _db: None,
         _bus_dir: None,
     })
 }
@@ -82,13 +99,13 @@ pub async fn pg_rabbit(prefix: &str) -> anyhow::Result<Env> {
 /// SQLite (fresh file) + the embedded bus (fresh file).
 pub async fn sqlite_local(prefix: &str) -> anyhow::Result<Env> {
     let tdb = TestDb::new(Backend::Sqlite, prefix).await?;
-    let db = prepare_db(&tdb).await?;
+    let db = prepare_db(&tdb.url).await?;
     let (bus, dir) = tongban_testkit::local_bus().await?;
     Ok(Env {
         db,
         bus,
         backend: DbBackend::Sqlite,
-        _db: tdb,
+        _db: Some(tdb),
         _bus_dir: Some(dir),
     })
 }
@@ -210,6 +227,8 @@ pub fn tally(events: &[Envelope]) -> HashMap<String, usize> {
 pub struct CountingHandler {
     /// event_id → failures still to produce.
     fail: Mutex<HashMap<String, usize>>,
+    /// Injected failures are rejections (permanent) rather than storage errors (transient).
+    reject: bool,
     /// event_id → calls of `handle`.
     attempts: Mutex<HashMap<String, usize>>,
     /// Envelopes in committed transactions (including ones the inbox skipped).
@@ -217,6 +236,15 @@ pub struct CountingHandler {
 }
 
 impl CountingHandler {
+    /// Rejects `event_id` (a permanent failure) every time.
+    pub fn rejecting(event_id: &str) -> Self {
+        Self {
+            reject: true,
+            ..Self::failing(event_id, usize::MAX)
+        }
+    }
+
+    /// Fails `event_id` with a transient storage error `times` times.
     pub fn failing(event_id: &str, times: usize) -> Self {
         let h = Self::default();
         h.fail
@@ -271,10 +299,12 @@ impl EventHandler for CountingHandler {
         ))
         .await?;
         if fail {
-            return Err(HandlerError::Rejected(format!(
-                "injected failure for {}",
-                event.event_id
-            )));
+            let why = format!("injected failure for {}", event.event_id);
+            return Err(if self.reject {
+                HandlerError::Rejected(why)
+            } else {
+                HandlerError::Db(sea_orm::DbErr::Conn(sea_orm::RuntimeErr::Internal(why)))
+            });
         }
         Ok(())
     }
@@ -503,8 +533,9 @@ pub async fn duplicates_applied_once(env: Env, n: usize) -> anyhow::Result<()> {
     consumer.stop().await
 }
 
-/// 5. A failing event is redelivered and applied once; the rest of its batch is applied once; an
-///    undecodable message is dead-lettered.
+/// 5. An event failing transiently is retried in place (no redelivery, nothing spent of the
+///    delivery limit) and applied once; the rest of its batch is applied once; an undecodable
+///    message is dead-lettered.
 pub async fn redelivery_and_dead_letter(env: Env, n: usize) -> anyhow::Result<()> {
     let svc = QueueSpec::new("svc", &[KEY]);
     env.bus.declare(&svc).await?;
@@ -522,8 +553,8 @@ pub async fn redelivery_and_dead_letter(env: Env, n: usize) -> anyhow::Result<()
         .await?;
     env.wait_depth("svc", n as u64 + 1).await?;
 
-    // Fails twice: whether the victim comes in a batch (batch try + single try) or alone
-    // (two single tries), it is nacked and must come back to be applied.
+    // Fails twice with a storage error: retried where it is (in its batch or alone) until it
+    // goes through.
     let consumer = RunningConsumer::start(
         &env,
         svc.clone(),
@@ -628,4 +659,31 @@ pub async fn message_carries_the_publish_span(env: Env) -> anyhow::Result<()> {
         "an untraced event leaves in a trace of its own: {u:?}"
     );
     Ok(())
+}
+
+/// 6. A rejected event goes to the dead-letter queue at once (one attempt, not the delivery
+///    limit's worth); the others of its batch are applied.
+pub async fn rejected_event_is_dead_lettered_at_once_in(env: Env, n: usize) -> anyhow::Result<()> {
+    let svc = QueueSpec::new("svc", &[KEY]);
+    env.bus.declare(&svc).await?;
+    let evs = events(n);
+    let victim = evs[n / 2].event_id.clone();
+    env.commit(&evs).await?;
+    assert_eq!(env.drain(&env.relay()).await?.iter().sum::<usize>(), n);
+    env.wait_depth("svc", n as u64).await?;
+    let consumer =
+        RunningConsumer::start(&env, svc.clone(), CountingHandler::rejecting(&victim), n).await?;
+    consumer.wait_committed(n - 1).await?;
+    env.wait_depth(&svc.dead_letter_queue(), 1).await?;
+    env.wait_depth("svc", 0).await?;
+    let tries = consumer.handler.attempts(&victim);
+    assert!(
+        (1..=2).contains(&tries),
+        "rejected in its batch and once alone at most, not redelivered: {tries} attempts"
+    );
+    assert_eq!(
+        env.count("SELECT COUNT(*) AS n FROM applied").await?,
+        n as i64 - 1
+    );
+    consumer.stop().await
 }
