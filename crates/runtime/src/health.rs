@@ -40,7 +40,18 @@ impl Stopped {
         }
     }
 
-    fn first(&self) -> Option<String> {
+    pub(crate) fn clear(&self, name: &str) {
+        match self.names.lock() {
+            Ok(mut n) => {
+                n.remove(name);
+            }
+            Err(p) => {
+                p.into_inner().remove(name);
+            }
+        }
+    }
+
+    pub(crate) fn first(&self) -> Option<String> {
         match self.names.lock() {
             Ok(n) => n.iter().next().cloned(),
             Err(p) => p.into_inner().iter().next().cloned(),

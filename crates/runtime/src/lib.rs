@@ -256,6 +256,49 @@ impl Tasks {
         });
     }
 
+    /// Runs the task `make` returns, and starts a new one whenever it ends or panics before
+    /// shutdown, with backoff (1 s doubling to 30 s; back to 1 s after a run of a minute or
+    /// more). While it is down it is in [`Tasks::stopped`], so health says NOT_SERVING.
+    pub fn supervise<F, Fut>(&mut self, name: impl Into<String>, make: F)
+    where
+        F: Fn() -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        use futures::FutureExt as _;
+        let name = name.into();
+        let (shutdown, stopped) = (self.shutdown.clone(), self.stopped.clone());
+        self.set.spawn(async move {
+            let backoff = tongban_types::Backoff::doubling(
+                std::time::Duration::from_secs(1),
+                std::time::Duration::from_secs(30),
+            );
+            let mut failures = 0u32;
+            loop {
+                let started = tokio::time::Instant::now();
+                let panicked = std::panic::AssertUnwindSafe(make())
+                    .catch_unwind()
+                    .await
+                    .is_err();
+                if shutdown.is_cancelled() {
+                    break;
+                }
+                stopped.record(&name);
+                if started.elapsed() >= std::time::Duration::from_secs(60) {
+                    failures = 0;
+                }
+                failures = failures.saturating_add(1);
+                let pause = backoff.delay(failures);
+                tracing::error!(task = %name, panicked, ?pause, "background task stopped; restarting");
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(pause) => {}
+                }
+                stopped.clear(&name);
+            }
+            tracing::debug!(task = %name, "task finished");
+        });
+    }
+
     /// Waits for every task to finish (they watch the same shutdown token).
     pub async fn join(mut self) {
         while let Some(res) = self.set.join_next().await {
@@ -265,5 +308,59 @@ impl Tasks {
                 tracing::error!(error = %e, "background task panicked");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    };
+
+    use super::*;
+
+    /// A task that dies is started again, reported stopped while it is down and no longer once
+    /// it runs; at shutdown it is not restarted.
+    #[tokio::test]
+    async fn a_supervised_task_is_restarted_and_reported_while_down() {
+        let shutdown = CancellationToken::new();
+        let mut tasks = Tasks::until(shutdown.clone());
+        let stopped = tasks.stopped();
+        let starts = Arc::new(AtomicUsize::new(0));
+        let (count, stop) = (starts.clone(), shutdown.clone());
+        tasks.supervise("flaky", move || {
+            let (count, stop) = (count.clone(), stop.clone());
+            async move {
+                // The first run ends at once, the second panics, the third runs until shutdown.
+                match count.fetch_add(1, Ordering::SeqCst) {
+                    0 => {}
+                    1 => panic!("injected"),
+                    _ => stop.cancelled().await,
+                }
+            }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert_eq!(
+            stopped.first().as_deref(),
+            Some("flaky"),
+            "down after the first run"
+        );
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        while starts.load(Ordering::SeqCst) < 3 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "not restarted twice"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert_eq!(stopped.first(), None, "running again");
+        shutdown.cancel();
+        tasks.join().await;
+        assert_eq!(
+            starts.load(Ordering::SeqCst),
+            3,
+            "not restarted after shutdown"
+        );
     }
 }

@@ -87,13 +87,36 @@ impl ServiceBuilder {
             self.shutdown.clone(),
         );
         let name = self.name;
-        self.tasks.spawn(format!("{name}-consumer"), async move {
-            if let Err(e) = tongban_outbox::run_consumer(db, bus, opts, handler, relay, stop).await
-            {
-                tracing::error!(service = name, error = %e, "consumer stopped");
+        // A subscription that cannot start or that ends (the bus went away for good) ends the
+        // consumer; the supervisor starts it again, and health is NOT_SERVING meanwhile.
+        self.tasks.supervise(format!("{name}-consumer"), move || {
+            let (db, bus, opts, handler, relay, stop) = (
+                db.clone(),
+                bus.clone(),
+                opts.clone(),
+                handler.clone(),
+                relay.clone(),
+                stop.clone(),
+            );
+            async move {
+                if let Err(e) =
+                    tongban_outbox::run_consumer(db, bus, opts, handler, relay, stop).await
+                {
+                    tracing::error!(service = name, error = %e, "consumer stopped");
+                }
             }
         });
         Ok(())
+    }
+
+    /// Runs the worker `make` returns (one that watches [`shutdown`](Self::shutdown)) until
+    /// the service stops, starting a new one whenever it ends or panics early.
+    pub fn supervise<F, Fut>(&mut self, task: &str, make: F)
+    where
+        F: Fn() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.tasks.supervise(format!("{}-{task}", self.name), make);
     }
 
     /// Runs `fut` (a worker that watches [`shutdown`](Self::shutdown)) until the service stops.

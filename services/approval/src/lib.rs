@@ -132,11 +132,14 @@ pub async fn run(
     );
     let handler = Arc::new(consumer::WorkflowDriver::new(approval.clone()));
     service.consume(queue_spec(), 64, handler).await?;
-    service.spawn(
-        "timers",
-        timers::run(approval.clone(), timers::INTERVAL, shutdown.clone()),
-    );
-    service.spawn("workload", metrics::run(ctx.db.clone(), shutdown.clone()));
+    {
+        let (a, stop) = (approval.clone(), shutdown.clone());
+        service.supervise("timers", move || {
+            timers::run(a.clone(), timers::INTERVAL, stop.clone())
+        });
+        let (db, stop) = (ctx.db.clone(), shutdown.clone());
+        service.supervise("workload", move || metrics::run(db.clone(), stop.clone()));
+    }
     let server = ApprovalServiceServer::new(grpc::ApprovalGrpc::new(approval))
         .max_decoding_message_size(1024 * 1024);
     service.serve(listener, server).await

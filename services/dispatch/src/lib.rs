@@ -141,10 +141,10 @@ pub async fn run_with_platforms(
         poll: POLL,
     };
     for p in runtimes.iter() {
-        service.spawn(
-            "worker",
-            worker::run(p.clone(), deliverer.clone(), shutdown.clone()),
-        );
+        let (p, d, stop) = (p.clone(), deliverer.clone(), shutdown.clone());
+        service.supervise(&format!("worker-{}", p.config.id), move || {
+            worker::run(p.clone(), d.clone(), stop.clone())
+        });
     }
     let handler = Arc::new(consumer::Fanout::new(runtimes.clone()));
     service.consume(spec, 128, handler).await?;
