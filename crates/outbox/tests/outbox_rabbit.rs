@@ -78,3 +78,8 @@ async fn relay_reconnects_after_its_broker_connection_is_closed() -> anyhow::Res
     assert_eq!(env.pending().await?, 0);
     relay.stop().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_inbox_and_published_outbox_rows_are_pruned_in_batches() -> anyhow::Result<()> {
+    prune_in_batches(pg_rabbit("ob_prune").await?).await
+}
