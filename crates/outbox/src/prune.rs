@@ -34,7 +34,11 @@ impl Batched<'_> {
     /// One statement: deletes at most `batch` matching rows; returns how many.
     pub async fn once(&self, db: &DatabaseConnection) -> Result<u64, DbErr> {
         Ok(db
-            .execute_raw(stmt(db.get_database_backend(), &self.sql(None), self.values()))
+            .execute_raw(stmt(
+                db.get_database_backend(),
+                &self.sql(None),
+                self.values(),
+            ))
             .await?
             .rows_affected())
     }

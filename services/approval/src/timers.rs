@@ -57,7 +57,10 @@ impl Approval {
         let now_ms = ms(now);
         let mut emitted = 0;
         for (application_id, task_id) in self.db.due_timers(now_ms, BATCH).await? {
-            match self.fire_task_timers(now_ms, &application_id, &task_id).await {
+            match self
+                .fire_task_timers(now_ms, &application_id, &task_id)
+                .await
+            {
                 Ok(n) => emitted += n,
                 Err(e) => tracing::warn!(
                     task_id = %task_id,

@@ -56,20 +56,16 @@ impl ParkedPruner {
             params: vec![cutoff.into()],
             batch: self.batch,
         }
-        .run_returning(
-            &self.db,
-            "event_id, application_id, parked_at",
-            |row| {
-                let field = |c: &str| row.try_get::<String>("", c).unwrap_or_default();
-                let parked_at = row.try_get::<i64>("", "parked_at").unwrap_or_default();
-                tracing::warn!(
-                    event_id = %field("event_id"),
-                    application_id = %field("application_id"),
-                    parked_at = ?chrono::DateTime::from_timestamp_millis(parked_at),
-                    "parked event given up: its application.submitted never arrived"
-                );
-            },
-        )
+        .run_returning(&self.db, "event_id, application_id, parked_at", |row| {
+            let field = |c: &str| row.try_get::<String>("", c).unwrap_or_default();
+            let parked_at = row.try_get::<i64>("", "parked_at").unwrap_or_default();
+            tracing::warn!(
+                event_id = %field("event_id"),
+                application_id = %field("application_id"),
+                parked_at = ?chrono::DateTime::from_timestamp_millis(parked_at),
+                "parked event given up: its application.submitted never arrived"
+            );
+        })
         .await
     }
 

@@ -652,7 +652,9 @@ pub async fn prune_in_batches(env: Env) -> anyhow::Result<()> {
     };
     insert_inbox(23, "old", old).await?;
     insert_inbox(5, "recent", recent).await?;
-    let insert_outbox = |n: usize, tag: &'static str, published: Option<chrono::DateTime<chrono::Utc>>| {
+    let insert_outbox = |n: usize,
+                         tag: &'static str,
+                         published: Option<chrono::DateTime<chrono::Utc>>| {
         let env = &env;
         async move {
             for i in 0..n {
@@ -681,7 +683,10 @@ pub async fn prune_in_batches(env: Env) -> anyhow::Result<()> {
     let one = tongban_outbox::prune::inbox(now - chrono::Duration::days(14), 4)
         .once(&env.db)
         .await?;
-    ensure!(one == 4, "one statement deleted {one} rows, not a batch of 4");
+    ensure!(
+        one == 4,
+        "one statement deleted {one} rows, not a batch of 4"
+    );
     let n = |sql: &'static str| env.count(sql);
     ensure!(n("SELECT COUNT(*) AS n FROM inbox").await? == 28 - 4);
 

@@ -135,9 +135,8 @@ async fn failing_task_does_not_stop_the_other_timers(backend: Backend) -> anyhow
         .ok_or_else(|| anyhow::anyhow!("no due time"))?;
     let b = h.db.get_database_backend();
     let stmt = tongban_storage::stmt;
-    let kind = h
-        .db
-        .query_one_raw(stmt(
+    let kind =
+        h.db.query_one_raw(stmt(
             b,
             "SELECT kind FROM tasks WHERE task_id = ?",
             vec![bad.task_id.clone().into()],

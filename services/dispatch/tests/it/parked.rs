@@ -8,11 +8,20 @@ async fn parked_events_past_retention_are_pruned_in_batches(
 ) -> anyhow::Result<()> {
     let h = Harness::start(backend, |_| {}).await?;
     // Four approvals overtake their submissions: all four parked.
-    let apps: Vec<(Envelope, Envelope)> = (0..4).map(|_| application()).collect::<Result<_, _>>()?;
-    h.publish(&apps.iter().map(|(_, approved)| approved).collect::<Vec<_>>())
-        .await?;
+    let apps: Vec<(Envelope, Envelope)> =
+        (0..4).map(|_| application()).collect::<Result<_, _>>()?;
+    h.publish(
+        &apps
+            .iter()
+            .map(|(_, approved)| approved)
+            .collect::<Vec<_>>(),
+    )
+    .await?;
     tongban_testkit::eventually(Duration::from_secs(30), "four parked events", || async {
-        (h.count_where("SELECT COUNT(*) AS n FROM parked_events").await == 4).then_some(())
+        (h.count_where("SELECT COUNT(*) AS n FROM parked_events")
+            .await
+            == 4)
+            .then_some(())
     })
     .await?;
     // Three of them were parked 31 days ago.
@@ -34,7 +43,11 @@ async fn parked_events_past_retention_are_pruned_in_batches(
     }
 
     let pruner = tongban_dispatch::parked::ParkedPruner::new(h.db.clone()).with_batch(2);
-    assert_eq!(pruner.prune().await?, 3, "three old ones, in two statements");
+    assert_eq!(
+        pruner.prune().await?,
+        3,
+        "three old ones, in two statements"
+    );
     assert_eq!(pruner.prune().await?, 0);
     let left = h
         .count_where(&format!(
@@ -44,7 +57,8 @@ async fn parked_events_past_retention_are_pruned_in_batches(
         .await;
     assert_eq!(left, 1, "the recent one stays");
     assert_eq!(
-        h.count_where("SELECT COUNT(*) AS n FROM parked_events").await,
+        h.count_where("SELECT COUNT(*) AS n FROM parked_events")
+            .await,
         1
     );
 
