@@ -1,4 +1,7 @@
 //! The idempotent inbox: which events a consumer has already applied.
+//!
+//! Rows are kept for the inbox retention (default 14 days, longer than any redelivery window)
+//! and then pruned in batches by the relay ([`crate::prune::inbox`]).
 
 use sea_orm::{ConnectionTrait, DbErr};
 

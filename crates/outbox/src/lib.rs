@@ -8,6 +8,7 @@
 //!   effects; a redelivered event finds its id there and changes nothing.
 //! - [`consumer`]: the loop that ties them together: take a batch from the bus, apply it in one
 //!   transaction, commit, then ack.
+//! - [`prune`]: bounded storage, old inbox and published outbox rows deleted in batches.
 //! - [`migration`]: the `outbox` and `inbox` tables, which every service lists in its migrator.
 //!
 //! The same code runs on PostgreSQL (production) and SQLite (`tongban dev`); connecting and
@@ -19,8 +20,9 @@ pub mod inbox;
 mod metrics;
 pub mod migration;
 pub mod outbox;
+pub mod prune;
 pub mod relay;
 
 pub use consumer::{EventHandler, HandlerError, run_consumer};
 pub use envelope::new_envelope;
-pub use relay::{Relay, RelayHandle};
+pub use relay::{Pruned, Relay, RelayHandle};

@@ -9,6 +9,11 @@
 //! Each row's publish is a producer span `publish {exchange}` in the trace the event was written
 //! in (`tongban_telemetry::messaging`); the message carries that span's context, so consumers'
 //! spans hang under it.
+//!
+//! Between passes, every [`Relay::with_prune_interval`] (default 10 minutes), the relay also
+//! keeps the service's storage bounded ([`crate::prune`]): published outbox rows older than
+//! [`Relay::with_retention`] (7 days) and inbox rows older than [`Relay::with_inbox_retention`]
+//! (14 days, longer than any redelivery window) are deleted in batches.
 
 use std::{sync::Arc, time::Duration};
 
@@ -39,6 +44,13 @@ impl RelayHandle {
     }
 }
 
+/// How many rows one [`Relay::prune`] deleted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Pruned {
+    pub outbox: u64,
+    pub inbox: u64,
+}
+
 pub struct Relay {
     db: DatabaseConnection,
     bus: Bus,
@@ -46,6 +58,9 @@ pub struct Relay {
     batch: usize,
     poll: Duration,
     retention: chrono::Duration,
+    inbox_retention: chrono::Duration,
+    prune_batch: usize,
+    prune_every: Duration,
     metrics: crate::metrics::Instruments,
 }
 
@@ -60,6 +75,9 @@ impl Relay {
             batch: 500,
             poll: Duration::from_secs(1),
             retention: chrono::Duration::days(7),
+            inbox_retention: chrono::Duration::days(14),
+            prune_batch: crate::prune::DEFAULT_BATCH,
+            prune_every: Duration::from_secs(600),
             metrics: crate::metrics::Instruments::new("unnamed", &bus),
             bus,
         }
@@ -83,9 +101,29 @@ impl Relay {
         self
     }
 
-    /// How long published rows are kept before pruning.
+    /// How long published outbox rows are kept before pruning (default 7 days).
     pub fn with_retention(mut self, retention: chrono::Duration) -> Self {
         self.retention = retention;
+        self
+    }
+
+    /// How long inbox rows (the event ids consumers applied) are kept (default 14 days). Keep it
+    /// longer than any redelivery window: an event redelivered after its row is pruned is
+    /// applied again.
+    pub fn with_inbox_retention(mut self, retention: chrono::Duration) -> Self {
+        self.inbox_retention = retention;
+        self
+    }
+
+    /// Most rows one pruning `DELETE` removes (default 1000); pruning repeats until done.
+    pub fn with_prune_batch(mut self, batch: usize) -> Self {
+        self.prune_batch = batch.max(1);
+        self
+    }
+
+    /// How often the relay prunes (default 10 minutes; the first prune runs at start).
+    pub fn with_prune_interval(mut self, every: Duration) -> Self {
+        self.prune_every = every;
         self
     }
 
@@ -164,26 +202,27 @@ impl Relay {
         Ok(messages.len())
     }
 
-    /// Deletes rows published longer ago than the retention.
-    pub async fn prune(&self) -> Result<u64, DbErr> {
-        let backend = self.db.get_database_backend();
-        let cutoff = chrono::Utc::now() - self.retention;
-        let res = self
-            .db
-            .execute_raw(stmt(
-                backend,
-                "DELETE FROM outbox WHERE published_at IS NOT NULL AND published_at < ?",
-                vec![cutoff.into()],
-            ))
+    /// Deletes outbox rows published longer ago than the retention and inbox rows processed
+    /// longer ago than the inbox retention, in batches. Returns how many rows of each it deleted.
+    pub async fn prune(&self) -> Result<Pruned, DbErr> {
+        let now = chrono::Utc::now();
+        let outbox = crate::prune::outbox(now - self.retention, self.prune_batch)
+            .run(&self.db)
             .await?;
-        Ok(res.rows_affected())
+        let inbox = crate::prune::inbox(now - self.inbox_retention, self.prune_batch)
+            .run(&self.db)
+            .await?;
+        if outbox + inbox > 0 {
+            tracing::info!(outbox, inbox, "pruned old outbox and inbox rows");
+        }
+        Ok(Pruned { outbox, inbox })
     }
 
     /// Runs until `shutdown`: publish while there is work, otherwise wait for a wake-up or the
     /// poll interval. Failures back off and retry; nothing is dropped.
     pub async fn run(self, shutdown: CancellationToken) {
         let mut failures = 0u32;
-        let mut last_prune = tokio::time::Instant::now();
+        let mut last_prune: Option<tokio::time::Instant> = None;
         let mut last_observed: Option<tokio::time::Instant> = None;
         loop {
             if shutdown.is_cancelled() {
@@ -216,10 +255,10 @@ impl Relay {
                     }
                 }
             }
-            if last_prune.elapsed() > Duration::from_secs(600) {
-                last_prune = tokio::time::Instant::now();
+            if last_prune.is_none_or(|t| t.elapsed() >= self.prune_every) {
+                last_prune = Some(tokio::time::Instant::now());
                 if let Err(e) = self.prune().await {
-                    tracing::warn!(error = %e, "outbox prune failed");
+                    tracing::warn!(error = %e, "pruning outbox and inbox failed; will retry");
                 }
             }
             tokio::select! {

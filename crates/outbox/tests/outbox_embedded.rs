@@ -39,3 +39,8 @@ async fn relay_publishes_2000_events_in_bounded_batches() -> anyhow::Result<()> 
 async fn message_carries_the_relays_publish_span() -> anyhow::Result<()> {
     message_carries_the_publish_span(sqlite_local("ob_traced").await?).await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_inbox_and_published_outbox_rows_are_pruned_in_batches() -> anyhow::Result<()> {
+    prune_in_batches(sqlite_local("ob_prune").await?).await
+}

@@ -122,3 +122,8 @@ async fn a_database_outage_pauses_consuming_and_spends_no_delivery() -> anyhow::
     assert_eq!(env.count("SELECT COUNT(*) AS n FROM applied").await?, 10);
     consumer.stop().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_inbox_and_published_outbox_rows_are_pruned_in_batches() -> anyhow::Result<()> {
+    prune_in_batches(pg_rabbit("ob_prune").await?).await
+}

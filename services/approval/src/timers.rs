@@ -2,6 +2,10 @@
 //! [`run`] is the worker: on start and then every [`INTERVAL`] it calls
 //! [`Approval::fire_timers`]. Every replica runs one; the per-application row lock taken with
 //! SKIP LOCKED keeps them from firing anything twice.
+//!
+//! Each task is handled in its own transaction. One that fails (a definition gone, a row that
+//! no longer decodes, a lost connection) is logged at WARN with its id and rolled back, and the
+//! pass goes on with the others; the task is still due, so the next pass tries it again.
 
 use std::{sync::Arc, time::Duration};
 
@@ -47,50 +51,60 @@ impl Approval {
     /// per task. Safe with several workers: each task is handled under its application's
     /// instance lock, taken with SKIP LOCKED on PostgreSQL (a locked application is left to the
     /// worker holding it), and the flags change in the same transaction as the outbox rows.
-    /// Returns how many events it emitted.
+    /// A task whose handling fails is logged and skipped (see the module doc); only failing to
+    /// list the due tasks fails the pass. Returns how many events it emitted.
     pub async fn fire_timers(&self, now: DateTime<Utc>) -> Result<usize, ApprovalError> {
         let now_ms = ms(now);
         let mut emitted = 0;
         for (application_id, task_id) in self.db.due_timers(now_ms, BATCH).await? {
-            let txn = begin_write(&self.db).await?;
-            let Some(inst) = txn.find_instance(&application_id, Lock::SkipLocked).await? else {
-                txn.rollback().await?;
-                continue;
-            };
-            let Some(task) = txn.find_task(&task_id).await? else {
-                txn.rollback().await?;
-                continue;
-            };
-            if !task.status.is_active() {
-                txn.rollback().await?;
-                continue;
+            match self
+                .fire_task_timers(now_ms, &application_id, &task_id)
+                .await
+            {
+                Ok(n) => emitted += n,
+                Err(e) => tracing::warn!(
+                    task_id = %task_id,
+                    application_id = %application_id,
+                    error = %e,
+                    "timers of a task failed; skipped, retried on the next pass"
+                ),
             }
-            let mut t = task.clone();
-            let mut events = Vec::new();
-            let due = from_ms(t.due_at);
-            if !t.due_soon_sent && now_ms >= t.due_soon_at {
-                t.due_soon_sent = true;
-                // Past due already (e.g. the worker was down): "overdue" says it better.
-                if now_ms < t.due_at {
-                    events.push(new_envelope(
-                        PRODUCER,
-                        &application_id,
-                        Payload::TaskDueSoon(events::TaskDueSoon {
-                            task_id: t.task_id.clone(),
-                            department: t.department.clone(),
-                            due_time: Some(ts(due)),
-                            kind: t.kind.event_kind() as i32,
-                            title: t.title.clone(),
-                        }),
-                    ));
-                }
-            }
-            if !t.overdue_sent && now_ms >= t.due_at {
-                t.overdue_sent = true;
+        }
+        Ok(emitted)
+    }
+
+    /// Fires what is due of one task, in one transaction (rolled back on error); returns how
+    /// many events it emitted.
+    async fn fire_task_timers(
+        &self,
+        now_ms: i64,
+        application_id: &str,
+        task_id: &str,
+    ) -> Result<usize, ApprovalError> {
+        let txn = begin_write(&self.db).await?;
+        let Some(inst) = txn.find_instance(application_id, Lock::SkipLocked).await? else {
+            txn.rollback().await?;
+            return Ok(0);
+        };
+        let Some(task) = txn.find_task(task_id).await? else {
+            txn.rollback().await?;
+            return Ok(0);
+        };
+        if !task.status.is_active() {
+            txn.rollback().await?;
+            return Ok(0);
+        }
+        let mut t = task.clone();
+        let mut events = Vec::new();
+        let due = from_ms(t.due_at);
+        if !t.due_soon_sent && now_ms >= t.due_soon_at {
+            t.due_soon_sent = true;
+            // Past due already (e.g. the worker was down): "overdue" says it better.
+            if now_ms < t.due_at {
                 events.push(new_envelope(
                     PRODUCER,
-                    &application_id,
-                    Payload::TaskOverdue(events::TaskOverdue {
+                    application_id,
+                    Payload::TaskDueSoon(events::TaskDueSoon {
                         task_id: t.task_id.clone(),
                         department: t.department.clone(),
                         due_time: Some(ts(due)),
@@ -98,72 +112,85 @@ impl Approval {
                         title: t.title.clone(),
                     }),
                 ));
-                // 容缺受理: where the matter says so, an overdue owed material suspends the
-                // application until it is supplied (intake resumes it on the supplement).
-                if t.kind == TaskKind::FollowUpMaterial
-                    && self
-                        .definition_of(&txn, &inst)
-                        .await?
-                        .material(&t.material_kind)
-                        .is_some_and(|m| m.suspend_when_overdue)
-                {
-                    events.push(new_envelope(
-                        PRODUCER,
-                        &application_id,
-                        Payload::ApplicationSuspended(events::ApplicationSuspended {
-                            material_kind: t.material_kind.clone(),
-                            due_time: Some(ts(due)),
-                            task_id: t.task_id.clone(),
-                        }),
-                    ));
-                    audit::append(
-                        &txn,
-                        &application_id,
-                        now_ms,
-                        Record::system(
-                            "suspend",
-                            format!("owed material {} overdue", t.material_kind),
-                            &t.task_id,
-                            &t.department,
-                        ),
-                    )
-                    .await?;
-                }
             }
-            if !t.escalated && now_ms >= t.escalate_at {
-                t.escalated = true;
-                let to = format!(
-                    "supervisor:{}",
-                    self.escalation_department(&txn, &inst, &t).await?
-                );
+        }
+        if !t.overdue_sent && now_ms >= t.due_at {
+            t.overdue_sent = true;
+            events.push(new_envelope(
+                PRODUCER,
+                application_id,
+                Payload::TaskOverdue(events::TaskOverdue {
+                    task_id: t.task_id.clone(),
+                    department: t.department.clone(),
+                    due_time: Some(ts(due)),
+                    kind: t.kind.event_kind() as i32,
+                    title: t.title.clone(),
+                }),
+            ));
+            // 容缺受理: where the matter says so, an overdue owed material suspends the
+            // application until it is supplied (intake resumes it on the supplement).
+            if t.kind == TaskKind::FollowUpMaterial
+                && self
+                    .definition_of(&txn, &inst)
+                    .await?
+                    .material(&t.material_kind)
+                    .is_some_and(|m| m.suspend_when_overdue)
+            {
                 events.push(new_envelope(
                     PRODUCER,
-                    &application_id,
-                    Payload::TaskEscalated(events::TaskEscalated {
+                    application_id,
+                    Payload::ApplicationSuspended(events::ApplicationSuspended {
+                        material_kind: t.material_kind.clone(),
+                        due_time: Some(ts(due)),
                         task_id: t.task_id.clone(),
-                        department: t.department.clone(),
-                        escalated_to: to.clone(),
-                        title: t.title.clone(),
                     }),
                 ));
                 audit::append(
                     &txn,
-                    &application_id,
+                    application_id,
                     now_ms,
-                    Record::system("escalate", to, &t.task_id, &t.department),
+                    Record::system(
+                        "suspend",
+                        format!("owed material {} overdue", t.material_kind),
+                        &t.task_id,
+                        &t.department,
+                    ),
                 )
                 .await?;
             }
-            // Timer flags do not bump the task version: a clerk's expected_version must not go
-            // stale because a reminder went out.
-            if !txn.update_task_if_version(&t, task.version).await? {
-                txn.rollback().await?;
-                continue;
-            }
-            emitted += events.len();
-            self.finish(txn, &events).await?;
         }
-        Ok(emitted)
+        if !t.escalated && now_ms >= t.escalate_at {
+            t.escalated = true;
+            let to = format!(
+                "supervisor:{}",
+                self.escalation_department(&txn, &inst, &t).await?
+            );
+            events.push(new_envelope(
+                PRODUCER,
+                application_id,
+                Payload::TaskEscalated(events::TaskEscalated {
+                    task_id: t.task_id.clone(),
+                    department: t.department.clone(),
+                    escalated_to: to.clone(),
+                    title: t.title.clone(),
+                }),
+            ));
+            audit::append(
+                &txn,
+                application_id,
+                now_ms,
+                Record::system("escalate", to, &t.task_id, &t.department),
+            )
+            .await?;
+        }
+        // Timer flags do not bump the task version: a clerk's expected_version must not go
+        // stale because a reminder went out.
+        if !txn.update_task_if_version(&t, task.version).await? {
+            txn.rollback().await?;
+            return Ok(0);
+        }
+        self.finish(txn, &events).await?;
+        Ok(events.len())
     }
 
     /// Whose supervisors an overdue task is escalated to: for an enterprise request, the

@@ -29,7 +29,8 @@
 //! - [`canonical`]: the canonical document (pure).
 //! - [`ledger`]: tables `applications`, `parked_events`, `deliveries`,
 //!   `application_departments`.
-//! - [`consumer`]: events → ledger rows.
+//! - [`consumer`]: events → ledger rows; [`parked`]: gives up events parked past the
+//!   retention (30 days), logging each.
 //! - [`worker`]: the per-platform delivery pipeline; [`circuit`]: the breaker state machine.
 //! - [`service`] / [`grpc`]: the staff tools; [`error`]: one error → status mapping.
 
@@ -44,6 +45,7 @@ pub mod grpc;
 pub mod ledger;
 mod metrics;
 pub mod migration;
+pub mod parked;
 pub mod service;
 pub mod worker;
 
@@ -148,6 +150,10 @@ pub async fn run_with_platforms(
     }
     let handler = Arc::new(consumer::Fanout::new(runtimes.clone()));
     service.consume(spec, 128, handler).await?;
+    service.spawn(
+        "prune-parked",
+        parked::ParkedPruner::new(ctx.db.clone()).run(shutdown.clone()),
+    );
     let (denials, writer) = tongban_audit::DenialLog::new(ctx.db.clone(), "dispatch");
     service.spawn("denials", writer.run(shutdown.clone()));
     let authz = authz::Authz::load(&ctx.deploy_dir)?.with_denials(denials);

@@ -687,3 +687,98 @@ pub async fn rejected_event_is_dead_lettered_at_once_in(env: Env, n: usize) -> a
     );
     consumer.stop().await
 }
+
+/// Bounded storage: old inbox rows and old published outbox rows go, in batches of the
+/// configured size; newer rows and unpublished rows (however old) stay. Then the running relay
+/// prunes on its own.
+pub async fn prune_in_batches(env: Env) -> anyhow::Result<()> {
+    let now = chrono::Utc::now();
+    let old = now - chrono::Duration::days(20);
+    let recent = now - chrono::Duration::days(2);
+    let insert_inbox = |n: usize, consumer: &'static str, at: chrono::DateTime<chrono::Utc>| {
+        let env = &env;
+        async move {
+            for i in 0..n {
+                env.exec(
+                    "INSERT INTO inbox (consumer, event_id, processed_at) VALUES (?, ?, ?)",
+                    vec![consumer.into(), format!("{consumer}-{i}").into(), at.into()],
+                )
+                .await?;
+            }
+            anyhow::Ok(())
+        }
+    };
+    insert_inbox(23, "old", old).await?;
+    insert_inbox(5, "recent", recent).await?;
+    let insert_outbox = |n: usize,
+                         tag: &'static str,
+                         published: Option<chrono::DateTime<chrono::Utc>>| {
+        let env = &env;
+        async move {
+            for i in 0..n {
+                env.exec(
+                    "INSERT INTO outbox (event_id, routing_key, application_id, payload, created_at, published_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    vec![
+                        format!("{tag}-{i}").into(),
+                        KEY.into(),
+                        "app".into(),
+                        b"x".to_vec().into(),
+                        old.into(),
+                        published.into(),
+                    ],
+                )
+                .await?;
+            }
+            anyhow::Ok(())
+        }
+    };
+    insert_outbox(21, "old", Some(old)).await?;
+    insert_outbox(4, "recent", Some(recent)).await?;
+    // Never published: pending work, not garbage. Kept whatever its age.
+    insert_outbox(3, "pending", None).await?;
+
+    // One statement deletes one batch, no more.
+    let one = tongban_outbox::prune::inbox(now - chrono::Duration::days(14), 4)
+        .once(&env.db)
+        .await?;
+    ensure!(
+        one == 4,
+        "one statement deleted {one} rows, not a batch of 4"
+    );
+    let n = |sql: &'static str| env.count(sql);
+    ensure!(n("SELECT COUNT(*) AS n FROM inbox").await? == 28 - 4);
+
+    let pruned = env.relay().with_prune_batch(4).prune().await?;
+    ensure!(
+        pruned
+            == tongban_outbox::Pruned {
+                outbox: 21,
+                inbox: 19
+            },
+        "{pruned:?}"
+    );
+    ensure!(n("SELECT COUNT(*) AS n FROM inbox WHERE consumer = 'old'").await? == 0);
+    ensure!(n("SELECT COUNT(*) AS n FROM inbox WHERE consumer = 'recent'").await? == 5);
+    ensure!(n("SELECT COUNT(*) AS n FROM outbox WHERE event_id LIKE 'old-%'").await? == 0);
+    ensure!(n("SELECT COUNT(*) AS n FROM outbox WHERE event_id LIKE 'recent-%'").await? == 4);
+    ensure!(n("SELECT COUNT(*) AS n FROM outbox WHERE event_id LIKE 'pending-%'").await? == 3);
+    ensure!(env.relay().prune().await? == tongban_outbox::Pruned::default());
+
+    // Shorter retentions on a running relay: it prunes at start, in batches, by itself.
+    let relay = RunningRelay::start(
+        env.relay()
+            .with_retention(chrono::Duration::days(1))
+            .with_inbox_retention(chrono::Duration::days(1))
+            .with_prune_batch(2),
+    );
+    tongban_testkit::eventually(WAIT, "the relay prunes the recent rows too", || async {
+        let inbox = n("SELECT COUNT(*) AS n FROM inbox").await.ok()?;
+        let published = n("SELECT COUNT(*) AS n FROM outbox WHERE event_id LIKE 'recent-%'")
+            .await
+            .ok()?;
+        (inbox == 0 && published == 0).then_some(())
+    })
+    .await?;
+    relay.stop().await?;
+    Ok(())
+}

@@ -118,7 +118,76 @@ async fn overdue_owed_material_escalates_and_suspends(backend: Backend) -> anyho
     Ok(())
 }
 
+/// A task whose handling fails (its row no longer decodes) is skipped with a warning: the
+/// other tasks' timers still fire in the same pass, and the bad one fires on a later pass once
+/// it is repaired.
+async fn failing_task_does_not_stop_the_other_timers(backend: Backend) -> anyhow::Result<()> {
+    use sea_orm::ConnectionTrait;
+    let h = Harness::start(backend).await?;
+    let bad_app = h.submit(snapshot()?).await?;
+    let bad = h.stage(&bad_app, "acceptance", 1).await?.remove(0);
+    let good_app = h.submit(snapshot()?).await?;
+    let good = h.stage(&good_app, "acceptance", 1).await?.remove(0);
+    let due = good
+        .due_time
+        .as_ref()
+        .and_then(tongban_proto::time::from_ts)
+        .ok_or_else(|| anyhow::anyhow!("no due time"))?;
+    let b = h.db.get_database_backend();
+    let stmt = tongban_storage::stmt;
+    let kind =
+        h.db.query_one_raw(stmt(
+            b,
+            "SELECT kind FROM tasks WHERE task_id = ?",
+            vec![bad.task_id.clone().into()],
+        ))
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("task row"))?
+        .try_get::<String>("", "kind")?;
+    // The bad task comes first in the pass (earliest due), and its kind no longer decodes.
+    let earlier = due.timestamp_millis() - 60_000;
+    h.db.execute_raw(stmt(
+        b,
+        "UPDATE tasks SET kind = 'TASK_KIND_BOGUS', due_at = ? WHERE task_id = ?",
+        vec![earlier.into(), bad.task_id.clone().into()],
+    ))
+    .await?;
+    let count = |ty: &'static str, app: String| {
+        let h = &h;
+        async move {
+            h.count(&format!("SELECT COUNT(*) AS n FROM outbox WHERE routing_key = '{ty}' AND application_id = '{app}'")).await
+        }
+    };
+    let worker = timer_worker(&h).await?;
+    let late = due + chrono::Duration::days(30);
+    worker.fire_timers(late).await?;
+    assert_eq!(count("task.overdue", good_app.clone()).await, 1);
+    assert_eq!(count("task.escalated", good_app.clone()).await, 1);
+    assert_eq!(count("task.overdue", bad_app.clone()).await, 0);
+    assert_eq!(count("task.escalated", bad_app.clone()).await, 0);
+
+    // Still failing: skipped again, nothing fires twice for the good one.
+    worker.fire_timers(late).await?;
+    assert_eq!(count("task.overdue", bad_app.clone()).await, 0);
+    assert_eq!(count("task.overdue", good_app.clone()).await, 1);
+
+    // Repaired: the next pass fires its timers.
+    h.db.execute_raw(stmt(
+        b,
+        "UPDATE tasks SET kind = ? WHERE task_id = ?",
+        vec![kind.into(), bad.task_id.clone().into()],
+    ))
+    .await?;
+    worker.fire_timers(late).await?;
+    assert_eq!(count("task.overdue", bad_app.clone()).await, 1);
+    assert_eq!(count("task.escalated", bad_app.clone()).await, 1);
+    assert_eq!(count("task.overdue", good_app.clone()).await, 1);
+    assert!(h.tasks(&bad_app, &[]).await?[0].escalated);
+    Ok(())
+}
+
 tongban_testkit::on_both!(
     timers_fire_once_with_two_workers,
     overdue_owed_material_escalates_and_suspends,
+    failing_task_does_not_stop_the_other_timers,
 );

@@ -4,4 +4,5 @@
 mod authz_matrix;
 mod common;
 mod delivery;
+mod parked;
 mod recovery;
