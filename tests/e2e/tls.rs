@@ -28,7 +28,16 @@ async fn a_tls_server_answers_trusting_clients_only() -> anyhow::Result<()> {
     let server = {
         let (tls, stop) = (tls.clone(), shutdown.clone());
         tokio::spawn(async move {
-            tongban_runtime::serve_grpc(listener, routes, &["probe"], None, Some(&tls), stop).await
+            tongban_runtime::serve_grpc(
+                listener,
+                routes,
+                &["probe"],
+                None,
+                Some(&tls),
+                std::time::Duration::from_secs(5),
+                stop,
+            )
+            .await
         })
     };
 

@@ -177,7 +177,15 @@ impl Topology {
 async fn intake_process_serves_and_stops_cleanly_on_sigterm() -> anyhow::Result<()> {
     let mut stack = Stack::new().await?;
     let port = free_ports(1)?[0];
-    let mut intake = stack.service("tongban-intake", "intake", port).await?;
+    // A short grace period, so that the live stream opened below is cut off quickly.
+    let mut intake = stack
+        .service_with(
+            "tongban-intake",
+            "intake",
+            port,
+            &[("TONGBAN_SHUTDOWN_TIMEOUT_SECS".into(), "2".into())],
+        )
+        .await?;
     wait_for_grpc(port, &mut [&mut intake], Duration::from_secs(30)).await?;
 
     let mut client = IntakeServiceClient::connect(format!("http://127.0.0.1:{port}")).await?;
@@ -192,14 +200,32 @@ async fn intake_process_serves_and_stops_cleanly_on_sigterm() -> anyhow::Result<
         .await?
         .into_inner();
     assert!(app.created);
+    let id = app
+        .application
+        .map(|a| a.application_id)
+        .unwrap_or_default();
+    // A live stream of a pending application: it never ends by itself.
+    let mut watch = client
+        .watch_application(authed(
+            pb::WatchApplicationRequest { application_id: id },
+            &token,
+        ))
+        .await?
+        .into_inner();
+    assert!(
+        watch.message().await?.is_some(),
+        "the watch sends the current state"
+    );
 
     let pid = intake.pid().ok_or_else(|| anyhow::anyhow!("no pid"))?;
     let status = Command::new("kill")
         .args(["-TERM", &pid.to_string()])
         .status()?;
     assert!(status.success());
-    let code = intake.wait_exit(Duration::from_secs(20)).await?;
+    // Within the 2 s grace period and some slack, open stream or not.
+    let code = intake.wait_exit(Duration::from_secs(10)).await?;
     assert_eq!(code, Some(0), "graceful stop exits 0:\n{}", intake.tail());
+    drop(watch);
     Ok(())
 }
 

@@ -104,6 +104,9 @@ pub struct ServiceConfig {
     pub listen: SocketAddr,
     /// Address `/metrics` (Prometheus text) is served on.
     pub metrics_listen: SocketAddr,
+    /// Longest a graceful stop may take (open streams, background tasks) before what is left
+    /// is cut off.
+    pub shutdown_timeout_secs: u64,
     /// gRPC over TLS when set (`tls.cert_file`, `tls.key_file`, PEM).
     #[serde(default)]
     pub tls: Option<TlsConfig>,
@@ -156,12 +159,16 @@ struct Defaults {
     exchange: String,
     listen: SocketAddr,
     metrics_listen: SocketAddr,
+    shutdown_timeout_secs: u64,
     jwks_file: PathBuf,
     jwt_audience: String,
     jwt_issuer: String,
     max_token_lifetime_secs: u64,
     deploy_dir: PathBuf,
 }
+
+/// How long a graceful stop may take unless configured.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Where `/metrics` is served unless configured: every interface, the port the OpenTelemetry
 /// Prometheus convention uses.
@@ -177,6 +184,7 @@ impl Defaults {
             exchange: "tongban.events".into(),
             listen: SocketAddr::from(([0, 0, 0, 0], port)),
             metrics_listen: SocketAddr::from(([0, 0, 0, 0], DEFAULT_METRICS_PORT)),
+            shutdown_timeout_secs: DEFAULT_SHUTDOWN_TIMEOUT.as_secs(),
             jwks_file: PathBuf::from("data/jwks.json"),
             jwt_audience: tongban_auth::DEFAULT_AUDIENCE.into(),
             jwt_issuer: tongban_auth::DEFAULT_ISSUER.into(),

@@ -45,6 +45,8 @@ pub struct Context {
     pub metrics_listen: Option<std::net::SocketAddr>,
     /// gRPC over TLS with this certificate and key; `None` is plain gRPC.
     pub tls: Option<config::TlsConfig>,
+    /// Longest a graceful stop may take before open streams and tasks are cut off.
+    pub shutdown_timeout: std::time::Duration,
 }
 
 impl Context {
@@ -59,19 +61,21 @@ impl Context {
             audit: cfg.audit.clone(),
             metrics_listen: Some(cfg.metrics_listen),
             tls: cfg.tls.clone(),
+            shutdown_timeout: std::time::Duration::from_secs(cfg.shutdown_timeout_secs),
         })
     }
 }
 
 /// Serves `routes` on `listener` with health (kept true by [`health::monitor`] when `probe` is
 /// given, else SERVING), reflection of every Tongban API, grpc-web, and RPC metrics, until
-/// `shutdown` is cancelled.
+/// `shutdown` is cancelled; calls still open `grace` after that (live streams) are cut off.
 pub async fn serve_grpc(
     listener: TcpListener,
     routes: Routes,
     services: &[&str],
     probe: Option<health::Probe>,
     tls: Option<&config::TlsConfig>,
+    grace: std::time::Duration,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let (reporter, health) = tonic_health::server::health_reporter();
@@ -119,7 +123,7 @@ pub async fn serve_grpc(
     if let Some(tls) = tls {
         server = server.tls_config(server_tls(tls)?)?;
     }
-    server
+    let serving = server
         .accept_http1(true)
         .layer(tonic_web::GrpcWebLayer::new())
         // Inside grpc-web, so that it sees gRPC's own trailers for both kinds of caller.
@@ -131,8 +135,17 @@ pub async fn serve_grpc(
             reporter_on_stop
                 .set_service_status("", tonic_health::ServingStatus::NotServing)
                 .await;
-        })
-        .await?;
+        });
+    // A graceful stop waits for every open call, and a live stream (WatchApplication,
+    // Subscribe) never ends by itself: after `grace` the rest are cut off.
+    let cut_off = async {
+        shutdown.cancelled().await;
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        served = serving => served?,
+        () = cut_off => tracing::warn!(?grace, "calls still open after the shutdown grace period; closing them"),
+    }
     Ok(())
 }
 

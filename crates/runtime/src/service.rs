@@ -196,11 +196,19 @@ impl ServiceBuilder {
             &[S::NAME],
             Some(probe),
             self.ctx.tls.as_ref(),
+            self.ctx.shutdown_timeout,
             self.shutdown.clone(),
         )
         .await;
         self.shutdown.cancel();
-        self.tasks.join().await;
+        // Tasks watch the token; one that does not stop in time is cut off (dropping the set
+        // aborts it) rather than keeping the process alive.
+        if tokio::time::timeout(self.ctx.shutdown_timeout, self.tasks.join())
+            .await
+            .is_err()
+        {
+            tracing::warn!(service = self.name, grace = ?self.ctx.shutdown_timeout, "background tasks still running after the shutdown grace period; stopping them");
+        }
         served?;
         Ok(())
     }

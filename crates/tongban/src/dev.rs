@@ -161,6 +161,7 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
             // One /metrics for the whole process, served below.
             metrics_listen: None,
             tls: None,
+            shutdown_timeout: tongban_runtime::config::DEFAULT_SHUTDOWN_TIMEOUT,
         };
         let stop = shutdown.clone();
         let name = svc.name;
