@@ -38,11 +38,6 @@ impl Stack {
         })
     }
 
-    /// Starts `bin` as `service` on `port` with a fresh database.
-    async fn service(&mut self, bin: &str, service: &str, port: u16) -> anyhow::Result<Proc> {
-        self.service_with(bin, service, port, &[]).await
-    }
-
     async fn service_with(
         &mut self,
         bin: &str,
