@@ -82,10 +82,15 @@ pub async fn serve_grpc(
     let names: Vec<String> = services.iter().map(|s| s.to_string()).collect();
     match probe {
         Some(probe) => {
+            // The first answer is already a checked one: a caller that asks the moment the
+            // port opens gets the truth, not a placeholder.
+            let first = if probe.check().await.is_ok() {
+                tonic_health::ServingStatus::Serving
+            } else {
+                tonic_health::ServingStatus::NotServing
+            };
             for name in names.iter().map(String::as_str).chain([""]) {
-                reporter
-                    .set_service_status(name, tonic_health::ServingStatus::NotServing)
-                    .await;
+                reporter.set_service_status(name, first).await;
             }
             tokio::spawn(health::monitor(
                 reporter.clone(),
