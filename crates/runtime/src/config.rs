@@ -107,6 +107,9 @@ pub struct ServiceConfig {
     /// Longest a graceful stop may take (open streams, background tasks) before what is left
     /// is cut off.
     pub shutdown_timeout_secs: u64,
+    /// How long processed and published rows are kept (`[retention]`).
+    #[serde(default)]
+    pub retention: Retention,
     /// gRPC over TLS when set (`tls.cert_file`, `tls.key_file`, PEM).
     #[serde(default)]
     pub tls: Option<TlsConfig>,
@@ -125,6 +128,50 @@ pub struct ServiceConfig {
     /// absent: no checkpoints are taken, and startup says so.
     #[serde(default)]
     pub audit: Option<tongban_audit::anchor::AnchorConfig>,
+}
+
+/// How long the bookkeeping rows are kept before they are deleted, in batches.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct Retention {
+    /// Published outbox rows.
+    pub outbox_days: u32,
+    /// Inbox rows (which event ids were applied); keep it longer than any redelivery window.
+    pub inbox_days: u32,
+    /// Events parked waiting for their predecessor (dispatch); older ones are given up.
+    pub parked_days: u32,
+    /// Rows deleted per statement.
+    pub batch: usize,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            outbox_days: 7,
+            inbox_days: 14,
+            parked_days: 30,
+            batch: 1000,
+        }
+    }
+}
+
+impl Retention {
+    fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (key, days) in [
+            ("retention.outbox_days", self.outbox_days),
+            ("retention.inbox_days", self.inbox_days),
+            ("retention.parked_days", self.parked_days),
+        ] {
+            if days == 0 {
+                out.push(format!("{key}: must be at least 1"));
+            }
+        }
+        if self.batch == 0 {
+            out.push("retention.batch: must be at least 1".into());
+        }
+        out
+    }
 }
 
 /// The gRPC server's certificate chain and private key, both PEM files.
@@ -296,6 +343,7 @@ impl ServiceConfig {
         if self.max_token_lifetime_secs == 0 {
             out.push("max_token_lifetime_secs: must be at least 1".to_string());
         }
+        out.extend(self.retention.problems());
         if self.exchange.trim().is_empty() {
             out.push("exchange: must not be empty".to_string());
         }
@@ -748,6 +796,31 @@ mod tests {
         std::fs::write(&file, "exchange = ")?;
         let err = ServiceConfig::load_from::<NoSection>("intake", 1, &sources(&[])).err();
         assert!(err.is_some_and(|e| e.to_string().contains("tongban.toml")));
+        Ok(())
+    }
+
+    #[test]
+    fn retention_is_configured_and_checked() -> Result<(), ConfigError> {
+        let (cfg, _) = load::<NoSection>("dispatch", &[("TONGBAN_RETENTION__INBOX_DAYS", "3")])?;
+        assert_eq!(
+            cfg.retention,
+            Retention {
+                inbox_days: 3,
+                ..Retention::default()
+            }
+        );
+        let err = load::<NoSection>(
+            "dispatch",
+            &[
+                ("TONGBAN_RETENTION__PARKED_DAYS", "0"),
+                ("TONGBAN_RETENTION__BATCH", "0"),
+            ],
+        )
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+        assert!(err.contains("retention.parked_days"), "{err}");
+        assert!(err.contains("retention.batch"), "{err}");
         Ok(())
     }
 

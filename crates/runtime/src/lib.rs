@@ -47,6 +47,8 @@ pub struct Context {
     pub tls: Option<config::TlsConfig>,
     /// Longest a graceful stop may take before open streams and tasks are cut off.
     pub shutdown_timeout: std::time::Duration,
+    /// How long outbox, inbox and parked rows are kept.
+    pub retention: config::Retention,
 }
 
 impl Context {
@@ -62,6 +64,7 @@ impl Context {
             metrics_listen: Some(cfg.metrics_listen),
             tls: cfg.tls.clone(),
             shutdown_timeout: std::time::Duration::from_secs(cfg.shutdown_timeout_secs),
+            retention: cfg.retention,
         })
     }
 }

@@ -55,7 +55,12 @@ impl ServiceBuilder {
         if let Some(handle) = &self.relay {
             return handle.clone();
         }
-        let relay = Relay::new(self.ctx.db.clone(), self.ctx.bus.clone()).with_service(self.name);
+        let r = self.ctx.retention;
+        let relay = Relay::new(self.ctx.db.clone(), self.ctx.bus.clone())
+            .with_service(self.name)
+            .with_retention(chrono::Duration::days(i64::from(r.outbox_days)))
+            .with_inbox_retention(chrono::Duration::days(i64::from(r.inbox_days)))
+            .with_prune_batch(r.batch);
         let handle = relay.handle();
         self.tasks.spawn(
             format!("{}-relay", self.name),

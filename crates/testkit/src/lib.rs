@@ -477,6 +477,7 @@ where
         metrics_listen: None,
         tls: None,
         shutdown_timeout: tongban_runtime::config::DEFAULT_SHUTDOWN_TIMEOUT,
+        retention: Default::default(),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;

@@ -162,6 +162,7 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
             metrics_listen: None,
             tls: None,
             shutdown_timeout: tongban_runtime::config::DEFAULT_SHUTDOWN_TIMEOUT,
+            retention: Default::default(),
         };
         let stop = shutdown.clone();
         let name = svc.name;

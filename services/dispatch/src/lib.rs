@@ -152,7 +152,10 @@ pub async fn run_with_platforms(
     service.consume(spec, 128, handler).await?;
     service.spawn(
         "prune-parked",
-        parked::ParkedPruner::new(ctx.db.clone()).run(shutdown.clone()),
+        parked::ParkedPruner::new(ctx.db.clone())
+            .with_retention(chrono::Duration::days(i64::from(ctx.retention.parked_days)))
+            .with_batch(ctx.retention.batch)
+            .run(shutdown.clone()),
     );
     let (denials, writer) = tongban_audit::DenialLog::new(ctx.db.clone(), "dispatch");
     service.spawn("denials", writer.run(shutdown.clone()));

@@ -198,6 +198,7 @@ async fn bad_mapping_stops_start_up_naming_file_and_field(backend: Backend) -> a
         metrics_listen: None,
         tls: None,
         shutdown_timeout: tongban_runtime::config::DEFAULT_SHUTDOWN_TIMEOUT,
+        retention: Default::default(),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let err = tongban_dispatch::run(ctx, listener, CancellationToken::new())
