@@ -13,6 +13,7 @@
 pub mod config;
 pub mod health;
 pub mod metrics;
+pub mod ports;
 pub mod service;
 pub mod status;
 pub mod streams;

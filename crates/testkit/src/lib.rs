@@ -379,63 +379,17 @@ macro_rules! on_both {
     };
 }
 
-/// A port to try. Tests look below the kernel's ephemeral range (32768–60999 on Linux): a port
-/// from `bind(0)` lies in that range, where any outgoing connection of any test may take it as
-/// its local port between the check and the bind by the program it was chosen for.
-fn candidate_port() -> u16 {
-    use std::sync::{
-        OnceLock,
-        atomic::{AtomicU32, Ordering},
-    };
-    const LOW: u32 = 20_000;
-    const SPAN: u32 = 12_000;
-    static SEED: OnceLock<u32> = OnceLock::new();
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    // Processes start at different places (pid and clock), then walk the range.
-    let seed = *SEED.get_or_init(|| {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        std::process::id().wrapping_mul(2_654_435_761) ^ nanos
-    });
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    u16::try_from(LOW + seed.wrapping_add(n.wrapping_mul(7_919)) % SPAN).unwrap_or(20_000)
-}
-
-/// `n` distinct free TCP ports on 127.0.0.1 (see [`candidate_port`]), bound and released at
-/// once. Another test may still take one before the caller binds it; a service that can bind
-/// port 0 itself should (see [`start_service`]).
+/// `n` distinct free TCP ports on 127.0.0.1 ([`tongban_runtime::ports`]), bound and released
+/// at once. Another test may still take one before the caller binds it; a service that can
+/// bind port 0 itself should (see [`start_service`]).
 pub fn free_ports(n: usize) -> anyhow::Result<Vec<u16>> {
-    let mut held = Vec::with_capacity(n);
-    for _ in 0..20_000 {
-        if held.len() == n {
-            break;
-        }
-        if let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", candidate_port())) {
-            held.push(l);
-        }
-    }
-    anyhow::ensure!(held.len() == n, "no {n} free ports below 32000");
-    held.iter().map(|l| Ok(l.local_addr()?.port())).collect()
+    tongban_runtime::ports::numbers(&tongban_runtime::ports::free(n)?)
 }
 
 /// A base port such that it and the next `len - 1` ports are free, for programs that take
 /// consecutive ports (`tongban dev --base-port`).
 pub fn free_port_block(len: u16) -> anyhow::Result<u16> {
-    for _ in 0..2_000 {
-        let base = candidate_port();
-        if base.checked_add(len).is_none_or(|end| end > 32_000) {
-            continue;
-        }
-        let all: Result<Vec<_>, _> = (0..len)
-            .map(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)))
-            .collect();
-        if all.is_ok() {
-            return Ok(base);
-        }
-    }
-    anyhow::bail!("no block of {len} free ports")
+    Ok(tongban_runtime::ports::free_block(usize::from(len))?.0)
 }
 
 /// A service started in this process for one test, on its own database and bus, listening

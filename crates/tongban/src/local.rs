@@ -216,59 +216,9 @@ fn binary(dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
-/// A port to try for `--free-ports`: below the kernel's ephemeral range (32768–60999 on
-/// Linux), where a port from `bind(0)` would lie and any outgoing connection could take it as
-/// its local port before the service it was chosen for binds it.
-fn candidate_port() -> u16 {
-    use std::sync::{
-        OnceLock,
-        atomic::{AtomicU32, Ordering},
-    };
-    const LOW: u32 = 20_000;
-    const SPAN: u32 = 12_000;
-    static SEED: OnceLock<u32> = OnceLock::new();
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let seed = *SEED.get_or_init(|| {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        std::process::id().wrapping_mul(2_654_435_761) ^ nanos
-    });
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    u16::try_from(LOW + seed.wrapping_add(n.wrapping_mul(7_919)) % SPAN).unwrap_or(20_000)
-}
-
 /// Ports that were free a moment ago (held together so they differ from each other).
 fn free_ports(n: usize) -> anyhow::Result<Vec<u16>> {
-    let mut held = Vec::with_capacity(n);
-    for _ in 0..20_000 {
-        if held.len() == n {
-            break;
-        }
-        if let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", candidate_port())) {
-            held.push(l);
-        }
-    }
-    anyhow::ensure!(held.len() == n, "found no {n} free ports below 32000");
-    held.iter().map(|l| Ok(l.local_addr()?.port())).collect()
-}
-
-/// `len` consecutive free ports (still bound, so later picks cannot take them).
-fn free_block(len: usize) -> anyhow::Result<(u16, Vec<std::net::TcpListener>)> {
-    for _ in 0..2_000 {
-        let base = candidate_port();
-        if usize::from(base) + len > 32_000 {
-            continue;
-        }
-        let held: Result<Vec<_>, _> = (0..len)
-            .map(|i| std::net::TcpListener::bind(("127.0.0.1", base + i as u16)))
-            .collect();
-        if let Ok(held) = held {
-            return Ok((base, held));
-        }
-    }
-    anyhow::bail!("found no {len} consecutive free ports")
+    tongban_runtime::ports::numbers(&tongban_runtime::ports::free(n)?)
 }
 
 fn check_db_name(name: &str) -> anyhow::Result<()> {
@@ -498,7 +448,7 @@ async fn up(args: UpArgs, json: bool) -> anyhow::Result<()> {
         let mut grpc = Vec::new();
         let mut held = Vec::new();
         for _ in 0..args.replicas {
-            let (base, listeners) = free_block(SERVICES.len())?;
+            let (base, listeners) = tongban_runtime::ports::free_block(SERVICES.len())?;
             grpc.extend((0..SERVICES.len()).map(|i| base + i as u16));
             held.extend(listeners);
         }
