@@ -25,4 +25,4 @@ pub mod relay;
 
 pub use consumer::{EventHandler, HandlerError, run_consumer};
 pub use envelope::new_envelope;
-pub use relay::{Pruned, Relay, RelayHandle};
+pub use relay::{Pruned, Relay, RelayError, RelayHandle};

@@ -32,6 +32,8 @@ pub enum RelayError {
     Db(#[from] DbErr),
     #[error("bus: {0}")]
     Bus(#[from] BusError),
+    #[error("the bus did not confirm a batch of {count} within {timeout:?}")]
+    Timeout { count: usize, timeout: Duration },
 }
 
 /// Wakes the relay right after a commit, so events leave without waiting for the next poll.
@@ -61,8 +63,12 @@ pub struct Relay {
     inbox_retention: chrono::Duration,
     prune_batch: usize,
     prune_every: Duration,
+    publish_timeout: Duration,
     metrics: crate::metrics::Instruments,
 }
+
+/// How long one batch may wait for the broker's confirms (see [`Relay::with_publish_timeout`]).
+pub const DEFAULT_PUBLISH_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How often the backlog gauges are refreshed.
 const OBSERVE_EVERY: Duration = Duration::from_secs(5);
@@ -78,6 +84,7 @@ impl Relay {
             inbox_retention: chrono::Duration::days(14),
             prune_batch: crate::prune::DEFAULT_BATCH,
             prune_every: Duration::from_secs(600),
+            publish_timeout: DEFAULT_PUBLISH_TIMEOUT,
             metrics: crate::metrics::Instruments::new("unnamed", &bus),
             bus,
         }
@@ -124,6 +131,15 @@ impl Relay {
     /// How often the relay prunes (default 10 minutes; the first prune runs at start).
     pub fn with_prune_interval(mut self, every: Duration) -> Self {
         self.prune_every = every;
+        self
+    }
+
+    /// How long a batch may wait for the broker to confirm it (default 30 s). The pass holds
+    /// its rows locked in an open transaction while it publishes; a broker that accepts the
+    /// connection but never answers must not keep them locked (and a connection slot taken)
+    /// for ever. A batch that times out is rolled back and published again on a later pass.
+    pub fn with_publish_timeout(mut self, timeout: Duration) -> Self {
+        self.publish_timeout = timeout.max(Duration::from_millis(1));
         self
     }
 
@@ -179,13 +195,24 @@ impl Relay {
             });
         }
         let types = || messages.iter().map(|m| m.routing_key.as_str());
-        if let Err(e) = self.bus.publish_batch(&messages).await {
+        let published =
+            match tokio::time::timeout(self.publish_timeout, self.bus.publish_batch(&messages))
+                .await
+            {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(RelayError::Bus(e)),
+                Err(_) => Err(RelayError::Timeout {
+                    count: messages.len(),
+                    timeout: self.publish_timeout,
+                }),
+            };
+        if let Err(e) = published {
             for span in &spans {
                 tongban_telemetry::messaging::record_error(span, "publish");
             }
             self.metrics.sent(types(), Some("publish_failed"));
             txn.rollback().await?;
-            return Err(e.into());
+            return Err(e);
         }
         let placeholders = vec!["?"; seqs.len()].join(",");
         let mut values = vec![chrono::Utc::now().into()];

@@ -127,3 +127,71 @@ async fn a_database_outage_pauses_consuming_and_spends_no_delivery() -> anyhow::
 async fn old_inbox_and_published_outbox_rows_are_pruned_in_batches() -> anyhow::Result<()> {
     prune_in_batches(pg_rabbit("ob_prune").await?).await
 }
+
+/// A broker that accepted the relay's connection and then stops answering (a frozen network
+/// path, here a proxy that stops moving bytes) cannot hold the relay's transaction open: the
+/// batch times out, is rolled back with its rows unlocked and still pending, and is published
+/// once the path answers again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_gives_up_a_publish_the_broker_never_confirms() -> anyhow::Result<()> {
+    let mut env = pg_rabbit("ob_frozen").await?;
+    let exchange = tongban_testkit::unique_exchange("ob_frozen");
+    // The consumer reads straight from the broker; only the relay's path goes through the proxy.
+    let direct = Bus::connect(&tongban_testkit::amqp_url_for_processes(), &exchange).await?;
+    let mut sub = direct.subscribe(&QueueSpec::new("svc", &[KEY])).await?;
+    let url = tongban_testkit::amqp_url();
+    let host_port = url
+        .split_once('@')
+        .and_then(|(_, rest)| rest.split('/').next())
+        .ok_or_else(|| anyhow::anyhow!("no host in {url}"))?;
+    let broker = tokio::net::lookup_host(host_port)
+        .await?
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("{host_port} does not resolve"))?;
+    let proxy = tongban_testkit::proxy::Proxy::start(broker).await?;
+    env.bus = Bus::connect(
+        &format!("amqp://guest:guest@{}/%2f", proxy.addr()),
+        &exchange,
+    )
+    .await?;
+    let relay = env
+        .relay()
+        .with_publish_timeout(std::time::Duration::from_secs(1));
+
+    let batch = events(10);
+    env.commit(&batch).await?;
+    proxy.freeze();
+    let started = std::time::Instant::now();
+    let err = match relay.publish_once().await {
+        Ok(n) => bail!("published {n} rows through a frozen connection"),
+        Err(e) => e,
+    };
+    assert!(
+        matches!(err, tongban_outbox::RelayError::Timeout { count: 10, .. }),
+        "{err}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    assert_eq!(env.pending().await?, 10, "rolled back: still pending");
+    // Rolled back means unlocked: another pass can take the rows at once.
+    let locked = env
+        .count(
+            "SELECT COUNT(*) AS n FROM (SELECT seq FROM outbox WHERE published_at IS NULL FOR UPDATE NOWAIT) t",
+        )
+        .await?;
+    assert_eq!(locked, 10);
+
+    proxy.thaw();
+    let e = &env;
+    let r = &relay;
+    tongban_testkit::eventually(WAIT, "the batch published after the thaw", || async move {
+        r.publish_once().await.ok();
+        (e.pending().await.ok()? == 0).then_some(())
+    })
+    .await?;
+    let got = recv_n(&mut sub, batch.len()).await?;
+    assert_eq!(
+        ids(&got).into_iter().collect::<HashSet<_>>(),
+        ids(&batch).into_iter().collect()
+    );
+    Ok(())
+}

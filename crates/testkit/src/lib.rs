@@ -8,6 +8,7 @@
 
 pub mod broker;
 pub mod postgres;
+pub mod proxy;
 pub mod tls;
 
 use std::path::PathBuf;

@@ -126,7 +126,7 @@ impl PrivatePostgres {
                 "-w",
                 "-o",
                 &format!(
-                    "-p {} -k {} -c listen_addresses=127.0.0.1",
+                    "-p {} -k {} -c listen_addresses=127.0.0.1 -c max_connections=300",
                     self.port,
                     self.dir.path().display()
                 ),

@@ -67,6 +67,39 @@ pub(crate) enum LocalCommand {
     /// --purge also drops the databases and what the simulators received.
     #[command(after_help = "Examples:\n  tongban local down\n  tongban local down --purge")]
     Down(DownArgs),
+    /// Stop one process of the running stack if it is still alive (SIGTERM, then SIGKILL), start
+    /// it again exactly as `up` did (same binary, arguments, environment, ports), and wait
+    /// until it is SERVING. `--env` adds variables to that process from now on.
+    #[command(
+        after_help = "Examples:\n  tongban local restart approval-1\n  tongban local restart dispatch-2 --env RUST_LOG=debug"
+    )]
+    Restart(RestartArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub(crate) struct RestartArgs {
+    #[command(flatten)]
+    state: StateArgs,
+    /// The process, as `status` names it (`intake-1`, `dispatch-2`, `platform-sim`).
+    name: String,
+    /// KEY=VALUE added to the process's environment (kept for later restarts).
+    #[arg(long = "env", value_name = "KEY=VALUE", value_parser = parse_env_pair)]
+    env: Vec<(String, String)>,
+    /// Seconds to wait after SIGTERM before SIGKILL.
+    #[arg(long, default_value_t = 15)]
+    timeout: u64,
+    /// Seconds to wait for the restarted process to be SERVING.
+    #[arg(long, default_value_t = 120)]
+    ready_timeout: u64,
+}
+
+fn parse_env_pair(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() && !k.contains(char::is_whitespace) => {
+            Ok((k.to_string(), v.to_string()))
+        }
+        _ => Err(format!("{s:?} is not KEY=VALUE")),
+    }
 }
 
 #[derive(clap::Args, Debug)]
@@ -159,6 +192,59 @@ struct Proc {
     /// Prometheus endpoint (services only).
     metrics: Option<String>,
     log: PathBuf,
+    /// How it was started, for `restart`.
+    #[serde(default)]
+    launch: Launch,
+}
+
+/// A process's command line and environment, as `up` gave them: the executable, its
+/// arguments, and every variable that mattered (all `TONGBAN_*` it saw, whether inherited or
+/// set for it, and those set explicitly), so a restart from another shell is the same process.
+#[derive(Serialize, Deserialize, Debug, Clone, Default)]
+struct Launch {
+    program: PathBuf,
+    args: Vec<String>,
+    env: BTreeMap<String, String>,
+}
+
+impl Launch {
+    fn of(cmd: &Command) -> Self {
+        let mut env: BTreeMap<String, String> = std::env::vars()
+            .filter(|(k, _)| k.starts_with("TONGBAN_") || k == "RUST_LOG")
+            .collect();
+        for (k, v) in cmd.get_envs() {
+            let k = k.to_string_lossy().into_owned();
+            match v {
+                Some(v) => {
+                    env.insert(k, v.to_string_lossy().into_owned());
+                }
+                None => {
+                    env.remove(&k);
+                }
+            }
+        }
+        Self {
+            program: PathBuf::from(cmd.get_program()),
+            args: cmd
+                .get_args()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect(),
+            env,
+        }
+    }
+
+    /// The command again; the restarting shell's own `TONGBAN_*` variables do not leak in.
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(&self.program);
+        cmd.args(&self.args);
+        for (k, _) in std::env::vars() {
+            if k.starts_with("TONGBAN_") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.envs(&self.env);
+        cmd
+    }
 }
 
 pub(crate) async fn run(command: LocalCommand, json: bool) -> anyhow::Result<()> {
@@ -166,6 +252,7 @@ pub(crate) async fn run(command: LocalCommand, json: bool) -> anyhow::Result<()>
         LocalCommand::Up(args) => up(args, json).await,
         LocalCommand::Status(args) => status(&args.state_dir, json).await,
         LocalCommand::Down(args) => down(args).await,
+        LocalCommand::Restart(args) => restart(args).await,
     }
 }
 
@@ -341,15 +428,35 @@ fn spawn(
     mut cmd: Command,
     log: PathBuf,
 ) -> anyhow::Result<(Proc, Child)> {
-    use std::os::unix::process::CommandExt as _;
-    let out = std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
-    let err = out.try_clone()?;
     for var in CLIENT_ONLY_VARS {
         cmd.env_remove(var);
     }
     if std::env::var_os("RUST_LOG").is_none() {
         cmd.env("RUST_LOG", "info");
     }
+    let launch = Launch::of(&cmd);
+    let (proc, child) = launch_process(name, service, cmd, log, false)?;
+    Ok((Proc { launch, ..proc }, child))
+}
+
+/// Starts `cmd` detached in its own process group, output to `log` (appended to when
+/// `append`, as on a restart, so the earlier life's lines stay).
+fn launch_process(
+    name: &str,
+    service: &str,
+    mut cmd: Command,
+    log: PathBuf,
+    append: bool,
+) -> anyhow::Result<(Proc, Child)> {
+    use std::os::unix::process::CommandExt as _;
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .append(append)
+        .truncate(!append)
+        .open(&log)
+        .with_context(|| format!("opening {}", log.display()))?;
+    let err = out.try_clone()?;
     let child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::from(out))
@@ -367,6 +474,7 @@ fn spawn(
             grpc: None,
             metrics: None,
             log,
+            launch: Launch::default(),
         },
         child,
     ))
@@ -859,6 +967,70 @@ async fn down(args: DownArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn restart(args: RestartArgs) -> anyhow::Result<()> {
+    let dir = &args.state.state_dir;
+    let mut state = read_state(dir)?.with_context(|| {
+        format!(
+            "no local stack in {} (no {STATE_FILE}); start one with `tongban local up`",
+            dir.display()
+        )
+    })?;
+    let Some(i) = state.processes.iter().position(|p| p.name == args.name) else {
+        let names: Vec<&str> = state.processes.iter().map(|p| p.name.as_str()).collect();
+        anyhow::bail!(
+            "no process {:?} in this stack; it has {}",
+            args.name,
+            names.join(", ")
+        );
+    };
+    let old = state.processes[i].clone();
+    anyhow::ensure!(
+        !old.launch.program.as_os_str().is_empty(),
+        "{} was started by an older `tongban local up` that did not record how; run down and up",
+        old.name
+    );
+    if old.alive() {
+        stop(
+            std::slice::from_ref(&old),
+            Duration::from_secs(args.timeout),
+        )
+        .await;
+        anyhow::ensure!(!old.alive(), "{} (pid {}) did not stop", old.name, old.pid);
+    }
+    let mut launch = old.launch.clone();
+    launch.env.extend(args.env.iter().cloned());
+    let (proc, child) = launch_process(
+        &old.name,
+        &old.service,
+        launch.command(),
+        old.log.clone(),
+        true,
+    )?;
+    state.processes[i] = Proc {
+        launch,
+        grpc: old.grpc.clone(),
+        metrics: old.metrics.clone(),
+        ..proc
+    };
+    write_state(dir, &state)?;
+    let only = State {
+        processes: vec![state.processes[i].clone()],
+        ..state.clone()
+    };
+    let mut children = vec![child];
+    wait_ready(
+        &only,
+        &mut children,
+        Duration::from_secs(args.ready_timeout),
+    )
+    .await?;
+    println!(
+        "Restarted {} (pid {}).",
+        state.processes[i].name, state.processes[i].pid
+    );
+    Ok(())
+}
+
 /// Something in the stack is down or not SERVING: exit 4, like `tongban health`.
 async fn status(dir: &Path, json: bool) -> anyhow::Result<()> {
     let state = read_state(dir)?.with_context(|| {
@@ -973,6 +1145,7 @@ mod tests {
             grpc: None,
             metrics: None,
             log: PathBuf::new(),
+            launch: Launch::default(),
         };
         assert!(me.alive());
         // Same pid, another start time: a recycled pid, not ours.

@@ -29,7 +29,8 @@ use crate::{
 
 pub const INTERVAL: Duration = Duration::from_secs(1);
 
-/// How many due tasks one pass looks at.
+/// How many due tasks one page of a pass lists; a pass reads page after page (keyset, so a
+/// page of tasks that keep failing cannot hide the ones after it) until none is left.
 const BATCH: u64 = 200;
 
 pub async fn run(approval: Arc<Approval>, interval: Duration, shutdown: CancellationToken) {
@@ -54,23 +55,38 @@ impl Approval {
     /// A task whose handling fails is logged and skipped (see the module doc); only failing to
     /// list the due tasks fails the pass. Returns how many events it emitted.
     pub async fn fire_timers(&self, now: DateTime<Utc>) -> Result<usize, ApprovalError> {
+        self.fire_timers_paged(now, BATCH).await
+    }
+
+    /// [`Approval::fire_timers`], listing due tasks `page` at a time.
+    pub async fn fire_timers_paged(
+        &self,
+        now: DateTime<Utc>,
+        page: u64,
+    ) -> Result<usize, ApprovalError> {
+        let page_size = page.max(1);
         let now_ms = ms(now);
         let mut emitted = 0;
-        for (application_id, task_id) in self.db.due_timers(now_ms, BATCH).await? {
-            match self
-                .fire_task_timers(now_ms, &application_id, &task_id)
-                .await
-            {
-                Ok(n) => emitted += n,
-                Err(e) => tracing::warn!(
-                    task_id = %task_id,
-                    application_id = %application_id,
-                    error = %e,
-                    "timers of a task failed; skipped, retried on the next pass"
-                ),
+        let mut after = None;
+        loop {
+            let page = self.db.due_timers(now_ms, after.take(), page_size).await?;
+            for due in &page {
+                let (application_id, task_id) = (&due.application_id, &due.task_id);
+                match self.fire_task_timers(now_ms, application_id, task_id).await {
+                    Ok(n) => emitted += n,
+                    Err(e) => tracing::warn!(
+                        task_id = %task_id,
+                        application_id = %application_id,
+                        error = %e,
+                        "timers of a task failed; skipped, retried on the next pass"
+                    ),
+                }
+            }
+            match page.last() {
+                Some(last) if page.len() as u64 == page_size => after = Some(last.key()),
+                _ => return Ok(emitted),
             }
         }
-        Ok(emitted)
     }
 
     /// Fires what is due of one task, in one transaction (rolled back on error); returns how

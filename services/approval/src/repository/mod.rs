@@ -191,12 +191,29 @@ pub trait TaskStore {
         f: &TaskFilter,
     ) -> impl Future<Output = Result<Vec<Task>, ApprovalError>> + Send;
 
-    /// Active tasks with a timer due at `now` that has not fired: (application_id, task_id).
+    /// Active tasks with a timer due at `now` that has not fired, soonest due first (ties by
+    /// task id), starting after `after` (a [`DueTimer::key`] from the previous page).
     fn due_timers(
         &self,
         now: i64,
+        after: Option<(i64, String)>,
         limit: u64,
-    ) -> impl Future<Output = Result<Vec<(String, String)>, DbErr>> + Send;
+    ) -> impl Future<Output = Result<Vec<DueTimer>, DbErr>> + Send;
+}
+
+/// A task with a timer to fire, as [`TaskStore::due_timers`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueTimer {
+    pub application_id: String,
+    pub task_id: String,
+    pub due_at: i64,
+}
+
+impl DueTimer {
+    /// Where the next page starts.
+    pub fn key(&self) -> (i64, String) {
+        (self.due_at, self.task_id.clone())
+    }
 }
 
 /// The `definitions` table.

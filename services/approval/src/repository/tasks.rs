@@ -5,7 +5,7 @@ use sea_orm::{
     QueryOrder, QuerySelect,
 };
 
-use super::{Task, TaskFilter, TaskStore};
+use super::{DueTimer, Task, TaskFilter, TaskStore};
 use crate::{
     entity::task::{self, Column},
     error::ApprovalError,
@@ -177,24 +177,49 @@ impl<C: ConnectionTrait> TaskStore for C {
         Ok(rows.into_iter().map(from_row).collect())
     }
 
-    async fn due_timers(&self, now: i64, limit: u64) -> Result<Vec<(String, String)>, DbErr> {
+    async fn due_timers(
+        &self,
+        now: i64,
+        after: Option<(i64, String)>,
+        limit: u64,
+    ) -> Result<Vec<DueTimer>, DbErr> {
         let due = |sent: Column, at: Column| Condition::all().add(sent.eq(0)).add(at.lte(now));
-        task::Entity::find()
+        let mut q = task::Entity::find()
             .select_only()
             .column(Column::ApplicationId)
             .column(Column::TaskId)
+            .column(Column::DueAt)
             .filter(Column::Status.is_in(TaskState::ACTIVE))
             .filter(
                 Condition::any()
                     .add(due(Column::DueSoonSent, Column::DueSoonAt))
                     .add(due(Column::OverdueSent, Column::DueAt))
                     .add(due(Column::Escalated, Column::EscalateAt)),
-            )
+            );
+        if let Some((due_at, task_id)) = after {
+            q = q.filter(
+                Condition::any().add(Column::DueAt.gt(due_at)).add(
+                    Condition::all()
+                        .add(Column::DueAt.eq(due_at))
+                        .add(Column::TaskId.gt(task_id)),
+                ),
+            );
+        }
+        let rows: Vec<(String, String, i64)> = q
             .order_by_asc(Column::DueAt)
+            .order_by_asc(Column::TaskId)
             .limit(limit)
             .into_tuple()
             .all(self)
-            .await
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(application_id, task_id, due_at)| DueTimer {
+                application_id,
+                task_id,
+                due_at,
+            })
+            .collect())
     }
 }
 
@@ -232,11 +257,23 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(listed.len(), 1);
+        let due = db.due_timers(4000, None, 10).await.unwrap();
         assert_eq!(
-            db.due_timers(4000, 10).await.unwrap(),
-            [("a1".to_string(), "t1".to_string())]
+            due,
+            [DueTimer {
+                application_id: "a1".into(),
+                task_id: "t1".into(),
+                due_at: 5000
+            }]
         );
-        assert!(db.due_timers(3999, 10).await.unwrap().is_empty());
+        assert!(db.due_timers(3999, None, 10).await.unwrap().is_empty());
+        assert!(
+            db.due_timers(4000, Some(due[0].key()), 10)
+                .await
+                .unwrap()
+                .is_empty(),
+            "nothing after the last key"
+        );
 
         let mut done = t.clone();
         done.status = TaskState::Approved;
