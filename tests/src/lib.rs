@@ -4,6 +4,8 @@
 //! `scripts/test.sh` builds them before running the tests. A missing binary fails the test
 //! with a message saying so.
 
+pub mod faults;
+
 use std::{
     path::PathBuf,
     process::{Child, Command, Stdio},
@@ -205,6 +207,22 @@ impl LocalStack {
     /// [`LocalStack::up`] with `env` in the services' environment (e.g.
     /// `TONGBAN_INTAKE__CREDIT__LEDGER`: per-service keys reach only that service).
     pub fn up_with_env(replicas: u16, env: &[(String, String)]) -> anyhow::Result<Self> {
+        Self::up_on(
+            replicas,
+            env,
+            &tongban_testkit::postgres_admin_url(),
+            &tongban_testkit::amqp_url_for_processes(),
+        )
+    }
+
+    /// [`LocalStack::up_with_env`] on the PostgreSQL server `admin_url` reaches and the RabbitMQ
+    /// at `bus_url` (e.g. a test's private cluster and node).
+    pub fn up_on(
+        replicas: u16,
+        env: &[(String, String)],
+        admin_url: &str,
+        bus_url: &str,
+    ) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let keys = tongban_testkit::Keys::new();
         let jwks = keys.write_jwks(dir.path())?;
@@ -240,9 +258,9 @@ impl LocalStack {
                 "--db-prefix",
                 &format!("e2e_local_{suffix}"),
                 "--bus-url",
-                &tongban_testkit::amqp_url_for_processes(),
+                bus_url,
                 "--admin-url",
-                &tongban_testkit::postgres_admin_url(),
+                admin_url,
                 "--deploy-dir",
                 &tongban_testkit::deploy_dir().to_string_lossy(),
                 "--jwks-file",
@@ -255,6 +273,32 @@ impl LocalStack {
         stack.state = serde_json::from_str(&run.stdout)
             .map_err(|e| anyhow::anyhow!("local up printed no JSON ({e}): {run:?}"))?;
         Ok(stack)
+    }
+
+    /// Reads the state file again (after `tongban local restart` changed a pid).
+    pub fn reload(&mut self) -> anyhow::Result<()> {
+        let path = self.dir.path().join("state").join("local.json");
+        self.state = serde_json::from_str(&std::fs::read_to_string(&path)?)?;
+        Ok(())
+    }
+
+    /// The pid of one process (`intake-1`, `platform-sim`, ...), as the state has it.
+    pub fn pid(&self, process: &str) -> Option<i32> {
+        self.processes()
+            .iter()
+            .find(|p| p["name"] == process)
+            .and_then(|p| p["pid"].as_i64())
+            .and_then(|p| i32::try_from(p).ok())
+    }
+
+    /// Database name of each service.
+    pub fn databases(&self) -> Vec<(String, String)> {
+        self.state["databases"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter_map(|(svc, db)| Some((svc.clone(), db.as_str()?.to_string())))
+            .collect()
     }
 
     pub fn state_dir(&self) -> String {
