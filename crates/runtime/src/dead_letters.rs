@@ -6,7 +6,8 @@
 //! behind the same token interceptor. Refusals are recorded on the service's audit chain
 //! through a `DenialLog`, like any refused RPC; replays and discards are appended to the same
 //! chain (`service/<name>`) naming the event ids, once the bus has done them (the change is on
-//! the bus, not in the database, so there is no transaction to share).
+//! the bus, not in the database, so there is no transaction to share). The depth of each
+//! dead-letter queue is a gauge, refreshed every [`DEPTH_INTERVAL`] and whenever it is touched.
 
 use opentelemetry::{
     KeyValue,
@@ -25,6 +26,10 @@ use tongban_proto::{
 use tonic::{Code, Request, Response, Status};
 
 use crate::status::{self, Violation};
+
+/// How often the depth gauge is refreshed when nobody lists: an alert on it should not wait
+/// for an operator to look.
+pub const DEPTH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Dead letters listed when the request names no limit, and the most one call lists.
 const DEFAULT_LIMIT: u32 = 50;
@@ -169,6 +174,26 @@ impl DeadLetterAdmin {
         };
         if let Some(d) = depth {
             self.metrics.depth.record(d, &self.labels(queue));
+        }
+    }
+
+    /// Records every queue's dead-letter depth now and every `every` until `shutdown`. A bus
+    /// that does not answer leaves the last value (health reports the bus).
+    pub async fn watch_depth(
+        self,
+        every: std::time::Duration,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            for queue in &self.queues {
+                self.record_depth(queue, None).await;
+            }
         }
     }
 

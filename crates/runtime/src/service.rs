@@ -203,6 +203,10 @@ impl ServiceBuilder {
             self.queues.clone(),
             tongban_authz::Policy::default().with_denials(denials),
         );
+        let depth = dead_letters
+            .clone()
+            .watch_depth(crate::dead_letters::DEPTH_INTERVAL, self.shutdown.clone());
+        self.spawn("dead-letter-depth", depth);
         let routes = Routes::new(svc).add_service(InterceptedService::new(
             DeadLetterServiceServer::new(dead_letters),
             self.ctx.auth.clone(),
