@@ -14,6 +14,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "tongban/dispatch/v1/dispatch.proto",
         "tongban/notification/v1/notification.proto",
         "tongban/events/v1/events.proto",
+        "tongban/ops/v1/dead_letters.proto",
     ];
     let fds = protox::compile(files.iter().map(|f| root.join(f)), [&root])?;
     let out = PathBuf::from(std::env::var("OUT_DIR")?);

@@ -53,11 +53,17 @@ pub enum Action {
     RegisterWebhook,
     ListWebhooks,
     DeleteWebhook,
+    // every service: the event consumer's dead-letter queue (DeadLetterService)
+    ListDeadLetters,
+    GetDeadLetter,
+    /// DeadLetterService.ReplayDeadLetters (bus messages), not dispatch's [`Action::ReplayDeadLetters`].
+    ReplayBusDeadLetters,
+    DiscardDeadLetters,
 }
 
 impl Action {
     /// Every action, in table order.
-    pub const ALL: [Action; 27] = [
+    pub const ALL: [Action; 31] = [
         Action::SubmitApplication,
         Action::GetApplication,
         Action::ListApplications,
@@ -85,6 +91,10 @@ impl Action {
         Action::RegisterWebhook,
         Action::ListWebhooks,
         Action::DeleteWebhook,
+        Action::ListDeadLetters,
+        Action::GetDeadLetter,
+        Action::ReplayBusDeadLetters,
+        Action::DiscardDeadLetters,
     ];
 
     /// The RPC's name, for logs and audit entries.
@@ -117,6 +127,10 @@ impl Action {
             Action::RegisterWebhook => "RegisterWebhook",
             Action::ListWebhooks => "ListWebhooks",
             Action::DeleteWebhook => "DeleteWebhook",
+            Action::ListDeadLetters => "ListDeadLetters",
+            Action::GetDeadLetter => "GetDeadLetter",
+            Action::ReplayBusDeadLetters => "ReplayBusDeadLetters",
+            Action::DiscardDeadLetters => "DiscardDeadLetters",
         }
     }
 }
@@ -195,7 +209,7 @@ const fn row(action: Action, rules: [Rule; 5]) -> Row {
 use Rule::*;
 
 /// THE table. Columns: applicant, clerk, supervisor, integrator, admin.
-pub const TABLE: [Row; 27] = [
+pub const TABLE: [Row; 31] = [
     // intake
     row(
         Action::SubmitApplication,
@@ -353,6 +367,23 @@ pub const TABLE: [Row; 27] = [
             RegisteredIntegrator,
             Everything,
         ],
+    ),
+    // every service: dead letters (admins only)
+    row(
+        Action::ListDeadLetters,
+        [Never, Never, Never, Never, Everything],
+    ),
+    row(
+        Action::GetDeadLetter,
+        [Never, Never, Never, Never, Everything],
+    ),
+    row(
+        Action::ReplayBusDeadLetters,
+        [Never, Never, Never, Never, Everything],
+    ),
+    row(
+        Action::DiscardDeadLetters,
+        [Never, Never, Never, Never, Everything],
     ),
 ];
 

@@ -14,6 +14,7 @@
 //! Both are at-least-once: a consumer may see a message again after a crash or a lost ack, so
 //! consumers de-duplicate (the inbox in `tongban-outbox`).
 
+pub mod dead_letters;
 pub mod local;
 pub mod rabbit;
 mod topic;
@@ -74,6 +75,8 @@ pub enum BusError {
     Storage(#[from] sea_orm::DbErr),
     #[error("unsupported bus url {0:?} (expected amqp://… or sqlite://…)")]
     Url(String),
+    #[error("no queue {0} to send to")]
+    Unroutable(String),
     #[error("subscription closed")]
     Closed,
     #[error("consumer of queue {0} is not connected")]

@@ -19,7 +19,11 @@ use sea_orm::{
 };
 use tokio::sync::{Notify, mpsc};
 
-use crate::{Acker, BusError, Delivery, OutgoingMessage, QueueSpec, Subscription, topic_matches};
+use crate::{
+    Acker, BusError, Delivery, OutgoingMessage, QueueSpec, Subscription,
+    dead_letters::{DeadLetter, Handled, Op, Selection},
+    topic_matches,
+};
 
 const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS bus_queue (name TEXT PRIMARY KEY, delivery_limit INTEGER NOT NULL)",
@@ -36,6 +40,17 @@ const SCHEMA: &[&str] = &[
         enqueued_at TEXT NOT NULL)",
     "CREATE INDEX IF NOT EXISTS bus_message_ready ON bus_message (queue, locked, id)",
 ];
+
+/// Columns added after the first release, with their definitions: added to an older bus file
+/// on open. They describe a message's last trip to a dead-letter queue.
+const ADDED_COLUMNS: &[(&str, &str)] = &[
+    ("dead_lettered_at", "TEXT"),
+    ("death_reason", "TEXT"),
+    ("deaths", "INTEGER NOT NULL DEFAULT 0"),
+];
+
+/// Moves a message to a dead-letter queue, recording when and why (`?` = dlq, reason, now, id).
+const DEAD_LETTER: &str = "UPDATE bus_message SET queue = ?, deliveries = 0, locked = 0, death_reason = ?, dead_lettered_at = ?, deaths = deaths + 1 WHERE id = ?";
 
 /// Poll interval when no publish woke the consumer (a safety net, not the normal path).
 const IDLE_POLL: Duration = Duration::from_millis(500);
@@ -88,6 +103,23 @@ impl LocalBus {
         db.execute_unprepared("PRAGMA journal_mode=WAL").await?;
         for sql in SCHEMA {
             db.execute_unprepared(sql).await?;
+        }
+        for (column, definition) in ADDED_COLUMNS {
+            let present = db
+                .query_one_raw(stmt(
+                    "SELECT COUNT(*) AS n FROM pragma_table_info('bus_message') WHERE name = ?",
+                    vec![column.to_string().into()],
+                ))
+                .await?
+                .map(|r| r.try_get::<i64>("", "n"))
+                .transpose()?
+                .unwrap_or(0);
+            if present == 0 {
+                db.execute_unprepared(&format!(
+                    "ALTER TABLE bus_message ADD COLUMN {column} {definition}"
+                ))
+                .await?;
+            }
         }
         // Whatever was handed out before a crash was never acked: make it deliverable again.
         db.execute_unprepared("UPDATE bus_message SET locked = 0 WHERE locked = 1")
@@ -268,8 +300,13 @@ impl LocalBus {
             // `delivery_limit` redeliveries.
             if deliveries > i64::from(spec.delivery_limit) {
                 txn.execute_raw(stmt(
-                    "UPDATE bus_message SET queue = ?, deliveries = 0, locked = 0 WHERE id = ?",
-                    vec![spec.dead_letter_queue().into(), id.into()],
+                    DEAD_LETTER,
+                    vec![
+                        spec.dead_letter_queue().into(),
+                        "delivery_limit".into(),
+                        chrono::Utc::now().to_rfc3339().into(),
+                        id.into(),
+                    ],
                 ))
                 .await?;
                 tracing::warn!(queue = %spec.name, id, "message dead-lettered after {deliveries} deliveries");
@@ -323,8 +360,13 @@ impl LocalBus {
         self.inner
             .db
             .execute_raw(stmt(
-                "UPDATE bus_message SET queue = ?, deliveries = 0, locked = 0 WHERE id = ?",
-                vec![format!("{queue}.dlq").into(), id.into()],
+                DEAD_LETTER,
+                vec![
+                    format!("{queue}.dlq").into(),
+                    "rejected".into(),
+                    chrono::Utc::now().to_rfc3339().into(),
+                    id.into(),
+                ],
             ))
             .await?;
         Ok(())
@@ -350,5 +392,131 @@ impl LocalBus {
             None => 0,
         };
         Ok(n as u64)
+    }
+}
+
+/// Columns of a dead letter, for [`letter_of`].
+const LETTER_COLUMNS: &str =
+    "id, routing_key, event_id, payload, traceparent, dead_lettered_at, death_reason, deaths";
+
+fn letter_of(row: &sea_orm::QueryResult) -> Result<DeadLetter, BusError> {
+    let at: Option<String> = row.try_get("", "dead_lettered_at")?;
+    let deaths: i64 = row.try_get("", "deaths")?;
+    Ok(DeadLetter {
+        event_id: row.try_get("", "event_id")?,
+        event_type: row.try_get("", "routing_key")?,
+        payload: row.try_get("", "payload")?,
+        traceparent: row.try_get("", "traceparent")?,
+        dead_lettered_at: at
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok())
+            .map(|t| t.with_timezone(&chrono::Utc)),
+        // Rows dead-lettered before the column existed say 0: unknown.
+        death_count: u64::try_from(deaths).ok().filter(|n| *n > 0),
+        reason: row.try_get("", "death_reason")?,
+    })
+}
+
+impl LocalBus {
+    pub(crate) async fn dead_letters(
+        &self,
+        queue: &str,
+        limit: usize,
+    ) -> Result<(Vec<DeadLetter>, u64), BusError> {
+        let dlq = format!("{queue}.dlq");
+        let rows = self
+            .inner
+            .db
+            .query_all_raw(stmt(
+                &format!(
+                    "SELECT {LETTER_COLUMNS} FROM bus_message WHERE queue = ? ORDER BY id LIMIT ?"
+                ),
+                vec![
+                    dlq.clone().into(),
+                    (limit.min(i64::MAX as usize) as i64).into(),
+                ],
+            ))
+            .await?;
+        let letters = rows.iter().map(letter_of).collect::<Result<Vec<_>, _>>()?;
+        Ok((letters, self.queue_depth(&dlq).await?))
+    }
+
+    pub(crate) async fn find_dead_letter(
+        &self,
+        queue: &str,
+        event_id: &str,
+    ) -> Result<Option<DeadLetter>, BusError> {
+        let row = self
+            .inner
+            .db
+            .query_one_raw(stmt(
+                &format!(
+                    "SELECT {LETTER_COLUMNS} FROM bus_message WHERE queue = ? AND event_id = ? ORDER BY id LIMIT 1"
+                ),
+                vec![format!("{queue}.dlq").into(), event_id.to_string().into()],
+            ))
+            .await?;
+        row.as_ref().map(letter_of).transpose()
+    }
+
+    /// One transaction: the rows move (replay) or go (discard) together, and a second operator
+    /// doing the same finds them gone.
+    pub(crate) async fn handle_dead_letters(
+        &self,
+        queue: &str,
+        selection: &Selection,
+        op: Op,
+    ) -> Result<Handled, BusError> {
+        let dlq = format!("{queue}.dlq");
+        let txn = self.inner.db.begin().await?;
+        let rows = txn
+            .query_all_raw(stmt(
+                "SELECT id, event_id FROM bus_message WHERE queue = ? ORDER BY id",
+                vec![dlq.clone().into()],
+            ))
+            .await?;
+        let mut present = Vec::with_capacity(rows.len());
+        for row in rows {
+            let id: i64 = row.try_get("", "id")?;
+            let event_id: String = row.try_get("", "event_id")?;
+            present.push((id, event_id));
+        }
+        let mut handled = Handled::default();
+        let chosen: Vec<&(i64, String)> = match selection {
+            Selection::All => present.iter().collect(),
+            Selection::Ids(ids) => {
+                let wanted = Handled::wanted(ids);
+                handled.missing = wanted
+                    .iter()
+                    .filter(|w| !present.iter().any(|(_, e)| e == *w))
+                    .cloned()
+                    .collect();
+                if !handled.missing.is_empty() {
+                    return Ok(handled);
+                }
+                present.iter().filter(|(_, e)| wanted.contains(e)).collect()
+            }
+        };
+        for (id, event_id) in chosen {
+            let sql = match op {
+                // Back in place (ids keep the original order) with a fresh delivery count.
+                Op::Replay => {
+                    "UPDATE bus_message SET queue = ?, deliveries = 0, locked = 0 WHERE id = ? AND queue = ?"
+                }
+                Op::Discard => "DELETE FROM bus_message WHERE id = ? AND queue = ?",
+            };
+            let values: Vec<Value> = match op {
+                Op::Replay => vec![queue.to_string().into(), (*id).into(), dlq.clone().into()],
+                Op::Discard => vec![(*id).into(), dlq.clone().into()],
+            };
+            txn.execute_raw(stmt(sql, values)).await?;
+            if !handled.done.contains(event_id) {
+                handled.done.push(event_id.clone());
+            }
+        }
+        txn.commit().await?;
+        if op == Op::Replay {
+            self.inner.published.notify_waiters();
+        }
+        Ok(handled)
     }
 }

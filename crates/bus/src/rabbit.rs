@@ -16,14 +16,19 @@ use futures::StreamExt;
 use lapin::{
     BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind,
     options::{
-        BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
-        ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+        BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicPublishOptions,
+        BasicQosOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
+        QueueDeclareOptions,
     },
     types::{AMQPValue, FieldTable, LongString},
 };
 use tokio::sync::{Mutex, mpsc};
 
-use crate::{Acker, BusError, Delivery, OutgoingMessage, QueueSpec, Subscription, reconnect_delay};
+use crate::{
+    Acker, BusError, Delivery, OutgoingMessage, QueueSpec, Subscription,
+    dead_letters::{DeadLetter, Handled, Op, Selection},
+    reconnect_delay,
+};
 
 #[derive(Clone)]
 pub struct RabbitBus {
@@ -188,6 +193,7 @@ impl RabbitBus {
         }
         let bus = self.clone();
         let spec = spec.clone();
+        let broker_queue = self.queue_name(&spec.name);
         let task = tokio::spawn(async move {
             use std::sync::atomic::Ordering;
             let mut current = Some(first);
@@ -222,8 +228,17 @@ impl RabbitBus {
                                     AMQPValue::LongString(s) => Some(s.to_string()),
                                     _ => None,
                                 });
+                            // A replayed dead letter arrives through the default exchange,
+                            // whose routing key is the queue's name: its event type is in
+                            // the `type` property it was published with.
+                            let routing_key = match d.properties.kind() {
+                                Some(kind) if d.routing_key.as_str() == broker_queue => {
+                                    kind.to_string()
+                                }
+                                _ => d.routing_key.to_string(),
+                            };
                             let delivery = Delivery {
-                                routing_key: d.routing_key.to_string(),
+                                routing_key,
                                 payload: d.data,
                                 redelivered: d.redelivered,
                                 traceparent,
@@ -285,6 +300,275 @@ impl RabbitBus {
             .await?;
         let _ = conn.close(200, "depth".into()).await;
         Ok(u64::from(q.message_count()))
+    }
+
+    /// A connection of its own for working on `queue`'s dead-letter queue: whatever it takes
+    /// without ack goes back to the queue when the connection closes (or drops). Also returns
+    /// the dead-letter queue's broker name and its depth now.
+    async fn dlq_session(
+        &self,
+        queue: &str,
+    ) -> Result<(Connection, Channel, String, u64), BusError> {
+        let (conn, ch) = self.open().await?;
+        let dlq = format!("{}.dlq", self.queue_name(queue));
+        let declared = ch
+            .queue_declare(
+                dlq.as_str().into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await;
+        match declared {
+            Ok(q) => Ok((conn, ch, dlq, u64::from(q.message_count()))),
+            Err(e) => {
+                let _ = conn.close(200, "dead letters".into()).await;
+                Err(e.into())
+            }
+        }
+    }
+
+    pub(crate) async fn dead_letters(
+        &self,
+        queue: &str,
+        limit: usize,
+    ) -> Result<(Vec<DeadLetter>, u64), BusError> {
+        let (conn, ch, dlq, depth) = self.dlq_session(queue).await?;
+        let listed = async {
+            let mut out = Vec::new();
+            // Bounded by the depth seen at the start: messages taken here are unacked, so
+            // basic_get never hands one out twice, and new arrivals wait for the next look.
+            while out.len() < limit && (out.len() as u64) < depth {
+                match ch
+                    .basic_get(dlq.as_str().into(), BasicGetOptions { no_ack: false })
+                    .await?
+                {
+                    Some(m) => out.push(letter_of(&m.delivery)),
+                    None => break,
+                }
+            }
+            Ok::<_, BusError>(out)
+        }
+        .await;
+        // Closing gives every message taken back to the queue, in its place.
+        let _ = conn.close(200, "dead letters listed".into()).await;
+        Ok((listed?, depth))
+    }
+
+    pub(crate) async fn find_dead_letter(
+        &self,
+        queue: &str,
+        event_id: &str,
+    ) -> Result<Option<DeadLetter>, BusError> {
+        let (conn, ch, dlq, depth) = self.dlq_session(queue).await?;
+        let found = async {
+            for _ in 0..depth {
+                match ch
+                    .basic_get(dlq.as_str().into(), BasicGetOptions { no_ack: false })
+                    .await?
+                {
+                    Some(m) if message_id(&m.delivery) == event_id => {
+                        return Ok(Some(letter_of(&m.delivery)));
+                    }
+                    Some(_) => {}
+                    None => break,
+                }
+            }
+            Ok::<_, BusError>(None)
+        }
+        .await;
+        let _ = conn.close(200, "dead letter shown".into()).await;
+        found
+    }
+
+    pub(crate) async fn handle_dead_letters(
+        &self,
+        queue: &str,
+        selection: &Selection,
+        op: Op,
+    ) -> Result<Handled, BusError> {
+        let (conn, ch, dlq, depth) = self.dlq_session(queue).await?;
+        let target = self.queue_name(queue);
+        let handled = async {
+            ch.confirm_select(ConfirmSelectOptions::default()).await?;
+            let mut handled = Handled::default();
+            match selection {
+                Selection::All => {
+                    for _ in 0..depth {
+                        let Some(m) = ch
+                            .basic_get(dlq.as_str().into(), BasicGetOptions { no_ack: false })
+                            .await?
+                        else {
+                            break;
+                        };
+                        let id = message_id(&m.delivery);
+                        // A message replayed by this call that failed again and came back is
+                        // held (and given back on close), not replayed a second time.
+                        if handled.done.contains(&id) {
+                            continue;
+                        }
+                        apply(&ch, &target, op, &m.delivery).await?;
+                        handled.done.push(id);
+                    }
+                }
+                Selection::Ids(ids) => {
+                    let wanted = Handled::wanted(ids);
+                    let mut matched = Vec::new();
+                    for _ in 0..depth {
+                        let Some(m) = ch
+                            .basic_get(dlq.as_str().into(), BasicGetOptions { no_ack: false })
+                            .await?
+                        else {
+                            break;
+                        };
+                        if wanted.contains(&message_id(&m.delivery)) {
+                            matched.push(m);
+                        }
+                    }
+                    handled.missing = wanted
+                        .iter()
+                        .filter(|w| !matched.iter().any(|m| &message_id(&m.delivery) == *w))
+                        .cloned()
+                        .collect();
+                    if !handled.missing.is_empty() {
+                        return Ok(handled);
+                    }
+                    for m in &matched {
+                        apply(&ch, &target, op, &m.delivery).await?;
+                        let id = message_id(&m.delivery);
+                        if !handled.done.contains(&id) {
+                            handled.done.push(id);
+                        }
+                    }
+                }
+            }
+            Ok::<_, BusError>(handled)
+        }
+        .await;
+        // Whatever was taken and not acked (not selected, or a failure midway) goes back.
+        let _ = conn.close(200, "dead letters handled".into()).await;
+        handled
+    }
+}
+
+/// Replays (to `target`, through the default exchange, confirmed) or discards one dead letter,
+/// then acks it in the dead-letter queue. A crash between the two leaves it in both places:
+/// replayed and still listed, which the consumer's inbox makes harmless.
+async fn apply(
+    ch: &Channel,
+    target: &str,
+    op: Op,
+    d: &lapin::message::Delivery,
+) -> Result<(), BusError> {
+    if op == Op::Replay {
+        let letter = letter_of(d);
+        let mut headers = FieldTable::default();
+        if let Some(tp) = &letter.traceparent {
+            headers.insert(
+                "traceparent".into(),
+                AMQPValue::LongString(LongString::from(tp.as_str())),
+            );
+        }
+        // A new message, not the old one requeued: no x-death, no delivery count.
+        let mut props = BasicProperties::default()
+            .with_delivery_mode(2)
+            .with_message_id(letter.event_id.as_str().into())
+            .with_type(letter.event_type.as_str().into())
+            .with_headers(headers);
+        if let Some(ct) = d.properties.content_type() {
+            props = props.with_content_type(ct.clone());
+        }
+        let confirm = ch
+            .basic_publish(
+                "".into(),
+                target.into(),
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..BasicPublishOptions::default()
+                },
+                &d.data,
+                props,
+            )
+            .await?
+            .await?;
+        match confirm {
+            lapin::Confirmation::Ack(None) => {}
+            lapin::Confirmation::Ack(Some(_)) => {
+                return Err(BusError::Unroutable(target.to_string()));
+            }
+            _ => return Err(BusError::Nacked(letter.event_id)),
+        }
+    }
+    ch.basic_ack(d.delivery_tag, BasicAckOptions::default())
+        .await?;
+    Ok(())
+}
+
+fn message_id(d: &lapin::message::Delivery) -> String {
+    d.properties
+        .message_id()
+        .as_ref()
+        .map(|m| m.to_string())
+        .unwrap_or_default()
+}
+
+fn long_string(v: &AMQPValue) -> Option<String> {
+    match v {
+        AMQPValue::LongString(s) => Some(s.to_string()),
+        AMQPValue::ShortString(s) => Some(s.to_string()),
+        _ => None,
+    }
+}
+
+fn integer(v: &AMQPValue) -> Option<u64> {
+    match *v {
+        AMQPValue::LongLongInt(n) => u64::try_from(n).ok(),
+        AMQPValue::LongInt(n) => u64::try_from(n).ok(),
+        AMQPValue::LongUInt(n) => Some(u64::from(n)),
+        AMQPValue::ShortInt(n) => u64::try_from(n).ok(),
+        AMQPValue::ShortUInt(n) => Some(u64::from(n)),
+        AMQPValue::Timestamp(n) => Some(n),
+        _ => None,
+    }
+}
+
+/// A dead letter as the broker gave it: id and type from the properties, when and why from
+/// the newest `x-death` entry (the broker adds one per dead-lettering queue and reason).
+fn letter_of(d: &lapin::message::Delivery) -> DeadLetter {
+    let headers = d.properties.headers().as_ref().map(|h| h.inner());
+    let traceparent = headers
+        .and_then(|h| h.get("traceparent"))
+        .and_then(long_string);
+    let death = headers
+        .and_then(|h| h.get("x-death"))
+        .and_then(|v| match v {
+            AMQPValue::FieldArray(a) => a.as_slice().first().cloned(),
+            _ => None,
+        })
+        .and_then(|v| match v {
+            AMQPValue::FieldTable(t) => Some(t),
+            _ => None,
+        });
+    let death = death.as_ref().map(|t| t.inner());
+    DeadLetter {
+        event_id: message_id(d),
+        event_type: d
+            .properties
+            .kind()
+            .as_ref()
+            .map(|k| k.to_string())
+            .unwrap_or_else(|| d.routing_key.to_string()),
+        payload: d.data.clone(),
+        traceparent,
+        dead_lettered_at: death
+            .and_then(|t| t.get("time"))
+            .and_then(integer)
+            .and_then(|secs| i64::try_from(secs).ok())
+            .and_then(|secs| chrono::DateTime::from_timestamp(secs, 0)),
+        death_count: death.and_then(|t| t.get("count")).and_then(integer),
+        reason: death.and_then(|t| t.get("reason")).and_then(long_string),
     }
 }
 

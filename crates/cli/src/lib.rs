@@ -17,6 +17,7 @@ mod admin;
 mod applicant;
 mod client;
 mod demo;
+mod dlq;
 pub mod health;
 mod inbox;
 mod output;
@@ -38,6 +39,9 @@ pub mod args {
         },
         applicant::{RateArgs, SubmitArgs, SupplementArgs, WatchArgs, WithdrawArgs},
         demo::DemoArgs,
+        dlq::{
+            DiscardArgs, DlqCommand, HandleArgs, ListArgs, Service as DlqService, ShowArgs, Target,
+        },
         inbox::{InboxArgs, ReadArgs},
         staff::{
             ApproveArgs, DelegateArgs, DeliveriesArgs, RejectArgs, RequestSupplementArgs, TaskRef,
@@ -199,6 +203,14 @@ pub enum Command {
     Webhooks {
         #[command(subcommand)]
         command: admin::WebhooksCommand,
+    },
+    /// Dead letters of a service's event consumer: list, show, replay, discard (admins).
+    #[command(
+        after_help = "Examples:\n  tongban dlq list --service approval\n  tongban dlq show --service approval 0195...\n  tongban dlq replay --service approval 0195... --reason \"definition fixed\"\n  tongban dlq discard --service intake --all --yes"
+    )]
+    Dlq {
+        #[command(subcommand)]
+        command: dlq::DlqCommand,
     },
     /// grpc.health.v1 status of every configured service (or only --server); exits 0 only
     /// when all are SERVING, else 4. Needs no token.
@@ -398,6 +410,7 @@ async fn remote(global: &GlobalArgs, command: Command) -> anyhow::Result<()> {
         } => staff::deliveries(&conn, args).await,
         Command::Definitions { command } => admin::definitions(&conn, command).await,
         Command::Webhooks { command } => admin::webhooks(&conn, command).await,
+        Command::Dlq { command } => dlq::run(&conn, command).await,
         Command::Retry { delivery } => staff::retry(&conn, &delivery).await,
         Command::Audit {
             command: AuditCommand::Show { id },

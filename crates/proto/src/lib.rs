@@ -43,8 +43,14 @@ pub mod tongban {
             tonic::include_proto!("tongban.events.v1");
         }
     }
+    pub mod ops {
+        pub mod v1 {
+            tonic::include_proto!("tongban.ops.v1");
+        }
+    }
 }
 
+pub use tongban::ops::v1 as ops;
 pub use tongban::{approval::v1 as approval, common::v1 as common, dispatch::v1 as dispatch};
 pub use tongban::{events::v1 as events, intake::v1 as intake, notification::v1 as notification};
 

@@ -11,6 +11,7 @@
 //! - [`Tasks`]: owner of background tasks (relay, consumers, timers), awaited on shutdown.
 
 pub mod config;
+pub mod dead_letters;
 pub mod health;
 pub mod metrics;
 pub mod ports;

@@ -15,6 +15,7 @@ use tongban_outbox::{
     Relay, RelayHandle,
     consumer::{ConsumerOptions, EventHandler},
 };
+use tongban_proto::ops::dead_letter_service_server::DeadLetterServiceServer;
 use tonic::{
     body::Body,
     codegen::{
@@ -34,6 +35,8 @@ pub struct ServiceBuilder {
     shutdown: CancellationToken,
     tasks: Tasks,
     relay: Option<RelayHandle>,
+    /// Queues [`consume`](Self::consume) was given: their dead letters are the admin API's.
+    queues: Vec<String>,
 }
 
 impl ServiceBuilder {
@@ -46,6 +49,7 @@ impl ServiceBuilder {
             shutdown: shutdown.clone(),
             tasks: Tasks::until(shutdown.clone()),
             relay: None,
+            queues: Vec::new(),
         }
     }
 
@@ -80,6 +84,7 @@ impl ServiceBuilder {
         handler: Arc<H>,
     ) -> Result<(), tongban_bus::BusError> {
         self.ctx.bus.declare(&queue).await?;
+        self.queues.push(queue.name.clone());
         let opts = ConsumerOptions {
             consumer: self.name.to_string(),
             queue,
@@ -187,7 +192,25 @@ impl ServiceBuilder {
             });
         }
         let svc = InterceptedService::new(server, self.ctx.auth.clone());
-        let routes = Routes::new(svc);
+        // Every service answers for its consumer's dead letters (admins only); refusals are
+        // recorded on its chain like those of its own API.
+        let (denials, writer) = tongban_audit::DenialLog::new(self.ctx.db.clone(), self.name);
+        self.spawn("dead-letter-denials", writer.run(self.shutdown.clone()));
+        let dead_letters = crate::dead_letters::DeadLetterAdmin::new(
+            self.name,
+            self.ctx.db.clone(),
+            self.ctx.bus.clone(),
+            self.queues.clone(),
+            tongban_authz::Policy::default().with_denials(denials),
+        );
+        let depth = dead_letters
+            .clone()
+            .watch_depth(crate::dead_letters::DEPTH_INTERVAL, self.shutdown.clone());
+        self.spawn("dead-letter-depth", depth);
+        let routes = Routes::new(svc).add_service(InterceptedService::new(
+            DeadLetterServiceServer::new(dead_letters),
+            self.ctx.auth.clone(),
+        ));
         let probe = crate::health::Probe {
             service: self.name,
             db: self.ctx.db.clone(),
@@ -198,7 +221,10 @@ impl ServiceBuilder {
         let served = crate::serve_grpc(
             listener,
             routes,
-            &[S::NAME],
+            &[
+                S::NAME,
+                DeadLetterServiceServer::<crate::dead_letters::DeadLetterAdmin>::NAME,
+            ],
             Some(probe),
             self.ctx.tls.as_ref(),
             self.ctx.shutdown_timeout,

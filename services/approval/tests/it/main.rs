@@ -5,6 +5,7 @@ mod audit_acts;
 mod authz_matrix;
 mod common;
 mod consistency;
+mod dead_letters;
 mod definitions;
 mod definitions_registry;
 mod enterprise_requests;
