@@ -8,6 +8,7 @@ mod consistency;
 mod definitions;
 mod definitions_registry;
 mod enterprise_requests;
+mod order;
 mod task_api;
 mod timers;
 mod workflow_paths;
