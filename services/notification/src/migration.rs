@@ -19,6 +19,9 @@ impl MigratorTrait for Migrator {
             Box::new(tongban_audit::migration::AuditLog),
             Box::new(WebhookOwners),
             Box::new(WebhookDeliveryTraceparent),
+            Box::new(tongban_outbox::parked::Migration::named(
+                "m20261201_000007_notification_parked_events",
+            )),
         ]
     }
 }
