@@ -44,7 +44,6 @@ fn life(withdrawn: bool) -> anyhow::Result<Vec<Envelope>> {
             &id,
             Payload::ApplicationWithdrawn(events::ApplicationWithdrawn {
                 reason: "项目取消".into(),
-                ..Default::default()
             }),
         ));
     }

@@ -35,7 +35,6 @@ fn life() -> Vec<Envelope> {
             department: "eco_env".into(),
             comment: "请补充".into(),
             requested_materials: vec!["site_plan".into()],
-            ..Default::default()
         })),
         task(Payload::ApplicationApproved(events::ApplicationApproved {
             decision_number: "松环审〔2026〕31号".into(),
