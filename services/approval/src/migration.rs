@@ -621,6 +621,9 @@ mod tests {
             Some("request_id")
         );
         assert_eq!(columns(&db, "audit_heads").await.len(), 4);
+        assert_eq!(columns(&db, "parked_events").await.len(), 4);
+        Migrator::down(&db, Some(1)).await.unwrap();
+        assert!(columns(&db, "parked_events").await.is_empty());
         Migrator::down(&db, Some(2)).await.unwrap();
         assert!(columns(&db, "audit_log").await.is_empty());
         Migrator::down(&db, Some(1)).await.unwrap();
