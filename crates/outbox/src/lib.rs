@@ -8,7 +8,8 @@
 //!   effects; a redelivered event finds its id there and changes nothing.
 //! - [`consumer`]: the loop that ties them together: take a batch from the bus, apply it in one
 //!   transaction, commit, then ack.
-//! - [`prune`]: bounded storage, old inbox and published outbox rows deleted in batches.
+//! - [`parked`]: events that arrive before their application's submission, kept until it does.
+//! - [`prune`]: bounded storage, old inbox, published outbox and parked rows deleted in batches.
 //! - [`migration`]: the `outbox` and `inbox` tables, which every service lists in its migrator.
 //!
 //! The same code runs on PostgreSQL (production) and SQLite (`tongban dev`); connecting and
@@ -20,6 +21,7 @@ pub mod inbox;
 mod metrics;
 pub mod migration;
 pub mod outbox;
+pub mod parked;
 pub mod prune;
 pub mod relay;
 

@@ -9,8 +9,9 @@
 //! The inbox and outbox times are `TIMESTAMPTZ` on PostgreSQL and RFC 3339 text in UTC on
 //! SQLite, bound from the same chrono type as the cutoff, so `<` orders them right on both.
 //!
-//! [`inbox`] and [`outbox`] are the two tables every service has; [`Batched`] serves any other
-//! (dispatch's parked events), optionally handing back each deleted row so the caller can log it.
+//! [`inbox`] and [`outbox`] are the two tables every service has; [`Batched`] serves any other,
+//! optionally handing back each deleted row so the caller can log it. [`ParkedPruner`] gives up
+//! the events a service parked (see [`crate::parked`]) past their retention.
 
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, QueryResult, Value};
 
@@ -123,5 +124,82 @@ pub fn outbox(cutoff: chrono::DateTime<chrono::Utc>, batch: usize) -> Batched<'s
         filter: "published_at IS NOT NULL AND published_at < ?",
         params: vec![cutoff.into()],
         batch: batch.max(1),
+    }
+}
+
+/// Bounded storage for `parked_events` (see [`crate::parked`]): an event parked longer than the
+/// retention (default 30 days) still waits for an `application.submitted` that will not come,
+/// so its predecessor was lost. It is deleted, in batches, and each one is logged at WARN with
+/// its id, so an operator can look for the lost event and replay it.
+#[derive(Clone, Debug)]
+pub struct ParkedPruner {
+    db: DatabaseConnection,
+    retention: chrono::Duration,
+    batch: usize,
+    every: std::time::Duration,
+}
+
+impl ParkedPruner {
+    pub fn new(db: DatabaseConnection) -> Self {
+        Self {
+            db,
+            retention: chrono::Duration::days(30),
+            batch: DEFAULT_BATCH,
+            every: std::time::Duration::from_secs(600),
+        }
+    }
+
+    /// How long an event may stay parked before it is given up (default 30 days).
+    pub fn with_retention(mut self, retention: chrono::Duration) -> Self {
+        self.retention = retention;
+        self
+    }
+
+    /// Most rows one `DELETE` removes (default 1000).
+    pub fn with_batch(mut self, batch: usize) -> Self {
+        self.batch = batch.max(1);
+        self
+    }
+
+    /// How often [`run`](Self::run) prunes (default 10 minutes; the first at start).
+    pub fn with_interval(mut self, every: std::time::Duration) -> Self {
+        self.every = every;
+        self
+    }
+
+    /// Deletes events parked before the retention, logging each; returns how many.
+    pub async fn prune(&self) -> Result<u64, DbErr> {
+        let cutoff = tongban_storage::now_ms() - self.retention.num_milliseconds();
+        Batched {
+            table: "parked_events",
+            key: "event_id",
+            filter: "parked_at < ?",
+            params: vec![cutoff.into()],
+            batch: self.batch,
+        }
+        .run_returning(&self.db, "event_id, application_id, parked_at", |row| {
+            let field = |c: &str| row.try_get::<String>("", c).unwrap_or_default();
+            let parked_at = row.try_get::<i64>("", "parked_at").unwrap_or_default();
+            tracing::warn!(
+                event_id = %field("event_id"),
+                application_id = %field("application_id"),
+                parked_at = ?chrono::DateTime::from_timestamp_millis(parked_at),
+                "parked event given up: its application.submitted never arrived"
+            );
+        })
+        .await
+    }
+
+    /// Prunes at start and then every interval until `shutdown`.
+    pub async fn run(self, shutdown: tokio_util::sync::CancellationToken) {
+        loop {
+            if let Err(e) = self.prune().await {
+                tracing::warn!(error = %e, "pruning parked events failed; will retry");
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(self.every) => {}
+            }
+        }
     }
 }

@@ -138,7 +138,8 @@ pub struct Retention {
     pub outbox_days: u32,
     /// Inbox rows (which event ids were applied); keep it longer than any redelivery window.
     pub inbox_days: u32,
-    /// Events parked waiting for their predecessor (dispatch); older ones are given up.
+    /// Events parked waiting for their predecessor (approval, dispatch, notification); older
+    /// ones are given up.
     pub parked_days: u32,
     /// Rows deleted per statement.
     pub batch: usize,

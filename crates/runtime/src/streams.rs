@@ -1,11 +1,20 @@
 //! Per-caller counts of open server streams (Watch, Subscribe), so that one caller cannot hold
 //! an unbounded number of them. A [`StreamPermit`] holds one place until it is dropped, which
 //! the stream's task does when the stream ends, however it ends.
+//!
+//! Server streams end when the service shuts down (an open stream would otherwise hold the
+//! server's graceful shutdown until its timeout), with the status [`shutting_down`].
 
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
 };
+
+/// The last message of a server stream ended by the service shutting down: UNAVAILABLE, so
+/// the client knows to open it again (on another replica, or once this one is back).
+pub fn shutting_down() -> tonic::Status {
+    tonic::Status::unavailable("the service is shutting down; open the stream again")
+}
 
 /// Open streams per caller. A [`StreamPermit`] holds one until dropped (when
 /// the stream ends, however it ends).

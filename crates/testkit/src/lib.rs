@@ -7,6 +7,7 @@
 //! with the address they tried, they are never skipped.
 
 pub mod broker;
+pub mod order;
 pub mod postgres;
 pub mod proxy;
 pub mod tls;

@@ -19,7 +19,8 @@
 //! - [`repository`] (one trait per table) over [`entity`] (sea-orm entities), schema in
 //!   [`migration`]; [`audit`]: the hash chain; [`definitions`]: the registry of
 //!   workflow definitions, refreshed from its table on every replica.
-//! - [`consumer`]: submitted / supplemented / withdrawn events → [`engine`].
+//! - [`consumer`]: submitted / supplemented / withdrawn events → [`engine`]; a supplement or
+//!   withdrawal that overtakes its submission is parked until it arrives.
 //! - [`grpc`]: thin `ApprovalService` handlers that parse [`requests`] at the edge and
 //!   [`convert`] results; [`error`]: the one mapping to gRPC codes.
 
@@ -132,6 +133,13 @@ pub async fn run(
     );
     let handler = Arc::new(consumer::WorkflowDriver::new(approval.clone()));
     service.consume(queue_spec(), 64, handler).await?;
+    service.spawn(
+        "prune-parked",
+        tongban_outbox::prune::ParkedPruner::new(ctx.db.clone())
+            .with_retention(chrono::Duration::days(i64::from(ctx.retention.parked_days)))
+            .with_batch(ctx.retention.batch)
+            .run(shutdown.clone()),
+    );
     {
         let (a, stop) = (approval.clone(), shutdown.clone());
         service.supervise("timers", move || {

@@ -1,4 +1,4 @@
-//! Approval's schema: its own tables plus the shared outbox and inbox.
+//! Approval's schema: its own tables plus the shared outbox, inbox and parked events.
 //!
 //! Times are stored as Unix milliseconds (`BIGINT`) on both engines so that comparisons and
 //! ordering (due timers, "soonest due first") are plain integer comparisons everywhere; flags
@@ -21,6 +21,9 @@ impl MigratorTrait for Migrator {
             Box::new(DefinitionRequestId),
             Box::new(tongban_audit::migration::AuditLog),
             Box::new(MoveAuditTrail),
+            Box::new(tongban_outbox::parked::Migration::named(
+                "m20261201_000007_approval_parked_events",
+            )),
         ]
     }
 }
@@ -618,6 +621,9 @@ mod tests {
             Some("request_id")
         );
         assert_eq!(columns(&db, "audit_heads").await.len(), 4);
+        assert_eq!(columns(&db, "parked_events").await.len(), 4);
+        Migrator::down(&db, Some(1)).await.unwrap();
+        assert!(columns(&db, "parked_events").await.is_empty());
         Migrator::down(&db, Some(2)).await.unwrap();
         assert!(columns(&db, "audit_log").await.is_empty());
         Migrator::down(&db, Some(1)).await.unwrap();

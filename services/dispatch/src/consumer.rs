@@ -8,7 +8,9 @@
 //!
 //! Events about an application whose `application.submitted` has not arrived yet are parked
 //! (table `parked_events`) and fanned out when it does, in event-id (time) order: nothing is
-//! lost, and no redelivery loop against the bus's delivery limit.
+//! lost, and no redelivery loop against the bus's delivery limit. The submission and a park
+//! take the application's park lock, so on two replicas an event cannot be parked after the
+//! submission unparked and before it committed.
 
 use std::sync::Arc;
 
@@ -126,6 +128,8 @@ impl EventHandler for Fanout {
                     "application.submitted without a snapshot".into(),
                 ));
             };
+            // Before unparking: an event parked by another replica meanwhile waits for this.
+            txn.lock_application(&event.application_id).await?;
             let mut application = canonical::application_section(snapshot);
             txn.save_application(&event.application_id, &application)
                 .await?;
@@ -142,7 +146,13 @@ impl EventHandler for Fanout {
         if !relevant || event.application_id.is_empty() {
             return Ok(());
         }
-        match txn.load_application(&event.application_id).await? {
+        let mut known = txn.load_application(&event.application_id).await?;
+        if known.is_none() {
+            // Checked again under the lock: the submission may have committed meanwhile.
+            txn.lock_application(&event.application_id).await?;
+            known = txn.load_application(&event.application_id).await?;
+        }
+        match known {
             Some(mut application) => self.apply_known(txn, event, &mut application).await,
             None => {
                 tracing::info!(application_id = %event.application_id, r#type = %event.r#type, "application not known yet; event parked");

@@ -8,18 +8,17 @@
 
 use std::{collections::HashMap, future::Future};
 
-use prost::Message;
 use sea_orm::{
     ActiveValue::{NotSet, Set},
     ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
     sea_query::{Expr, OnConflict},
 };
-use tongban_proto::{dispatch as pb, events::Envelope};
+use tongban_proto::dispatch as pb;
 use tongban_storage::{lock, now_ms, stmt};
 
 pub use crate::entity::delivery::Status;
 use crate::{
-    entity::{application, delivery, parked_event},
+    entity::{application, delivery},
     error::DispatchError,
 };
 
@@ -197,58 +196,8 @@ impl<C: ConnectionTrait> ApplicationSnapshots for C {
 
 pub use tongban_involved::Involved;
 
-/// The `parked_events` table: events waiting for their application.
-pub trait ParkedEvents {
-    /// Keeps an event whose application is not known yet.
-    fn park(&self, event: &Envelope) -> impl Future<Output = Result<(), DbErr>> + Send;
-
-    /// Removes and returns the events parked for `application_id`, oldest first.
-    fn unpark(
-        &self,
-        application_id: &str,
-    ) -> impl Future<Output = Result<Vec<Envelope>, DbErr>> + Send;
-}
-
-impl<C: ConnectionTrait> ParkedEvents for C {
-    async fn park(&self, event: &Envelope) -> Result<(), DbErr> {
-        parked_event::Entity::insert(parked_event::ActiveModel {
-            event_id: Set(event.event_id.clone()),
-            application_id: Set(event.application_id.clone()),
-            envelope: Set(event.encode_to_vec()),
-            parked_at: Set(now_ms()),
-        })
-        .on_conflict(
-            OnConflict::column(parked_event::Column::EventId)
-                .do_nothing()
-                .to_owned(),
-        )
-        .exec_without_returning(self)
-        .await?;
-        Ok(())
-    }
-
-    async fn unpark(&self, application_id: &str) -> Result<Vec<Envelope>, DbErr> {
-        let rows = parked_event::Entity::find()
-            .filter(parked_event::Column::ApplicationId.eq(application_id))
-            .order_by_asc(parked_event::Column::EventId)
-            .all(self)
-            .await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for r in rows {
-            match Envelope::decode(r.envelope.as_slice()) {
-                Ok(e) => out.push(e),
-                Err(e) => tracing::error!(error = %e, "undecodable parked event dropped"),
-            }
-        }
-        if !out.is_empty() {
-            parked_event::Entity::delete_many()
-                .filter(parked_event::Column::ApplicationId.eq(application_id))
-                .exec(self)
-                .await?;
-        }
-        Ok(out)
-    }
-}
+/// The `parked_events` table: events waiting for their application (the shared one).
+pub use tongban_outbox::parked::ParkedEvents;
 
 // ---------------------------------------------------------------- the ledger
 

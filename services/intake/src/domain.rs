@@ -501,8 +501,23 @@ pub fn apply_event(app: &mut Application, env: &Envelope) -> bool {
             };
             true
         }
-        // 告知承诺制: only an approval can be revoked.
-        Payload::ApplicationRevoked(r) if status == ApplicationStatus::Approved => {
+        // The approval that a revocation or a closing overtook still brings its decision
+        // number; the later status stays.
+        Payload::ApplicationApproved(a)
+            if matches!(
+                status,
+                ApplicationStatus::Revoked | ApplicationStatus::Closed
+            ) && app.decision_number.is_empty()
+                && !a.decision_number.is_empty() =>
+        {
+            app.decision_number = a.decision_number.clone();
+            true
+        }
+        // 告知承诺制: only an approval can be revoked. A revocation that arrives before the
+        // approval it revokes (a redelivery overtaken) still revokes: that approval was given.
+        Payload::ApplicationRevoked(r)
+            if status == ApplicationStatus::Approved || !is_final(status) =>
+        {
             app.set_status(ApplicationStatus::Revoked);
             app.status_reason = format!("approval revoked: {}", r.reason);
             true
@@ -613,6 +628,39 @@ mod tests {
             ))
         ));
         assert_eq!(app.status(), ApplicationStatus::Approved);
+    }
+
+    #[test]
+    fn a_revocation_that_overtakes_its_approval_still_revokes() {
+        let mut app = Application {
+            status: ApplicationStatus::InReview as i32,
+            ..Default::default()
+        };
+        let revoked = tongban_proto::events::ApplicationRevoked {
+            reason: "pledge broken".into(),
+            ..Default::default()
+        };
+        assert!(apply_event(
+            &mut app,
+            &env(Payload::ApplicationRevoked(revoked))
+        ));
+        assert_eq!(app.status(), ApplicationStatus::Revoked);
+        let approved = ApplicationApproved {
+            decision_number: "松环审〔2026〕2号".into(),
+            on_pledge: true,
+            ..Default::default()
+        };
+        assert!(apply_event(
+            &mut app,
+            &env(Payload::ApplicationApproved(approved.clone()))
+        ));
+        assert_eq!(app.status(), ApplicationStatus::Revoked);
+        assert_eq!(app.decision_number, "松环审〔2026〕2号");
+        assert_eq!(app.status_reason, "approval revoked: pledge broken");
+        assert!(!apply_event(
+            &mut app,
+            &env(Payload::ApplicationApproved(approved))
+        ));
     }
 
     #[test]

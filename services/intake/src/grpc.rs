@@ -5,6 +5,7 @@ use std::{pin::Pin, sync::Arc, time::Duration};
 
 use futures::Stream;
 use tokio::sync::broadcast::error::RecvError;
+use tokio_util::sync::CancellationToken;
 use tongban_auth::identity;
 use tongban_proto::{
     intake::{self as pb, intake_service_server::IntakeService},
@@ -12,15 +13,18 @@ use tongban_proto::{
 };
 use tonic::{Request, Response, Status};
 
-use crate::{repository::ApplicationStore, service::Intake};
+use crate::{domain::is_final, repository::ApplicationStore, service::Intake};
 
 pub struct IntakeGrpc {
     intake: Arc<Intake>,
+    shutdown: CancellationToken,
 }
 
 impl IntakeGrpc {
-    pub fn new(intake: Arc<Intake>) -> Self {
-        Self { intake }
+    /// WatchApplication streams end when `shutdown` fires, so they never hold up the
+    /// server's graceful shutdown.
+    pub fn new(intake: Arc<Intake>, shutdown: CancellationToken) -> Self {
+        Self { intake, shutdown }
     }
 }
 
@@ -84,20 +88,29 @@ impl IntakeService for IntakeGrpc {
             .get_for(&who, tongban_authz::Action::WatchApplication, &id)
             .await?;
         let intake = self.intake.clone();
+        let shutdown = self.shutdown.clone();
+        // The stream ends OK after the application's final state (nothing but delivery
+        // progress changes after it), and with UNAVAILABLE when the service shuts down, so
+        // the client knows to watch again elsewhere.
         let stream = tongban_runtime::stream_from_task(move |tx| async move {
             let _permit = permit;
             let mut seen = first.version;
+            let done = is_final(first.status());
             let snapshot = pb::WatchApplicationResponse {
                 change_time: first.update_time,
                 application: Some(first),
                 event_type: "snapshot".into(),
             };
-            if tx.send(Ok(snapshot)).await.is_err() {
+            if tx.send(Ok(snapshot)).await.is_err() || done {
                 return;
             }
             loop {
                 let event_type = tokio::select! {
                     _ = tx.closed() => return,
+                    _ = shutdown.cancelled() => {
+                        let _ = tx.send(Err(tongban_runtime::streams::shutting_down())).await;
+                        return;
+                    }
                     msg = changes.recv() => match msg {
                         Ok(c) if c.application_id == id => c.event_type,
                         Ok(_) => continue,
@@ -109,12 +122,13 @@ impl IntakeService for IntakeGrpc {
                 match intake.db().find_application(&id).await {
                     Ok(Some(s)) if s.application.version > seen => {
                         seen = s.application.version;
+                        let done = is_final(s.application.status());
                         let msg = pb::WatchApplicationResponse {
                             change_time: Some(ts(chrono::Utc::now())),
                             application: Some(s.application),
                             event_type,
                         };
-                        if tx.send(Ok(msg)).await.is_err() {
+                        if tx.send(Ok(msg)).await.is_err() || done {
                             return;
                         }
                     }

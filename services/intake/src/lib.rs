@@ -118,7 +118,7 @@ pub async fn run_with(
     );
     let handler = Arc::new(consumer::StatusUpdater::new(intake.clone()));
     service.consume(queue_spec(), 128, handler).await?;
-    let server = IntakeServiceServer::new(grpc::IntakeGrpc::new(intake))
+    let server = IntakeServiceServer::new(grpc::IntakeGrpc::new(intake, shutdown.clone()))
         .max_decoding_message_size(4 * 1024 * 1024);
     service.serve(listener, server).await
 }

@@ -3,13 +3,21 @@
 //! deliveries go only to webhooks whose owner's scope includes the event's application
 //! ([`crate::scope::in_scope`]); the department an event names is remembered first, so the
 //! event that brings a department in already reaches that department's webhooks.
+//!
+//! Applicant notifications need the facts `application.submitted` brings (credit code,
+//! address, language). An event for the applicant that overtakes the submission (another
+//! producer's, or a redelivery) is applied at once for staff and webhooks and also parked
+//! ([`tongban_outbox::parked`]); the submission applies the parked events again in its
+//! transaction, which adds just the applicant's notifications (a notification is unique per
+//! event and recipient). Events parked for an application submitted before this service ran
+//! are given up after the retention.
 
 use std::sync::Arc;
 
 use sea_orm::DatabaseTransaction;
 use tongban_authz::Policy;
-use tongban_outbox::{EventHandler, HandlerError};
-use tongban_proto::events::Envelope;
+use tongban_outbox::{EventHandler, HandlerError, parked::ParkedEvents};
+use tongban_proto::events::{Envelope, envelope::Payload};
 
 use tongban_involved::Involved;
 
@@ -48,21 +56,19 @@ impl FanIn {
     }
 }
 
-impl EventHandler for FanIn {
-    async fn handle(
+impl FanIn {
+    /// The notifications and webhook deliveries of `event`, given the application's `facts`
+    /// (if known); returns how many notifications it stored. Applying an event again adds
+    /// only what is new: notifications are unique per (event, recipient), webhook deliveries
+    /// per (webhook, event).
+    async fn fan_in(
         &self,
         txn: &DatabaseTransaction,
         event: &Envelope,
-    ) -> Result<(), HandlerError> {
+        facts: Option<&Facts>,
+    ) -> Result<u64, HandlerError> {
         let s = &self.shared;
-        let facts = match Facts::from_event(event) {
-            Some(f) => {
-                txn.save_facts(&f).await?;
-                Some(f)
-            }
-            None => txn.find_facts(&event.application_id).await?,
-        };
-        let drafts = fanin::drafts(event, facts.as_ref(), s.calendar.time_zone());
+        let drafts = fanin::drafts(event, facts, s.calendar.time_zone());
         if !drafts.is_empty() {
             txn.lock_sequence().await?;
         }
@@ -100,10 +106,6 @@ impl EventHandler for FanIn {
             }
         }
 
-        if stored > 0 {
-            let mut pending = self.stored.lock().unwrap_or_else(|p| p.into_inner());
-            pending.insert(event.event_id.clone(), stored);
-        }
         if !event.application_id.is_empty() {
             txn.add_departments(&event.application_id, &departments(event))
                 .await?;
@@ -111,7 +113,7 @@ impl EventHandler for FanIn {
         let hooks = txn.webhooks().await?;
         let mut wanted: Vec<_> = hooks.iter().filter(|w| w.wants(&event.r#type)).collect();
         if !wanted.is_empty() {
-            let app = txn.app_scope(&event.application_id, facts.as_ref()).await?;
+            let app = txn.app_scope(&event.application_id, facts).await?;
             wanted.retain(|w| scope::in_scope(&self.policy, &w.owner, &app));
         }
         if !wanted.is_empty() {
@@ -120,6 +122,52 @@ impl EventHandler for FanIn {
                 txn.insert_delivery(&w.webhook_id, &event.event_id, &body)
                     .await?;
             }
+        }
+        Ok(stored)
+    }
+}
+
+impl EventHandler for FanIn {
+    async fn handle(
+        &self,
+        txn: &DatabaseTransaction,
+        event: &Envelope,
+    ) -> Result<(), HandlerError> {
+        let id = &event.application_id;
+        let submitted = Facts::from_event(event);
+        // An event for the applicant that overtook the submission waits for it (see the
+        // module doc); the lock keeps a park and the submission's unpark apart.
+        let may_park = submitted.is_none() && !id.is_empty() && fanin::concerns_applicant(event);
+        let facts = match submitted {
+            Some(f) => {
+                if !id.is_empty() {
+                    txn.lock_application(id).await?;
+                }
+                txn.save_facts(&f).await?;
+                Some(f)
+            }
+            None => match txn.find_facts(id).await? {
+                None if may_park => {
+                    // Checked again under the lock: the submission may have committed meanwhile.
+                    txn.lock_application(id).await?;
+                    txn.find_facts(id).await?
+                }
+                found => found,
+            },
+        };
+        let mut stored = self.fan_in(txn, event, facts.as_ref()).await?;
+        if facts.is_none() && may_park {
+            tracing::info!(application_id = %id, r#type = %event.r#type, "application facts not known yet; event parked for the applicant's notification");
+            txn.park(event).await?;
+        }
+        if matches!(event.payload, Some(Payload::ApplicationSubmitted(_))) && !id.is_empty() {
+            for parked in txn.unpark(id).await? {
+                stored += self.fan_in(txn, &parked, facts.as_ref()).await?;
+            }
+        }
+        if stored > 0 {
+            let mut pending = self.stored.lock().unwrap_or_else(|p| p.into_inner());
+            pending.insert(event.event_id.clone(), stored);
         }
         Ok(())
     }

@@ -239,6 +239,18 @@ pub fn drafts(event: &Envelope, facts: Option<&Facts>, tz: chrono_tz::Tz) -> Vec
     out
 }
 
+/// Whether `event` notifies the applicant when the application's facts are known: such an
+/// event arriving before them is kept until `application.submitted` brings them.
+pub fn concerns_applicant(event: &Envelope) -> bool {
+    let known = Facts {
+        credit_code: "known".into(),
+        ..Facts::default()
+    };
+    drafts(event, Some(&known), chrono_tz::UTC)
+        .iter()
+        .any(|d| d.recipient.starts_with("applicant:"))
+}
+
 fn task_vars(vars: &mut HashMap<&'static str, String>, task_id: &str, dept: &str, title: &str) {
     vars.insert("task_id", task_id.to_string());
     vars.insert("department", dept.to_string());
@@ -326,5 +338,18 @@ mod tests {
             drafts(&e, None, chrono_tz::Asia::Shanghai)[0].recipient,
             "role:integrator"
         );
+    }
+
+    #[test]
+    fn only_applicant_events_wait_for_the_facts() {
+        assert!(concerns_applicant(&env(Payload::ApplicationApproved(
+            Default::default()
+        ))));
+        assert!(!concerns_applicant(&env(Payload::DeliveryDeadLettered(
+            Default::default()
+        ))));
+        assert!(!concerns_applicant(&env(Payload::TaskCreated(
+            Default::default()
+        ))));
     }
 }

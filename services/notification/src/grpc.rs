@@ -23,7 +23,7 @@ pub struct NotificationGrpc {
 
 impl NotificationGrpc {
     /// `poll`: how often a Subscribe stream re-reads without a local wake-up (another replica
-    /// may have stored the notification). Streams end when `shutdown` fires.
+    /// may have stored the notification). Streams end (UNAVAILABLE) when `shutdown` fires.
     pub fn new(
         notifications: Arc<Notifications>,
         poll: Duration,
@@ -141,7 +141,10 @@ impl NotificationService for NotificationGrpc {
                 }
                 tokio::select! {
                     _ = tx.closed() => return,
-                    _ = shutdown.cancelled() => return,
+                    _ = shutdown.cancelled() => {
+                        let _ = tx.send(Err(tongban_runtime::streams::shutting_down())).await;
+                        return;
+                    }
                     msg = changes.recv() => match msg {
                         Ok(()) | Err(RecvError::Lagged(_)) => {}
                         Err(RecvError::Closed) => return,

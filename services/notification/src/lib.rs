@@ -161,6 +161,13 @@ pub async fn run_with(
     let notifications = Arc::new(Notifications::new(shared.clone()).with_policy(policy.clone()));
     let handler = Arc::new(consumer::FanIn::new(shared.clone()).with_policy(policy));
     service.consume(queue_spec(), 128, handler).await?;
+    service.spawn(
+        "prune-parked",
+        tongban_outbox::prune::ParkedPruner::new(ctx.db.clone())
+            .with_retention(chrono::Duration::days(i64::from(ctx.retention.parked_days)))
+            .with_batch(ctx.retention.batch)
+            .run(shutdown.clone()),
+    );
     if let Some(m) = mailer {
         service.spawn("email", m.run(shared.clone(), opts.poll, shutdown.clone()));
     }

@@ -19,6 +19,9 @@ impl MigratorTrait for Migrator {
             Box::new(tongban_audit::migration::AuditLog),
             Box::new(WebhookOwners),
             Box::new(WebhookDeliveryTraceparent),
+            Box::new(tongban_outbox::parked::Migration::named(
+                "m20261201_000007_notification_parked_events",
+            )),
         ]
     }
 }
@@ -423,7 +426,21 @@ mod tests {
         Migrator::up(&db, None).await?;
         assert!(notification::Entity::find().all(&db).await?.is_empty());
         assert!(webhook::Entity::find().all(&db).await?.is_empty());
-        // The last migration adds the webhook deliveries' trace context: without it that
+        // The last migration adds the parked events.
+        assert!(
+            tongban_outbox::parked::entity::Entity::find()
+                .all(&db)
+                .await?
+                .is_empty()
+        );
+        Migrator::down(&db, Some(1)).await?;
+        assert!(
+            tongban_outbox::parked::entity::Entity::find()
+                .all(&db)
+                .await
+                .is_err()
+        );
+        // The one before adds the webhook deliveries' trace context: without it that
         // entity no longer reads.
         Migrator::down(&db, Some(1)).await?;
         assert!(webhook_delivery::Entity::find().all(&db).await.is_err());

@@ -22,10 +22,16 @@ use crate::{
 
 impl Approval {
     /// `application.submitted`: start the instance pinned to the version the application names.
+    ///
+    /// `withdrawn`: the reason of a withdrawal that overtook the submission (parked, see
+    /// [`crate::consumer`]). Then no workflow starts: the instance is recorded `WITHDRAWN`
+    /// with its plan and no task, no event goes out, and the audit trail says why, so
+    /// GetWorkflow and the reports show a withdrawn application, not a running one.
     pub async fn on_submitted(
         &self,
         txn: &DatabaseTransaction,
         sub: &Submission,
+        withdrawn: Option<&str>,
     ) -> Result<(), ApprovalError> {
         let now = self.now();
         let application_id = sub.application_id.clone();
@@ -101,6 +107,29 @@ impl Approval {
             created_at: ms(now),
             updated_at: ms(now),
         };
+        if let Some(reason) = withdrawn {
+            inst.state = InstanceState::new(InstanceStatus::Withdrawn, 0);
+            if !txn.insert_instance(&inst).await? {
+                return Ok(());
+            }
+            audit::append(
+                txn,
+                &application_id,
+                ms(now),
+                Record::system(
+                    "withdrawn",
+                    format!(
+                        "withdrawn before its submission arrived; no workflow started ({} v{}): {reason}",
+                        def.code, def.version
+                    ),
+                    "",
+                    &def.lead_department,
+                ),
+            )
+            .await?;
+            tracing::info!(%application_id, matter = %def.code, "withdrawn before the submission arrived; no workflow started");
+            return Ok(());
+        }
         let (state, commands) =
             inst.state
                 .apply(Input::Started, inst.plan.len(), inst.is_request())?;

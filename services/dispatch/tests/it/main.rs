@@ -4,5 +4,6 @@
 mod authz_matrix;
 mod common;
 mod delivery;
+mod order;
 mod parked;
 mod recovery;

@@ -7,5 +7,7 @@ mod common;
 mod credit;
 mod intake_rpc;
 mod matters_registry;
+mod order;
 mod site_region;
 mod transport;
+mod watch;

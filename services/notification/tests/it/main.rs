@@ -5,5 +5,6 @@ mod authz_matrix;
 mod common;
 mod email;
 mod fan_in;
+mod order;
 mod subscribe;
 mod webhook;

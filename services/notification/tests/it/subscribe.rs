@@ -128,7 +128,64 @@ async fn subscribe_streams_are_capped_per_caller(backend: Backend) -> anyhow::Re
     Ok(())
 }
 
+/// An open Subscribe stream does not hold up the service's shutdown: the stream ends
+/// (UNAVAILABLE) and the service returns within seconds, well inside the shutdown timeout.
+async fn open_subscribe_does_not_hold_up_shutdown(backend: Backend) -> anyhow::Result<()> {
+    let (stopped_tx, stopped) = tokio::sync::oneshot::channel();
+    let service = tongban_testkit::start_service(backend, "notification", move |s| {
+        let run = tongban_notification::run_with(
+            s.ctx,
+            tongban_notification::NotificationOptions::default(),
+            s.listener,
+            s.shutdown,
+        );
+        async move {
+            let result = run.await;
+            let _ = stopped_tx.send(());
+            result
+        }
+    })
+    .await?;
+    let clerk = service.keys.token(Role::Clerk, Some("eco_env"), None);
+    let mut client =
+        pb::notification_service_client::NotificationServiceClient::new(service.channel.clone());
+    // The listener accepts before the service is ready; an answered RPC means it serves.
+    let mut stream = tongban_testkit::eventually(WAIT, "a Subscribe stream", || {
+        let mut c = client.clone();
+        let clerk = clerk.clone();
+        async move {
+            c.subscribe(authed(pb::SubscribeRequest { after_cursor: 0 }, &clerk))
+                .await
+                .ok()
+                .map(|r| r.into_inner())
+        }
+    })
+    .await?;
+    // Nothing to read yet: the stream waits.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), stream.message())
+            .await
+            .is_err()
+    );
+    service.shutdown().cancel();
+    match tokio::time::timeout(Duration::from_secs(5), stream.message()).await? {
+        Err(status) => assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}"),
+        Ok(None) => {}
+        Ok(Some(m)) => anyhow::bail!("a notification instead of the end: {m:?}"),
+    }
+    tokio::time::timeout(Duration::from_secs(10), stopped).await??;
+    // The channel is gone with the server.
+    assert!(
+        client
+            .list_notifications(authed(pb::ListNotificationsRequest::default(), &clerk))
+            .await
+            .is_err()
+    );
+    Ok(())
+}
+
 tongban_testkit::on_both!(
     subscribe_resumes_without_gaps_or_repeats,
     subscribe_streams_are_capped_per_caller,
+    open_subscribe_does_not_hold_up_shutdown,
 );
