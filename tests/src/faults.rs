@@ -50,6 +50,8 @@ impl Faults {
     /// Boots the private PostgreSQL and RabbitMQ and `tongban local up --replicas 2` on them
     /// (with `env` in the services' environment).
     pub async fn start(env: &[(String, String)]) -> anyhow::Result<Self> {
+        // reqwest (simulator control) needs a process-wide TLS provider.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let pg = PrivatePostgres::start(PG_PASSWORD)?;
         let broker = PrivateBroker::boot().await?;
         let stack = LocalStack::up_on(
