@@ -53,11 +53,13 @@ pub enum Action {
     RegisterWebhook,
     ListWebhooks,
     DeleteWebhook,
+    ListFailedDeliveries,
+    ReplayFailedDeliveries,
 }
 
 impl Action {
     /// Every action, in table order.
-    pub const ALL: [Action; 27] = [
+    pub const ALL: [Action; 29] = [
         Action::SubmitApplication,
         Action::GetApplication,
         Action::ListApplications,
@@ -85,6 +87,8 @@ impl Action {
         Action::RegisterWebhook,
         Action::ListWebhooks,
         Action::DeleteWebhook,
+        Action::ListFailedDeliveries,
+        Action::ReplayFailedDeliveries,
     ];
 
     /// The RPC's name, for logs and audit entries.
@@ -117,6 +121,8 @@ impl Action {
             Action::RegisterWebhook => "RegisterWebhook",
             Action::ListWebhooks => "ListWebhooks",
             Action::DeleteWebhook => "DeleteWebhook",
+            Action::ListFailedDeliveries => "ListFailedDeliveries",
+            Action::ReplayFailedDeliveries => "ReplayFailedDeliveries",
         }
     }
 }
@@ -195,7 +201,7 @@ const fn row(action: Action, rules: [Rule; 5]) -> Row {
 use Rule::*;
 
 /// THE table. Columns: applicant, clerk, supervisor, integrator, admin.
-pub const TABLE: [Row; 27] = [
+pub const TABLE: [Row; 29] = [
     // intake
     row(
         Action::SubmitApplication,
@@ -353,6 +359,14 @@ pub const TABLE: [Row; 27] = [
             RegisteredIntegrator,
             Everything,
         ],
+    ),
+    row(
+        Action::ListFailedDeliveries,
+        [Never, Never, Never, Never, Everything],
+    ),
+    row(
+        Action::ReplayFailedDeliveries,
+        [Never, Never, Never, Never, Everything],
     ),
 ];
 

@@ -5,5 +5,6 @@ mod authz_matrix;
 mod common;
 mod email;
 mod fan_in;
+mod retries;
 mod subscribe;
 mod webhook;
