@@ -102,17 +102,12 @@ mod tests {
         let p = RetryPolicy::default();
         let start = 1_700_000_000_000;
         let (mut now, mut attempts, mut last_gap) = (start, 1, 0);
-        loop {
-            match p.after_failure(attempts, start, now) {
-                AfterFailure::RetryAt(at) => {
-                    assert!(at > now, "the next attempt is later");
-                    last_gap = at - now;
-                    assert!(last_gap <= ms(p.cap), "capped: {last_gap} ms");
-                    now = at;
-                    attempts += 1;
-                }
-                AfterFailure::GiveUp => break,
-            }
+        while let AfterFailure::RetryAt(at) = p.after_failure(attempts, start, now) {
+            assert!(at > now, "the next attempt is later");
+            last_gap = at - now;
+            assert!(last_gap <= ms(p.cap), "capped: {last_gap} ms");
+            now = at;
+            attempts += 1;
         }
         // The last attempt is at the window's end (24 h after the first failure), not before.
         assert_eq!(now, start + 24 * HOUR_MS);
