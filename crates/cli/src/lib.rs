@@ -19,6 +19,7 @@ mod client;
 mod demo;
 pub mod health;
 mod inbox;
+mod notify_admin;
 mod output;
 mod staff;
 
@@ -39,6 +40,7 @@ pub mod args {
         applicant::{RateArgs, SubmitArgs, SupplementArgs, WatchArgs, WithdrawArgs},
         demo::DemoArgs,
         inbox::{InboxArgs, ReadArgs},
+        notify_admin::{ChannelArg, FailedArgs, NotificationsCommand, ReplayFailedArgs},
         staff::{
             ApproveArgs, DelegateArgs, DeliveriesArgs, RejectArgs, RequestSupplementArgs, TaskRef,
             TasksArgs,
@@ -199,6 +201,14 @@ pub enum Command {
     Webhooks {
         #[command(subcommand)]
         command: admin::WebhooksCommand,
+    },
+    /// Dead e-mails and webhook calls (retries gave up): list, replay (admins).
+    #[command(
+        after_help = "Examples:\n  tongban notifications failed --channel email\n  tongban notifications replay --channel webhook --all"
+    )]
+    Notifications {
+        #[command(subcommand)]
+        command: notify_admin::NotificationsCommand,
     },
     /// grpc.health.v1 status of every configured service (or only --server); exits 0 only
     /// when all are SERVING, else 4. Needs no token.
@@ -398,6 +408,7 @@ async fn remote(global: &GlobalArgs, command: Command) -> anyhow::Result<()> {
         } => staff::deliveries(&conn, args).await,
         Command::Definitions { command } => admin::definitions(&conn, command).await,
         Command::Webhooks { command } => admin::webhooks(&conn, command).await,
+        Command::Notifications { command } => notify_admin::notifications(&conn, command).await,
         Command::Retry { delivery } => staff::retry(&conn, &delivery).await,
         Command::Audit {
             command: AuditCommand::Show { id },
