@@ -394,9 +394,11 @@ async fn serving(
     .await
 }
 
-async fn email_outlasts_an_smtp_outage_and_a_restart(backend: Backend) -> anyhow::Result<()> {
+async fn email_and_webhook_outlast_an_outage_and_a_restart(backend: Backend) -> anyhow::Result<()> {
     let sink = Sink::start(OFF).await?;
+    let hook = Hook::start(false).await?;
     let mut node = Node::start(backend, sink.port, Duration::from_secs(120)).await?;
+    register(&node, &hook).await?;
     node.publish(&submitted(ZH_APPLICANT, "linxiao@example.com", "zh-CN"))
         .await?;
     // The first failures are recorded in the row: attempts, when they began, the next try.
@@ -438,8 +440,20 @@ async fn email_outlasts_an_smtp_outage_and_a_restart(backend: Backend) -> anyhow
         "the window still starts at the first failure"
     );
     assert!(sink.mails().is_empty());
+    let refused = hook.refused.load(Ordering::SeqCst);
+    assert!(
+        refused >= 3,
+        "the receiver was called again and again: {refused}"
+    );
+    assert_eq!(
+        node.number("SELECT COUNT(*) AS n FROM webhook_deliveries WHERE failed_ms IS NULL AND delivered_ms IS NULL")
+            .await,
+        1,
+        "the webhook call is still waiting, not given up"
+    );
 
     sink.set(UP);
+    hook.up.store(true, Ordering::SeqCst);
     eventually(WAIT, "the e-mail after recovery", || async {
         (!sink.mails().is_empty()).then_some(())
     })
@@ -452,18 +466,25 @@ async fn email_outlasts_an_smtp_outage_and_a_restart(backend: Backend) -> anyhow
             .then_some(())
     })
     .await?;
+    eventually(WAIT, "the webhook call recorded delivered", || async {
+        (node
+            .number("SELECT COUNT(*) AS n FROM webhook_deliveries WHERE delivered_ms IS NOT NULL")
+            .await
+            == 1)
+            .then_some(())
+    })
+    .await?;
     // Exactly once: nothing more arrives.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(sink.mails().len(), 1);
+    assert_eq!(hook.delivered.load(Ordering::SeqCst), 1);
     assert!(node.failed(pb::DeliveryChannel::Email).await?.is_empty());
+    assert!(node.failed(pb::DeliveryChannel::Webhook).await?.is_empty());
     Ok(())
 }
 
-async fn dead_rows_are_listed_and_replayed(backend: Backend) -> anyhow::Result<()> {
-    let sink = Sink::start(OFF).await?;
-    let hook = Hook::start(false).await?;
-    let node = Node::start(backend, sink.port, Duration::from_secs(2)).await?;
-    let admin = node.admin();
+/// Registers `hook` (as an admin, so it receives every application) for submissions.
+async fn register(node: &Node, hook: &Hook) -> anyhow::Result<()> {
     node.client
         .clone()
         .register_webhook(authed(
@@ -472,9 +493,18 @@ async fn dead_rows_are_listed_and_replayed(backend: Backend) -> anyhow::Result<(
                 event_types: vec!["application.submitted".into()],
                 request_id: String::new(),
             },
-            &admin,
+            &node.admin(),
         ))
         .await?;
+    Ok(())
+}
+
+async fn dead_rows_are_listed_and_replayed(backend: Backend) -> anyhow::Result<()> {
+    let sink = Sink::start(OFF).await?;
+    let hook = Hook::start(false).await?;
+    let node = Node::start(backend, sink.port, Duration::from_secs(2)).await?;
+    let admin = node.admin();
+    register(&node, &hook).await?;
     node.publish(&submitted(ZH_APPLICANT, "linxiao@example.com", "zh-CN"))
         .await?;
     // Both give up once their failures have lasted the window.
@@ -589,7 +619,7 @@ async fn a_refused_recipient_is_dead_at_once(backend: Backend) -> anyhow::Result
 }
 
 tongban_testkit::on_both!(
-    email_outlasts_an_smtp_outage_and_a_restart,
+    email_and_webhook_outlast_an_outage_and_a_restart,
     dead_rows_are_listed_and_replayed,
     a_refused_recipient_is_dead_at_once,
 );
