@@ -59,11 +59,13 @@ pub enum Action {
     /// DeadLetterService.ReplayDeadLetters (bus messages), not dispatch's [`Action::ReplayDeadLetters`].
     ReplayBusDeadLetters,
     DiscardDeadLetters,
+    ListFailedDeliveries,
+    ReplayFailedDeliveries,
 }
 
 impl Action {
     /// Every action, in table order.
-    pub const ALL: [Action; 31] = [
+    pub const ALL: [Action; 33] = [
         Action::SubmitApplication,
         Action::GetApplication,
         Action::ListApplications,
@@ -95,6 +97,8 @@ impl Action {
         Action::GetDeadLetter,
         Action::ReplayBusDeadLetters,
         Action::DiscardDeadLetters,
+        Action::ListFailedDeliveries,
+        Action::ReplayFailedDeliveries,
     ];
 
     /// The RPC's name, for logs and audit entries.
@@ -131,6 +135,8 @@ impl Action {
             Action::GetDeadLetter => "GetDeadLetter",
             Action::ReplayBusDeadLetters => "ReplayBusDeadLetters",
             Action::DiscardDeadLetters => "DiscardDeadLetters",
+            Action::ListFailedDeliveries => "ListFailedDeliveries",
+            Action::ReplayFailedDeliveries => "ReplayFailedDeliveries",
         }
     }
 }
@@ -209,7 +215,7 @@ const fn row(action: Action, rules: [Rule; 5]) -> Row {
 use Rule::*;
 
 /// THE table. Columns: applicant, clerk, supervisor, integrator, admin.
-pub const TABLE: [Row; 31] = [
+pub const TABLE: [Row; 33] = [
     // intake
     row(
         Action::SubmitApplication,
@@ -383,6 +389,14 @@ pub const TABLE: [Row; 31] = [
     ),
     row(
         Action::DiscardDeadLetters,
+        [Never, Never, Never, Never, Everything],
+    ),
+    row(
+        Action::ListFailedDeliveries,
+        [Never, Never, Never, Never, Everything],
+    ),
+    row(
+        Action::ReplayFailedDeliveries,
         [Never, Never, Never, Never, Everything],
     ),
 ];

@@ -20,6 +20,7 @@ mod demo;
 mod dlq;
 pub mod health;
 mod inbox;
+mod notify_admin;
 mod output;
 mod staff;
 
@@ -43,6 +44,7 @@ pub mod args {
             DiscardArgs, DlqCommand, HandleArgs, ListArgs, Service as DlqService, ShowArgs, Target,
         },
         inbox::{InboxArgs, ReadArgs},
+        notify_admin::{ChannelArg, FailedArgs, NotificationsCommand, ReplayFailedArgs},
         staff::{
             ApproveArgs, DelegateArgs, DeliveriesArgs, RejectArgs, RequestSupplementArgs, TaskRef,
             TasksArgs,
@@ -211,6 +213,14 @@ pub enum Command {
     Dlq {
         #[command(subcommand)]
         command: dlq::DlqCommand,
+    },
+    /// Dead e-mails and webhook calls (retries gave up): list, replay (admins).
+    #[command(
+        after_help = "Examples:\n  tongban notifications failed --channel email\n  tongban notifications replay --channel webhook --all"
+    )]
+    Notifications {
+        #[command(subcommand)]
+        command: notify_admin::NotificationsCommand,
     },
     /// grpc.health.v1 status of every configured service (or only --server); exits 0 only
     /// when all are SERVING, else 4. Needs no token.
@@ -411,6 +421,8 @@ async fn remote(global: &GlobalArgs, command: Command) -> anyhow::Result<()> {
         Command::Definitions { command } => admin::definitions(&conn, command).await,
         Command::Webhooks { command } => admin::webhooks(&conn, command).await,
         Command::Dlq { command } => dlq::run(&conn, command).await,
+    },
+        Command::Notifications { command } => notify_admin::notifications(&conn, command).await,
         Command::Retry { delivery } => staff::retry(&conn, &delivery).await,
         Command::Audit {
             command: AuditCommand::Show { id },

@@ -137,14 +137,28 @@ pub struct Condition {
     expr: Expr,
 }
 
+/// Longest condition, in characters. Definitions are published over the API, and the parser,
+/// the evaluator and the drop of the tree recurse once per nesting level and per `&&`/`||`
+/// term: bounding the text bounds the stack they need.
+pub(crate) const MAX_CONDITION_CHARS: usize = 1000;
+/// Deepest nesting of `(` and `!` (fuzzing found that 100 000 of them overflowed the stack).
+pub(crate) const MAX_CONDITION_DEPTH: usize = 32;
+
 impl Condition {
     /// Parses `source` against the names of a matter whose form is `form`.
     pub fn parse(source: &str, form: &FormSchema) -> Result<Self, ConditionError> {
+        if source.chars().count() > MAX_CONDITION_CHARS {
+            return Err(ConditionError {
+                column: MAX_CONDITION_CHARS + 1,
+                message: format!("longer than {MAX_CONDITION_CHARS} characters"),
+            });
+        }
         let tokens = lex(source)?;
         let mut parser = Parser {
             tokens,
             pos: 0,
             form,
+            depth: 0,
         };
         let expr = parser.expr()?;
         let tok = parser.peek();
@@ -443,6 +457,8 @@ struct Parser<'a> {
     tokens: Vec<Token>,
     pos: usize,
     form: &'a FormSchema,
+    /// Open `(` and `!` around the current position.
+    depth: usize,
 }
 
 /// An operand with what the checker knows about it.
@@ -488,15 +504,32 @@ impl Parser<'_> {
         Ok(lhs)
     }
 
+    /// Goes one `(` or `!` deeper; refuses past [`MAX_CONDITION_DEPTH`].
+    fn deeper(&mut self) -> Result<(), ConditionError> {
+        self.depth += 1;
+        if self.depth > MAX_CONDITION_DEPTH {
+            return Err(ConditionError {
+                column: self.peek().column,
+                message: format!("nested deeper than {MAX_CONDITION_DEPTH} `(` and `!`"),
+            });
+        }
+        Ok(())
+    }
+
     fn unary(&mut self) -> Result<Expr, ConditionError> {
         match self.peek().kind {
             Tok::Not => {
                 self.bump();
-                Ok(Expr::Not(Box::new(self.unary()?)))
+                self.deeper()?;
+                let inner = self.unary()?;
+                self.depth -= 1;
+                Ok(Expr::Not(Box::new(inner)))
             }
             Tok::LParen => {
                 self.bump();
+                self.deeper()?;
                 let inner = self.expr()?;
+                self.depth -= 1;
                 let tok = self.bump();
                 if tok.kind != Tok::RParen {
                     return Err(ConditionError {

@@ -355,5 +355,45 @@ fn webhooks_register_list_delete() -> anyhow::Result<()> {
     let run = dev.cli(Some(&admin), &["webhooks", "delete", &id])?;
     assert_eq!(run.code, 2, "{run:?}");
     assert!(run.stderr.starts_with("error: NOT_FOUND"), "{run:?}");
+
+    // Dead e-mails and webhook calls: none here (the service tests make some and replay them);
+    // the commands reach the server, and only admins may use them.
+    for channel in ["email", "webhook"] {
+        let run = dev
+            .cli(
+                Some(&admin),
+                &["notifications", "failed", "--channel", channel],
+            )?
+            .ok()?;
+        assert!(run.stdout.contains("Nothing dead."), "{run:?}");
+    }
+    let v = dev
+        .cli(
+            Some(&admin),
+            &[
+                "notifications",
+                "replay",
+                "--channel",
+                "webhook",
+                "--all",
+                "--output",
+                "json",
+            ],
+        )?
+        .ok()?
+        .json()?;
+    assert_eq!(v["replayed"], 0, "{v}");
+    let clerk = dev.token(&["--role", "clerk", "--department", "eco_env"])?;
+    let run = dev.cli(
+        Some(&clerk),
+        &["notifications", "failed", "--channel", "email"],
+    )?;
+    assert_eq!(run.code, 3, "{run:?}");
+    // Ids or --all, one of them.
+    let run = dev.cli(
+        Some(&admin),
+        &["notifications", "replay", "--channel", "email"],
+    )?;
+    assert_ne!(run.code, 0, "{run:?}");
     Ok(())
 }

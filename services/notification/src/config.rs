@@ -4,10 +4,15 @@
 //! point beyond public https) and `[limits]`. In the environment: `TONGBAN_SMTP__HOST`,
 //! `TONGBAN_NOTIFICATION__WEBHOOKS__ALLOW`, and so on.
 
+use std::time::Duration;
+
 use serde::Deserialize;
 use tongban_runtime::config::{ConfigError, Section, ServiceConfig};
 
-use crate::{DEFAULT_STREAMS_PER_CALLER, NotificationOptions, SmtpSettings, WebhookPolicy};
+use crate::{
+    DEFAULT_STREAMS_PER_CALLER, NotificationOptions, RetryPolicy, SmtpSettings, WebhookPolicy,
+    schedule::{DEFAULT_RETRY_MAX_ATTEMPTS, DEFAULT_RETRY_MAX_DELAY, DEFAULT_RETRY_WINDOW},
+};
 
 /// The port notification listens on unless configured otherwise.
 pub const DEFAULT_PORT: u16 = 50053;
@@ -39,12 +44,34 @@ pub struct WebhookSettings {
 pub struct NotificationLimits {
     /// Open Subscribe streams one caller may hold.
     pub streams_per_caller: usize,
+    /// How long e-mails and webhook calls are retried after their first failure before they
+    /// are dead (listed and replayed by an admin), in seconds.
+    pub retry_window_secs: u64,
+    /// Longest wait between two attempts at an e-mail or a webhook call, in seconds.
+    pub retry_max_delay_secs: u64,
+    /// Most attempts at one e-mail or webhook call before it is dead, whatever the window.
+    pub retry_max_attempts: u32,
 }
 
 impl Default for NotificationLimits {
     fn default() -> Self {
         Self {
             streams_per_caller: DEFAULT_STREAMS_PER_CALLER,
+            retry_window_secs: DEFAULT_RETRY_WINDOW.as_secs(),
+            retry_max_delay_secs: DEFAULT_RETRY_MAX_DELAY.as_secs(),
+            retry_max_attempts: DEFAULT_RETRY_MAX_ATTEMPTS,
+        }
+    }
+}
+
+impl NotificationLimits {
+    /// The retry schedule of e-mails and webhook calls under these limits.
+    pub fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            cap: Duration::from_secs(self.retry_max_delay_secs),
+            max_attempts: self.retry_max_attempts,
+            window: Duration::from_secs(self.retry_window_secs),
+            ..RetryPolicy::default()
         }
     }
 }
@@ -58,8 +85,18 @@ impl Section for NotificationConfig {
         if let Err(e) = self.webhook_policy(false) {
             out.push(format!("webhooks.allow: {e}"));
         }
-        if self.limits.streams_per_caller == 0 {
+        let l = &self.limits;
+        if l.streams_per_caller == 0 {
             out.push("limits.streams_per_caller: must be at least 1".into());
+        }
+        if l.retry_window_secs == 0 {
+            out.push("limits.retry_window_secs: must be at least 1".into());
+        }
+        if l.retry_max_delay_secs == 0 {
+            out.push("limits.retry_max_delay_secs: must be at least 1".into());
+        }
+        if l.retry_max_attempts == 0 {
+            out.push("limits.retry_max_attempts: must be at least 1".into());
         }
         out
     }
@@ -91,6 +128,8 @@ impl NotificationConfig {
             smtp: self.smtp.clone(),
             webhook_policy: self.webhook_policy(dev).map_err(anyhow::Error::msg)?,
             subscribe_streams_per_caller: self.limits.streams_per_caller,
+            webhook_retry: self.limits.retry_policy(),
+            email_retry: self.limits.retry_policy(),
             ..NotificationOptions::default()
         })
     }
@@ -123,6 +162,8 @@ mod tests {
             ("TONGBAN_SMTP__PASSWORD", "s3cret"),
             ("TONGBAN_WEBHOOKS__ALLOW", "10.1.2.0/24, hooks.internal"),
             ("TONGBAN_NOTIFICATION__LIMITS__STREAMS_PER_CALLER", "4"),
+            ("TONGBAN_NOTIFICATION__LIMITS__RETRY_WINDOW_SECS", "7200"),
+            ("TONGBAN_NOTIFICATION__LIMITS__RETRY_MAX_DELAY_SECS", "600"),
         ]));
         let (_, own) = ServiceConfig::load_from::<NotificationConfig>("notification", 1, &sources)?;
         let smtp = own.smtp.clone().ok_or_else(|| anyhow::anyhow!("smtp"))?;
@@ -137,6 +178,11 @@ mod tests {
         );
         let opts = own.options(false)?;
         assert_eq!(opts.subscribe_streams_per_caller, 4);
+        for retry in [&opts.email_retry, &opts.webhook_retry] {
+            assert_eq!(retry.window, Duration::from_secs(7200));
+            assert_eq!(retry.cap, Duration::from_secs(600));
+            assert_eq!(retry.max_attempts, DEFAULT_RETRY_MAX_ATTEMPTS);
+        }
         assert!(!opts.webhook_policy.allow_http);
         assert_eq!(opts.webhook_policy.allow_hosts, ["hooks.internal"]);
         assert!(own.options(true)?.webhook_policy.allow_http);
@@ -150,6 +196,8 @@ mod tests {
             ("TONGBAN_SMTP__FROM", "not a mailbox"),
             ("TONGBAN_WEBHOOKS__ALLOW", "10.0.0.0/99"),
             ("TONGBAN_WEBHOOK_ALLOW_HTTP", "true"),
+            ("TONGBAN_NOTIFICATION__LIMITS__RETRY_WINDOW_SECS", "0"),
+            ("TONGBAN_NOTIFICATION__LIMITS__RETRY_WINDOW", "3600"),
         ]))
         .err()
         .map(|e| e.to_string())
@@ -159,6 +207,8 @@ mod tests {
             "smtp.from",
             "webhooks.allow",
             "webhook_allow_http: renamed",
+            "limits.retry_window_secs: must be at least 1",
+            "limits.retry_window: unknown key",
         ] {
             assert!(err.contains(key), "{key} missing from {err}");
         }

@@ -1,12 +1,17 @@
 //! E-mail over SMTP (lettre). The fan-in queues rows in `emails`; this sender claims due rows
-//! (`send_after_ms` passed, i.e. outside quiet hours for reminders), sends each with a few
-//! quick retries (backon), and records it sent or failed. Because a row is written once per
-//! notification, in the transaction that applied the event, a redelivered event never mails
-//! twice.
+//! (`send_after_ms` passed, i.e. outside quiet hours for reminders) and makes one attempt at
+//! each. A transient failure (no connection, a timeout, a 4xx answer) schedules the next
+//! attempt in the row ([`RetryPolicy`]: capped, jittered backoff), so an SMTP outage of hours
+//! is outlasted and a restart keeps the schedule; when the failures outlast the policy's window
+//! the row is dead (`failed_ms`). A permanent rejection (5xx, e.g. an unknown mailbox, or an
+//! address that does not parse) makes it dead at once. Dead rows are listed and replayed by
+//! an admin (see [`crate::service::Notifications::replay_failed`]).
+//!
+//! Because a row is written once per notification, in the transaction that applied the event,
+//! a redelivered event never mails twice.
 
 use std::{sync::Arc, time::Duration};
 
-use backon::{ExponentialBuilder, Retryable};
 use lettre::{
     AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor,
     message::{Mailbox, header::ContentType},
@@ -15,7 +20,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     error::NotificationError,
-    repository::{EmailQueue, EmailRow},
+    repository::{DeliveryOutcome, EmailQueue, EmailRow},
+    schedule::{AfterFailure, RetryPolicy},
     service::Shared,
 };
 
@@ -79,13 +85,17 @@ impl SmtpSettings {
 pub struct Mailer {
     transport: AsyncSmtpTransport<Tokio1Executor>,
     from: Mailbox,
+    retry: RetryPolicy,
 }
 
-/// How long a claimed e-mail is reserved for this sender (covers the quick retries).
-const LEASE_MS: i64 = 5 * 60 * 1000;
+/// How long a claimed e-mail is reserved for this sender: longer than one attempt (the SMTP
+/// timeout) takes, so that no other replica sends it meanwhile.
+const LEASE_MS: i64 = 2 * 60 * 1000;
+/// The SMTP timeout of one attempt.
+const SMTP_TIMEOUT: Duration = Duration::from_secs(20);
 
 impl Mailer {
-    pub fn new(s: &SmtpSettings) -> Result<Self, NotificationError> {
+    pub fn new(s: &SmtpSettings, retry: RetryPolicy) -> Result<Self, NotificationError> {
         let from: Mailbox = s
             .from
             .parse()
@@ -104,11 +114,12 @@ impl Mailer {
                     password.expose_secret().to_string(),
                 ));
         }
-        let transport = builder
-            .port(s.port)
-            .timeout(Some(Duration::from_secs(20)))
-            .build();
-        Ok(Self { transport, from })
+        let transport = builder.port(s.port).timeout(Some(SMTP_TIMEOUT)).build();
+        Ok(Self {
+            transport,
+            from,
+            retry,
+        })
     }
 
     /// Claims and sends due e-mails until `shutdown`, waking on new work or every `poll`.
@@ -132,51 +143,67 @@ impl Mailer {
         }
     }
 
-    async fn send_one(&self, shared: &Shared, e: EmailRow) {
-        let attempts = std::sync::atomic::AtomicI64::new(e.attempts);
-        let result = (|| async {
-            attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let to: Mailbox = e
-                .to_addr
-                .parse()
-                .map_err(|err| SendError::Permanent(format!("address {:?}: {err}", e.to_addr)))?;
-            let msg = Message::builder()
-                .from(self.from.clone())
-                .to(to)
-                .subject(e.subject.clone())
-                .header(ContentType::TEXT_PLAIN)
-                .body(e.body.clone())
-                .map_err(|err| SendError::Permanent(err.to_string()))?;
-            self.transport
-                .send(msg)
-                .await
-                .map(|_| ())
-                .map_err(|err| SendError::Transient(err.to_string()))
-        })
-        .retry(
-            ExponentialBuilder::default()
-                .with_min_delay(Duration::from_millis(500))
-                .with_max_times(3)
-                .with_jitter(),
-        )
-        .when(|err| matches!(err, SendError::Transient(_)))
-        .await;
-        let attempts = attempts.load(std::sync::atomic::Ordering::Relaxed);
-        let error = match &result {
-            Ok(()) => {
-                tracing::info!(notification_id = %e.notification_id, "e-mail sent");
-                crate::metrics::record("email", "sent", 1);
-                None
+    /// One attempt at `e`.
+    async fn attempt(&self, e: &EmailRow) -> Result<(), SendError> {
+        let to: Mailbox = e
+            .to_addr
+            .parse()
+            .map_err(|err| SendError::Permanent(format!("address {:?}: {err}", e.to_addr)))?;
+        let msg = Message::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject(e.subject.clone())
+            .header(ContentType::TEXT_PLAIN)
+            .body(e.body.clone())
+            .map_err(|err| SendError::Permanent(err.to_string()))?;
+        self.transport.send(msg).await.map(|_| ()).map_err(|err| {
+            // A 5xx answer is the server's final word on this message; anything else (no
+            // connection, a timeout, a 4xx) may go away.
+            if err.is_permanent() {
+                SendError::Permanent(err.to_string())
+            } else {
+                SendError::Transient(err.to_string())
             }
-            Err(err) => {
+        })
+    }
+
+    async fn send_one(&self, shared: &Shared, e: EmailRow) {
+        let attempts = e.attempts + 1;
+        let now = tongban_storage::now_ms();
+        let outcome = match self.attempt(&e).await {
+            Ok(()) => {
+                tracing::info!(notification_id = %e.notification_id, attempts, "e-mail sent");
+                crate::metrics::record("email", "sent", 1);
+                DeliveryOutcome::Delivered
+            }
+            Err(SendError::Permanent(error)) => {
                 crate::metrics::record("email", "failed", 1);
-                tracing::error!(notification_id = %e.notification_id, to = %e.to_addr, attempts, error = %err, "e-mail failed; giving up");
-                Some(err.to_string())
+                tracing::error!(notification_id = %e.notification_id, to = %e.to_addr, attempts, %error, "e-mail refused; it is dead until replayed");
+                DeliveryOutcome::GaveUp { error }
+            }
+            Err(SendError::Transient(error)) => {
+                let since_ms = e.retry_since_ms.unwrap_or(now);
+                match self.retry.after_failure(attempts, since_ms, now) {
+                    AfterFailure::RetryAt(at_ms) => {
+                        crate::metrics::record("email", "retry", 1);
+                        tracing::warn!(notification_id = %e.notification_id, attempts, %error, retry_in_ms = at_ms - now, "e-mail failed; will retry");
+                        DeliveryOutcome::Retry {
+                            at_ms,
+                            since_ms,
+                            error,
+                        }
+                    }
+                    AfterFailure::GiveUp => {
+                        crate::metrics::record("email", "failed", 1);
+                        tracing::error!(notification_id = %e.notification_id, to = %e.to_addr, attempts, %error, "e-mail failed; giving up, it is dead until replayed");
+                        DeliveryOutcome::GaveUp { error }
+                    }
+                }
             }
         };
         if let Err(db) = shared
             .db
-            .finish_email(&e.notification_id, attempts, error.as_deref())
+            .finish_email(&e.notification_id, attempts, &outcome)
             .await
         {
             tracing::warn!(error = %db, "recording e-mail outcome failed; it may be sent again");

@@ -207,4 +207,32 @@ impl NotificationService for NotificationGrpc {
             .await?;
         Ok(Response::new(pb::DeleteWebhookResponse {}))
     }
+
+    async fn list_failed_deliveries(
+        &self,
+        req: Request<pb::ListFailedDeliveriesRequest>,
+    ) -> Result<Response<pb::ListFailedDeliveriesResponse>, Status> {
+        let who = identity(&req)?;
+        let (deliveries, next_page_token) =
+            self.notifications.list_failed(&who, req.get_ref()).await?;
+        Ok(Response::new(pb::ListFailedDeliveriesResponse {
+            deliveries,
+            next_page_token,
+        }))
+    }
+
+    async fn replay_failed_deliveries(
+        &self,
+        req: Request<pb::ReplayFailedDeliveriesRequest>,
+    ) -> Result<Response<pb::ReplayFailedDeliveriesResponse>, Status> {
+        let who = identity(&req)?;
+        let delivery_ids = self
+            .notifications
+            .replay_failed(&who, req.get_ref())
+            .await?;
+        Ok(Response::new(pb::ReplayFailedDeliveriesResponse {
+            replayed: u32::try_from(delivery_ids.len()).unwrap_or(u32::MAX),
+            delivery_ids,
+        }))
+    }
 }

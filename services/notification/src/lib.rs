@@ -19,7 +19,12 @@
 //!   cursor is the global `seq` column, assigned in commit order, so reconnecting with the last
 //!   cursor seen gives no gaps and no repeats;
 //! - the e-mail sender ([`email`]), SMTP through lettre;
-//! - the webhook deliverer ([`webhook`]), signed JSON POSTs with persistent exponential backoff.
+//! - the webhook deliverer ([`webhook`]), signed JSON POSTs.
+//!
+//! Both senders retry a failed attempt on a schedule kept in the row (capped, jittered
+//! backoff; [`schedule::RetryPolicy`]) until the failures have lasted a window of hours, then
+//! leave the row dead; admins list and replay dead rows (`ListFailedDeliveries`,
+//! `ReplayFailedDeliveries`).
 //!
 //! # Quiet hours
 //! In-app notifications are stored and streamed at once, reminders included: the inbox is read
@@ -60,8 +65,8 @@ use tongban_runtime::{Context, ServiceBuilder};
 pub use email::SmtpSettings;
 pub use error::NotificationError;
 pub use guard::WebhookPolicy;
+pub use schedule::RetryPolicy;
 pub use service::Notifications;
-pub use webhook::RetryPolicy;
 
 /// The queue notification consumes: every event (webhooks may ask for any type).
 pub fn queue_spec() -> QueueSpec {
@@ -73,8 +78,10 @@ pub fn queue_spec() -> QueueSpec {
 pub struct NotificationOptions {
     /// SMTP server for e-mail; `None` disables e-mail.
     pub smtp: Option<SmtpSettings>,
-    /// Webhook retry backoff.
+    /// Webhook retry schedule and window.
     pub webhook_retry: RetryPolicy,
+    /// E-mail retry schedule and window.
+    pub email_retry: RetryPolicy,
     /// How often senders and streams look for work without a wake-up (another replica may
     /// have written it).
     pub poll: Duration,
@@ -92,6 +99,7 @@ impl Default for NotificationOptions {
         Self {
             smtp: None,
             webhook_retry: RetryPolicy::default(),
+            email_retry: RetryPolicy::default(),
             poll: Duration::from_secs(2),
             webhook_policy: WebhookPolicy::default(),
             subscribe_streams_per_caller: DEFAULT_STREAMS_PER_CALLER,
@@ -135,7 +143,7 @@ pub async fn run_with(
     let mailer = match &opts.smtp {
         Some(s) => {
             tracing::info!(host = %s.host, port = s.port, tls = s.tls, "e-mail enabled");
-            Some(email::Mailer::new(s)?)
+            Some(email::Mailer::new(s, opts.email_retry.clone())?)
         }
         None => {
             tracing::info!(

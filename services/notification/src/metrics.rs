@@ -1,5 +1,6 @@
 //! `tongban.notifications`: notifications by channel (inbox, email, webhook) and outcome
-//! (stored; sent, failed; delivered, retry, gave_up).
+//! (stored; e-mail sent, retry, failed; webhook delivered, retry, gave_up; and replayed, dead
+//! rows an admin made due again).
 
 use std::sync::OnceLock;
 

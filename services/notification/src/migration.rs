@@ -22,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(tongban_outbox::parked::Migration::named(
                 "m20261201_000007_notification_parked_events",
             )),
+            Box::new(RetrySince),
         ]
     }
 }
@@ -110,6 +111,49 @@ impl MigrationTrait for WebhookDeliveryTraceparent {
             .get_connection()
             .execute_unprepared("ALTER TABLE webhook_deliveries DROP COLUMN traceparent")
             .await?;
+        Ok(())
+    }
+}
+
+/// `emails.retry_since_ms` and `webhook_deliveries.retry_since_ms`: when the current run of
+/// failures began (null while none failed, and again after a replay), so that retries stop
+/// after a window of time rather than after a count of quick attempts.
+struct RetrySince;
+
+impl MigrationName for RetrySince {
+    fn name(&self) -> &str {
+        "m20261201_000008_notification_retry_since"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for RetrySince {
+    /// In one transaction on SQLite too, as the ones above.
+    fn use_transaction(&self) -> Option<bool> {
+        Some(true)
+    }
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        for table in ["emails", "webhook_deliveries"] {
+            // As in WebhookOwners: SQLite DDL may have run before a kill, so check first.
+            if !manager.has_column(table, "retry_since_ms").await? {
+                manager
+                    .get_connection()
+                    .execute_unprepared(&format!(
+                        "ALTER TABLE {table} ADD COLUMN retry_since_ms BIGINT"
+                    ))
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        for table in ["emails", "webhook_deliveries"] {
+            manager
+                .get_connection()
+                .execute_unprepared(&format!("ALTER TABLE {table} DROP COLUMN retry_since_ms"))
+                .await?;
+        }
         Ok(())
     }
 }
@@ -426,7 +470,15 @@ mod tests {
         Migrator::up(&db, None).await?;
         assert!(notification::Entity::find().all(&db).await?.is_empty());
         assert!(webhook::Entity::find().all(&db).await?.is_empty());
-        // The last migration adds the parked events.
+        // The last migration adds the retry windows' start: without it neither queue's entity
+        // reads.
+        Migrator::down(&db, Some(1)).await?;
+        assert!(email::Entity::find().all(&db).await.is_err());
+        assert!(webhook_delivery::Entity::find().all(&db).await.is_err());
+        Migrator::up(&db, None).await?;
+        assert!(email::Entity::find().all(&db).await?.is_empty());
+        Migrator::down(&db, Some(1)).await?;
+        // The one before adds the parked events.
         assert!(
             tongban_outbox::parked::entity::Entity::find()
                 .all(&db)

@@ -345,6 +345,8 @@ pub struct EmailRow {
     pub subject: String,
     pub body: String,
     pub attempts: i64,
+    /// When the current run of failures began; `None` before the first failure.
+    pub retry_since_ms: Option<i64>,
 }
 
 /// The `emails` table, a send queue.
@@ -365,12 +367,12 @@ pub trait EmailQueue {
         limit: u64,
     ) -> impl Future<Output = Result<Vec<EmailRow>, DbErr>> + Send;
 
-    /// Records the outcome of sending an e-mail: sent, or given up with the last error.
+    /// Records the outcome of an attempt: sent, to be retried, or given up (dead).
     fn finish_email(
         &self,
         notification_id: &str,
         attempts: i64,
-        error: Option<&str>,
+        outcome: &DeliveryOutcome,
     ) -> impl Future<Output = Result<(), DbErr>> + Send;
 }
 
@@ -394,6 +396,7 @@ impl<C: ConnectionTrait> EmailQueue for C {
             sent_ms: NotSet,
             failed_ms: NotSet,
             last_error: NotSet,
+            retry_since_ms: NotSet,
         })
         .on_conflict(OnConflict::new().do_nothing().to_owned())
         .exec_without_returning(self)
@@ -426,6 +429,7 @@ impl<C: ConnectionTrait> EmailQueue for C {
                 subject: m.subject,
                 body: m.body,
                 attempts: i64::from(m.attempts),
+                retry_since_ms: m.retry_since_ms,
             })
             .collect())
     }
@@ -434,17 +438,30 @@ impl<C: ConnectionTrait> EmailQueue for C {
         &self,
         notification_id: &str,
         attempts: i64,
-        error: Option<&str>,
+        outcome: &DeliveryOutcome,
     ) -> Result<(), DbErr> {
-        let done = match error {
-            None => email::Column::SentMs,
-            Some(_) => email::Column::FailedMs,
+        let q = email::Entity::update_many()
+            .col_expr(email::Column::Attempts, Expr::value(attempts as i32));
+        let q = match outcome {
+            DeliveryOutcome::Delivered => q
+                .col_expr(email::Column::SentMs, Expr::value(now_ms()))
+                .col_expr(
+                    email::Column::LastError,
+                    Expr::value(Option::<String>::None),
+                ),
+            DeliveryOutcome::Retry {
+                at_ms,
+                since_ms,
+                error,
+            } => q
+                .col_expr(email::Column::NextAttemptMs, Expr::value(*at_ms))
+                .col_expr(email::Column::RetrySinceMs, Expr::value(*since_ms))
+                .col_expr(email::Column::LastError, Expr::value(error.as_str())),
+            DeliveryOutcome::GaveUp { error } => q
+                .col_expr(email::Column::FailedMs, Expr::value(now_ms()))
+                .col_expr(email::Column::LastError, Expr::value(error.as_str())),
         };
-        email::Entity::update_many()
-            .col_expr(done, Expr::value(now_ms()))
-            .col_expr(email::Column::Attempts, Expr::value(attempts as i32))
-            .col_expr(email::Column::LastError, Expr::value(error))
-            .filter(email::Column::NotificationId.eq(notification_id))
+        q.filter(email::Column::NotificationId.eq(notification_id))
             .exec(self)
             .await?;
         Ok(())
@@ -621,23 +638,25 @@ pub struct DeliveryRow {
     pub secret: SecretString,
     pub body: String,
     pub attempts: i64,
+    /// When the current run of failures began; `None` before the first failure.
+    pub retry_since_ms: Option<i64>,
     /// The trace the delivery was queued in.
     pub traceparent: Option<String>,
 }
 
-/// What became of one delivery attempt.
+/// What became of one attempt at an e-mail or a webhook call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeliveryOutcome {
+    /// Sent (e-mail) or delivered (webhook).
     Delivered,
-    /// Failed; try again at this instant.
+    /// Failed; try again at `at_ms`. The failures began at `since_ms`.
     Retry {
         at_ms: i64,
+        since_ms: i64,
         error: String,
     },
-    /// Failed for the last time.
-    GaveUp {
-        error: String,
-    },
+    /// Failed for the last time: the row is dead until replayed.
+    GaveUp { error: String },
 }
 
 /// The `webhook_deliveries` table, a send queue.
@@ -683,6 +702,7 @@ impl<C: ConnectionTrait> WebhookDeliveries for C {
             failed_ms: NotSet,
             last_error: NotSet,
             traceparent: Set(tongban_telemetry::current_traceparent()),
+            retry_since_ms: NotSet,
         })
         .on_conflict(OnConflict::new().do_nothing().to_owned())
         .exec_without_returning(self)
@@ -719,6 +739,7 @@ impl<C: ConnectionTrait> WebhookDeliveries for C {
                     secret: SecretString::from(w.secret),
                     body: d.body,
                     attempts: i64::from(d.attempts),
+                    retry_since_ms: d.retry_since_ms,
                     traceparent: d.traceparent,
                 })
             })
@@ -742,8 +763,16 @@ impl<C: ConnectionTrait> WebhookDeliveries for C {
                     webhook_delivery::Column::LastError,
                     Expr::value(Option::<String>::None),
                 ),
-            DeliveryOutcome::Retry { at_ms, error } => q
+            DeliveryOutcome::Retry {
+                at_ms,
+                since_ms,
+                error,
+            } => q
                 .col_expr(webhook_delivery::Column::NextAttemptMs, Expr::value(*at_ms))
+                .col_expr(
+                    webhook_delivery::Column::RetrySinceMs,
+                    Expr::value(*since_ms),
+                )
                 .col_expr(
                     webhook_delivery::Column::LastError,
                     Expr::value(error.as_str()),
@@ -759,5 +788,193 @@ impl<C: ConnectionTrait> WebhookDeliveries for C {
             .exec(self)
             .await?;
         Ok(())
+    }
+}
+
+// ---------------------------------------------------------------- dead rows
+
+/// The two send queues whose dead rows an admin lists and replays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel {
+    Email,
+    Webhook,
+}
+
+impl Channel {
+    /// The metric label and the audit wording.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Email => "email",
+            Channel::Webhook => "webhook",
+        }
+    }
+}
+
+/// An e-mail or webhook call that gave up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailedRow {
+    pub channel: Channel,
+    /// The e-mail's notification id, or the webhook delivery's id.
+    pub id: String,
+    /// The address or the webhook URL.
+    pub target: String,
+    /// The webhook call's event id; empty for e-mails.
+    pub event_id: String,
+    pub attempts: i64,
+    pub last_error: String,
+    pub failed_ms: i64,
+}
+
+/// The dead rows of both send queues.
+pub trait DeadRows {
+    /// Dead rows of `channel` by id, after `after`.
+    fn list_failed(
+        &self,
+        channel: Channel,
+        after: Option<&str>,
+        limit: u64,
+    ) -> impl Future<Output = Result<Vec<FailedRow>, DbErr>> + Send;
+
+    /// Makes dead rows of `channel` due again now, with a fresh retry schedule: those among
+    /// `ids`, or all when `ids` is `None`; at most `limit` of them. Returns the ids replayed;
+    /// rows that are not dead (sent, or still retrying) are left alone.
+    fn replay_failed(
+        &self,
+        channel: Channel,
+        ids: Option<&[String]>,
+        limit: u64,
+    ) -> impl Future<Output = Result<Vec<String>, DbErr>> + Send;
+}
+
+impl<C: ConnectionTrait> DeadRows for C {
+    async fn list_failed(
+        &self,
+        channel: Channel,
+        after: Option<&str>,
+        limit: u64,
+    ) -> Result<Vec<FailedRow>, DbErr> {
+        match channel {
+            Channel::Email => {
+                let mut q = email::Entity::find().filter(email::Column::FailedMs.is_not_null());
+                if let Some(a) = after {
+                    q = q.filter(email::Column::NotificationId.gt(a));
+                }
+                let rows = q
+                    .order_by_asc(email::Column::NotificationId)
+                    .limit(limit)
+                    .all(self)
+                    .await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|m| FailedRow {
+                        channel,
+                        id: m.notification_id,
+                        target: m.to_addr,
+                        event_id: String::new(),
+                        attempts: i64::from(m.attempts),
+                        last_error: m.last_error.unwrap_or_default(),
+                        failed_ms: m.failed_ms.unwrap_or_default(),
+                    })
+                    .collect())
+            }
+            Channel::Webhook => {
+                let mut q = webhook_delivery::Entity::find()
+                    .filter(webhook_delivery::Column::FailedMs.is_not_null());
+                if let Some(a) = after {
+                    q = q.filter(webhook_delivery::Column::DeliveryId.gt(a));
+                }
+                let rows = q
+                    .order_by_asc(webhook_delivery::Column::DeliveryId)
+                    .limit(limit)
+                    .find_also_related(webhook::Entity)
+                    .all(self)
+                    .await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(d, w)| FailedRow {
+                        channel,
+                        id: d.delivery_id,
+                        target: w.map(|w| w.url).unwrap_or_default(),
+                        event_id: d.event_id,
+                        attempts: i64::from(d.attempts),
+                        last_error: d.last_error.unwrap_or_default(),
+                        failed_ms: d.failed_ms.unwrap_or_default(),
+                    })
+                    .collect())
+            }
+        }
+    }
+
+    async fn replay_failed(
+        &self,
+        channel: Channel,
+        ids: Option<&[String]>,
+        limit: u64,
+    ) -> Result<Vec<String>, DbErr> {
+        let now = now_ms();
+        match channel {
+            Channel::Email => {
+                let mut find = email::Entity::find()
+                    .select_only()
+                    .column(email::Column::NotificationId)
+                    .filter(email::Column::FailedMs.is_not_null());
+                if let Some(ids) = ids {
+                    find = find.filter(
+                        email::Column::NotificationId.is_in(ids.iter().map(String::as_str)),
+                    );
+                }
+                let found: Vec<String> = find.limit(limit).into_tuple().all(self).await?;
+                if found.is_empty() {
+                    return Ok(found);
+                }
+                email::Entity::update_many()
+                    .col_expr(email::Column::FailedMs, Expr::value(Option::<i64>::None))
+                    .col_expr(
+                        email::Column::RetrySinceMs,
+                        Expr::value(Option::<i64>::None),
+                    )
+                    .col_expr(email::Column::Attempts, Expr::value(0))
+                    .col_expr(email::Column::NextAttemptMs, Expr::value(now))
+                    .filter(email::Column::FailedMs.is_not_null())
+                    .filter(email::Column::NotificationId.is_in(found.iter().map(String::as_str)))
+                    .exec(self)
+                    .await?;
+                Ok(found)
+            }
+            Channel::Webhook => {
+                let mut find = webhook_delivery::Entity::find()
+                    .select_only()
+                    .column(webhook_delivery::Column::DeliveryId)
+                    .filter(webhook_delivery::Column::FailedMs.is_not_null());
+                if let Some(ids) = ids {
+                    find = find.filter(
+                        webhook_delivery::Column::DeliveryId.is_in(ids.iter().map(String::as_str)),
+                    );
+                }
+                let found: Vec<String> = find.limit(limit).into_tuple().all(self).await?;
+                if found.is_empty() {
+                    return Ok(found);
+                }
+                webhook_delivery::Entity::update_many()
+                    .col_expr(
+                        webhook_delivery::Column::FailedMs,
+                        Expr::value(Option::<i64>::None),
+                    )
+                    .col_expr(
+                        webhook_delivery::Column::RetrySinceMs,
+                        Expr::value(Option::<i64>::None),
+                    )
+                    .col_expr(webhook_delivery::Column::Attempts, Expr::value(0))
+                    .col_expr(webhook_delivery::Column::NextAttemptMs, Expr::value(now))
+                    .filter(webhook_delivery::Column::FailedMs.is_not_null())
+                    .filter(
+                        webhook_delivery::Column::DeliveryId
+                            .is_in(found.iter().map(String::as_str)),
+                    )
+                    .exec(self)
+                    .await?;
+                Ok(found)
+            }
+        }
     }
 }

@@ -1,4 +1,5 @@
-//! When things go out: quiet hours for reminder e-mails, backoff for webhook retries.
+//! When things go out: quiet hours for reminder e-mails, and the retry schedule of e-mails and
+//! webhook calls.
 //!
 //! Policy (documented in the crate header too):
 //! - In-app notifications, reminders included, are stored and streamed at once: the inbox is
@@ -6,9 +7,79 @@
 //! - Reminder e-mails (`task.due_soon`, `task.overdue`) created outside working time wait until
 //!   the calendar's next working instant (the `send_after_ms` column). Other e-mails (受理,
 //!   approved, rejected, …) go at once: the applicant is waiting for them.
+//! - A failed e-mail or webhook call is tried again on a capped, jittered exponential schedule
+//!   ([`RetryPolicy`]) kept in its row, so a restart keeps it. The retries stop when the
+//!   failures have lasted the policy's window (hours, so that an outage of the mail server or
+//!   of the receiver is outlasted) or reached its attempt cap; the row is then dead, listed and
+//!   replayed by an admin (`ListFailedDeliveries`, `ReplayFailedDeliveries`).
+
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tongban_calendar::Calendar;
+use tongban_types::Backoff;
+
+/// How failed e-mails and webhook calls are retried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Delay after the first failure; it doubles (with jitter) per further failure.
+    pub base: Duration,
+    /// No delay between two attempts is longer.
+    pub cap: Duration,
+    /// Give up after this many attempts, whatever the window.
+    pub max_attempts: u32,
+    /// Give up once the failures have lasted this long (from the first failed attempt).
+    pub window: Duration,
+}
+
+/// Default of [`RetryPolicy::window`]: a day, longer than any mail-server or receiver outage
+/// that an operator does not notice.
+pub const DEFAULT_RETRY_WINDOW: Duration = Duration::from_secs(24 * 3600);
+/// Default of [`RetryPolicy::cap`].
+pub const DEFAULT_RETRY_MAX_DELAY: Duration = Duration::from_secs(3600);
+/// Default of [`RetryPolicy::max_attempts`]: enough that the window, not the count, ends the
+/// retries under the default delays (about 35 attempts fill a day).
+pub const DEFAULT_RETRY_MAX_ATTEMPTS: u32 = 100;
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            base: Duration::from_secs(5),
+            cap: DEFAULT_RETRY_MAX_DELAY,
+            max_attempts: DEFAULT_RETRY_MAX_ATTEMPTS,
+            window: DEFAULT_RETRY_WINDOW,
+        }
+    }
+}
+
+/// What to do after a failed attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterFailure {
+    /// Try again at this instant (ms since the epoch).
+    RetryAt(i64),
+    /// Stop: the row is dead until replayed.
+    GiveUp,
+}
+
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4)
+}
+
+impl RetryPolicy {
+    /// After failed attempt number `attempts` (1-based, counted since the row was queued or
+    /// replayed) at `now_ms`, when the first failure of this run was at `since_ms`. The last
+    /// retry is pulled in to the window's end, so an outage just shorter than the window is
+    /// still outlasted.
+    pub fn after_failure(&self, attempts: i64, since_ms: i64, now_ms: i64) -> AfterFailure {
+        let end = since_ms.saturating_add(ms(self.window));
+        if attempts >= i64::from(self.max_attempts) || now_ms >= end {
+            return AfterFailure::GiveUp;
+        }
+        let delay = Backoff::doubling(self.base, self.cap)
+            .delay(u32::try_from(attempts).unwrap_or(u32::MAX));
+        AfterFailure::RetryAt(now_ms.saturating_add(ms(delay)).min(end))
+    }
+}
 
 /// The earliest instant an e-mail created at `now` may be sent.
 pub fn email_send_after(reminder: bool, now: DateTime<Utc>, calendar: &Calendar) -> DateTime<Utc> {
@@ -23,6 +94,53 @@ pub fn email_send_after(reminder: bool, now: DateTime<Utc>, calendar: &Calendar)
 mod tests {
     use super::*;
     use chrono::TimeZone;
+
+    const HOUR_MS: i64 = 3_600_000;
+
+    #[test]
+    fn retries_fill_the_window_with_capped_delays_then_give_up() {
+        let p = RetryPolicy::default();
+        let start = 1_700_000_000_000;
+        let (mut now, mut attempts, mut last_gap) = (start, 1, 0);
+        while let AfterFailure::RetryAt(at) = p.after_failure(attempts, start, now) {
+            assert!(at > now, "the next attempt is later");
+            last_gap = at - now;
+            assert!(last_gap <= ms(p.cap), "capped: {last_gap} ms");
+            now = at;
+            attempts += 1;
+        }
+        // The last attempt is at the window's end (24 h after the first failure), not before.
+        assert_eq!(now, start + 24 * HOUR_MS);
+        assert!(last_gap > 0);
+        assert!(attempts < i64::from(p.max_attempts), "{attempts} attempts");
+        assert!(
+            attempts > 20,
+            "hours of retries take many attempts: {attempts}"
+        );
+    }
+
+    #[test]
+    fn the_attempt_cap_ends_retries_early() {
+        let p = RetryPolicy {
+            max_attempts: 3,
+            ..RetryPolicy::default()
+        };
+        assert!(matches!(
+            p.after_failure(2, 0, 10),
+            AfterFailure::RetryAt(_)
+        ));
+        assert_eq!(p.after_failure(3, 0, 10), AfterFailure::GiveUp);
+        let short = RetryPolicy {
+            window: Duration::from_secs(60),
+            ..RetryPolicy::default()
+        };
+        assert_eq!(short.after_failure(1, 0, 60_000), AfterFailure::GiveUp);
+        assert_eq!(
+            short.after_failure(1, 0, 59_000),
+            AfterFailure::RetryAt(60_000),
+            "pulled in to the window's end"
+        );
+    }
 
     fn shanghai(y: i32, m: u32, d: u32, h: u32, min: u32) -> DateTime<Utc> {
         chrono_tz::Asia::Shanghai

@@ -14,7 +14,7 @@ use tongban_proto::{notification as pb, page::Paging, time::ts};
 use crate::{
     error::{NotificationError, invalid},
     guard::WebhookPolicy,
-    repository::{Audience, InboxStore, WebhookRow, WebhookStore},
+    repository::{Audience, Channel, DeadRows, FailedRow, InboxStore, WebhookRow, WebhookStore},
     scope::Owner,
     templates::Templates,
 };
@@ -129,6 +129,10 @@ pub fn audience(who: &Identity) -> Result<Audience, NotificationError> {
 const NOTIFICATIONS: Paging = Paging::new("notification.notifications", 50, 200);
 /// Paging of ListWebhooks: by id (UUIDv7, so oldest first), resumed after the last id.
 const WEBHOOKS: Paging = Paging::new("notification.webhooks", 50, 200);
+/// Paging of ListFailedDeliveries: by id, resumed after the last id.
+const FAILED: Paging = Paging::new("notification.failed", 50, 200);
+/// Most dead rows one ReplayFailedDeliveries call names or replays.
+pub const MAX_REPLAY: usize = 1000;
 /// Most event types one webhook may list (there are fewer kinds than this).
 pub const MAX_EVENT_TYPES: usize = 64;
 /// Longest webhook URL, in bytes.
@@ -431,6 +435,122 @@ impl Notifications {
         audit_webhook_change(&txn, who, "webhook.delete", webhook_id, &detail).await?;
         txn.commit().await?;
         Ok(())
+    }
+}
+
+impl Notifications {
+    /// Dead e-mails or webhook calls of `channel` (admins).
+    #[tracing::instrument(skip(self, req), fields(role = %who.role))]
+    pub async fn list_failed(
+        &self,
+        who: &Identity,
+        req: &pb::ListFailedDeliveriesRequest,
+    ) -> Result<(Vec<pb::FailedDelivery>, String), NotificationError> {
+        self.policy.check_role(who, Action::ListFailedDeliveries)?;
+        let channel = channel(req.channel)?;
+        let page = FAILED.page::<String>(req.page_size, &req.page_token)?;
+        let mut rows = self
+            .db()
+            .list_failed(channel, page.after.as_deref(), page.fetch_limit())
+            .await?;
+        let next = page.finish(&mut rows, |r| r.id.clone());
+        Ok((rows.into_iter().map(failed_to_proto).collect(), next))
+    }
+
+    /// Makes dead rows of the channel due again with a fresh retry window (admins), recorded
+    /// on notification's audit chain in the same transaction. Returns the ids replayed.
+    #[tracing::instrument(skip(self, req), fields(role = %who.role))]
+    pub async fn replay_failed(
+        &self,
+        who: &Identity,
+        req: &pb::ReplayFailedDeliveriesRequest,
+    ) -> Result<Vec<String>, NotificationError> {
+        self.policy
+            .check_role(who, Action::ReplayFailedDeliveries)?;
+        let channel = channel(req.channel)?;
+        if req.delivery_ids.len() > MAX_REPLAY {
+            return Err(invalid(
+                "delivery_ids",
+                format!("at most {MAX_REPLAY} at once"),
+            ));
+        }
+        if let Some(i) = req.delivery_ids.iter().position(|s| s.len() > MAX_ID_BYTES) {
+            return Err(invalid(
+                format!("delivery_ids[{i}]"),
+                format!("at most {MAX_ID_BYTES} characters"),
+            ));
+        }
+        let ids: Vec<String> = req
+            .delivery_ids
+            .iter()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
+        let ids = match (req.all, ids.is_empty()) {
+            (true, true) => None,
+            (false, false) => Some(ids),
+            (true, false) => {
+                return Err(invalid("delivery_ids", "give ids or `all`, not both"));
+            }
+            (false, true) => return Err(invalid("delivery_ids", "required unless `all` is set")),
+        };
+        let txn = tongban_storage::begin_write(self.db()).await?;
+        let replayed = txn
+            .replay_failed(channel, ids.as_deref(), MAX_REPLAY as u64)
+            .await?;
+        if replayed.is_empty() {
+            txn.rollback().await?;
+            return Ok(replayed);
+        }
+        tongban_audit::append(
+            &txn,
+            &service_chain(),
+            tongban_storage::now_ms(),
+            tongban_audit::Act::done(
+                tongban_audit::Actor::from(who),
+                "deliveries.replay",
+                channel.as_str(),
+            )
+            .reason(format!(
+                "{} replayed: {}",
+                replayed.len(),
+                replayed.join(",")
+            )),
+        )
+        .await?;
+        txn.commit().await?;
+        crate::metrics::record(channel.as_str(), "replayed", replayed.len() as u64);
+        tracing::info!(
+            channel = channel.as_str(),
+            n = replayed.len(),
+            "dead deliveries replayed"
+        );
+        self.shared.wake();
+        Ok(replayed)
+    }
+}
+
+/// The channel a request names; unset is INVALID_ARGUMENT.
+fn channel(raw: i32) -> Result<Channel, NotificationError> {
+    match pb::DeliveryChannel::try_from(raw) {
+        Ok(pb::DeliveryChannel::Email) => Ok(Channel::Email),
+        Ok(pb::DeliveryChannel::Webhook) => Ok(Channel::Webhook),
+        _ => Err(invalid("channel", "required: email or webhook")),
+    }
+}
+
+fn failed_to_proto(r: FailedRow) -> pb::FailedDelivery {
+    pb::FailedDelivery {
+        channel: match r.channel {
+            Channel::Email => pb::DeliveryChannel::Email,
+            Channel::Webhook => pb::DeliveryChannel::Webhook,
+        } as i32,
+        delivery_id: r.id,
+        target: r.target,
+        event_id: r.event_id,
+        attempts: i32::try_from(r.attempts).unwrap_or(i32::MAX),
+        last_error: r.last_error,
+        fail_time: chrono::DateTime::from_timestamp_millis(r.failed_ms).map(ts),
     }
 }
 

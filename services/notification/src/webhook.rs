@@ -15,8 +15,10 @@
 //!
 //! Deliveries are rows in `webhook_deliveries` (queued by the fan-in in the event's
 //! transaction). The deliverer claims due rows; a failure (non-2xx, no answer, or a refused
-//! address) schedules the next attempt with exponential backoff in `next_attempt_ms`, so
-//! retries survive restarts; after `max_attempts` the row is marked failed and logged.
+//! address) schedules the next attempt with capped, jittered exponential backoff in
+//! `next_attempt_ms` ([`RetryPolicy`]), so retries survive restarts and outages of hours; when
+//! the failures outlast the policy's window (or its attempt cap) the row is dead
+//! (`failed_ms`), logged, and waits for an admin to replay it.
 //! Receivers de-duplicate on the event id: a delivery whose success was not recorded (crash)
 //! is sent again.
 //!
@@ -31,13 +33,13 @@ use secrecy::ExposeSecret;
 use sha2::Sha256;
 use tokio_util::sync::CancellationToken;
 use tongban_proto::events::Envelope;
-use tongban_types::Backoff;
 use tracing::Instrument as _;
 
 use crate::{
     error::NotificationError,
     guard::{GuardedResolver, WebhookPolicy},
     repository::{DeliveryOutcome, DeliveryRow, WebhookDeliveries},
+    schedule::{AfterFailure, RetryPolicy},
     service::Shared,
 };
 
@@ -142,24 +144,6 @@ pub fn body(event: &Envelope) -> serde_json::Value {
     })
 }
 
-/// Retry policy for webhook deliveries.
-#[derive(Debug, Clone)]
-pub struct RetryPolicy {
-    pub base: Duration,
-    pub cap: Duration,
-    pub max_attempts: u32,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        Self {
-            base: Duration::from_secs(5),
-            cap: Duration::from_secs(3600),
-            max_attempts: 12,
-        }
-    }
-}
-
 const LEASE_MS: i64 = 60 * 1000;
 
 pub struct Deliverer {
@@ -249,27 +233,29 @@ impl Deliverer {
     async fn deliver(&self, shared: &Shared, d: DeliveryRow) {
         let attempts = d.attempts + 1;
         let error = self.attempt(&d).await;
+        let now = tongban_storage::now_ms();
+        let since_ms = d.retry_since_ms.unwrap_or(now);
         let outcome = match error {
             None => {
                 crate::metrics::record("webhook", "delivered", 1);
                 DeliveryOutcome::Delivered
             }
-            Some(error) if attempts >= i64::from(self.retry.max_attempts) => {
-                crate::metrics::record("webhook", "gave_up", 1);
-                tracing::error!(delivery_id = %d.delivery_id, url = %d.url, attempts, %error, "webhook delivery failed; giving up");
-                DeliveryOutcome::GaveUp { error }
-            }
-            Some(error) => {
-                crate::metrics::record("webhook", "retry", 1);
-                let delay = Backoff::doubling(self.retry.base, self.retry.cap)
-                    .delay(u32::try_from(attempts).unwrap_or(u32::MAX));
-                tracing::warn!(delivery_id = %d.delivery_id, url = %d.url, attempts, %error, retry_in = ?delay, "webhook delivery failed; will retry");
-                DeliveryOutcome::Retry {
-                    at_ms: tongban_storage::now_ms()
-                        + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2),
-                    error,
+            Some(error) => match self.retry.after_failure(attempts, since_ms, now) {
+                AfterFailure::GiveUp => {
+                    crate::metrics::record("webhook", "gave_up", 1);
+                    tracing::error!(delivery_id = %d.delivery_id, url = %d.url, attempts, %error, "webhook delivery failed; giving up, it is dead until replayed");
+                    DeliveryOutcome::GaveUp { error }
                 }
-            }
+                AfterFailure::RetryAt(at_ms) => {
+                    crate::metrics::record("webhook", "retry", 1);
+                    tracing::warn!(delivery_id = %d.delivery_id, url = %d.url, attempts, %error, retry_in_ms = at_ms - now, "webhook delivery failed; will retry");
+                    DeliveryOutcome::Retry {
+                        at_ms,
+                        since_ms,
+                        error,
+                    }
+                }
+            },
         };
         if let Err(e) = shared
             .db

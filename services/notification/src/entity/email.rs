@@ -18,6 +18,8 @@ pub struct Model {
     pub sent_ms: Option<i64>,
     pub failed_ms: Option<i64>,
     pub last_error: Option<String>,
+    /// When the current run of failures began; null while none failed and after a replay.
+    pub retry_since_ms: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

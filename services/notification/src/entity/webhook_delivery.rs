@@ -19,6 +19,8 @@ pub struct Model {
     pub last_error: Option<String>,
     /// W3C trace context the delivery was queued in; attempts continue it.
     pub traceparent: Option<String>,
+    /// When the current run of failures began; null while none failed and after a replay.
+    pub retry_since_ms: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -157,6 +157,34 @@ async fn authorization_matrix(backend: Backend) -> anyhow::Result<()> {
         };
         assert_eq!(code(r), delete_code, "DeleteWebhook by {label}");
         refused += usize::from(delete_code == deny);
+        // Dead e-mails and webhook calls are the admin's alone; the admin's replay here names
+        // an unknown id, so it changes nothing either.
+        let admin_only = if label == "admin" { None } else { deny };
+        let r = c
+            .list_failed_deliveries(authed(
+                pb::ListFailedDeliveriesRequest {
+                    channel: pb::DeliveryChannel::Email as i32,
+                    ..Default::default()
+                },
+                &token,
+            ))
+            .await
+            .map(|r| assert!(r.into_inner().deliveries.is_empty()));
+        assert_eq!(code(r), admin_only, "ListFailedDeliveries by {label}");
+        refused += usize::from(admin_only == deny);
+        let r = c
+            .replay_failed_deliveries(authed(
+                pb::ReplayFailedDeliveriesRequest {
+                    channel: pb::DeliveryChannel::Webhook as i32,
+                    delivery_ids: vec!["01a22ee5-0000-7000-8000-000000000000".into()],
+                    all: false,
+                },
+                &token,
+            ))
+            .await
+            .map(|r| assert_eq!(r.into_inner().replayed, 0));
+        assert_eq!(code(r), admin_only, "ReplayFailedDeliveries by {label}");
+        refused += usize::from(admin_only == deny);
     }
     // Nothing changed.
     let after = h.list(&owner).await?;

@@ -6,5 +6,6 @@ mod common;
 mod email;
 mod fan_in;
 mod order;
+mod retries;
 mod subscribe;
 mod webhook;
