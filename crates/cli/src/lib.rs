@@ -421,7 +421,6 @@ async fn remote(global: &GlobalArgs, command: Command) -> anyhow::Result<()> {
         Command::Definitions { command } => admin::definitions(&conn, command).await,
         Command::Webhooks { command } => admin::webhooks(&conn, command).await,
         Command::Dlq { command } => dlq::run(&conn, command).await,
-    },
         Command::Notifications { command } => notify_admin::notifications(&conn, command).await,
         Command::Retry { delivery } => staff::retry(&conn, &delivery).await,
         Command::Audit {
