@@ -115,7 +115,7 @@ impl Running {
         };
         let findings = self
             .faults
-            .check(&apps, poison, Duration::from_secs(60))
+            .check(&apps, poison, Duration::from_secs(180))
             .await?;
         let t = &self.driver.tally;
         let text = format!(

@@ -180,6 +180,15 @@ impl Faults {
                     waiting.push(format!("queue {s}: {depth} messages"));
                 }
             }
+            // Dispatch's own ledger: deliveries still waiting for a retry or a platform.
+            let pending = count(
+                &dbs["dispatch"],
+                "SELECT COUNT(*) AS n FROM deliveries WHERE status = 'PENDING'",
+            )
+            .await?;
+            if pending > 0 {
+                waiting.push(format!("dispatch: {pending} platform deliveries pending"));
+            }
             if waiting.is_empty() {
                 break;
             }
@@ -190,6 +199,15 @@ impl Faults {
             );
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
+        let given_up = count(
+            &dbs["dispatch"],
+            "SELECT COUNT(*) AS n FROM deliveries WHERE status = 'DEAD_LETTERED'",
+        )
+        .await?;
+        anyhow::ensure!(
+            given_up == 0,
+            "dispatch gave up {given_up} platform deliveries"
+        );
         for s in services {
             let depth = bus.queue_depth(&format!("{s}.dlq")).await?;
             let want = poison.get(s).copied().unwrap_or(0);

@@ -81,12 +81,12 @@ fn found_inputs_are_refused_cleanly() {
     }
 }
 
-/// Writes the envelope seeds (`fuzz/corpus/envelope/*.bin`): one encoded envelope per event
-/// kind a consumer handles, as the services publish them. Run it after changing the events:
-/// `cargo test -p tongban-fuzzing -- --ignored write_envelope_seeds`.
+/// The envelope seeds (`fuzz/corpus/envelope/*.bin`): one encoded envelope per event kind a
+/// consumer handles, as the services publish them. Fails when a committed seed differs from
+/// what the events encode to now; `UPDATE_FUZZ_SEEDS=1 cargo test -p tongban-fuzzing
+/// envelope_seeds` rewrites them after the events change.
 #[test]
-#[ignore = "writes the corpus; run by hand"]
-fn write_envelope_seeds() -> Result<(), Box<dyn std::error::Error>> {
+fn envelope_seeds_are_current() -> Result<(), Box<dyn std::error::Error>> {
     use prost::Message as _;
     use tongban_proto::{
         common,
@@ -165,9 +165,25 @@ fn write_envelope_seeds() -> Result<(), Box<dyn std::error::Error>> {
         ),
     ];
     let dir = corpus_dir().join("envelope");
-    std::fs::create_dir_all(&dir)?;
+    let update = std::env::var_os("UPDATE_FUZZ_SEEDS").is_some();
+    if update {
+        std::fs::create_dir_all(&dir)?;
+    }
     for e in seeds {
-        std::fs::write(dir.join(format!("{}.bin", e.r#type)), e.encode_to_vec())?;
+        let path = dir.join(format!("{}.bin", e.r#type));
+        let bytes = e.encode_to_vec();
+        if update {
+            std::fs::write(&path, &bytes)?;
+        } else {
+            let held = std::fs::read(&path).map_err(|err| {
+                format!("{}: {err} (UPDATE_FUZZ_SEEDS=1 writes it)", path.display())
+            })?;
+            assert!(
+                held == bytes,
+                "{} is stale: run UPDATE_FUZZ_SEEDS=1 cargo test -p tongban-fuzzing envelope_seeds",
+                path.display()
+            );
+        }
     }
     Ok(())
 }

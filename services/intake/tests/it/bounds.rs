@@ -44,7 +44,9 @@ async fn hostile_due_within_days_is_refused_in_milliseconds(
                 fields(&err)
             );
         }
-        assert!(fastest.as_millis() < 50, "{days} days took {fastest:?}");
+        // Far below the seconds (or the hang) that walking the calendar day by day would take, and
+        // far above what a busy 2-core CI machine adds to a cheap refusal.
+        assert!(fastest.as_millis() < 500, "{days} days took {fastest:?}");
     }
     assert_eq!(h.count("applications").await, 0);
     Ok(())
