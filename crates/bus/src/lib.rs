@@ -81,6 +81,24 @@ pub enum BusError {
     Closed,
     #[error("consumer of queue {0} is not connected")]
     Disconnected(String),
+    #[error("the broker connection did not take the {0} within {ACK_TIMEOUT:?}")]
+    AckTimeout(&'static str),
+}
+
+/// How long an ack, nack or reject may take to be handed to the connection. lapin resolves
+/// them when its I/O loop writes the frame; after the connection died mid-batch that loop is
+/// gone and some never resolve, which would stop the consumer for good. A message whose ack
+/// timed out is simply delivered again (and skipped by the consumer's inbox).
+pub const ACK_TIMEOUT: Duration = Duration::from_secs(5);
+
+async fn bounded<F, T>(what: &'static str, f: F) -> Result<(), BusError>
+where
+    F: std::future::Future<Output = Result<T, lapin::Error>>,
+{
+    match tokio::time::timeout(ACK_TIMEOUT, f).await {
+        Ok(r) => r.map(|_| ()).map_err(BusError::from),
+        Err(_) => Err(BusError::AckTimeout(what)),
+    }
 }
 
 /// One received message. Ack it after its effects are committed; nack to have it redelivered.
@@ -110,8 +128,7 @@ impl Delivery {
     pub async fn ack(self) -> Result<(), BusError> {
         match self.acker {
             Acker::Rabbit(a) => {
-                a.ack(lapin::options::BasicAckOptions::default()).await?;
-                Ok(())
+                bounded("ack", a.ack(lapin::options::BasicAckOptions::default())).await
             }
             Acker::Local { bus, id, .. } => bus.ack(id).await,
         }
@@ -122,9 +139,11 @@ impl Delivery {
     pub async fn dead_letter(self) -> Result<(), BusError> {
         match self.acker {
             Acker::Rabbit(a) => {
-                a.reject(lapin::options::BasicRejectOptions { requeue: false })
-                    .await?;
-                Ok(())
+                bounded(
+                    "reject",
+                    a.reject(lapin::options::BasicRejectOptions { requeue: false }),
+                )
+                .await
             }
             Acker::Local { bus, queue, id } => bus.dead_letter(&queue, id).await,
         }
@@ -135,12 +154,14 @@ impl Delivery {
     pub async fn nack(self) -> Result<(), BusError> {
         match self.acker {
             Acker::Rabbit(a) => {
-                a.nack(lapin::options::BasicNackOptions {
-                    requeue: true,
-                    multiple: false,
-                })
-                .await?;
-                Ok(())
+                bounded(
+                    "nack",
+                    a.nack(lapin::options::BasicNackOptions {
+                        requeue: true,
+                        multiple: false,
+                    }),
+                )
+                .await
             }
             Acker::Local { bus, queue, id } => bus.nack(&queue, id).await,
         }

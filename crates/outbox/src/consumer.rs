@@ -235,11 +235,26 @@ async fn apply_batch<H: EventHandler>(
     match ap.apply_retrying(&envs).await {
         Ok(()) => {
             let events: Vec<Envelope> = decoded.iter().map(|(_, e)| e.clone()).collect();
+            let mut unacked = 0usize;
             for (d, env) in decoded {
                 metrics.consumed(&env.r#type, None);
+                // After one failed ack the channel is gone: the rest would fail (or, on a dead
+                // connection, wait out their timeout) one by one. Leave them: the bus delivers
+                // them again and the inbox skips them.
+                if unacked > 0 {
+                    unacked += 1;
+                    continue;
+                }
                 if let Err(e) = d.ack().await {
+                    unacked = 1;
                     tracing::warn!(error = %e, "ack failed; the event will be redelivered and skipped by the inbox");
                 }
+            }
+            if unacked > 1 {
+                tracing::warn!(
+                    count = unacked,
+                    "left unacknowledged after a failed ack; they will be redelivered"
+                );
             }
             ap.handler.committed(&events);
             true
