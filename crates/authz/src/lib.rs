@@ -45,6 +45,7 @@ pub enum Action {
     ListDeliveries,
     RetryDelivery,
     ReplayDeadLetters,
+    DiscardDelivery,
     Reconcile,
     // notification
     ListNotifications,
@@ -65,7 +66,7 @@ pub enum Action {
 
 impl Action {
     /// Every action, in table order.
-    pub const ALL: [Action; 33] = [
+    pub const ALL: [Action; 34] = [
         Action::SubmitApplication,
         Action::GetApplication,
         Action::ListApplications,
@@ -86,6 +87,7 @@ impl Action {
         Action::ListDeliveries,
         Action::RetryDelivery,
         Action::ReplayDeadLetters,
+        Action::DiscardDelivery,
         Action::Reconcile,
         Action::ListNotifications,
         Action::Subscribe,
@@ -124,6 +126,7 @@ impl Action {
             Action::ListDeliveries => "ListDeliveries",
             Action::RetryDelivery => "RetryDelivery",
             Action::ReplayDeadLetters => "ReplayDeadLetters",
+            Action::DiscardDelivery => "DiscardDelivery",
             Action::Reconcile => "Reconcile",
             Action::ListNotifications => "ListNotifications",
             Action::Subscribe => "Subscribe",
@@ -215,7 +218,7 @@ const fn row(action: Action, rules: [Rule; 5]) -> Row {
 use Rule::*;
 
 /// THE table. Columns: applicant, clerk, supervisor, integrator, admin.
-pub const TABLE: [Row; 33] = [
+pub const TABLE: [Row; 34] = [
     // intake
     row(
         Action::SubmitApplication,
@@ -328,6 +331,10 @@ pub const TABLE: [Row; 33] = [
     ),
     row(
         Action::ReplayDeadLetters,
+        [Never, Never, LeadDepartment, Never, Everything],
+    ),
+    row(
+        Action::DiscardDelivery,
         [Never, Never, LeadDepartment, Never, Everything],
     ),
     row(Action::Reconcile, [Never, Never, Never, Never, Everything]),

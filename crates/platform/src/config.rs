@@ -81,8 +81,26 @@ pub struct PlatformConfig {
     pub circuit: CircuitPolicy,
     /// Field mapping.
     pub mapping: Mapping,
+    /// Whether the platform takes every event or only the latest state of an application.
+    pub delivery: DeliveryMode,
+    /// Where the platform's reply holds its own reference for a delivery (a JSON pointer into
+    /// the reply body), if it gives one.
+    pub receipt: Option<String>,
     /// File (or other origin) the config came from, for messages.
     pub origin: String,
+}
+
+/// How a platform wants an application's events. Either way, one application's deliveries
+/// reach it in the order the events happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryMode {
+    /// Every event, each after the one before it has been confirmed (or discarded by staff).
+    #[default]
+    Events,
+    /// Snapshots of state: a newer event of the application supersedes an older one that is
+    /// still waiting (queued, backing off or dead-lettered), which is then never sent.
+    LatestState,
 }
 
 /// A start-up configuration error, naming the file and, where it applies, the field.
@@ -293,6 +311,9 @@ struct RawPlatform {
     #[serde(default)]
     circuit: RawCircuit,
     mapping: BTreeMap<String, RawRule>,
+    #[serde(default)]
+    delivery: DeliveryMode,
+    receipt: Option<String>,
 }
 
 fn default_timeout_ms() -> u64 {
@@ -714,6 +735,15 @@ impl PlatformConfig {
 
         let mapping = Mapping::compile(&id, raw.mapping, &raw.event_types)
             .map_err(|e| invalid(file, e.field, e.message))?;
+        if let Some(pointer) = &raw.receipt
+            && (!pointer.starts_with('/') || pointer.ends_with('/'))
+        {
+            return Err(invalid(
+                file,
+                "receipt",
+                format!("`{pointer}` is not a JSON pointer into the reply (e.g. `/data/case_no`)"),
+            ));
+        }
 
         let (field, what) = match hmac_headers {
             None => ("auth.token", "bearer token"),
@@ -753,8 +783,30 @@ impl PlatformConfig {
             retry,
             circuit,
             mapping,
+            delivery: raw.delivery,
+            receipt: raw.receipt,
             origin: file.to_owned(),
         })
+    }
+
+    /// The platform's reference in a reply body, where the platform declares one and the
+    /// reply holds it (a string, or a number written as text).
+    pub fn receipt_in(&self, reply: &[u8]) -> Option<String> {
+        let pointer = self.receipt.as_deref()?;
+        let body: Value = serde_json::from_slice(reply).ok()?;
+        match body.pointer(pointer)? {
+            Value::String(s) if !s.is_empty() => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        }
+    }
+
+    /// The file name the platform came from (`eia.toml`), for messages.
+    pub fn file_name(&self) -> &str {
+        self.origin
+            .rsplit(['/', '\\'])
+            .next()
+            .unwrap_or(&self.origin)
     }
 
     /// Whether this platform receives events of `event_type`.

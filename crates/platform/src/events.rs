@@ -31,6 +31,13 @@ pub const DECISION_EVENT_TYPES: &[&str] = &[
     "application.revoked",
 ];
 
+/// Sections of the canonical document that exist only on some events, with those events.
+pub const EVENT_SECTIONS: &[(&str, &[&str])] = &[
+    ("approval", DECISION_EVENT_TYPES),
+    ("withdrawal", &["application.withdrawn"]),
+    ("supplement", &["application.supplemented"]),
+];
+
 /// Whether `event_type` is one Tongban publishes.
 pub fn is_known_event_type(event_type: &str) -> bool {
     KNOWN_EVENT_TYPES.contains(&event_type)

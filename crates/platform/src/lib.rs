@@ -25,9 +25,14 @@
 //!                    "form": { "…": "form fields as JSON" },
 //!                    "materials": [ { "kind": "…", "name": "…", "sha256": "…",
 //!                                     "size_bytes": 1, "uri": "…" } ] },
-//!   "approval": { "decision_number": "…", "decide_time": "RFC 3339", "department": "eco_env" } }
+//!   "approval": { "decision_number": "…", "decide_time": "RFC 3339", "department": "eco_env",
+//!                 "reason": "…", "on_pledge": false, "revoked": true },
+//!   "withdrawal": { "reason": "…", "withdraw_time": "RFC 3339" },
+//!   "supplement": { "materials": [ … ], "note": "…", "fulfilled_kinds": [ "…" ],
+//!                   "supplement_time": "RFC 3339" } }
 //! ```
-//! `approval` is present only on decision events ([`events::DECISION_EVENT_TYPES`]).
+//! `approval`, `withdrawal` and `supplement` are present only on the events that carry them
+//! ([`events::EVENT_SECTIONS`]): decisions, the withdrawal, a supplement.
 
 pub mod auth;
 pub mod config;
@@ -37,8 +42,8 @@ pub mod policy;
 
 pub use auth::{AuthConfig, AuthFailure, Secret, sign_hmac, verify_bearer, verify_hmac};
 pub use config::{
-    ConfigError, EndpointUrl, EnvLookup, Mode, PlatformConfig, RECEIVED_SUFFIX, load_dir,
-    load_dir_in, load_dir_with_env,
+    ConfigError, DeliveryMode, EndpointUrl, EnvLookup, Mode, PlatformConfig, RECEIVED_SUFFIX,
+    load_dir, load_dir_in, load_dir_with_env,
 };
 pub use events::{KNOWN_EVENT_TYPES, is_known_event_type};
 pub use mapping::{Format, Mapping, MappingError, MappingErrorKind, Source};

@@ -30,7 +30,13 @@ use serde_json::Value;
 pub(crate) use compile::RawRule;
 
 /// Top-level sections of the canonical document a pointer may start with.
-pub const CANONICAL_SECTIONS: &[&str] = &["event", "application", "approval"];
+pub const CANONICAL_SECTIONS: &[&str] = &[
+    "event",
+    "application",
+    "approval",
+    "withdrawal",
+    "supplement",
+];
 
 /// A compiled field mapping for one platform.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,5 +1,5 @@
 //! The canonical document every platform mapping reads (see `tongban_platform`'s crate docs):
-//! `{event, application, approval?}`. Pure functions, no I/O.
+//! `{event, application, approval?, withdrawal?, supplement?}`. Pure functions, no I/O.
 
 use serde_json::{Value, json};
 use tongban_proto::{
@@ -96,8 +96,33 @@ pub fn document(event: &Envelope, application: &Value) -> Value {
         })),
         _ => None,
     };
-    if let (Some(a), Some(obj)) = (approval, doc.as_object_mut()) {
-        obj.insert("approval".into(), a);
+    // The lifecycle events a platform may need besides decisions, each in its own section.
+    let (name, section) = match &event.payload {
+        Some(Payload::ApplicationWithdrawn(w)) => (
+            "withdrawal",
+            Some(json!({
+                "reason": w.reason,
+                "withdraw_time": rfc3339(event.occurred_at.as_ref()),
+            })),
+        ),
+        Some(Payload::ApplicationSupplemented(s)) => (
+            "supplement",
+            Some(json!({
+                "materials": s.materials.iter().map(material).collect::<Vec<_>>(),
+                "note": s.note,
+                "fulfilled_kinds": s.fulfilled_kinds,
+                "supplement_time": rfc3339(event.occurred_at.as_ref()),
+            })),
+        ),
+        _ => ("", None),
+    };
+    if let Some(obj) = doc.as_object_mut() {
+        if let Some(a) = approval {
+            obj.insert("approval".into(), a);
+        }
+        if let Some(s) = section {
+            obj.insert(name.into(), s);
+        }
     }
     doc
 }

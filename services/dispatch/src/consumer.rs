@@ -1,7 +1,7 @@
 //! Turns events into ledger rows: for each event, the canonical document is built from the
-//! stored application snapshot, and every platform that accepts it gets one PENDING row with the
-//! mapped payload (mapped now, so the ledger shows exactly what will be sent). A mapping error
-//! makes that platform's row DEAD_LETTERED at once, with a `delivery.dead_lettered` event.
+//! stored application snapshot, and every platform that accepts it gets one PENDING row holding
+//! that document. The worker maps it at every attempt, so a mapping fixed after a failure applies
+//! to the replay.
 //!
 //! `task.created` and `task.moved` also record the departments and offices in the
 //! application's workflow, which scope who of the staff may read its deliveries.
@@ -16,14 +16,13 @@ use std::sync::Arc;
 
 use sea_orm::DatabaseTransaction;
 use serde_json::Value;
-use tongban_outbox::{EventHandler, HandlerError, new_envelope, outbox};
-use tongban_proto::events::{DeliveryDeadLettered, Envelope, envelope::Payload};
+use tongban_outbox::{EventHandler, HandlerError};
+use tongban_platform::DeliveryMode;
+use tongban_proto::events::{Envelope, envelope::Payload};
 
 use crate::{
     canonical,
-    ledger::{
-        self, ApplicationSnapshots, DeliveryLedger, Involved, NewDelivery, ParkedEvents, Status,
-    },
+    ledger::{self, ApplicationSnapshots, DeliveryLedger, Involved, NewDelivery, ParkedEvents},
     worker::PlatformRuntime,
 };
 
@@ -40,7 +39,9 @@ impl Fanout {
         self.platforms.iter().any(|p| p.config.wants(event_type))
     }
 
-    /// Adds the ledger rows for `event` about `application` (its canonical section).
+    /// Adds the ledger rows for `event` about `application` (its canonical section): the
+    /// document itself, which the worker maps at every attempt. On a platform that takes
+    /// snapshots of state, the new row supersedes the application's older ones still waiting.
     async fn fan_out(
         &self,
         txn: &DatabaseTransaction,
@@ -48,15 +49,8 @@ impl Fanout {
         application: &Value,
     ) -> Result<(), HandlerError> {
         let doc = canonical::document(event, application);
+        let document = doc.to_string();
         for p in self.platforms.iter().filter(|p| p.config.accepts(&doc)) {
-            let (status, payload, last_error) = match p.config.mapping.apply(&doc, &event.r#type) {
-                Ok(v) => (Status::Pending, v.to_string(), String::new()),
-                Err(e) => (
-                    Status::DeadLettered,
-                    "null".to_string(),
-                    format!("mapping: {e}"),
-                ),
-            };
             let row = NewDelivery {
                 delivery_id: tongban_types::new_id(),
                 application_id: event.application_id.clone(),
@@ -64,26 +58,16 @@ impl Fanout {
                 event_id: event.event_id.clone(),
                 event_type: event.r#type.clone(),
                 idempotency_key: ledger::idempotency_key(&p.config.id, &event.event_id),
-                status,
-                last_error,
-                payload,
+                document: document.clone(),
                 traceparent: tongban_telemetry::current_traceparent(),
             };
-            if txn.insert_delivery(&row).await? && status == Status::DeadLettered {
-                tracing::warn!(platform = %row.platform_id, error = %row.last_error, "mapping failed; dead-lettered");
-                let dl = new_envelope(
-                    "dispatch",
-                    &row.application_id,
-                    Payload::DeliveryDeadLettered(DeliveryDeadLettered {
-                        platform_id: row.platform_id.clone(),
-                        delivery_id: row.delivery_id.clone(),
-                        source_event_id: row.event_id.clone(),
-                        source_event_type: row.event_type.clone(),
-                        last_error: row.last_error.clone(),
-                        attempts: 0,
-                    }),
-                );
-                outbox::enqueue(txn, &[dl]).await?;
+            if txn.insert_delivery(&row).await? && p.config.delivery == DeliveryMode::LatestState {
+                let n = txn
+                    .supersede_older(&row.platform_id, &row.application_id, &row.event_id)
+                    .await?;
+                if n > 0 {
+                    tracing::info!(platform = %row.platform_id, superseded = n, "older states superseded");
+                }
             }
         }
         Ok(())

@@ -13,6 +13,9 @@ pub enum DispatchError {
     NotFound(String),
     #[error("{0}")]
     FailedPrecondition(String),
+    /// Lost a race with another writer; reading again and retrying helps.
+    #[error("{0}")]
+    Aborted(String),
     #[error(transparent)]
     Auth(#[from] tongban_auth::AuthError),
     /// Refused by the authorization table (recorded by `Policy::deny`).
@@ -52,6 +55,9 @@ impl From<DispatchError> for tonic::Status {
                 message,
                 Reason::FailedPrecondition,
             ),
+            DispatchError::Aborted(_) => {
+                status::with_reason(Code::Aborted, message, Reason::StaleVersion)
+            }
             DispatchError::Auth(a) => a.into(),
             DispatchError::Denied(d) => d.to_status(),
             DispatchError::Db(err) => status::storage_unavailable(&err),

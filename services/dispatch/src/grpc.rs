@@ -73,6 +73,17 @@ impl DispatchService for DispatchGrpc {
         Ok(Response::new(pb::ReplayDeadLettersResponse { replayed }))
     }
 
+    async fn discard_delivery(
+        &self,
+        req: Request<pb::DiscardDeliveryRequest>,
+    ) -> Result<Response<pb::DiscardDeliveryResponse>, Status> {
+        let who = identity(&req)?;
+        let delivery = self.dispatch.discard_delivery(&who, req.get_ref()).await?;
+        Ok(Response::new(pb::DiscardDeliveryResponse {
+            delivery: Some(delivery),
+        }))
+    }
+
     async fn reconcile(
         &self,
         req: Request<pb::ReconcileRequest>,

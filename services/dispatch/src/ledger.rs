@@ -10,7 +10,8 @@ use std::{collections::HashMap, future::Future};
 
 use sea_orm::{
     ActiveValue::{NotSet, Set},
-    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
     sea_query::{Expr, OnConflict},
 };
 use tongban_proto::dispatch as pb;
@@ -34,7 +35,12 @@ pub struct Delivery {
     pub status: Status,
     pub attempts: u32,
     pub last_error: String,
+    /// The body last sent; for rows older than `document`, the body to send.
     pub payload: String,
+    /// The canonical document, mapped at every attempt (`None` on rows older than it).
+    pub document: Option<String>,
+    /// The platform's reference for the delivery, from its reply.
+    pub receipt: Option<String>,
     pub next_attempt_at: i64,
     pub created_at: i64,
     pub updated_at: i64,
@@ -56,6 +62,8 @@ impl From<delivery::Model> for Delivery {
             attempts: u32::try_from(m.attempts).unwrap_or(u32::MAX),
             last_error: m.last_error,
             payload: m.payload,
+            document: m.document,
+            receipt: m.receipt,
             next_attempt_at: m.next_attempt_at,
             created_at: m.created_at,
             updated_at: m.updated_at,
@@ -87,6 +95,7 @@ impl Delivery {
             create_time: ms_ts(self.created_at),
             update_time: ms_ts(self.updated_at),
             deliver_time: self.delivered_at.and_then(ms_ts),
+            receipt: self.receipt.clone().unwrap_or_default(),
         }
     }
 }
@@ -100,9 +109,8 @@ pub struct NewDelivery {
     pub event_id: String,
     pub event_type: String,
     pub idempotency_key: String,
-    pub status: Status,
-    pub last_error: String,
-    pub payload: String,
+    /// The canonical document the platform's mapping reads, JSON text.
+    pub document: String,
     /// The trace the deliveries continue (the current span's, where the event is applied).
     pub traceparent: Option<String>,
 }
@@ -115,7 +123,10 @@ pub fn idempotency_key(platform_id: &str, event_id: &str) -> String {
 /// What an attempt came to.
 #[derive(Debug, Clone)]
 pub enum Outcome {
-    Succeeded,
+    /// The platform confirmed it, with its reference where it gives one.
+    Succeeded {
+        receipt: Option<String>,
+    },
     /// Try again at `next_attempt_at`.
     Retry {
         error: String,
@@ -123,6 +134,11 @@ pub enum Outcome {
     },
     DeadLettered {
         error: String,
+    },
+    /// A newer state of the application is queued for the platform, which takes snapshots of
+    /// state; `by` says which.
+    Superseded {
+        by: String,
     },
 }
 
@@ -217,6 +233,18 @@ pub trait DeliveryLedger {
         lease_token: &str,
     ) -> impl Future<Output = Result<Vec<Delivery>, DbErr>> + Send;
 
+    /// On a platform that takes snapshots of state: marks the application's rows older than
+    /// `event_id` that still wait (pending and not in flight, or dead-lettered) as superseded.
+    fn supersede_older(
+        &self,
+        platform_id: &str,
+        application_id: &str,
+        event_id: &str,
+    ) -> impl Future<Output = Result<u64, DbErr>> + Send;
+
+    /// Whether the ledger holds a later event of `row`'s application for its platform.
+    fn newer_exists(&self, row: &Delivery) -> impl Future<Output = Result<bool, DbErr>> + Send;
+
     /// Gives a leased row back untouched (shutdown mid-request).
     fn release_lease(
         &self,
@@ -224,13 +252,15 @@ pub trait DeliveryLedger {
         lease_token: &str,
     ) -> impl Future<Output = Result<(), DbErr>> + Send;
 
-    /// Records an attempt on a row this worker still leases. `false` if the lease was lost
-    /// (the row was reclaimed or reset meanwhile), in which case nothing is written.
+    /// Records an attempt on a row this worker still leases, with the body it sent (if mapping
+    /// got that far). `false` if the lease was lost (the row was reclaimed or reset meanwhile),
+    /// in which case nothing is written.
     fn finish_attempt(
         &self,
         delivery_id: &str,
         lease_token: &str,
         attempts: u32,
+        sent: Option<&str>,
         outcome: &Outcome,
     ) -> impl Future<Output = Result<bool, DbErr>> + Send;
 
@@ -257,6 +287,14 @@ pub trait DeliveryLedger {
         delivery_id: &str,
     ) -> impl Future<Output = Result<Delivery, DispatchError>> + Send;
 
+    /// Gives up on a dead letter for good (`Discarded`); the application's later rows for the
+    /// platform stop waiting behind it. Repeating it on a discarded row returns the row;
+    /// `FailedPrecondition` for any other status.
+    fn discard(
+        &self,
+        delivery_id: &str,
+    ) -> impl Future<Output = Result<Delivery, DispatchError>> + Send;
+
     /// Puts every dead letter matching the filter back in the queue, attempts reset. Returns
     /// how many rows.
     fn replay_dead_letters(
@@ -277,6 +315,17 @@ pub trait DeliveryLedger {
         platform_id: &str,
         keys: &[String],
     ) -> impl Future<Output = Result<u64, DbErr>> + Send;
+}
+
+/// A status as staff read it in messages.
+fn status_word(s: Status) -> &'static str {
+    match s {
+        Status::Pending => "pending",
+        Status::Succeeded => "delivered",
+        Status::DeadLettered => "dead-lettered",
+        Status::Superseded => "superseded",
+        Status::Discarded => "discarded",
+    }
 }
 
 /// `UPDATE deliveries` that puts rows back in the queue: pending, due `now`, attempts reset,
@@ -307,10 +356,12 @@ impl<C: ConnectionTrait> DeliveryLedger for C {
             event_id: Set(d.event_id.clone()),
             event_type: Set(d.event_type.clone()),
             idempotency_key: Set(d.idempotency_key.clone()),
-            status: Set(d.status),
+            status: Set(Status::Pending),
             attempts: Set(0),
-            last_error: Set(d.last_error.clone()),
-            payload: Set(d.payload.clone()),
+            last_error: Set(String::new()),
+            payload: Set(String::new()),
+            document: Set(Some(d.document.clone())),
+            receipt: NotSet,
             next_attempt_at: Set(now),
             locked_until: NotSet,
             lease_token: NotSet,
@@ -338,14 +389,24 @@ impl<C: ConnectionTrait> DeliveryLedger for C {
     ) -> Result<Vec<Delivery>, DbErr> {
         let b = self.get_database_backend();
         let now = now_ms();
+        // A row waits while an earlier event of its application to the same platform is still
+        // pending (queued, backing off or in flight) or dead-lettered: platforms see one
+        // application's events in the order they happened. Event ids are UUIDv7, so their
+        // order is the order the events were produced in.
         let claim = stmt(
             b,
             &format!(
                 "UPDATE deliveries SET locked_until = ?, lease_token = ? WHERE delivery_id IN (
-                    SELECT delivery_id FROM deliveries
-                    WHERE platform_id = ? AND status = ? AND next_attempt_at <= ?
-                      AND (locked_until IS NULL OR locked_until <= ?)
-                    ORDER BY next_attempt_at, delivery_id LIMIT ?{})
+                    SELECT d.delivery_id FROM deliveries d
+                    WHERE d.platform_id = ? AND d.status = ? AND d.next_attempt_at <= ?
+                      AND (d.locked_until IS NULL OR d.locked_until <= ?)
+                      AND NOT EXISTS (
+                        SELECT 1 FROM deliveries e
+                        WHERE e.platform_id = d.platform_id
+                          AND e.application_id = d.application_id
+                          AND e.event_id < d.event_id
+                          AND e.status IN (?, ?))
+                    ORDER BY d.next_attempt_at, d.delivery_id LIMIT ?{})
                  RETURNING *",
                 lock::skip_locked(b)
             ),
@@ -356,6 +417,8 @@ impl<C: ConnectionTrait> DeliveryLedger for C {
                 Status::Pending.into(),
                 now.into(),
                 now.into(),
+                Status::Pending.into(),
+                Status::DeadLettered.into(),
                 (limit as i64).into(),
             ],
         );
@@ -364,6 +427,45 @@ impl<C: ConnectionTrait> DeliveryLedger for C {
             .all(self)
             .await?;
         Ok(rows.into_iter().map(Delivery::from).collect())
+    }
+
+    async fn supersede_older(
+        &self,
+        platform_id: &str,
+        application_id: &str,
+        event_id: &str,
+    ) -> Result<u64, DbErr> {
+        let now = now_ms();
+        let res = delivery::Entity::update_many()
+            .col_expr(delivery::Column::Status, Expr::value(Status::Superseded))
+            .col_expr(
+                delivery::Column::LastError,
+                Expr::value(format!("superseded by event {event_id}")),
+            )
+            .col_expr(delivery::Column::UpdatedAt, Expr::value(now))
+            .filter(delivery::Column::PlatformId.eq(platform_id))
+            .filter(delivery::Column::ApplicationId.eq(application_id))
+            .filter(delivery::Column::EventId.lt(event_id))
+            .filter(delivery::Column::Status.is_in([Status::Pending, Status::DeadLettered]))
+            // One in flight finishes first; its outcome then finds the newer row.
+            .filter(
+                Condition::any()
+                    .add(delivery::Column::LockedUntil.is_null())
+                    .add(delivery::Column::LockedUntil.lte(now)),
+            )
+            .exec(self)
+            .await?;
+        Ok(res.rows_affected)
+    }
+
+    async fn newer_exists(&self, row: &Delivery) -> Result<bool, DbErr> {
+        Ok(delivery::Entity::find()
+            .filter(delivery::Column::PlatformId.eq(row.platform_id.as_str()))
+            .filter(delivery::Column::ApplicationId.eq(row.application_id.as_str()))
+            .filter(delivery::Column::EventId.gt(row.event_id.as_str()))
+            .one(self)
+            .await?
+            .is_some())
     }
 
     async fn release_lease(&self, delivery_id: &str, lease_token: &str) -> Result<(), DbErr> {
@@ -388,18 +490,28 @@ impl<C: ConnectionTrait> DeliveryLedger for C {
         delivery_id: &str,
         lease_token: &str,
         attempts: u32,
+        sent: Option<&str>,
         outcome: &Outcome,
     ) -> Result<bool, DbErr> {
         let now = now_ms();
-        let (status, error, next, delivered): (Status, &str, i64, Option<i64>) = match outcome {
-            Outcome::Succeeded => (Status::Succeeded, "", now, Some(now)),
+        let (status, error, next, delivered, receipt): (
+            Status,
+            &str,
+            i64,
+            Option<i64>,
+            Option<&str>,
+        ) = match outcome {
+            Outcome::Succeeded { receipt } => {
+                (Status::Succeeded, "", now, Some(now), receipt.as_deref())
+            }
             Outcome::Retry {
                 error,
                 next_attempt_at,
-            } => (Status::Pending, error, *next_attempt_at, None),
-            Outcome::DeadLettered { error } => (Status::DeadLettered, error, now, None),
+            } => (Status::Pending, error, *next_attempt_at, None, None),
+            Outcome::DeadLettered { error } => (Status::DeadLettered, error, now, None, None),
+            Outcome::Superseded { by } => (Status::Superseded, by, now, None, None),
         };
-        let res = delivery::Entity::update_many()
+        let mut update = delivery::Entity::update_many()
             .col_expr(delivery::Column::Status, Expr::value(status))
             .col_expr(delivery::Column::Attempts, Expr::value(i64::from(attempts)))
             .col_expr(delivery::Column::LastError, Expr::value(error))
@@ -413,7 +525,17 @@ impl<C: ConnectionTrait> DeliveryLedger for C {
             .col_expr(
                 delivery::Column::LeaseToken,
                 Expr::value(Option::<String>::None),
-            )
+            );
+        if let Some(body) = sent {
+            update = update.col_expr(delivery::Column::Payload, Expr::value(body));
+        }
+        if receipt.is_some() {
+            update = update.col_expr(
+                delivery::Column::Receipt,
+                Expr::value(receipt.map(str::to_string)),
+            );
+        }
+        let res = update
             .filter(delivery::Column::DeliveryId.eq(delivery_id))
             .filter(delivery::Column::LeaseToken.eq(lease_token))
             .filter(delivery::Column::Status.eq(Status::Pending))
@@ -488,6 +610,12 @@ impl<C: ConnectionTrait> DeliveryLedger for C {
                     .exec(self)
                     .await?;
             }
+            Status::Superseded | Status::Discarded => {
+                return Err(DispatchError::FailedPrecondition(format!(
+                    "delivery {delivery_id} is {}; it is final",
+                    status_word(current.status)
+                )));
+            }
             Status::Pending => {
                 delivery::Entity::update_many()
                     .col_expr(delivery::Column::NextAttemptAt, Expr::value(now))
@@ -497,6 +625,37 @@ impl<C: ConnectionTrait> DeliveryLedger for C {
                     .exec(self)
                     .await?;
             }
+        }
+        self.find_delivery(delivery_id).await?.ok_or_else(not_found)
+    }
+
+    async fn discard(&self, delivery_id: &str) -> Result<Delivery, DispatchError> {
+        let not_found = || DispatchError::NotFound(format!("delivery {delivery_id}"));
+        let current = self
+            .find_delivery(delivery_id)
+            .await?
+            .ok_or_else(not_found)?;
+        match current.status {
+            Status::Discarded => return Ok(current),
+            Status::DeadLettered => {}
+            other => {
+                return Err(DispatchError::FailedPrecondition(format!(
+                    "delivery {delivery_id} is {}, not dead-lettered; only a dead letter can be discarded",
+                    status_word(other)
+                )));
+            }
+        }
+        let res = delivery::Entity::update_many()
+            .col_expr(delivery::Column::Status, Expr::value(Status::Discarded))
+            .col_expr(delivery::Column::UpdatedAt, Expr::value(now_ms()))
+            .filter(delivery::Column::DeliveryId.eq(delivery_id))
+            .filter(delivery::Column::Status.eq(Status::DeadLettered))
+            .exec(self)
+            .await?;
+        if res.rows_affected != 1 {
+            return Err(DispatchError::Aborted(format!(
+                "delivery {delivery_id} changed meanwhile; read it again"
+            )));
         }
         self.find_delivery(delivery_id).await?.ok_or_else(not_found)
     }

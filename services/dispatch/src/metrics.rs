@@ -46,7 +46,8 @@ fn instruments() -> &'static Instruments {
 pub(crate) fn attempted(platform: &str, outcome: &Outcome) {
     let i = instruments();
     let name = match outcome {
-        Outcome::Succeeded => "succeeded",
+        Outcome::Succeeded { .. } => "succeeded",
+        Outcome::Superseded { .. } => "superseded",
         Outcome::Retry { .. } => "retry",
         Outcome::DeadLettered { .. } => "dead_lettered",
     };

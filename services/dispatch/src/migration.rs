@@ -21,11 +21,68 @@ impl MigratorTrait for Migrator {
                 "m20261201_000005_dispatch_application_departments",
             )),
             Box::new(DeliveryTraceparent),
+            Box::new(OrderedLedger),
         ]
     }
 }
 
 struct Ledger;
+
+/// The ledger keeps what a delivery is about, not what it looked like once mapped:
+/// - `deliveries.document`: the canonical document (the mapping's input), mapped again at every
+///   attempt, so a replay after a mapping fix sends the fixed body. Rows written before it have
+///   none and are sent with their stored `payload`.
+/// - `deliveries.receipt`: what the platform's reply says it filed the delivery as.
+/// - `deliveries_order`: per-application order per platform, which every claim checks.
+struct OrderedLedger;
+
+impl MigrationName for OrderedLedger {
+    fn name(&self) -> &str {
+        "m20261202_000007_dispatch_ordered_ledger"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for OrderedLedger {
+    fn use_transaction(&self) -> Option<bool> {
+        Some(true)
+    }
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let conn = manager.get_connection();
+        for column in ["document", "receipt"] {
+            if !manager.has_column("deliveries", column).await? {
+                conn.execute_unprepared(&format!(
+                    "ALTER TABLE deliveries ADD COLUMN {column} TEXT"
+                ))
+                .await?;
+            }
+        }
+        manager
+            .create_index(
+                Index::create()
+                    .if_not_exists()
+                    .name("deliveries_order")
+                    .table("deliveries")
+                    .col("platform_id")
+                    .col("application_id")
+                    .col("event_id")
+                    .to_owned(),
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let conn = manager.get_connection();
+        conn.execute_unprepared("DROP INDEX IF EXISTS deliveries_order")
+            .await?;
+        for column in ["document", "receipt"] {
+            conn.execute_unprepared(&format!("ALTER TABLE deliveries DROP COLUMN {column}"))
+                .await?;
+        }
+        Ok(())
+    }
+}
 
 /// `deliveries.traceparent`: the trace context the row was created in (the consumer's span of
 /// the event it delivers), so that every attempt, however much later, joins that trace.
@@ -231,8 +288,10 @@ mod tests {
                 .await?
                 .is_empty()
         );
-        // The deliveries' trace context is the last migration: without it the entity no
-        // longer reads.
+        // The document and receipt columns are the last migration: without them the entity
+        // no longer reads; nor without the deliveries' trace context, the one before.
+        Migrator::down(&db, Some(1)).await?;
+        assert!(delivery::Entity::find().all(&db).await.is_err());
         Migrator::down(&db, Some(1)).await?;
         assert!(delivery::Entity::find().all(&db).await.is_err());
         assert!(

@@ -202,6 +202,55 @@ impl Dispatch {
         Ok(row.to_proto())
     }
 
+    /// Gives up on one dead letter, with the reason in the application's audit trail; the
+    /// application's later deliveries to that platform go ahead.
+    pub async fn discard_delivery(
+        &self,
+        who: &Identity,
+        req: &pb::DiscardDeliveryRequest,
+    ) -> Result<pb::Delivery, DispatchError> {
+        self.authz
+            .policy()
+            .check_role(who, Action::DiscardDelivery)?;
+        let id = req.delivery_id.trim();
+        if id.is_empty() {
+            return Err(invalid("delivery_id", "is required"));
+        }
+        let reason = req.reason.trim();
+        if reason.is_empty() {
+            return Err(invalid(
+                "reason",
+                "is required: say why the platform will never get this delivery",
+            ));
+        }
+        let found = self
+            .db
+            .find_delivery(id)
+            .await?
+            .ok_or_else(|| DispatchError::NotFound(format!("delivery {id}")))?;
+        let scope = self.application_scope(&found.application_id).await?;
+        self.authz
+            .policy()
+            .check(who, Action::DiscardDelivery, &scope, &found.application_id)?;
+        let txn = tongban_storage::begin_write(&self.db).await?;
+        let already = found.status == Status::Discarded;
+        let row = txn.discard(id).await?;
+        if !already {
+            tongban_audit::append(
+                &txn,
+                &tongban_audit::application_chain(&row.application_id),
+                tongban_storage::now_ms(),
+                tongban_audit::Act::done(tongban_audit::Actor::from(who), "delivery.discard", id)
+                    .reason(format!("platform {}: {reason}", row.platform_id)),
+            )
+            .await?;
+        }
+        txn.commit().await?;
+        tracing::info!(delivery_id = %id, actor = %who.actor_label(), "delivery discarded by staff");
+        self.wake(Some(&row.platform_id));
+        Ok(row.to_proto())
+    }
+
     pub async fn replay_dead_letters(
         &self,
         who: &Identity,

@@ -29,7 +29,7 @@ use tokio::{
 };
 use tokio_util::sync::CancellationToken;
 use tongban_outbox::{RelayHandle, new_envelope, outbox};
-use tongban_platform::PlatformConfig;
+use tongban_platform::{DeliveryMode, PlatformConfig};
 use tongban_proto::events::{DeliveryDeadLettered, DeliverySucceeded, envelope::Payload};
 use tongban_storage::begin_write;
 use tracing::Instrument as _;
@@ -186,13 +186,35 @@ fn attempt_span(row: &Delivery) -> tracing::Span {
 
 /// What one HTTP attempt came to.
 enum Attempt {
-    Ok,
+    /// 2xx, with the platform's reference where its reply holds one.
+    Ok(Option<String>),
     Retryable(String),
     Fatal(String),
 }
 
-async fn send(platform: &PlatformConfig, http: &reqwest::Client, row: &Delivery) -> Attempt {
-    let body = row.payload.as_bytes().to_vec();
+/// The body to send for `row`: its document mapped with the platform's current mapping (rows
+/// older than the document column carry their body). A mapping error names the platform file,
+/// the field and the offending value.
+fn body_for(platform: &PlatformConfig, row: &Delivery) -> Result<String, String> {
+    let Some(document) = &row.document else {
+        return Ok(row.payload.clone());
+    };
+    let doc: serde_json::Value = serde_json::from_str(document)
+        .map_err(|e| format!("stored canonical document is not JSON: {e}"))?;
+    platform
+        .mapping
+        .apply(&doc, &row.event_type)
+        .map(|body| body.to_string())
+        .map_err(|e| format!("mapping ({}): {e}", platform.file_name()))
+}
+
+async fn send(
+    platform: &PlatformConfig,
+    http: &reqwest::Client,
+    row: &Delivery,
+    body: &str,
+) -> Attempt {
+    let body = body.as_bytes().to_vec();
     let mut req = http
         .post(&platform.endpoint)
         .timeout(platform.timeout)
@@ -205,7 +227,14 @@ async fn send(platform: &PlatformConfig, http: &reqwest::Client, row: &Delivery)
         Ok(resp) => {
             let status = resp.status();
             if status.is_success() {
-                return Attempt::Ok;
+                // The reply is read only for the receipt: a platform that confirmed with a body
+                // we cannot read still confirmed.
+                let reply = resp.bytes().await.unwrap_or_default();
+                let receipt = platform.receipt_in(&reply);
+                if receipt.is_none() && platform.receipt.is_some() {
+                    tracing::warn!(platform = %platform.id, "the reply holds no receipt where the platform file says");
+                }
+                return Attempt::Ok(receipt);
             }
             let text = resp.text().await.unwrap_or_default();
             let snippet: String = text.chars().take(300).collect();
@@ -233,6 +262,19 @@ async fn deliver(
 ) {
     let config = &platform.config;
     let attempts = row.attempts.saturating_add(1);
+    let body = match body_for(config, &row) {
+        Ok(body) => body,
+        Err(error) => {
+            // Retrying would map the same document the same way; staff fix the mapping (or
+            // the code table) and replay.
+            let outcome = Outcome::DeadLettered { error };
+            crate::metrics::attempted(&config.id, &outcome);
+            if let Err(e) = record(platform, d, &row, lease_token, attempts, None, outcome).await {
+                tracing::warn!(delivery_id = %row.delivery_id, error = %e, "recording a mapping failure failed");
+            }
+            return;
+        }
+    };
     let attempt = tokio::select! {
         _ = shutdown.cancelled() => {
             if let Err(e) = d.db.release_lease(&row.delivery_id, lease_token).await {
@@ -240,12 +282,12 @@ async fn deliver(
             }
             return;
         }
-        a = send(config, &d.http, &row) => a,
+        a = send(config, &d.http, &row, &body) => a,
     };
     let outcome = match attempt {
-        Attempt::Ok => {
+        Attempt::Ok(receipt) => {
             platform.with_breaker(Breaker::on_success);
-            Outcome::Succeeded
+            Outcome::Succeeded { receipt }
         }
         Attempt::Fatal(error) => {
             // The platform answered; it is up, it just refuses this request.
@@ -269,36 +311,58 @@ async fn deliver(
         }
     };
     crate::metrics::attempted(&config.id, &outcome);
-    if let Err(e) = record(d, &row, lease_token, attempts, &outcome).await {
+    if let Err(e) = record(
+        platform,
+        d,
+        &row,
+        lease_token,
+        attempts,
+        Some(&body),
+        outcome,
+    )
+    .await
+    {
         // The lease runs out and the row is tried again; the key keeps it single.
         tracing::warn!(delivery_id = %row.delivery_id, error = %e, "recording a delivery outcome failed");
     }
 }
 
 async fn record(
+    platform: &PlatformRuntime,
     d: &Deliverer,
     row: &Delivery,
     lease_token: &str,
     attempts: u32,
-    outcome: &Outcome,
+    sent: Option<&str>,
+    mut outcome: Outcome,
 ) -> Result<(), sea_orm::DbErr> {
     let txn = begin_write(&d.db).await?;
+    // A platform of snapshots does not need an old state that failed once a newer one waits.
+    if platform.config.delivery == DeliveryMode::LatestState
+        && !matches!(outcome, Outcome::Succeeded { .. })
+        && txn.newer_exists(row).await?
+    {
+        outcome = Outcome::Superseded {
+            by: "a newer state of the application".into(),
+        };
+    }
     if !txn
-        .finish_attempt(&row.delivery_id, lease_token, attempts, outcome)
+        .finish_attempt(&row.delivery_id, lease_token, attempts, sent, &outcome)
         .await?
     {
         txn.rollback().await?;
         tracing::info!(delivery_id = %row.delivery_id, "lease lost; outcome not recorded");
         return Ok(());
     }
-    let event = match outcome {
-        Outcome::Succeeded => {
-            tracing::info!(platform = %row.platform_id, delivery_id = %row.delivery_id, attempts, "delivered");
+    let event = match &outcome {
+        Outcome::Succeeded { receipt } => {
+            tracing::info!(platform = %row.platform_id, delivery_id = %row.delivery_id, attempts, receipt = receipt.as_deref().unwrap_or(""), "delivered");
             Some(Payload::DeliverySucceeded(DeliverySucceeded {
                 platform_id: row.platform_id.clone(),
                 delivery_id: row.delivery_id.clone(),
                 source_event_id: row.event_id.clone(),
                 source_event_type: row.event_type.clone(),
+                receipt: receipt.clone().unwrap_or_default(),
             }))
         }
         Outcome::DeadLettered { error } => {
@@ -307,6 +371,10 @@ async fn record(
         }
         Outcome::Retry { error, .. } => {
             tracing::info!(platform = %row.platform_id, delivery_id = %row.delivery_id, attempts, %error, "delivery failed; will retry");
+            None
+        }
+        Outcome::Superseded { .. } => {
+            tracing::info!(platform = %row.platform_id, delivery_id = %row.delivery_id, "superseded by a newer state");
             None
         }
     };

@@ -9,7 +9,10 @@ use tongban_matter::{MatterDefinition, Regions};
 use tongban_proto::{
     common::{Applicant, CreditClass, Material, OwedMaterial},
     events::{Envelope, envelope::Payload},
-    intake::{Application, ApplicationStatus, SubmitApplicationRequest},
+    intake::{
+        Application, ApplicationStatus, DeliveryProgress, PlatformDelivery, PlatformDeliveryState,
+        SubmitApplicationRequest,
+    },
     structs::struct_to_json,
     time::ts,
 };
@@ -472,6 +475,61 @@ pub fn is_final(s: ApplicationStatus) -> bool {
 
 /// What an event does to an application: the new status and reason, or `None` when the event
 /// does not concern intake's view (or arrives after a final status, out of order).
+/// What dispatch reported about one delivery to one platform.
+struct PlatformReport<'a> {
+    platform_id: &'a str,
+    delivery_id: &'a str,
+    state: PlatformDeliveryState,
+    receipt: &'a str,
+    event_type: &'a str,
+    at: Option<prost_types::Timestamp>,
+}
+
+/// Records dispatch's latest report on one platform. Reports can arrive in any order: the later
+/// ledger line wins (ids are time-ordered, and one application's lines reach a platform in
+/// order), then, for the same line, the later report; an older report changes nothing. A
+/// receipt, once known, stays until a newer one comes.
+fn note_platform(progress: &mut DeliveryProgress, r: PlatformReport<'_>) -> bool {
+    let platform_id = r.platform_id;
+    let key = |delivery_id: &str, t: &Option<prost_types::Timestamp>| {
+        (
+            delivery_id.to_string(),
+            t.as_ref().map(|t| (t.seconds, t.nanos)),
+        )
+    };
+    let i = match progress
+        .per_platform
+        .iter()
+        .position(|p| p.platform_id == platform_id)
+    {
+        Some(i) => i,
+        None => {
+            progress.per_platform.push(PlatformDelivery {
+                platform_id: platform_id.to_string(),
+                ..Default::default()
+            });
+            progress.per_platform.len() - 1
+        }
+    };
+    let entry = &mut progress.per_platform[i];
+    let fresh = entry.state() == PlatformDeliveryState::Unspecified;
+    let newer = key(r.delivery_id, &r.at) > key(&entry.delivery_id, &entry.update_time);
+    if !fresh && !newer {
+        return false;
+    }
+    entry.set_state(r.state);
+    entry.event_type = r.event_type.to_string();
+    entry.delivery_id = r.delivery_id.to_string();
+    entry.update_time = r.at;
+    if !r.receipt.is_empty() {
+        entry.receipt = r.receipt.to_string();
+    }
+    progress
+        .per_platform
+        .sort_by(|a, b| a.platform_id.cmp(&b.platform_id));
+    true
+}
+
 pub fn apply_event(app: &mut Application, env: &Envelope) -> bool {
     let status = app.status();
     let Some(payload) = &env.payload else {
@@ -568,17 +626,39 @@ pub fn apply_event(app: &mut Application, env: &Envelope) -> bool {
         }
         Payload::DeliverySucceeded(d) => {
             let p = app.deliveries.get_or_insert_with(Default::default);
-            if p.platforms.contains(&d.platform_id) {
-                return false;
+            let mut changed = note_platform(
+                p,
+                PlatformReport {
+                    platform_id: &d.platform_id,
+                    delivery_id: &d.delivery_id,
+                    state: PlatformDeliveryState::Delivered,
+                    receipt: &d.receipt,
+                    event_type: &d.source_event_type,
+                    at: env.occurred_at,
+                },
+            );
+            if !p.platforms.contains(&d.platform_id) {
+                p.platforms.push(d.platform_id.clone());
+                p.platforms.sort();
+                p.succeeded = p.platforms.len() as u32;
+                changed = true;
             }
-            p.platforms.push(d.platform_id.clone());
-            p.platforms.sort();
-            p.succeeded = p.platforms.len() as u32;
-            true
+            changed
         }
-        Payload::DeliveryDeadLettered(_) => {
+        Payload::DeliveryDeadLettered(d) => {
             let p = app.deliveries.get_or_insert_with(Default::default);
             p.dead_lettered += 1;
+            note_platform(
+                p,
+                PlatformReport {
+                    platform_id: &d.platform_id,
+                    delivery_id: &d.delivery_id,
+                    state: PlatformDeliveryState::DeadLettered,
+                    receipt: "",
+                    event_type: &d.source_event_type,
+                    at: env.occurred_at,
+                },
+            );
             true
         }
         _ => false,

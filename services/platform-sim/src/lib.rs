@@ -294,6 +294,7 @@ pub async fn serve(
             id: config.id.clone(),
             auth: config.auth.clone(),
             max_skew: opts.max_clock_skew,
+            receipt_pointer: config.receipt.clone(),
             store: Mutex::new(store),
             faults: Mutex::new(Faults::default()),
             drain_next: Mutex::new(tokio::time::Instant::now()),

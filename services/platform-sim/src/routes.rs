@@ -68,6 +68,8 @@ pub(crate) struct PlatformState {
     pub(crate) id: String,
     pub(crate) auth: AuthConfig,
     pub(crate) max_skew: Option<Duration>,
+    /// Where the platform file says replies hold the receipt; the simulator puts it there too.
+    pub(crate) receipt_pointer: Option<String>,
     pub(crate) store: Mutex<Store>,
     pub(crate) faults: Mutex<Faults>,
     /// Next free processing slot under slow drain.
@@ -216,7 +218,7 @@ async fn receive(
     match inserted {
         Ok(Inserted::New(record)) => {
             tracing::info!(%key, receipt_no = %record.receipt_no, "stored");
-            let receipt = json!({
+            let mut receipt = json!({
                 "success": true,
                 "platform": st.id,
                 "receipt_no": record.receipt_no,
@@ -224,11 +226,16 @@ async fn receive(
                 "received_at": record.received_at,
                 "duplicate": false,
             });
+            place_receipt(
+                &mut receipt,
+                st.receipt_pointer.as_deref(),
+                &record.receipt_no,
+            );
             (StatusCode::CREATED, axum::Json(receipt)).into_response()
         }
         Ok(Inserted::Duplicate(record)) => {
             tracing::info!(%key, "duplicate");
-            let receipt = json!({
+            let mut receipt = json!({
                 "success": true,
                 "platform": st.id,
                 "receipt_no": record.receipt_no,
@@ -237,12 +244,46 @@ async fn receive(
                 "duplicate": true,
                 "same_body": record.body == payload,
             });
+            place_receipt(
+                &mut receipt,
+                st.receipt_pointer.as_deref(),
+                &record.receipt_no,
+            );
             (StatusCode::OK, axum::Json(receipt)).into_response()
         }
         Err(e) => {
             tracing::error!(error = %e, "cannot persist");
             error(StatusCode::INTERNAL_SERVER_ERROR, "storage", e.to_string())
         }
+    }
+}
+
+/// Writes the receipt number at the platform's declared pointer (`/data/slbh`), creating the
+/// objects on the way, so that dispatch reads it where the real platform would put it.
+fn place_receipt(reply: &mut Value, pointer: Option<&str>, receipt_no: &str) {
+    let Some(pointer) = pointer else { return };
+    let segments: Vec<String> = pointer
+        .split('/')
+        .skip(1)
+        .map(|s| s.replace("~1", "/").replace("~0", "~"))
+        .collect();
+    let Some((last, path)) = segments.split_last() else {
+        return;
+    };
+    let mut at = reply;
+    for segment in path {
+        if !at.get(segment).is_some_and(Value::is_object)
+            && let Some(obj) = at.as_object_mut()
+        {
+            obj.insert(segment.clone(), json!({}));
+        }
+        match at.get_mut(segment) {
+            Some(next) => at = next,
+            None => return,
+        }
+    }
+    if let Some(obj) = at.as_object_mut() {
+        obj.insert(last.clone(), json!(receipt_no));
     }
 }
 

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{CANONICAL_SECTIONS, CodeTable, FieldRule, Format, Mapping, Source};
-use crate::events::{DECISION_EVENT_TYPES, is_known_event_type};
+use crate::events::{EVENT_SECTIONS, is_known_event_type};
 
 /// A rule as written in TOML.
 #[derive(Debug, Deserialize)]
@@ -214,24 +214,27 @@ fn compile_rule(
         }
     }
 
-    // The approval section exists only on decision events: a required field read from it must
-    // be limited to those, or every other event would fail at delivery time.
+    // Some sections exist only on some events (`approval` on decisions, `withdrawal` on the
+    // withdrawal...): a required field read from one must be limited to those events, or every
+    // other event would fail at delivery time.
     if let Source::Pointer(pointer) = &source
         && !inside_each
         && !raw.optional
-        && (pointer == "/approval" || pointer.starts_with("/approval/"))
+        && let Some((section, events)) = EVENT_SECTIONS.iter().find(|(section, _)| {
+            pointer.strip_prefix('/').is_some_and(|p| {
+                p == *section || p.strip_prefix(section).is_some_and(|r| r.starts_with('/'))
+            })
+        })
     {
-        let limited = when_event.as_ref().is_some_and(|events| {
-            events
-                .iter()
-                .all(|e| DECISION_EVENT_TYPES.contains(&e.as_str()))
-        });
+        let limited = when_event
+            .as_ref()
+            .is_some_and(|wanted| wanted.iter().all(|e| events.contains(&e.as_str())));
         if !limited {
             return Err(rule_err(
                 field,
                 format!(
-                    "reads the approval section, which exists only on {}: set `when_event` to those or `optional = true`",
-                    DECISION_EVENT_TYPES.join(" / ")
+                    "reads the {section} section, which exists only on {}: set `when_event` to those or `optional = true`",
+                    events.join(" / ")
                 ),
             ));
         }

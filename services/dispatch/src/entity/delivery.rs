@@ -17,6 +17,20 @@ pub enum Status {
     /// Gave up; staff can inspect and replay it.
     #[sea_orm(string_value = "DEAD_LETTERED")]
     DeadLettered,
+    /// A newer state of the application replaced it before it was sent, on a platform that
+    /// takes snapshots of state (`delivery = "latest_state"`).
+    #[sea_orm(string_value = "SUPERSEDED")]
+    Superseded,
+    /// Staff gave up on it; the application's later deliveries to the platform go ahead.
+    #[sea_orm(string_value = "DISCARDED")]
+    Discarded,
+}
+
+impl Status {
+    /// Whether the row still holds back the application's later deliveries to its platform.
+    pub fn blocks_later(self) -> bool {
+        matches!(self, Status::Pending | Status::DeadLettered)
+    }
 }
 
 impl From<Status> for pb::DeliveryStatus {
@@ -25,6 +39,8 @@ impl From<Status> for pb::DeliveryStatus {
             Status::Pending => pb::DeliveryStatus::Pending,
             Status::Succeeded => pb::DeliveryStatus::Succeeded,
             Status::DeadLettered => pb::DeliveryStatus::DeadLettered,
+            Status::Superseded => pb::DeliveryStatus::Superseded,
+            Status::Discarded => pb::DeliveryStatus::Discarded,
         }
     }
 }
@@ -41,6 +57,8 @@ impl TryFrom<pb::DeliveryStatus> for Status {
             pb::DeliveryStatus::Pending => Ok(Status::Pending),
             pb::DeliveryStatus::Succeeded => Ok(Status::Succeeded),
             pb::DeliveryStatus::DeadLettered => Ok(Status::DeadLettered),
+            pb::DeliveryStatus::Superseded => Ok(Status::Superseded),
+            pb::DeliveryStatus::Discarded => Ok(Status::Discarded),
             pb::DeliveryStatus::Unspecified => Err(Unspecified),
         }
     }
@@ -61,8 +79,13 @@ pub struct Model {
     pub status: Status,
     pub attempts: i64,
     pub last_error: String,
-    /// The mapped request body, JSON text.
+    /// The request body last sent (or, for rows older than `document`, the one to send), JSON
+    /// text.
     pub payload: String,
+    /// The canonical document the platform's mapping reads, JSON text; mapped at every attempt.
+    pub document: Option<String>,
+    /// The platform's own reference for the delivery, from its reply.
+    pub receipt: Option<String>,
     pub next_attempt_at: i64,
     /// A worker's lease: the row is not due again before this instant.
     pub locked_until: Option<i64>,
@@ -89,7 +112,16 @@ mod tests {
     #[test]
     fn statuses_keep_their_stored_names_and_map_to_the_proto_both_ways() {
         let stored: Vec<String> = Status::iter().map(|s| s.to_value()).collect();
-        assert_eq!(stored, ["PENDING", "SUCCEEDED", "DEAD_LETTERED"]);
+        assert_eq!(
+            stored,
+            [
+                "PENDING",
+                "SUCCEEDED",
+                "DEAD_LETTERED",
+                "SUPERSEDED",
+                "DISCARDED"
+            ]
+        );
         for s in Status::iter() {
             assert_eq!(Status::try_from(pb::DeliveryStatus::from(s)), Ok(s));
         }

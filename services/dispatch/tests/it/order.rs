@@ -107,8 +107,8 @@ async fn consumer_reaches_the_same_end_in_every_order(backend: Backend) -> anyho
     let in_order = life()?;
     deliver_all(&db, consumer, &fanout, &in_order).await?;
     let expected = end(&db, &in_order[0].application_id).await?;
-    // submitted: 3 platforms, supplemented: 1, approved: 4, revoked: 1.
-    assert_eq!(expected.rows.len(), 9, "{:?}", expected.rows);
+    // submitted: 3 platforms, supplemented: 1, approved: 4, revoked: 2.
+    assert_eq!(expected.rows.len(), 10, "{:?}", expected.rows);
     assert_eq!(expected.departments, ["eco_env"]);
     let supplied = expected
         .materials

@@ -83,7 +83,14 @@ async fn end(intake: &Intake, id: &str) -> anyhow::Result<End> {
         status: a.status(),
         reason: a.status_reason.clone(),
         decision_number: a.decision_number.clone(),
-        deliveries: a.deliveries.clone(),
+        // Each application's events are made afresh, at their own instants: the report times
+        // differ between applications, the rest must not.
+        deliveries: a.deliveries.clone().map(|mut d| {
+            for p in &mut d.per_platform {
+                p.update_time = None;
+            }
+            d
+        }),
     })
 }
 
