@@ -3,6 +3,7 @@
 
 mod authz_matrix;
 mod common;
+mod contract;
 mod delivery;
 mod order;
 mod parked;
