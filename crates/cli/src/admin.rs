@@ -58,6 +58,18 @@ pub enum DeliveriesCommand {
         after_help = "Examples:\n  tongban deliveries reconcile\n  tongban deliveries reconcile --platform eia --redeliver-missing\n\nExits 2 when some platform lacks deliveries the ledger has as succeeded (and they were not\nre-delivered)."
     )]
     Reconcile(ReconcileArgs),
+    /// Give up on one dead-lettered delivery for good, with a reason; the application's later
+    /// deliveries to that platform, which wait behind it, go ahead.
+    #[command(
+        after_help = "Example:\n  tongban deliveries discard 0195... --reason \"filed on paper at the county office\"\n\nThe reason goes to the application's audit trail."
+    )]
+    Discard {
+        /// Delivery id (from `tongban deliveries --status dead_lettered`).
+        id: String,
+        /// Why the platform will never get it.
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -201,7 +213,29 @@ pub(crate) async fn deliveries(conn: &Conn, command: DeliveriesCommand) -> anyho
     match command {
         DeliveriesCommand::Replay(a) => replay(conn, a).await,
         DeliveriesCommand::Reconcile(a) => reconcile(conn, a).await,
+        DeliveriesCommand::Discard { id, reason } => discard(conn, id, reason).await,
     }
+}
+
+async fn discard(conn: &Conn, id: String, reason: String) -> anyhow::Result<()> {
+    let resp = conn
+        .dispatch()?
+        .discard_delivery(conn.req(dp::DiscardDeliveryRequest {
+            delivery_id: id,
+            reason,
+        }))
+        .await
+        .map_err(conn.err(Svc::Dispatch))?
+        .into_inner();
+    if conn.json() {
+        return print_json("tongban.dispatch.v1.DiscardDeliveryResponse", &resp);
+    }
+    let d = resp.delivery.unwrap_or_default();
+    println!(
+        "Discarded delivery {} ({} to {}); later deliveries of the application to {} go ahead.",
+        d.delivery_id, d.event_type, d.platform_id, d.platform_id
+    );
+    Ok(())
 }
 
 async fn replay(conn: &Conn, a: ReplayArgs) -> anyhow::Result<()> {

@@ -257,6 +257,25 @@ pub(crate) fn print_application(app: &pb::Application, total: Option<usize>) {
         ),
     ];
     println!("{}", fields(&rows));
+    let per_platform = app
+        .deliveries
+        .as_ref()
+        .map(|d| d.per_platform.as_slice())
+        .unwrap_or_default();
+    if !per_platform.is_empty() {
+        println!("\nPlatforms (Asia/Shanghai)");
+        let mut t = table(&["PLATFORM", "STATE", "RECEIPT", "EVENT", "WHEN"]);
+        for p in per_platform {
+            t.add_row(vec![
+                trunc(&p.platform_id, 24),
+                short_enum(p.state().as_str_name(), "PLATFORM_DELIVERY_STATE_").to_lowercase(),
+                p.receipt.clone(),
+                trunc(&p.event_type, 24),
+                local(p.update_time.as_ref()),
+            ]);
+        }
+        println!("{t}");
+    }
 }
 
 pub(crate) async fn watch(conn: &Conn, args: WatchArgs) -> anyhow::Result<()> {

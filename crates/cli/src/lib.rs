@@ -161,11 +161,11 @@ pub enum Command {
         /// Application id.
         id: String,
     },
-    /// The delivery ledger; `replay` puts dead letters back in the queue, `reconcile` compares
-    /// the ledger with what the platforms hold.
+    /// The delivery ledger; `replay` puts dead letters back in the queue, `discard` gives one up
+    /// for good, `reconcile` compares the ledger with what the platforms hold.
     #[command(
         args_conflicts_with_subcommands = true,
-        after_help = "Examples:\n  tongban deliveries --application 0195...\n  tongban deliveries --status dead_lettered --platform eia\n  tongban deliveries replay --platform eia\n  tongban deliveries reconcile --redeliver-missing"
+        after_help = "Examples:\n  tongban deliveries --application 0195...\n  tongban deliveries --status dead_lettered --platform eia\n  tongban deliveries replay --platform eia\n  tongban deliveries discard 0195... --reason \"filed on paper\"\n  tongban deliveries reconcile --redeliver-missing"
     )]
     Deliveries {
         #[command(flatten)]

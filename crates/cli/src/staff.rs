@@ -131,6 +131,8 @@ pub(crate) enum DeliveryStatusArg {
     Succeeded,
     #[value(name = "dead_lettered", alias = "dead-lettered")]
     DeadLettered,
+    Superseded,
+    Discarded,
 }
 
 #[derive(clap::Args, Debug)]
@@ -551,7 +553,14 @@ fn delivery_table(list: &[dp::Delivery], with_id: bool) -> comfy_table::Table {
     if with_id {
         headers.push("DELIVERY");
     }
-    headers.extend(["PLATFORM", "EVENT", "STATUS", "TRIES", "WHEN / ERROR"]);
+    headers.extend([
+        "PLATFORM",
+        "EVENT",
+        "STATUS",
+        "TRIES",
+        "RECEIPT",
+        "WHEN / ERROR",
+    ]);
     let mut t = table(&headers);
     for d in list {
         let when = if d.last_error.is_empty() || d.status() == dp::DeliveryStatus::Succeeded {
@@ -568,6 +577,7 @@ fn delivery_table(list: &[dp::Delivery], with_id: bool) -> comfy_table::Table {
             trunc(&d.event_type, 22),
             delivery_status(d),
             d.attempts.to_string(),
+            trunc(&d.receipt, 24),
             when,
         ]);
         t.add_row(row);
@@ -584,6 +594,8 @@ pub(crate) async fn deliveries(conn: &Conn, a: DeliveriesArgs) -> anyhow::Result
         Some(DeliveryStatusArg::Pending) => dp::DeliveryStatus::Pending,
         Some(DeliveryStatusArg::Succeeded) => dp::DeliveryStatus::Succeeded,
         Some(DeliveryStatusArg::DeadLettered) => dp::DeliveryStatus::DeadLettered,
+        Some(DeliveryStatusArg::Superseded) => dp::DeliveryStatus::Superseded,
+        Some(DeliveryStatusArg::Discarded) => dp::DeliveryStatus::Discarded,
     };
     let list = deliveries_of(
         conn,
