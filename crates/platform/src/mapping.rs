@@ -19,9 +19,15 @@
 //! - `compile`: the rules as written in TOML, checked and compiled into a [`Mapping`] at
 //!   start-up.
 //! - `apply`: a compiled [`Mapping`] applied to one canonical document, at delivery time.
+//! - `codes`: code tables checked against the values the matters' forms allow, so that a value
+//!   no table translates stops start-up (dispatch) or publishing (approval) instead of
+//!   dead-lettering deliveries.
 
 mod apply;
+mod codes;
 mod compile;
+
+pub use codes::{CodeGap, CodeGaps, FieldValues, MatterForm, check_code_tables, code_table_gaps};
 
 use std::collections::BTreeMap;
 
