@@ -11,7 +11,8 @@
 //!   ([`ConfigError`] names file and field).
 //! * [`mapping`]: the mapping engine ([`Mapping::apply`]); delivery-time failures are
 //!   [`MappingError`]s naming platform, field and source path. [`check_code_tables`] finds,
-//!   ahead of time, the form values a code table cannot translate ([`CodeGap`]).
+//!   ahead of time, the form values and matter codes a code table cannot translate
+//!   ([`CodeGap`]).
 //! * [`auth`]: bearer and HMAC schemes, for both the sender and the receiver (simulator).
 //! * [`policy`]: retry backoff and circuit-breaker numbers; the pipeline owns the clocks.
 //! * [`events`]: the event types a platform may subscribe to.
@@ -43,7 +44,7 @@ pub use config::{
 };
 pub use events::{KNOWN_EVENT_TYPES, is_known_event_type};
 pub use mapping::{
-    CodeGap, CodeGaps, FieldValues, Format, Mapping, MappingError, MappingErrorKind, MatterForm,
-    Source, check_code_tables, code_table_gaps,
+    CodeGap, CodeGaps, FieldValues, Format, GapSource, Mapping, MappingError, MappingErrorKind,
+    MatterForm, Source, check_code_tables, code_table_gaps,
 };
 pub use policy::{CircuitPolicy, RetryPolicy};

@@ -27,7 +27,9 @@ mod apply;
 mod codes;
 mod compile;
 
-pub use codes::{CodeGap, CodeGaps, FieldValues, MatterForm, check_code_tables, code_table_gaps};
+pub use codes::{
+    CodeGap, CodeGaps, FieldValues, GapSource, MatterForm, check_code_tables, code_table_gaps,
+};
 
 use std::collections::BTreeMap;
 

@@ -2,10 +2,10 @@
 //! checked against the downstream platforms' code tables, stored once per (code, version) and
 //! never below the latest, announced with `definition.published` in the same transaction.
 //!
-//! The code-table check: a form value (an enum's allowed value, a boolean) that a platform
-//! mapping this matter translates through a code table without entry or default would make
-//! dispatch dead-letter every such application, so the definition is refused before any
-//! application can use it. Dispatch runs the same check on its deploy directory at start-up.
+//! The code-table check: a form value (an enum's allowed value, a boolean), or the matter code
+//! itself, that a platform taking this matter translates through a code table without entry
+//! or default would make dispatch dead-letter every such application, so the definition is
+//! refused before any application can use it. Dispatch runs the same check on its deploy directory at start-up.
 
 use std::path::Path;
 
@@ -53,8 +53,8 @@ pub fn load_platforms(deploy_dir: &Path) -> anyhow::Result<Vec<PlatformConfig>> 
         .map_err(|e| anyhow::anyhow!("loading platforms from {}: {e}", dir.display()))
 }
 
-/// Each value of the definition's form that a platform's code table lacks, as a violation of
-/// `source`.
+/// Each value of the definition (form value or matter code) that a platform's code table
+/// lacks, as a violation of `source`.
 fn code_gap_violations(gaps: &[CodeGap]) -> ApprovalError {
     ApprovalError::Invalid(
         gaps.iter()

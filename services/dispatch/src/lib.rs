@@ -115,9 +115,9 @@ pub async fn run(
 }
 
 /// Refuses `platforms` when a code table (`map` without `default`) lacks a value that a form
-/// field of a matter in `<deploy_dir>/matters` allows: every such application would be
-/// dead-lettered at delivery. The error lists every gap, each naming the platform file, the
-/// mapping field, the matter's form field and the value. Definitions published over the API
+/// field of a matter in `<deploy_dir>/matters` allows, or the code of a matter it takes:
+/// every such application would be dead-lettered at delivery. The error lists every gap, each
+/// naming the platform file, the mapping field, the matter's form field and the value. Definitions published over the API
 /// are checked by approval when they are published.
 pub fn check_code_tables(platforms: &[PlatformConfig], deploy_dir: &Path) -> anyhow::Result<()> {
     let departments = tongban_matter::Departments::load(deploy_dir.join("departments.toml"))?;

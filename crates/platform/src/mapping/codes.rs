@@ -9,7 +9,9 @@
 //!
 //! What is checked: a top-level rule with a code table (`map`) and no `default`, whose source
 //! is exactly `/application/form/<field>`, on every platform whose `matter_codes` take the
-//! matter. Rules inside `each` are not checked: their pointers are relative to an array
+//! matter. A table on `/application/matter_code` (the matter's name on the platform) is checked
+//! the same way: every matter the platform takes needs an entry, or a new `env.eia.*` matter
+//! would be dead-lettered there. Rules inside `each` are not checked: their pointers are relative to an array
 //! element, and no form field type is an array, so they cannot read a form field this way.
 //! A rule naming a field the form does not have is not a code-table gap (it is a missing
 //! value, if anything) and is not reported here.
@@ -24,6 +26,8 @@ use crate::config::PlatformConfig;
 
 /// The pointer prefix under which the canonical document holds the form.
 const FORM_PREFIX: &str = "/application/form/";
+/// Where the canonical document holds the matter code.
+const MATTER_CODE: &str = "/application/matter_code";
 
 /// The values one form field can take, when they are a closed set.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,7 +88,17 @@ impl From<&tongban_matter::MatterDefinition> for MatterForm {
     }
 }
 
-/// A form value that a platform's code table cannot translate.
+/// What a gap's value is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GapSource {
+    /// A value the matter's form field (named here, e.g. `construction_nature`) allows.
+    FormField(String),
+    /// The matter's own code (a table on `/application/matter_code`), which the platform's
+    /// `matter_codes` take.
+    MatterCode,
+}
+
+/// A value of a matter that a platform's code table cannot translate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CodeGap {
     /// The platform file, e.g. `eia.toml`.
@@ -93,12 +107,12 @@ pub struct CodeGap {
     pub platform: String,
     /// The mapping field, as in config errors: `mapping.xmlx`.
     pub field: String,
-    /// The matter whose form allows the value.
+    /// The matter the value belongs to.
     pub matter_code: String,
     /// Its definition version.
     pub version: u32,
-    /// The form field, e.g. `construction_nature`.
-    pub form_field: String,
+    /// Where the value comes from.
+    pub source: GapSource,
     /// The value missing from the table, as its key would be written.
     pub value: String,
 }
@@ -107,9 +121,21 @@ impl fmt::Display for CodeGap {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{}: `{}`: the code table has no entry for `{}` and no default, but form field `{}` of matter {} (version {}) allows it",
-            self.file, self.field, self.value, self.form_field, self.matter_code, self.version
-        )
+            "{}: `{}`: the code table has no entry for `{}` and no default, but ",
+            self.file, self.field, self.value
+        )?;
+        match &self.source {
+            GapSource::FormField(name) => write!(
+                f,
+                "form field `{name}` of matter {} (version {}) allows it",
+                self.matter_code, self.version
+            ),
+            GapSource::MatterCode => write!(
+                f,
+                "matter {} (version {}) is one the platform's `matter_codes` take",
+                self.matter_code, self.version
+            ),
+        }
     }
 }
 
@@ -121,7 +147,7 @@ impl fmt::Display for CodeGaps {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} form value(s) would be dead-lettered at delivery: add them to the code table or give it a `default`",
+            "{} value(s) would be dead-lettered at delivery: add them to the code table or give it a `default`",
             self.0.len()
         )?;
         for gap in &self.0 {
@@ -131,8 +157,8 @@ impl fmt::Display for CodeGaps {
     }
 }
 
-/// Every value of every matter's closed-set form fields that a code table without default of a
-/// platform mapping that matter lacks. Empty when everything is covered.
+/// Every value of every matter's closed-set form fields (and every matter code) that a code
+/// table without default of a platform mapping that matter lacks. Empty when all is covered.
 pub fn code_table_gaps(platforms: &[PlatformConfig], matters: &[MatterForm]) -> Vec<CodeGap> {
     let mut gaps = Vec::new();
     for platform in platforms {
@@ -141,17 +167,21 @@ pub fn code_table_gaps(platforms: &[PlatformConfig], matters: &[MatterForm]) -> 
             |f| f.to_string_lossy().into_owned(),
         );
         for rule in platform.mapping.rules() {
-            let Some((form_field, entries)) = uncovered_form_rule(rule) else {
+            let Some((read, entries)) = checked_rule(rule) else {
                 continue;
             };
             for matter in matters {
                 if !platform.wants_matter(&matter.code) {
                     continue;
                 }
-                let Some(values) = matter.fields.get(&form_field) else {
-                    continue;
+                let (source, values) = match &read {
+                    Reads::FormField(name) => match matter.fields.get(name) {
+                        Some(values) => (GapSource::FormField(name.clone()), values.keys()),
+                        None => continue,
+                    },
+                    Reads::MatterCode => (GapSource::MatterCode, vec![matter.code.clone()]),
                 };
-                for value in values.keys() {
+                for value in values {
                     if !entries.contains_key(&value) {
                         gaps.push(CodeGap {
                             file: file.clone(),
@@ -159,7 +189,7 @@ pub fn code_table_gaps(platforms: &[PlatformConfig], matters: &[MatterForm]) -> 
                             field: key_path("mapping", &rule.target),
                             matter_code: matter.code.clone(),
                             version: matter.version,
-                            form_field: form_field.clone(),
+                            source: source.clone(),
                             value,
                         });
                     }
@@ -183,13 +213,24 @@ pub fn check_code_tables(
     }
 }
 
-/// The form field a rule translates through a code table without default, and the table's
-/// entries; `None` for any other rule.
-fn uncovered_form_rule(rule: &FieldRule) -> Option<(String, &BTreeMap<String, serde_json::Value>)> {
+/// What a checked rule translates.
+enum Reads {
+    /// A form field, by name.
+    FormField(String),
+    /// `/application/matter_code`.
+    MatterCode,
+}
+
+/// What a rule translates through a code table without default, and the table's entries;
+/// `None` for any other rule.
+fn checked_rule(rule: &FieldRule) -> Option<(Reads, &BTreeMap<String, serde_json::Value>)> {
     let table = rule.code_table.as_ref().filter(|t| t.default.is_none())?;
     let Source::Pointer(pointer) = &rule.source else {
         return None;
     };
+    if pointer == MATTER_CODE {
+        return Some((Reads::MatterCode, &table.entries));
+    }
     let segment = pointer.strip_prefix(FORM_PREFIX)?;
     // Only a field of the form itself: deeper pointers address inside a value, and no closed
     // set field has an inside.
@@ -198,7 +239,7 @@ fn uncovered_form_rule(rule: &FieldRule) -> Option<(String, &BTreeMap<String, se
     }
     // RFC 6901 unescaping, `~1` before `~0`.
     let field = segment.replace("~1", "/").replace("~0", "~");
-    Some((field, &table.entries))
+    Some((Reads::FormField(field), &table.entries))
 }
 
 #[cfg(test)]
@@ -258,14 +299,14 @@ mod tests {
                 g.field.as_str(),
                 g.matter_code.as_str(),
                 g.version,
-                g.form_field.as_str()
+                &g.source
             ),
             (
                 "eia.toml",
                 "mapping.xmlx",
                 "env.eia.report_form",
                 2,
-                "construction_nature"
+                &GapSource::FormField("construction_nature".into())
             )
         );
         let text = CodeGaps(gaps).to_string();
@@ -309,10 +350,14 @@ mod tests {
         assert_eq!(
             (
                 gaps[0].field.as_str(),
-                gaps[0].form_field.as_str(),
+                &gaps[0].source,
                 gaps[0].value.as_str()
             ),
-            ("mapping.sfqs", "uses_water", "false")
+            (
+                "mapping.sfqs",
+                &GapSource::FormField("uses_water".into()),
+                "false"
+            )
         );
         let both = platform(
             "eia.toml",
@@ -358,6 +403,41 @@ mod tests {
     }
 
     #[test]
+    fn matter_code_tables_need_every_matter_the_platform_takes() {
+        let p = platform(
+            "provincial.toml",
+            r#"["env.eia.*"]"#,
+            r#"SERVICENAME = { from = "/application/matter_code", map = { "env.eia.report_form" = "报告表审批" } }"#,
+        );
+        let gaps = code_table_gaps(
+            &[p],
+            &[
+                eia_form("env.eia.report_form", &["new"]),
+                eia_form("env.eia.registration_form", &["new"]),
+                eia_form("land.use", &["new"]),
+            ],
+        );
+        assert_eq!(gaps.len(), 1, "{gaps:?}");
+        assert_eq!(
+            (
+                gaps[0].field.as_str(),
+                &gaps[0].source,
+                gaps[0].value.as_str()
+            ),
+            (
+                "mapping.SERVICENAME",
+                &GapSource::MatterCode,
+                "env.eia.registration_form"
+            )
+        );
+        let text = gaps[0].to_string();
+        assert!(
+            text.contains("provincial.toml") && text.contains("`env.eia.registration_form`"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn escaped_pointers_name_the_form_field() {
         let p = platform(
             "p.toml",
@@ -371,6 +451,6 @@ mod tests {
         };
         let gaps = code_table_gaps(&[p], &[form]);
         assert_eq!(gaps.len(), 1);
-        assert_eq!(gaps[0].form_field, "a/b");
+        assert_eq!(gaps[0].source, GapSource::FormField("a/b".into()));
     }
 }

@@ -309,6 +309,40 @@ async fn a_value_missing_from_a_code_table_is_refused(backend: Backend) -> anyho
         "nothing is announced"
     );
 
+    // A new matter the platforms take (`env.eia.*`) needs a name in the tables that translate
+    // the matter code.
+    let unnamed = v1.replace(
+        r#"code = "env.eia.report_form""#,
+        r#"code = "env.eia.code_probe""#,
+    );
+    let refused = h
+        .client
+        .clone()
+        .publish_definition(authed(publish(&unnamed, ""), &h.admin()))
+        .await
+        .err()
+        .ok_or_else(|| anyhow::anyhow!("published a matter the platforms cannot name"))?;
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    let described: Vec<String> = refused
+        .get_details_bad_request()
+        .map(|b| b.field_violations)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|v| v.description)
+        .collect();
+    for table in [
+        "national_investment.toml: `mapping.spsxmc`",
+        "provincial_gov_services.toml: `mapping.SERVICENAME`",
+    ] {
+        assert!(
+            described
+                .iter()
+                .any(|d| d.contains(table) && d.contains("`env.eia.code_probe`")),
+            "{table} missing from {described:?}"
+        );
+    }
+    assert_eq!(stored_definitions(&h).await?, before, "nothing is stored");
+
     // A matter outside the platforms' `env.eia.*` may allow it.
     let elsewhere = widened
         .replace(
