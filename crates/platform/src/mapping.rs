@@ -11,7 +11,9 @@
 //! event types); what is left for delivery time is data: a missing required value, a code not in
 //! a table, a value that cannot be formatted. Those surface as a [`MappingError`] naming the
 //! platform, the field and the source path, which the pipeline dead-letters (retrying would not
-//! help).
+//! help). A code missing from a table for a value a matter's form allows is found earlier, by
+//! [`check_code_tables`] (dispatch start-up, approval publishing); what remains at delivery is a
+//! value no form declared.
 //!
 //! A JSON `null` counts as absent.
 //!
