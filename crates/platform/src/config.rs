@@ -44,6 +44,10 @@ pub enum Mode {
     /// A deployed service: the secret must come from the environment and must differ from the
     /// file's inline development value, which anyone holding the repository knows.
     Production,
+    /// Read only for the mappings (approval checks published definitions against the code
+    /// tables): no secret is needed; the environment's and the file's are ignored and the
+    /// resolved secret is empty. A config loaded this way must never be used to send.
+    MappingsOnly,
 }
 
 /// One downstream platform, validated and with overrides applied.
@@ -501,6 +505,8 @@ impl SecretSource<'_> {
             var: var.to_owned(),
         };
         match (from_env, inline, self.mode) {
+            // Nothing will be sent with it: no secret is needed, so none is refused either.
+            (_, _, Mode::MappingsOnly) => Ok(Secret::new(String::new())),
             // The shipped value is public: the same value set through the environment is no
             // more secret than the file.
             (Some(v), Some(dev), Mode::Production) if v.trim() == dev.trim() => Err(refused()),
@@ -511,7 +517,9 @@ impl SecretSource<'_> {
                 self.file,
                 self.field,
                 match mode {
-                    Mode::Production => format!("no {}: set environment variable {var}", self.what),
+                    Mode::Production | Mode::MappingsOnly => {
+                        format!("no {}: set environment variable {var}", self.what)
+                    }
                     Mode::Development => format!(
                         "no {}: set environment variable {var} (or `{}` for development)",
                         self.what,
@@ -933,5 +941,26 @@ mod tests {
             p.received_url("a b/c"),
             "http://127.0.0.1:1/in/_received/a%20b%2Fc"
         );
+    }
+
+    #[test]
+    fn mappings_only_needs_no_secret() {
+        let src = r#"
+            id = "x"
+            name = "X"
+            name_en = "X"
+            endpoint = "http://127.0.0.1:1/in/"
+            event_types = ["application.submitted"]
+            auth = { kind = "hmac" }
+            mapping = { a = { const = 1 } }
+        "#;
+        let none = |_: &str| None;
+        assert!(PlatformConfig::parse_in(src, "x.toml", &none, Mode::Production).is_err());
+        assert!(PlatformConfig::parse_in(src, "x.toml", &none, Mode::Development).is_err());
+        let p = PlatformConfig::parse_in(src, "x.toml", &none, Mode::MappingsOnly).unwrap();
+        assert_eq!(p.mapping.rules().len(), 1);
+        // A development secret is not refused either: nothing is sent with it.
+        let dev = src.replace(r#"kind = "hmac""#, r#"kind = "hmac", secret = "dev""#);
+        assert!(PlatformConfig::parse_in(&dev, "x.toml", &none, Mode::MappingsOnly).is_ok());
     }
 }

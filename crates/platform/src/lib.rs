@@ -10,7 +10,9 @@
 //! * [`config`]: [`PlatformConfig`], [`load_dir`], environment overrides, start-up validation
 //!   ([`ConfigError`] names file and field).
 //! * [`mapping`]: the mapping engine ([`Mapping::apply`]); delivery-time failures are
-//!   [`MappingError`]s naming platform, field and source path.
+//!   [`MappingError`]s naming platform, field and source path. [`check_code_tables`] finds,
+//!   ahead of time, the form values and matter codes a code table cannot translate
+//!   ([`CodeGap`]).
 //! * [`auth`]: bearer and HMAC schemes, for both the sender and the receiver (simulator).
 //! * [`policy`]: retry backoff and circuit-breaker numbers; the pipeline owns the clocks.
 //! * [`events`]: the event types a platform may subscribe to.
@@ -46,5 +48,8 @@ pub use config::{
     load_dir, load_dir_in, load_dir_with_env,
 };
 pub use events::{KNOWN_EVENT_TYPES, is_known_event_type};
-pub use mapping::{Format, Mapping, MappingError, MappingErrorKind, Source};
+pub use mapping::{
+    CodeGap, CodeGaps, FieldValues, Format, GapSource, Mapping, MappingError, MappingErrorKind,
+    MatterForm, Source, check_code_tables, code_table_gaps,
+};
 pub use policy::{CircuitPolicy, RetryPolicy};

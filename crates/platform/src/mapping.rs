@@ -11,7 +11,9 @@
 //! event types); what is left for delivery time is data: a missing required value, a code not in
 //! a table, a value that cannot be formatted. Those surface as a [`MappingError`] naming the
 //! platform, the field and the source path, which the pipeline dead-letters (retrying would not
-//! help).
+//! help). A code missing from a table for a value a matter's form allows is found earlier, by
+//! [`check_code_tables`] (dispatch start-up, approval publishing); what remains at delivery is a
+//! value no form declared.
 //!
 //! A JSON `null` counts as absent.
 //!
@@ -19,9 +21,17 @@
 //! - `compile`: the rules as written in TOML, checked and compiled into a [`Mapping`] at
 //!   start-up.
 //! - `apply`: a compiled [`Mapping`] applied to one canonical document, at delivery time.
+//! - `codes`: code tables checked against the values the matters' forms allow, so that a value
+//!   no table translates stops start-up (dispatch) or publishing (approval) instead of
+//!   dead-lettering deliveries.
 
 mod apply;
+mod codes;
 mod compile;
+
+pub use codes::{
+    CodeGap, CodeGaps, FieldValues, GapSource, MatterForm, check_code_tables, code_table_gaps,
+};
 
 use std::collections::BTreeMap;
 

@@ -272,21 +272,43 @@ fn optional_sources_are_omitted() {
 }
 
 #[test]
-fn code_tables_fail_on_unknown_codes_without_default() {
+fn relocation_maps_on_both_platforms_that_take_the_construction_nature() {
     let all = platforms();
     let mut doc = submitted();
     doc["application"]["form"]["construction_nature"] = json!("relocation");
+    let eia = all["eia"]
+        .mapping
+        .apply(&doc, "application.submitted")
+        .unwrap();
+    assert_eq!(eia["xmlx"], json!("04"));
+    let national = all["national_investment"]
+        .mapping
+        .apply(&doc, "application.submitted")
+        .unwrap();
+    assert_eq!(national["jsxz"], json!("4"));
+}
+
+#[test]
+fn code_tables_fail_on_unknown_codes_without_default() {
+    let all = platforms();
+    let mut doc = submitted();
+    // Not a value the shipped form allows (intake would refuse it), so no table has it: the
+    // start-up check cannot see it coming, and delivery names platform, field and value.
+    doc["application"]["form"]["construction_nature"] = json!("demolition");
     let err = all["eia"]
         .mapping
         .apply(&doc, "application.submitted")
         .unwrap_err();
+    assert_eq!(err.platform, "eia");
     assert_eq!(err.field, "xmlx");
+    assert_eq!(err.path, "/application/form/construction_nature");
     assert_eq!(
         err.kind,
         MappingErrorKind::Unmapped {
-            value: "\"relocation\"".into()
+            value: "\"demolition\"".into()
         }
     );
+    assert!(err.to_string().contains("demolition"), "{err}");
 
     // With a default, unknown codes fall back.
     let mut doc = decided("application.approved");

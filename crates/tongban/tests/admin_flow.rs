@@ -219,6 +219,30 @@ fn admin_lists_and_publishes_definitions() -> anyhow::Result<()> {
     )?;
     assert_eq!(run.code, 2, "{run:?}");
     assert!(run.stderr.starts_with("error: INVALID_ARGUMENT"), "{run:?}");
+    // A value the EIA system's code table lacks (no default): refused, naming the platform
+    // file, the mapping field and the value, before any application could be dead-lettered.
+    let eia =
+        std::fs::read_to_string(repo_root().join("deploy/matters/env.eia.report_form.v1.toml"))?;
+    let allowed = r#""technical_renovation", "relocation"]"#;
+    anyhow::ensure!(eia.contains(allowed), "the fixture changed");
+    let widened = dev.dir.path().join("env.eia.report_form.v2.toml");
+    std::fs::write(
+        &widened,
+        eia.replacen("\nversion = 1\n", "\nversion = 2\n", 1)
+            .replace(
+                allowed,
+                r#""technical_renovation", "relocation", "rebuild"]"#,
+            ),
+    )?;
+    let run = dev.cli(
+        Some(&admin),
+        &["definitions", "publish", &widened.to_string_lossy()],
+    )?;
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.starts_with("error: INVALID_ARGUMENT"), "{run:?}");
+    for needle in ["eia.toml", "`mapping.xmlx`", "`rebuild`"] {
+        assert!(run.stderr.contains(needle), "{needle}: {run:?}");
+    }
     // A missing file is a local error.
     let run = dev.cli(
         Some(&admin),

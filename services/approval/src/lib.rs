@@ -71,8 +71,8 @@ pub fn queue_spec() -> QueueSpec {
     )
 }
 
-/// Migrates and loads definitions and the calendar: an engine over `ctx.db`, without any
-/// background work. `run` uses it; tests use it to drive a second timer worker.
+/// Migrates and loads definitions, the calendar and the platforms' mappings: an engine over
+/// `ctx.db`, without any background work. `run` uses it; tests use it to drive a second timer worker.
 pub async fn build(
     ctx: &Context,
     relay: tongban_outbox::RelayHandle,
@@ -104,10 +104,12 @@ async fn assemble(
         definitions::Definitions::load(&ctx.db, &ctx.deploy_dir.join("matters"), departments)
             .await?;
     let integrators = tongban_authz::Integrators::load(ctx.deploy_dir.join("integrators.toml"))?;
+    let platforms = publishing::load_platforms(&ctx.deploy_dir)?;
     let (denials, writer) = tongban_audit::DenialLog::new(ctx.db.clone(), "approval");
     let approval = Arc::new(
         Approval::new(ctx.db.clone(), defs.clone(), calendar, relay, clock)
-            .with_policy(tongban_authz::Policy::new(integrators).with_denials(denials)),
+            .with_policy(tongban_authz::Policy::new(integrators).with_denials(denials))
+            .with_platforms(platforms),
     );
     Ok((approval, defs, writer))
 }

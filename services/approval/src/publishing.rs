@@ -1,10 +1,18 @@
-//! Publishing a definition version over the API: parsed against the known departments, stored
-//! once per (code, version) and never below the latest, announced with `definition.published`
-//! in the same transaction.
+//! Publishing a definition version over the API: parsed against the known departments,
+//! checked against the downstream platforms' code tables, stored once per (code, version) and
+//! never below the latest, announced with `definition.published` in the same transaction.
+//!
+//! The code-table check: a form value (an enum's allowed value, a boolean), or the matter code
+//! itself, that a platform taking this matter translates through a code table without entry
+//! or default would make dispatch dead-letter every such application, so the definition is
+//! refused before any application can use it. Dispatch runs the same check on its deploy directory at start-up.
+
+use std::path::Path;
 
 use tongban_auth::Identity;
 use tongban_matter::DefinitionError;
 use tongban_outbox::new_envelope;
+use tongban_platform::{CodeGap, MatterForm, PlatformConfig};
 use tongban_proto::events::{self, envelope::Payload};
 use tongban_storage::begin_write;
 
@@ -27,6 +35,32 @@ fn definition_violations(e: DefinitionError) -> ApprovalError {
             .map(|p| Violation {
                 field: "source".into(),
                 description: p.to_string(),
+            })
+            .collect(),
+    )
+}
+
+/// The platforms of `<deploy_dir>/platforms`, read only for their mappings: approval never
+/// sends to them, so no credential is needed ([`tongban_platform::Mode::MappingsOnly`]) and
+/// the environment is not read. A deploy directory without `platforms/` (approval deployed
+/// without dispatch's files) gives none, and publishing then checks no code table.
+pub fn load_platforms(deploy_dir: &Path) -> anyhow::Result<Vec<PlatformConfig>> {
+    let dir = deploy_dir.join("platforms");
+    if !dir.is_dir() {
+        return Ok(Vec::new());
+    }
+    tongban_platform::load_dir_in(&dir, &|_| None, tongban_platform::Mode::MappingsOnly)
+        .map_err(|e| anyhow::anyhow!("loading platforms from {}: {e}", dir.display()))
+}
+
+/// Each value of the definition (form value or matter code) that a platform's code table
+/// lacks, as a violation of `source`.
+fn code_gap_violations(gaps: &[CodeGap]) -> ApprovalError {
+    ApprovalError::Invalid(
+        gaps.iter()
+            .map(|g| Violation {
+                field: "source".into(),
+                description: g.to_string(),
             })
             .collect(),
     )
@@ -68,6 +102,10 @@ impl Approval {
             .defs
             .parse(&req.source, "published definition")
             .map_err(definition_violations)?;
+        let gaps = tongban_platform::code_table_gaps(&self.platforms, &[MatterForm::from(&def)]);
+        if !gaps.is_empty() {
+            return Err(code_gap_violations(&gaps));
+        }
         let now = self.now();
         let txn = begin_write(&self.db).await?;
         if let Some(done) = self.published_for(&txn, &req).await? {

@@ -49,7 +49,7 @@ pub mod parked;
 pub mod service;
 pub mod worker;
 
-use std::{sync::Arc, time::Duration};
+use std::{path::Path, sync::Arc, time::Duration};
 
 use sea_orm_migration::MigratorTrait;
 use tokio::net::TcpListener;
@@ -114,14 +114,37 @@ pub async fn run(
     run_with_platforms(ctx, platforms, listener, shutdown).await
 }
 
-/// Migrates, starts the relay, the consumer and one worker per platform, and serves gRPC on
-/// `listener` until `shutdown`. Tests and `tongban dev` pass simulator-bound configs here.
+/// Refuses `platforms` when a code table (`map` without `default`) lacks a value that a form
+/// field of a matter in `<deploy_dir>/matters` allows, or the code of a matter it takes:
+/// every such application would be dead-lettered at delivery. The error lists every gap, each
+/// naming the platform file, the mapping field, the matter's form field and the value. Definitions published over the API
+/// are checked by approval when they are published.
+pub fn check_code_tables(platforms: &[PlatformConfig], deploy_dir: &Path) -> anyhow::Result<()> {
+    let departments = tongban_matter::Departments::load(deploy_dir.join("departments.toml"))?;
+    let matters = deploy_dir.join("matters");
+    let forms: Vec<tongban_platform::MatterForm> =
+        tongban_matter::load_dir(&matters, &departments)?
+            .iter()
+            .map(tongban_platform::MatterForm::from)
+            .collect();
+    tongban_platform::check_code_tables(platforms, &forms).map_err(|gaps| {
+        anyhow::anyhow!(
+            "platform code tables do not cover the matters in {}: {gaps}",
+            matters.display()
+        )
+    })
+}
+
+/// Checks the code tables ([`check_code_tables`]), then migrates, starts the relay, the
+/// consumer and one worker per platform, and serves gRPC on `listener` until `shutdown`.
+/// Tests and `tongban dev` pass simulator-bound configs here.
 pub async fn run_with_platforms(
     ctx: Context,
     platforms: Vec<PlatformConfig>,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    check_code_tables(&platforms, &ctx.deploy_dir)?;
     migration::Migrator::up(&ctx.db, None).await?;
     let _ = rustls::crypto::ring::default_provider().install_default();
     let http = reqwest::Client::builder()

@@ -49,7 +49,7 @@ fn rule_err(field: impl Into<String>, message: impl Into<String>) -> RuleError {
 }
 
 /// `mapping.xmmc` or `mapping."jsdw.tyshxydm"`.
-fn key_path(prefix: &str, key: &str) -> String {
+pub(super) fn key_path(prefix: &str, key: &str) -> String {
     if key
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')

@@ -66,6 +66,9 @@ pub struct Approval {
     pub(crate) clock: Arc<dyn Clock>,
     /// The authorization table and the registered integrators.
     pub(crate) policy: tongban_authz::Policy,
+    /// The downstream platforms' mappings (no secrets), loaded once at start-up: a published
+    /// definition must fit their code tables ([`crate::publishing`]).
+    pub(crate) platforms: Arc<[tongban_platform::PlatformConfig]>,
 }
 
 /// Why an instance changes: who acted, on which task, with what words.
@@ -144,7 +147,15 @@ impl Approval {
             relay,
             clock,
             policy: tongban_authz::Policy::default(),
+            platforms: Arc::from(Vec::new()),
         }
+    }
+
+    /// Checks published definitions against these platforms' code tables; without it nothing
+    /// is checked. See [`crate::publishing::load_platforms`].
+    pub fn with_platforms(mut self, platforms: Vec<tongban_platform::PlatformConfig>) -> Self {
+        self.platforms = Arc::from(platforms);
+        self
     }
 
     /// Decides with `policy` (the registered integrators); without it every integrator is

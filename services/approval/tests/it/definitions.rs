@@ -219,7 +219,160 @@ async fn decision_number_falls_back_to_the_lead_department(backend: Backend) -> 
     Ok(())
 }
 
+/// Every definition stored, all versions, as `code@version`.
+async fn stored_definitions(h: &Harness) -> anyhow::Result<Vec<String>> {
+    let resp = h
+        .client
+        .clone()
+        .list_definitions(authed(
+            pb::ListDefinitionsRequest {
+                all_versions: true,
+                page_size: 200,
+                ..Default::default()
+            },
+            &h.admin(),
+        ))
+        .await?
+        .into_inner();
+    Ok(resp
+        .definitions
+        .iter()
+        .map(|d| format!("{}@{}", d.matter_code, d.version))
+        .collect())
+}
+
+/// A definition whose enum gains a value that a platform taking the matter has no code for
+/// (and no default) is refused, one violation per platform table, and nothing is stored: every
+/// such application would be dead-lettered at delivery. A matter no such platform takes may
+/// have the value.
+async fn a_value_missing_from_a_code_table_is_refused(backend: Backend) -> anyhow::Result<()> {
+    let h = Harness::start(backend).await?;
+    let v1 = std::fs::read_to_string(
+        tongban_testkit::deploy_dir().join("matters/env.eia.report_form.v1.toml"),
+    )?;
+    let allowed = r#"allowed = ["new", "expansion", "technical_renovation", "relocation"]"#;
+    anyhow::ensure!(
+        v1.contains(allowed),
+        "the shipped construction_nature changed"
+    );
+    let v2 = v1.replace("version = 1", "version = 2");
+    let widened = v2.replace(
+        allowed,
+        r#"allowed = ["new", "expansion", "technical_renovation", "relocation", "rebuild"]"#,
+    );
+    let before = stored_definitions(&h).await?;
+
+    let refused = h
+        .client
+        .clone()
+        .publish_definition(authed(publish(&widened, "widened"), &h.admin()))
+        .await
+        .err()
+        .ok_or_else(|| anyhow::anyhow!("published a value the code tables lack"))?;
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    assert_eq!(reason(&refused), "INVALID_ARGUMENT");
+    let violations = refused
+        .get_details_bad_request()
+        .map(|b| b.field_violations)
+        .unwrap_or_default();
+    let mut tables: Vec<&str> = Vec::new();
+    for v in &violations {
+        assert_eq!(v.field, "source", "{v:?}");
+        assert!(
+            v.description.contains("`rebuild`")
+                && v.description.contains("construction_nature")
+                && v.description.contains("env.eia.report_form"),
+            "{v:?}"
+        );
+        for table in [
+            "eia.toml: `mapping.xmlx`",
+            "national_investment.toml: `mapping.jsxz`",
+        ] {
+            if v.description.contains(table) {
+                tables.push(table);
+            }
+        }
+    }
+    assert_eq!(
+        tables,
+        [
+            "eia.toml: `mapping.xmlx`",
+            "national_investment.toml: `mapping.jsxz`"
+        ],
+        "{violations:?}"
+    );
+    assert_eq!(stored_definitions(&h).await?, before, "nothing is stored");
+    assert_eq!(
+        h.count("SELECT COUNT(*) AS n FROM outbox WHERE routing_key = 'definition.published'")
+            .await,
+        0,
+        "nothing is announced"
+    );
+
+    // A new matter the platforms take (`env.eia.*`) needs a name in the tables that translate
+    // the matter code.
+    let unnamed = v1.replace(
+        r#"code = "env.eia.report_form""#,
+        r#"code = "env.eia.code_probe""#,
+    );
+    let refused = h
+        .client
+        .clone()
+        .publish_definition(authed(publish(&unnamed, ""), &h.admin()))
+        .await
+        .err()
+        .ok_or_else(|| anyhow::anyhow!("published a matter the platforms cannot name"))?;
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    let described: Vec<String> = refused
+        .get_details_bad_request()
+        .map(|b| b.field_violations)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|v| v.description)
+        .collect();
+    for table in [
+        "national_investment.toml: `mapping.spsxmc`",
+        "provincial_gov_services.toml: `mapping.SERVICENAME`",
+    ] {
+        assert!(
+            described
+                .iter()
+                .any(|d| d.contains(table) && d.contains("`env.eia.code_probe`")),
+            "{table} missing from {described:?}"
+        );
+    }
+    assert_eq!(stored_definitions(&h).await?, before, "nothing is stored");
+
+    // A matter outside the platforms' `env.eia.*` may allow it.
+    let elsewhere = widened
+        .replace(
+            r#"code = "env.eia.report_form""#,
+            r#"code = "land.code_probe""#,
+        )
+        .replace("version = 2", "version = 1");
+    h.client
+        .clone()
+        .publish_definition(authed(publish(&elsewhere, ""), &h.admin()))
+        .await?;
+    // And without the extra value, the same version publishes.
+    h.client
+        .clone()
+        .publish_definition(authed(publish(&v2, ""), &h.admin()))
+        .await?;
+    let after = stored_definitions(&h).await?;
+    assert!(
+        after.contains(&"env.eia.report_form@2".to_string()),
+        "{after:?}"
+    );
+    assert!(
+        after.contains(&"land.code_probe@1".to_string()),
+        "{after:?}"
+    );
+    Ok(())
+}
+
 tongban_testkit::on_both!(
+    a_value_missing_from_a_code_table_is_refused,
     running_instances_keep_their_version,
     decision_number_falls_back_to_the_lead_department,
 );

@@ -103,6 +103,46 @@ async fn fan_out_reaches_every_platform_once(backend: Backend) -> anyhow::Result
     Ok(())
 }
 
+/// A relocation project (建设性质 迁建) reaches all four platforms, the EIA system with its
+/// code 04: the form allows the value and every code table translating it has it.
+async fn relocation_project_reaches_every_platform(backend: Backend) -> anyhow::Result<()> {
+    let h = Harness::start(backend, |_| {}).await?;
+    let (mut submitted, approved) = application()?;
+    let form = match &mut submitted.payload {
+        Some(Payload::ApplicationSubmitted(s)) => {
+            s.application.as_mut().and_then(|a| a.form.as_mut())
+        }
+        _ => None,
+    }
+    .ok_or_else(|| anyhow::anyhow!("the example submission has no form"))?;
+    form.fields.insert(
+        "construction_nature".into(),
+        prost_types::Value {
+            kind: Some(prost_types::value::Kind::StringValue("relocation".into())),
+        },
+    );
+    h.publish(&[&submitted, &approved]).await?;
+    h.wait_all_delivered(1).await?;
+
+    let key = format!("eia-{}", submitted.event_id);
+    let body: Value = http()
+        .get(format!("{}/_received/{key}", h.url("eia")?))
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(body["xmlx"], json!("04"), "{body}");
+    let key = format!("national_investment-{}", submitted.event_id);
+    let body: Value = http()
+        .get(format!("{}/_received/{key}", h.url("national_investment")?))
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(body["jsxz"], json!("4"), "{body}");
+    Ok(())
+}
+
 /// 告知承诺制: a revoked approval reaches the platforms that declare `application.revoked`
 /// (the EIA system), mapped with the revocation's reason and date, and no other platform.
 async fn revocation_reaches_the_platforms_that_declare_it(backend: Backend) -> anyhow::Result<()> {
@@ -360,6 +400,7 @@ async fn failing_platform_dead_letters_then_replays(backend: Backend) -> anyhow:
 }
 
 tongban_testkit::on_both!(
+    relocation_project_reaches_every_platform,
     revocation_reaches_the_platforms_that_declare_it,
     fan_out_reaches_every_platform_once,
     platform_down_does_not_delay_the_others,

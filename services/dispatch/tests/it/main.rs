@@ -2,6 +2,7 @@
 //! once. `common` is the shared harness; every test makes its own database and bus names.
 
 mod authz_matrix;
+mod codes;
 mod common;
 mod contract;
 mod delivery;
