@@ -274,6 +274,8 @@ pub(crate) fn print_application(app: &pb::Application, total: Option<usize>) {
                 local(p.update_time.as_ref()),
             ]);
         }
+        // Receipts are references staff copy into the platform's own search.
+        output::keep_whole(&mut t, 2);
         println!("{t}");
     }
 }

@@ -585,6 +585,7 @@ fn delivery_table(list: &[dp::Delivery], with_id: bool) -> comfy_table::Table {
     if with_id {
         crate::output::keep_whole(&mut t, 0);
     }
+    crate::output::keep_whole(&mut t, if with_id { 5 } else { 4 });
     t
 }
 

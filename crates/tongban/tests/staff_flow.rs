@@ -94,6 +94,31 @@ fn clerk_claims_approves_and_sees_the_audit_trail() -> anyhow::Result<()> {
         .json()?;
     assert!(v["workflow"]["stages"].is_array(), "{v}");
 
+    // The EIA system's receipt for the submission: in dispatch's ledger, in the application's
+    // per-platform progress, and in `tongban show`.
+    let receipt = eventually(30, "the EIA system's receipt", || {
+        let v = dev
+            .cli(Some(&admin), &["show", &id, "--output", "json"])?
+            .ok()?
+            .json()?;
+        let of_eia = |list: &serde_json::Value| {
+            list.as_array()
+                .into_iter()
+                .flatten()
+                .find(|d| d["platformId"] == "eia")
+                .and_then(|d| d["receipt"].as_str())
+                .filter(|r| !r.is_empty())
+                .map(str::to_string)
+        };
+        let ledger = of_eia(&v["deliveries"]);
+        let application = of_eia(&v["application"]["deliveries"]["perPlatform"]);
+        Ok(ledger.filter(|l| application.as_ref() == Some(l)))
+    })?;
+    assert!(receipt.starts_with("EIA-"), "{receipt}");
+    let run = dev.cli(Some(&admin), &["show", &id])?.ok()?;
+    assert!(run.stdout.contains(&receipt), "{}", run.stdout);
+    assert!(run.stdout.contains("RECEIPT"), "{}", run.stdout);
+
     let run = dev.cli(Some(&admin), &["audit", "show", &id])?.ok()?;
     assert!(run.stdout.contains("chain verified ✓"), "{}", run.stdout);
     let v = dev

@@ -59,9 +59,7 @@ fn patient(configs: &mut [PlatformConfig], platform: &str, max_attempts: u32) {
     }
 }
 
-async fn a_held_back_submission_keeps_the_approval_waiting(
-    backend: Backend,
-) -> anyhow::Result<()> {
+async fn a_held_back_submission_keeps_the_approval_waiting(backend: Backend) -> anyhow::Result<()> {
     let h = Harness::start(backend, |c| patient(c, "eia", 1000)).await?;
     h.faults("eia", json!({"down": true})).await?;
     let (submitted, approved) = application()?;
@@ -222,12 +220,8 @@ async fn a_newer_state_supersedes_a_queued_one(backend: Backend) -> anyhow::Resu
     })
     .await?;
     h.publish(&[&approved]).await?;
-    h.wait_status(
-        "provincial_gov_services",
-        pb::DeliveryStatus::Superseded,
-        1,
-    )
-    .await?;
+    h.wait_status("provincial_gov_services", pb::DeliveryStatus::Superseded, 1)
+        .await?;
     h.faults("provincial_gov_services", json!({})).await?;
     h.wait_status("provincial_gov_services", pb::DeliveryStatus::Succeeded, 1)
         .await?;
@@ -241,16 +235,17 @@ async fn a_newer_state_supersedes_a_queued_one(backend: Backend) -> anyhow::Resu
     Ok(())
 }
 
-async fn a_replay_after_a_mapping_fix_sends_the_fixed_body(
-    backend: Backend,
-) -> anyhow::Result<()> {
+async fn a_replay_after_a_mapping_fix_sends_the_fixed_body(backend: Backend) -> anyhow::Result<()> {
     let source = std::fs::read_to_string(tongban_testkit::deploy_dir().join("platforms/eia.toml"))?;
     // A mistake an integrator could make: the investment formatted as a date.
     let broken_source = source.replace(
         r#"zje = { from = "/application/form/total_investment_wan", format = "number" }"#,
         r#"zje = { from = "/application/form/total_investment_wan", format = "date" }"#,
     );
-    anyhow::ensure!(broken_source != source, "eia.toml no longer has the zje rule");
+    anyhow::ensure!(
+        broken_source != source,
+        "eia.toml no longer has the zje rule"
+    );
     let mut good = None;
     let mut h = Harness::start(backend, |configs| {
         for c in configs.iter_mut().filter(|c| c.id == "eia") {
@@ -348,7 +343,10 @@ async fn a_withdrawal_reaches_the_platforms_that_declare_it(
         h.wait_status(platform, pb::DeliveryStatus::Succeeded, 2)
             .await?;
         let body = held(&h, platform, &key(platform, &withdrawn)).await?.body;
-        assert!(body.to_string().contains("项目暂缓建设"), "{platform}: {body}");
+        assert!(
+            body.to_string().contains("项目暂缓建设"),
+            "{platform}: {body}"
+        );
     }
     let eia = held(&h, "eia", &key("eia", &withdrawn)).await?.body;
     assert_eq!(eia["chyy"], "项目暂缓建设");
