@@ -2,8 +2,8 @@
 //!
 //! Layering is file → environment → validation. The environment can override, per platform
 //! (`<ID>` is the upper-cased id):
-//! * `TONGBAN_PLATFORM_<ID>_ENDPOINT` and `TONGBAN_PLATFORM_<ID>_QUERY_ENDPOINT` (the
-//!   reconciliation URL: the listing of method `list`, the `{key}` template of method `status`);
+//! * `TONGBAN_PLATFORM_<ID>_ENDPOINT` and `TONGBAN_PLATFORM_<ID>_QUERY_ENDPOINT` (the listing
+//!   endpoint, which only `[reconcile] method = "list"` asks);
 //! * the secret, from the variable named by `auth.token_env` / `auth.secret_env` (default
 //!   `TONGBAN_PLATFORM_<ID>_TOKEN` / `TONGBAN_PLATFORM_<ID>_SECRET`), which wins over an inline
 //!   `token` / `secret` (a development default).
@@ -926,9 +926,12 @@ fn default_status_template(endpoint: &str) -> String {
 }
 
 /// The listing endpoint and the reconciliation method from `query_endpoint`, `[reconcile]` and
-/// the `QUERY_ENDPOINT` override (`env_var("QUERY_ENDPOINT")` → value and variable name). The
-/// override replaces whatever URL the method asks, so a deployment can move it like the
-/// delivery endpoint.
+/// the `QUERY_ENDPOINT` override (`env_var("QUERY_ENDPOINT")` → value and variable name).
+///
+/// The override moves the listing endpoint whatever the method, and only `list` asks it: the
+/// launchers (`tongban local`, the e2e stacks) set it for every platform they start, so it must
+/// not stop a `status` or `none` platform. A `status` template follows an `ENDPOINT` override
+/// when it is the default one.
 fn resolve_reconcile(
     file: &str,
     endpoint: &str,
@@ -936,28 +939,9 @@ fn resolve_reconcile(
     raw: RawReconcile,
     env_var: impl Fn(&str) -> Option<(String, String)>,
 ) -> Result<(String, Reconcile), ConfigError> {
-    let from_env = env_var("QUERY_ENDPOINT").filter(|(v, _)| !v.trim().is_empty());
     let method = raw.method.as_deref().unwrap_or("list");
-    match method {
-        "list" => {
-            if raw.endpoint.is_some() && query_endpoint.is_some() {
-                return Err(invalid(
-                    file,
-                    "reconcile.endpoint",
-                    "the listing endpoint is set twice: keep either `query_endpoint` or `reconcile.endpoint`",
-                ));
-            }
-            let (url, field) = match from_env {
-                Some((v, var)) => (v.trim().to_owned(), format!("query_endpoint (from {var})")),
-                None => match (raw.endpoint, query_endpoint) {
-                    (Some(u), _) => (u, "reconcile.endpoint".to_owned()),
-                    (None, Some(u)) => (u, "query_endpoint".to_owned()),
-                    (None, None) => return Ok((default_query_endpoint(endpoint), Reconcile::List)),
-                },
-            };
-            EndpointUrl::parse(&url).map_err(|m| invalid(file, field, m))?;
-            Ok((url, Reconcile::List))
-        }
+    let reconcile = match method {
+        "list" => Reconcile::List,
         "status" => {
             if query_endpoint.is_some() {
                 return Err(invalid(
@@ -966,26 +950,13 @@ fn resolve_reconcile(
                     "is the listing endpoint of reconcile method `list`; with method `status` set `reconcile.endpoint` to a URL template with `{key}`",
                 ));
             }
-            let (template, field) = match from_env {
-                Some((v, var)) => (
-                    v.trim().to_owned(),
-                    format!("reconcile.endpoint (from {var})"),
-                ),
-                None => match raw.endpoint {
-                    Some(t) => (t, "reconcile.endpoint".to_owned()),
-                    None => (
-                        default_status_template(endpoint),
-                        "reconcile.endpoint".to_owned(),
-                    ),
-                },
-            };
-            check_status_template(&template).map_err(|m| invalid(file, field, m))?;
-            Ok((
-                default_query_endpoint(endpoint),
-                Reconcile::Status {
-                    url_template: template,
-                },
-            ))
+            let url_template = raw
+                .endpoint
+                .clone()
+                .unwrap_or_else(|| default_status_template(endpoint));
+            check_status_template(&url_template)
+                .map_err(|m| invalid(file, "reconcile.endpoint", m))?;
+            Reconcile::Status { url_template }
         }
         "none" => {
             let asks = "method `none` asks the platform nothing";
@@ -1003,21 +974,41 @@ fn resolve_reconcile(
                     format!("{asks}: remove it, or choose method `list`"),
                 ));
             }
-            if let Some((_, var)) = from_env {
-                return Err(invalid(
-                    file,
-                    "reconcile.method",
-                    format!("{asks}, yet {var} is set: unset it, or choose `list` or `status`"),
-                ));
-            }
-            Ok((default_query_endpoint(endpoint), Reconcile::None))
+            Reconcile::None
         }
-        other => Err(invalid(
+        other => {
+            return Err(invalid(
+                file,
+                "reconcile.method",
+                format!("unknown method `{other}`: use `list`, `status` or `none`"),
+            ));
+        }
+    };
+    if reconcile == Reconcile::List && raw.endpoint.is_some() && query_endpoint.is_some() {
+        return Err(invalid(
             file,
-            "reconcile.method",
-            format!("unknown method `{other}`: use `list`, `status` or `none`"),
-        )),
+            "reconcile.endpoint",
+            "the listing endpoint is set twice: keep either `query_endpoint` or `reconcile.endpoint`",
+        ));
     }
+    let listing = match env_var("QUERY_ENDPOINT").filter(|(v, _)| !v.trim().is_empty()) {
+        Some((v, var)) => Some((v.trim().to_owned(), format!("query_endpoint (from {var})"))),
+        None => match (reconcile == Reconcile::List)
+            .then_some(raw.endpoint)
+            .flatten()
+        {
+            Some(u) => Some((u, "reconcile.endpoint".to_owned())),
+            None => query_endpoint.map(|u| (u, "query_endpoint".to_owned())),
+        },
+    };
+    let query_endpoint = match listing {
+        Some((url, field)) => {
+            EndpointUrl::parse(&url).map_err(|m| invalid(file, field, m))?;
+            url
+        }
+        None => default_query_endpoint(endpoint),
+    };
+    Ok((query_endpoint, reconcile))
 }
 
 /// An absolute http(s) URL with [`KEY_PLACEHOLDER`] in its path or query (`…/cases/{key}`,

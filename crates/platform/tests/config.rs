@@ -569,28 +569,38 @@ fn reconcile_methods_default_to_list_and_derive_their_urls() {
 }
 
 #[test]
-fn reconcile_query_endpoint_override_moves_the_url_the_method_asks() {
+fn reconcile_query_endpoint_override_moves_only_the_listing() {
     let var = "TONGBAN_PLATFORM_DEMO_QUERY_ENDPOINT";
-    let env = |url: &'static str| move |name: &str| (name == var).then(|| url.to_owned());
-    let p = PlatformConfig::parse_with_env(BASE, "demo.toml", &env("https://h.cn/list")).unwrap();
+    let env = |url: &'static str| {
+        move |name: &str| match name {
+            "TONGBAN_PLATFORM_DEMO_ENDPOINT" => Some("https://h.cn/in".to_owned()),
+            n if n == var => Some(url.to_owned()),
+            _ => None,
+        }
+    };
+    let listing = with_reconcile(r#"endpoint = "http://10.0.0.1/list""#);
+    let p =
+        PlatformConfig::parse_with_env(&listing, "demo.toml", &env("https://h.cn/list")).unwrap();
     assert_eq!(p.query_endpoint, "https://h.cn/list");
-
-    let status = with_reconcile(r#"method = "status""#);
-    let p = PlatformConfig::parse_with_env(&status, "demo.toml", &env("https://h.cn/case/{key}"))
-        .unwrap();
-    assert_eq!(p.status_url("k").as_deref(), Some("https://h.cn/case/k"));
-    let err = PlatformConfig::parse_with_env(&status, "demo.toml", &env("https://h.cn/case"))
-        .unwrap_err();
+    let err = PlatformConfig::parse_with_env(BASE, "demo.toml", &env("h.cn/list")).unwrap_err();
     assert_eq!(
         err.field(),
-        Some(format!("reconcile.endpoint (from {var})").as_str())
+        Some(format!("query_endpoint (from {var})").as_str())
     );
 
+    // Launchers set the listing override for every platform: `status` and `none` platforms
+    // still load, and a default status template follows the endpoint override.
+    let status = with_reconcile(r#"method = "status""#);
+    let p = PlatformConfig::parse_with_env(&status, "demo.toml", &env("https://h.cn/in/_received"))
+        .unwrap();
+    assert_eq!(
+        p.status_url("k").as_deref(),
+        Some("https://h.cn/in/_received/k")
+    );
     let none = with_reconcile(r#"method = "none""#);
-    let err =
-        PlatformConfig::parse_with_env(&none, "demo.toml", &env("https://h.cn/l")).unwrap_err();
-    assert_eq!(err.field(), Some("reconcile.method"));
-    assert!(err.to_string().contains(var), "{err}");
+    let p = PlatformConfig::parse_with_env(&none, "demo.toml", &env("https://h.cn/in/_received"))
+        .unwrap();
+    assert_eq!(p.reconcile, Reconcile::None);
 }
 
 #[test]
