@@ -4,6 +4,7 @@
 mod authz_matrix;
 mod common;
 mod delivery;
+mod fifth_platform;
 mod order;
 mod parked;
 mod recovery;
