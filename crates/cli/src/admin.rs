@@ -55,7 +55,7 @@ pub enum DeliveriesCommand {
     /// Compare the ledger with what each platform (or one) holds; --redeliver-missing sends
     /// what a platform lacks again (platforms de-duplicate, so this is safe).
     #[command(
-        after_help = "Examples:\n  tongban deliveries reconcile\n  tongban deliveries reconcile --platform eia --redeliver-missing\n\nExits 2 when some platform lacks deliveries the ledger has as succeeded (and they were not\nre-delivered)."
+        after_help = "Examples:\n  tongban deliveries reconcile\n  tongban deliveries reconcile --platform eia --redeliver-missing\n\nExits 2 when some platform lacks deliveries the ledger has as succeeded (and they were not\nre-delivered).\n\nEach platform is asked the way its file's `[reconcile] method` allows: `list` (its listing of\nheld keys), `status` (one request per delivered key) or `none` (shown as `receipts`: the\nreceipts from its replies, nothing asked). Keys that could not be checked are counted under\nUNCHECKED; the line under the table names the method and says what could not be checked and\nwhy. RESENT counts what --redeliver-missing queued again."
     )]
     Reconcile(ReconcileArgs),
     /// Give up on one dead-lettered delivery for good, with a reason; the application's later
@@ -265,6 +265,57 @@ async fn replay(conn: &Conn, a: ReplayArgs) -> anyhow::Result<()> {
 #[error("{0}")]
 pub(crate) struct Drift(pub(crate) String);
 
+/// How the platform was asked, as its file spells the method (`none` reports receipts).
+fn method_word(m: dp::ReconcileMethod) -> &'static str {
+    match m {
+        dp::ReconcileMethod::List => "list",
+        dp::ReconcileMethod::Status => "status",
+        dp::ReconcileMethod::Receipts => "receipts",
+        dp::ReconcileMethod::Unspecified => "-",
+    }
+}
+
+/// The table of reconcile results, then per platform how it was asked (with the note on what
+/// could not be checked) and the keys it lacks. The method is a line, not a column, so the
+/// longest platform id stays whole in 80 columns.
+fn reconcile_text(results: &[dp::ReconcileResponse]) -> String {
+    let mut t = table(&[
+        "PLATFORM",
+        "MATCHED",
+        "MISSING",
+        "EXTRA",
+        "UNCHECKED",
+        "RESENT",
+    ]);
+    keep_whole(&mut t, 0);
+    for r in results {
+        t.add_row(vec![
+            r.platform_id.clone(),
+            r.matched.to_string(),
+            r.missing.len().to_string(),
+            r.extra.len().to_string(),
+            r.unchecked.len().to_string(),
+            r.redelivered.to_string(),
+        ]);
+    }
+    let mut out = format!("{t}\n");
+    for r in results {
+        out.push_str(&format!(
+            "  {}: asked by {}.",
+            r.platform_id,
+            method_word(r.method())
+        ));
+        if !r.note.is_empty() {
+            out.push_str(&format!(" {}", r.note));
+        }
+        out.push('\n');
+        for key in &r.missing {
+            out.push_str(&format!("  {} lacks {key}\n", r.platform_id));
+        }
+    }
+    out
+}
+
 async fn reconcile(conn: &Conn, a: ReconcileArgs) -> anyhow::Result<()> {
     let mut client = conn.dispatch()?;
     let platforms = match a.platform {
@@ -302,22 +353,7 @@ async fn reconcile(conn: &Conn, a: ReconcileArgs) -> anyhow::Result<()> {
             serde_json::to_string_pretty(&serde_json::json!({ "platforms": list }))?
         );
     } else {
-        let mut t = table(&["PLATFORM", "MATCHED", "MISSING", "EXTRA", "REDELIVERED"]);
-        for r in &results {
-            t.add_row(vec![
-                r.platform_id.clone(),
-                r.matched.to_string(),
-                r.missing.len().to_string(),
-                r.extra.len().to_string(),
-                r.redelivered.to_string(),
-            ]);
-        }
-        println!("{t}");
-        for r in &results {
-            for key in &r.missing {
-                println!("  {} lacks {key}", r.platform_id);
-            }
-        }
+        print!("{}", reconcile_text(&results));
     }
     let unresolved: Vec<String> = results
         .iter()
@@ -429,5 +465,59 @@ pub(crate) async fn webhooks(conn: &Conn, command: WebhooksCommand) -> anyhow::R
             }
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reconcile_text_shows_method_unchecked_and_note() {
+        let results = [
+            dp::ReconcileResponse {
+                platform_id: "provincial_gov_services".into(),
+                missing: vec!["p:1".into()],
+                matched: 3,
+                method: dp::ReconcileMethod::List.into(),
+                ..Default::default()
+            },
+            dp::ReconcileResponse {
+                platform_id: "pollutant_permit".into(),
+                matched: 1,
+                unchecked: vec!["pollutant_permit:2".into(), "pollutant_permit:3".into()],
+                method: dp::ReconcileMethod::Receipts.into(),
+                note: "The platform answers no queries.".into(),
+                ..Default::default()
+            },
+        ];
+        let text = reconcile_text(&results);
+        let rows: Vec<Vec<&str>> = text
+            .lines()
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        // The longest shipped id stays whole in 80 columns.
+        assert!(
+            rows.contains(&vec!["provincial_gov_services", "3", "1", "0", "0", "0"]),
+            "{text}"
+        );
+        assert!(
+            rows.contains(&vec!["pollutant_permit", "1", "0", "0", "2", "0"]),
+            "{text}"
+        );
+        assert!(
+            text.contains("  provincial_gov_services: asked by list.\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "  pollutant_permit: asked by receipts. The platform answers no queries.\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("  provincial_gov_services lacks p:1\n"),
+            "{text}"
+        );
     }
 }

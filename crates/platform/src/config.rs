@@ -2,7 +2,8 @@
 //!
 //! Layering is file → environment → validation. The environment can override, per platform
 //! (`<ID>` is the upper-cased id):
-//! * `TONGBAN_PLATFORM_<ID>_ENDPOINT` and `TONGBAN_PLATFORM_<ID>_QUERY_ENDPOINT`;
+//! * `TONGBAN_PLATFORM_<ID>_ENDPOINT` and `TONGBAN_PLATFORM_<ID>_QUERY_ENDPOINT` (the listing
+//!   endpoint, which only `[reconcile] method = "list"` asks);
 //! * the secret, from the variable named by `auth.token_env` / `auth.secret_env` (default
 //!   `TONGBAN_PLATFORM_<ID>_TOKEN` / `TONGBAN_PLATFORM_<ID>_SECRET`), which wins over an inline
 //!   `token` / `secret` (a development default).
@@ -30,6 +31,9 @@ use crate::policy::{CircuitPolicy, RetryPolicy};
 
 /// Path suffix of the reconciliation query endpoint, relative to the delivery endpoint.
 pub const RECEIVED_SUFFIX: &str = "/_received";
+
+/// The placeholder a `status` reconciliation URL template holds for the idempotency key.
+pub const KEY_PLACEHOLDER: &str = "{key}";
 
 /// A looked-up environment: variable name → value.
 pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
@@ -63,9 +67,12 @@ pub struct PlatformConfig {
     pub endpoint: String,
     /// `endpoint`, parsed.
     pub endpoint_url: EndpointUrl,
-    /// Reconciliation query endpoint: `GET` lists held idempotency keys, `GET …/<key>` returns
-    /// one body. Defaults to `endpoint + "/_received"`, which the simulator serves.
+    /// Listing endpoint of [`Reconcile::List`]: `GET` lists held idempotency keys, `GET
+    /// …/<key>` returns one body. Defaults to `endpoint + "/_received"`, which the simulator
+    /// serves.
     pub query_endpoint: String,
+    /// How Reconcile asks the platform what it holds (`[reconcile]`).
+    pub reconcile: Reconcile,
     /// Event types delivered to this platform.
     pub event_types: Vec<String>,
     /// Matter codes delivered (exact, or a `prefix.*` pattern); empty means every matter.
@@ -105,6 +112,35 @@ pub enum DeliveryMode {
     /// Snapshots of state: a newer event of the application supersedes an older one that is
     /// still waiting (queued, backing off or dead-lettered), which is then never sent.
     LatestState,
+}
+
+/// How Reconcile compares the ledger with a platform (`[reconcile] method`). Real platforms
+/// rarely list everything they hold, so the method follows what the platform offers.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Reconcile {
+    /// `GET` [`PlatformConfig::query_endpoint`] answers `{"keys": […]}`: every key it holds.
+    #[default]
+    List,
+    /// One `GET` per delivered key, at `url_template` with [`KEY_PLACEHOLDER`] replaced by the
+    /// percent-encoded key: 2xx = held, 404 = missing, anything else = not checked.
+    Status {
+        /// Absolute http(s) URL containing [`KEY_PLACEHOLDER`].
+        url_template: String,
+    },
+    /// The platform answers no queries; the receipts it gave in its replies are the only
+    /// confirmation.
+    None,
+}
+
+impl Reconcile {
+    /// The method's name as the file spells it.
+    pub fn method(&self) -> &'static str {
+        match self {
+            Self::List => "list",
+            Self::Status { .. } => "status",
+            Self::None => "none",
+        }
+    }
 }
 
 /// A start-up configuration error, naming the file and, where it applies, the field.
@@ -318,6 +354,16 @@ struct RawPlatform {
     #[serde(default)]
     delivery: DeliveryMode,
     receipt: Option<String>,
+    #[serde(default)]
+    reconcile: RawReconcile,
+}
+
+/// `[reconcile]`; the method stays text so an unknown one is reported with its field.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReconcile {
+    method: Option<String>,
+    endpoint: Option<String>,
 }
 
 fn default_timeout_ms() -> u64 {
@@ -600,20 +646,10 @@ impl PlatformConfig {
         let endpoint_url =
             EndpointUrl::parse(&endpoint).map_err(|m| invalid(file, &endpoint_field, m))?;
 
-        let query_var = format!("{env_prefix}_QUERY_ENDPOINT");
-        let (query_endpoint, query_field) = match env(&query_var).filter(|v| !v.trim().is_empty()) {
-            Some(v) => (
-                v.trim().to_owned(),
-                format!("query_endpoint (from {query_var})"),
-            ),
-            None => match raw.query_endpoint {
-                Some(q) => (q, "query_endpoint".to_owned()),
-                None => (default_query_endpoint(&endpoint), String::new()),
-            },
-        };
-        if !query_field.is_empty() {
-            EndpointUrl::parse(&query_endpoint).map_err(|m| invalid(file, &query_field, m))?;
-        }
+        let (query_endpoint, reconcile) =
+            resolve_reconcile(file, &endpoint, raw.query_endpoint, raw.reconcile, |var| {
+                env(&format!("{env_prefix}_{var}")).map(|v| (v, format!("{env_prefix}_{var}")))
+            })?;
 
         if raw.event_types.is_empty() {
             return Err(invalid(
@@ -782,6 +818,7 @@ impl PlatformConfig {
             endpoint,
             endpoint_url,
             query_endpoint,
+            reconcile,
             event_types: raw.event_types,
             matter_codes: raw.matter_codes,
             timeout: Duration::from_millis(raw.timeout_ms),
@@ -856,15 +893,33 @@ impl PlatformConfig {
         )
     }
 
+    /// URL asking whether the platform holds idempotency key `key`, under
+    /// [`Reconcile::Status`]; `None` under the other methods.
+    pub fn status_url(&self, key: &str) -> Option<String> {
+        match &self.reconcile {
+            Reconcile::Status { url_template } => {
+                Some(url_template.replace(KEY_PLACEHOLDER, &encode_segment(key)))
+            }
+            Reconcile::List | Reconcile::None => None,
+        }
+    }
+
     /// The same platform at another endpoint (e.g. a simulator on a free port); the query
-    /// endpoint is re-derived from it.
+    /// endpoint and a `status` URL template are re-derived from it (the simulator's defaults).
     pub fn with_endpoint(&self, endpoint: &str) -> Result<Self, ConfigError> {
         let endpoint_url =
             EndpointUrl::parse(endpoint).map_err(|m| invalid(&self.origin, "endpoint", m))?;
+        let reconcile = match &self.reconcile {
+            Reconcile::Status { .. } => Reconcile::Status {
+                url_template: default_status_template(endpoint),
+            },
+            other => other.clone(),
+        };
         Ok(Self {
             endpoint: endpoint.to_owned(),
             endpoint_url,
             query_endpoint: default_query_endpoint(endpoint),
+            reconcile,
             ..self.clone()
         })
     }
@@ -872,6 +927,133 @@ impl PlatformConfig {
 
 fn default_query_endpoint(endpoint: &str) -> String {
     format!("{}{RECEIVED_SUFFIX}", endpoint.trim_end_matches('/'))
+}
+
+fn default_status_template(endpoint: &str) -> String {
+    format!("{}/{KEY_PLACEHOLDER}", default_query_endpoint(endpoint))
+}
+
+/// The listing endpoint and the reconciliation method from `query_endpoint`, `[reconcile]` and
+/// the `QUERY_ENDPOINT` override (`env_var("QUERY_ENDPOINT")` → value and variable name).
+///
+/// The override moves the listing endpoint whatever the method, and only `list` asks it: the
+/// launchers (`tongban local`, the e2e stacks) set it for every platform they start, so it must
+/// not stop a `status` or `none` platform. A `status` template follows an `ENDPOINT` override
+/// when it is the default one.
+fn resolve_reconcile(
+    file: &str,
+    endpoint: &str,
+    query_endpoint: Option<String>,
+    raw: RawReconcile,
+    env_var: impl Fn(&str) -> Option<(String, String)>,
+) -> Result<(String, Reconcile), ConfigError> {
+    let method = raw.method.as_deref().unwrap_or("list");
+    let reconcile = match method {
+        "list" => Reconcile::List,
+        "status" => {
+            if query_endpoint.is_some() {
+                return Err(invalid(
+                    file,
+                    "query_endpoint",
+                    "is the listing endpoint of reconcile method `list`; with method `status` set `reconcile.endpoint` to a URL template with `{key}`",
+                ));
+            }
+            let url_template = raw
+                .endpoint
+                .clone()
+                .unwrap_or_else(|| default_status_template(endpoint));
+            check_status_template(&url_template)
+                .map_err(|m| invalid(file, "reconcile.endpoint", m))?;
+            Reconcile::Status { url_template }
+        }
+        "none" => {
+            let asks = "method `none` asks the platform nothing";
+            if raw.endpoint.is_some() {
+                return Err(invalid(
+                    file,
+                    "reconcile.endpoint",
+                    format!("{asks}: remove the endpoint, or choose `list` or `status`"),
+                ));
+            }
+            if query_endpoint.is_some() {
+                return Err(invalid(
+                    file,
+                    "query_endpoint",
+                    format!("{asks}: remove it, or choose method `list`"),
+                ));
+            }
+            Reconcile::None
+        }
+        other => {
+            return Err(invalid(
+                file,
+                "reconcile.method",
+                format!("unknown method `{other}`: use `list`, `status` or `none`"),
+            ));
+        }
+    };
+    if reconcile == Reconcile::List && raw.endpoint.is_some() && query_endpoint.is_some() {
+        return Err(invalid(
+            file,
+            "reconcile.endpoint",
+            "the listing endpoint is set twice: keep either `query_endpoint` or `reconcile.endpoint`",
+        ));
+    }
+    let listing = match env_var("QUERY_ENDPOINT").filter(|(v, _)| !v.trim().is_empty()) {
+        Some((v, var)) => Some((v.trim().to_owned(), format!("query_endpoint (from {var})"))),
+        None => match (reconcile == Reconcile::List)
+            .then_some(raw.endpoint)
+            .flatten()
+        {
+            Some(u) => Some((u, "reconcile.endpoint".to_owned())),
+            None => query_endpoint.map(|u| (u, "query_endpoint".to_owned())),
+        },
+    };
+    let query_endpoint = match listing {
+        Some((url, field)) => {
+            EndpointUrl::parse(&url).map_err(|m| invalid(file, field, m))?;
+            url
+        }
+        None => default_query_endpoint(endpoint),
+    };
+    Ok((query_endpoint, reconcile))
+}
+
+/// An absolute http(s) URL with [`KEY_PLACEHOLDER`] in its path or query (`…/cases/{key}`,
+/// `…/status?sbbh={key}`).
+fn check_status_template(template: &str) -> Result<(), String> {
+    if !template.contains(KEY_PLACEHOLDER) {
+        return Err(format!(
+            "`{template}` has no `{KEY_PLACEHOLDER}` placeholder for the idempotency key"
+        ));
+    }
+    let sample = template.replace(KEY_PLACEHOLDER, "key");
+    let (base, query) = match sample.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (sample.as_str(), None),
+    };
+    if let Some(q) = query
+        && (q.is_empty()
+            || !q
+                .chars()
+                .all(|c| c.is_ascii_graphic() && !"#{}".contains(c)))
+    {
+        return Err(format!("`{template}`: invalid query string"));
+    }
+    let authority_end = template
+        .find("://")
+        .and_then(|i| template[i + 3..].find(['/', '?']).map(|j| i + 3 + j));
+    if authority_end.is_none_or(|end| template[..end].contains(KEY_PLACEHOLDER)) {
+        return Err(format!(
+            "`{template}`: the `{KEY_PLACEHOLDER}` placeholder belongs in the path or the query"
+        ));
+    }
+    if base.contains(['{', '}']) {
+        return Err(format!(
+            "`{template}`: only the `{KEY_PLACEHOLDER}` placeholder is allowed"
+        ));
+    }
+    EndpointUrl::parse(base).map(|_| ())
 }
 
 /// Percent-encodes everything but RFC 3986 unreserved characters.

@@ -44,8 +44,8 @@ pub mod policy;
 
 pub use auth::{AuthConfig, AuthFailure, Secret, sign_hmac, verify_bearer, verify_hmac};
 pub use config::{
-    ConfigError, DeliveryMode, EndpointUrl, EnvLookup, Mode, PlatformConfig, RECEIVED_SUFFIX,
-    load_dir, load_dir_in, load_dir_with_env,
+    ConfigError, DeliveryMode, EndpointUrl, EnvLookup, KEY_PLACEHOLDER, Mode, PlatformConfig,
+    RECEIVED_SUFFIX, Reconcile, load_dir, load_dir_in, load_dir_with_env,
 };
 pub use events::{KNOWN_EVENT_TYPES, is_known_event_type};
 pub use mapping::{

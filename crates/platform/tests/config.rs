@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use tongban_platform::{
-    AuthConfig, ConfigError, Mode, PlatformConfig, load_dir_in, load_dir_with_env,
+    AuthConfig, ConfigError, Mode, PlatformConfig, Reconcile, load_dir_in, load_dir_with_env,
 };
 
 fn shipped_dir() -> PathBuf {
@@ -49,6 +49,24 @@ fn the_four_shipped_platforms_load() {
     ] {
         assert!(provincial.wants(e), "{e}");
     }
+    // Each reconciles the way the platform allows.
+    let methods: Vec<_> = platforms
+        .iter()
+        .map(|p| (p.id.as_str(), p.reconcile.method()))
+        .collect();
+    assert_eq!(
+        methods,
+        [
+            ("eia", "list"),
+            ("national_investment", "status"),
+            ("pollutant_permit", "none"),
+            ("provincial_gov_services", "list"),
+        ]
+    );
+    assert_eq!(
+        by_id["national_investment"].status_url("k").as_deref(),
+        Some("http://127.0.0.1:18081/api/tzxm/v1/spsx/_received/k")
+    );
     let eia = by_id["eia"];
     assert_eq!(eia.name, "建设项目环评审批系统");
     assert_eq!(eia.endpoint, "http://127.0.0.1:18082/api/eia/projects");
@@ -506,4 +524,134 @@ fn a_broken_file_is_reported_before_a_missing_secret() {
     let src = BASE.replace("[auth]", "concurrency = 0\n[auth]");
     let err = PlatformConfig::parse_in(&src, "demo.toml", &no_env, Mode::Production).unwrap_err();
     assert_eq!(err.field(), Some("concurrency"), "{err}");
+}
+
+fn with_reconcile(table: &str) -> String {
+    format!("{BASE}\n[reconcile]\n{table}\n")
+}
+
+#[test]
+fn reconcile_methods_default_to_list_and_derive_their_urls() {
+    let p = parse(BASE).unwrap();
+    assert_eq!(p.reconcile, Reconcile::List);
+    assert_eq!(p.status_url("k"), None);
+
+    let p = parse(&with_reconcile(r#"endpoint = "http://10.0.0.1/list""#)).unwrap();
+    assert_eq!(
+        (p.reconcile.method(), p.query_endpoint.as_str()),
+        ("list", "http://10.0.0.1/list")
+    );
+
+    let p = parse(&with_reconcile(r#"method = "status""#)).unwrap();
+    assert_eq!(
+        p.status_url("national_investment:0195 a/b").as_deref(),
+        Some("http://127.0.0.1:18099/api/demo/_received/national_investment%3A0195%20a%2Fb")
+    );
+    // Tests run simulators on free ports: the default template follows the endpoint.
+    let moved = p.with_endpoint("http://127.0.0.1:40001/api/demo").unwrap();
+    assert_eq!(
+        moved.status_url("k").as_deref(),
+        Some("http://127.0.0.1:40001/api/demo/_received/k")
+    );
+
+    let p = parse(&with_reconcile(
+        "method = \"status\"\nendpoint = \"https://gov.example.cn/api/cases/status?sbbh={key}\"",
+    ))
+    .unwrap();
+    assert_eq!(
+        p.status_url("a:b").as_deref(),
+        Some("https://gov.example.cn/api/cases/status?sbbh=a%3Ab")
+    );
+
+    let p = parse(&with_reconcile(r#"method = "none""#)).unwrap();
+    assert_eq!(p.reconcile, Reconcile::None);
+    assert_eq!(p.status_url("k"), None);
+}
+
+#[test]
+fn reconcile_query_endpoint_override_moves_only_the_listing() {
+    let var = "TONGBAN_PLATFORM_DEMO_QUERY_ENDPOINT";
+    let env = |url: &'static str| {
+        move |name: &str| match name {
+            "TONGBAN_PLATFORM_DEMO_ENDPOINT" => Some("https://h.cn/in".to_owned()),
+            n if n == var => Some(url.to_owned()),
+            _ => None,
+        }
+    };
+    let listing = with_reconcile(r#"endpoint = "http://10.0.0.1/list""#);
+    let p =
+        PlatformConfig::parse_with_env(&listing, "demo.toml", &env("https://h.cn/list")).unwrap();
+    assert_eq!(p.query_endpoint, "https://h.cn/list");
+    let err = PlatformConfig::parse_with_env(BASE, "demo.toml", &env("h.cn/list")).unwrap_err();
+    assert_eq!(
+        err.field(),
+        Some(format!("query_endpoint (from {var})").as_str())
+    );
+
+    // Launchers set the listing override for every platform: `status` and `none` platforms
+    // still load, and a default status template follows the endpoint override.
+    let status = with_reconcile(r#"method = "status""#);
+    let p = PlatformConfig::parse_with_env(&status, "demo.toml", &env("https://h.cn/in/_received"))
+        .unwrap();
+    assert_eq!(
+        p.status_url("k").as_deref(),
+        Some("https://h.cn/in/_received/k")
+    );
+    let none = with_reconcile(r#"method = "none""#);
+    let p = PlatformConfig::parse_with_env(&none, "demo.toml", &env("https://h.cn/in/_received"))
+        .unwrap();
+    assert_eq!(p.reconcile, Reconcile::None);
+}
+
+#[test]
+fn bad_reconcile_tables_name_the_field() {
+    let shown = assert_invalid(&with_reconcile(r#"method = "poll""#), "reconcile.method");
+    assert!(
+        shown.contains("`poll`") && shown.contains("status"),
+        "{shown}"
+    );
+    let shown = assert_invalid(
+        &with_reconcile("method = \"status\"\nendpoint = \"http://h.cn/cases/status\""),
+        "reconcile.endpoint",
+    );
+    assert!(shown.contains("{key}"), "{shown}");
+    for bad in [
+        "http://{key}.h.cn/status",
+        "http://h.cn/status/{key}/{id}",
+        "ftp://h.cn/{key}",
+        "http://h.cn/a b/{key}",
+        "http://h.cn/status?{key}#frag",
+    ] {
+        assert_invalid(
+            &with_reconcile(&format!("method = \"status\"\nendpoint = \"{bad}\"")),
+            "reconcile.endpoint",
+        );
+    }
+    let shown = assert_invalid(
+        &with_reconcile("method = \"none\"\nendpoint = \"http://h.cn/x\""),
+        "reconcile.endpoint",
+    );
+    assert!(shown.contains("none"), "{shown}");
+    // `query_endpoint` is the listing of `list`: with another method it is a mistake.
+    for method in ["status", "none"] {
+        assert_invalid(
+            &format!(
+                "query_endpoint = \"http://h.cn/l\"\n{}",
+                with_reconcile(&format!("method = \"{method}\""))
+            ),
+            "query_endpoint",
+        );
+    }
+    assert_invalid(
+        &format!(
+            "query_endpoint = \"http://h.cn/l\"\n{}",
+            with_reconcile("endpoint = \"http://h.cn/m\"")
+        ),
+        "reconcile.endpoint",
+    );
+    assert_invalid(
+        &with_reconcile("endpoint = \"http://h.cn/l?x=1\""),
+        "reconcile.endpoint",
+    );
+    assert_parse_error(&with_reconcile("methd = \"list\""), "methd");
 }

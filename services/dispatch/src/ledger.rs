@@ -315,6 +315,13 @@ pub trait DeliveryLedger {
         platform_id: &str,
         keys: &[String],
     ) -> impl Future<Output = Result<u64, DbErr>> + Send;
+
+    /// The idempotency keys of `platform`'s succeeded deliveries, each with the receipt the
+    /// platform's reply gave, if any (Reconcile of a platform that answers no queries).
+    fn succeeded_receipts(
+        &self,
+        platform_id: &str,
+    ) -> impl Future<Output = Result<HashMap<String, Option<String>>, DbErr>> + Send;
 }
 
 /// A status as staff read it in messages.
@@ -702,5 +709,21 @@ impl<C: ConnectionTrait> DeliveryLedger for C {
             .exec(self)
             .await?;
         Ok(res.rows_affected)
+    }
+
+    async fn succeeded_receipts(
+        &self,
+        platform_id: &str,
+    ) -> Result<HashMap<String, Option<String>>, DbErr> {
+        let rows: Vec<(String, Option<String>)> = delivery::Entity::find()
+            .select_only()
+            .column(delivery::Column::IdempotencyKey)
+            .column(delivery::Column::Receipt)
+            .filter(delivery::Column::PlatformId.eq(platform_id))
+            .filter(delivery::Column::Status.eq(Status::Succeeded))
+            .into_tuple()
+            .all(self)
+            .await?;
+        Ok(rows.into_iter().collect())
     }
 }

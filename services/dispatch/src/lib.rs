@@ -21,7 +21,8 @@
 //! * **Retry**: failures back off per the platform's `[retry]` (exponential, jitter); after
 //!   `max_attempts`, or at once for a 4xx other than 408/429, the row is DEAD_LETTERED. Staff
 //!   retry or replay it over gRPC; `Reconcile` compares the ledger with what the platform
-//!   holds and can re-deliver what it lost.
+//!   holds, asked as its `[reconcile] method` allows (its listing, one key at a time, or
+//!   only the receipts it gave), and can re-deliver what it lost.
 //! * **Unknown application**: events that arrive before `application.submitted` are parked
 //!   and fanned out when it arrives (see [`consumer`]).
 //!

@@ -3,13 +3,15 @@
 //! caller's scope covers.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::{BTreeMap, HashMap, HashSet},
     sync::Arc,
 };
 
+use futures::{StreamExt, stream};
 use sea_orm::DatabaseConnection;
 use tongban_auth::{Identity, Role};
 use tongban_authz::{Action, Scope};
+use tongban_platform::{PlatformConfig, Reconcile};
 use tongban_proto::{dispatch as pb, page::Paging};
 
 use crate::{
@@ -325,7 +327,8 @@ impl Dispatch {
         Ok(u32::try_from(n).unwrap_or(u32::MAX))
     }
 
-    /// Compares the ledger's delivered keys with the keys the platform reports holding.
+    /// Compares the ledger's delivered keys with what the platform says it holds, asked the
+    /// way its file's `[reconcile] method` allows; optionally queues the missing ones again.
     pub async fn reconcile(
         &self,
         who: &Identity,
@@ -342,27 +345,36 @@ impl Dispatch {
             return Err(invalid("platform_id", "is required"));
         }
         let platform = self.platform(id)?;
-        let held = self.held_keys(&platform.config).await?;
-        let ledger_keys = self.db.delivery_keys(id).await?;
-        let mut missing: Vec<String> = ledger_keys
-            .iter()
-            .filter(|(k, s)| **s == Status::Succeeded && !held.contains(*k))
-            .map(|(k, _)| k.clone())
-            .collect();
-        missing.sort();
-        let mut extra: Vec<String> = held
-            .iter()
-            .filter(|k| !ledger_keys.contains_key(*k))
-            .cloned()
-            .collect();
-        extra.sort();
-        let matched = ledger_keys
-            .iter()
-            .filter(|(k, s)| **s == Status::Succeeded && held.contains(*k))
-            .count();
+        let config = &platform.config;
+        let (ledger_keys, evidence) = match &config.reconcile {
+            Reconcile::List => (
+                self.db.delivery_keys(id).await?,
+                Evidence::listing(self.held_keys(config).await?),
+            ),
+            Reconcile::Status { .. } => {
+                let ledger_keys = self.db.delivery_keys(id).await?;
+                let delivered = ledger_keys
+                    .iter()
+                    .filter(|(_, s)| **s == Status::Succeeded)
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                let evidence = self.key_states(config, delivered).await;
+                (ledger_keys, evidence)
+            }
+            Reconcile::None => {
+                let receipts = self.db.succeeded_receipts(id).await?;
+                let evidence = Evidence::receipts(&receipts);
+                let ledger_keys = receipts
+                    .into_keys()
+                    .map(|k| (k, Status::Succeeded))
+                    .collect();
+                (ledger_keys, evidence)
+            }
+        };
+        let found = compare(&ledger_keys, &evidence);
         let txn = tongban_storage::begin_write(&self.db).await?;
         let redelivered = if req.redeliver_missing {
-            txn.redeliver_keys(id, &missing).await?
+            txn.redeliver_keys(id, &found.missing).await?
         } else {
             0
         };
@@ -372,9 +384,12 @@ impl Dispatch {
             tongban_storage::now_ms(),
             tongban_audit::Act::done(tongban_audit::Actor::from(who), "reconcile", id).reason(
                 format!(
-                    "missing {}, extra {}, matched {matched}, redelivered {redelivered}",
-                    missing.len(),
-                    extra.len()
+                    "method {}, missing {}, extra {}, matched {}, unchecked {}, redelivered {redelivered}",
+                    config.reconcile.method(),
+                    found.missing.len(),
+                    found.extra.len(),
+                    found.matched,
+                    found.unchecked.len(),
                 ),
             ),
         )
@@ -385,18 +400,23 @@ impl Dispatch {
         }
         tracing::info!(
             platform = id,
-            missing = missing.len(),
-            extra = extra.len(),
-            matched,
+            method = config.reconcile.method(),
+            missing = found.missing.len(),
+            extra = found.extra.len(),
+            matched = found.matched,
+            unchecked = found.unchecked.len(),
             redelivered,
             "reconciled"
         );
         Ok(pb::ReconcileResponse {
             platform_id: id.to_string(),
-            missing,
-            extra,
-            matched: u32::try_from(matched).unwrap_or(u32::MAX),
+            missing: found.missing,
+            extra: found.extra,
+            matched: u32::try_from(found.matched).unwrap_or(u32::MAX),
             redelivered: u32::try_from(redelivered).unwrap_or(u32::MAX),
+            method: evidence.method.into(),
+            unchecked: found.unchecked,
+            note: found.note,
         })
     }
 
@@ -430,10 +450,9 @@ impl Dispatch {
         }
     }
 
-    async fn held_keys(
-        &self,
-        config: &tongban_platform::PlatformConfig,
-    ) -> Result<HashSet<String>, DispatchError> {
+    /// The keys the platform's listing endpoint says it holds; a failed listing fails the
+    /// whole comparison (UNAVAILABLE), since nothing at all could be checked.
+    async fn held_keys(&self, config: &PlatformConfig) -> Result<HashSet<String>, DispatchError> {
         let fail = |message: String| DispatchError::Platform {
             platform: config.id.clone(),
             message,
@@ -465,11 +484,281 @@ impl Dispatch {
             .filter_map(|k| k.as_str().map(str::to_string))
             .collect())
     }
+
+    /// Asks the platform's per-key status URL about each of `keys`, at most
+    /// `config.concurrency` at a time (the platform's bulkhead size).
+    async fn key_states(&self, config: &PlatformConfig, keys: Vec<String>) -> Evidence {
+        let answers: Vec<(String, KeyState)> = stream::iter(keys)
+            .map(|key| async move {
+                let state = self.key_state(config, &key).await;
+                (key, state)
+            })
+            .buffer_unordered(config.concurrency.max(1))
+            .collect()
+            .await;
+        Evidence::per_key(answers)
+    }
+
+    /// One key: 2xx = held, 404 = missing, anything else (or no answer) = not checked.
+    async fn key_state(&self, config: &PlatformConfig, key: &str) -> KeyState {
+        let Some(url) = config.status_url(key) else {
+            return KeyState::Unchecked("the platform has no status URL".into());
+        };
+        let mut req = self.http.get(&url).timeout(config.timeout);
+        for (name, value) in config.auth.headers(b"", chrono::Utc::now()) {
+            req = req.header(name, value);
+        }
+        match req.send().await {
+            Ok(resp) if resp.status().is_success() => KeyState::Held,
+            Ok(resp) if resp.status() == reqwest::StatusCode::NOT_FOUND => KeyState::Missing,
+            Ok(resp) => KeyState::Unchecked(format!("status URL answered HTTP {}", resp.status())),
+            Err(e) if e.is_timeout() => KeyState::Unchecked(format!(
+                "status URL did not answer within {} ms",
+                config.timeout.as_millis()
+            )),
+            Err(e) => KeyState::Unchecked(format!("status URL unreachable: {e}")),
+        }
+    }
+}
+
+/// What a platform said about one delivered key under `[reconcile] method = "status"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum KeyState {
+    Held,
+    Missing,
+    /// Why it could not be told.
+    Unchecked(String),
+}
+
+/// What could be learnt about a platform's holdings, whatever the method.
+#[derive(Debug)]
+struct Evidence {
+    method: pb::ReconcileMethod,
+    /// Keys the platform confirmed (listed, answered 2xx for, or gave a receipt for).
+    held: HashSet<String>,
+    /// Whether `held` is everything the platform holds, so keys unknown to the ledger show.
+    complete: bool,
+    /// Delivered keys that could not be checked, with why.
+    unchecked: BTreeMap<String, String>,
+}
+
+impl Evidence {
+    fn listing(held: HashSet<String>) -> Self {
+        Self {
+            method: pb::ReconcileMethod::List,
+            held,
+            complete: true,
+            unchecked: BTreeMap::new(),
+        }
+    }
+
+    fn per_key(answers: Vec<(String, KeyState)>) -> Self {
+        let mut held = HashSet::new();
+        let mut unchecked = BTreeMap::new();
+        for (key, state) in answers {
+            match state {
+                KeyState::Held => {
+                    held.insert(key);
+                }
+                KeyState::Missing => {}
+                KeyState::Unchecked(why) => {
+                    unchecked.insert(key, why);
+                }
+            }
+        }
+        Self {
+            method: pb::ReconcileMethod::Status,
+            held,
+            complete: false,
+            unchecked,
+        }
+    }
+
+    /// The platform answers no queries: the receipt its reply gave is the only confirmation.
+    fn receipts(succeeded: &HashMap<String, Option<String>>) -> Self {
+        let mut held = HashSet::new();
+        let mut unchecked = BTreeMap::new();
+        for (key, receipt) in succeeded {
+            if receipt.as_deref().is_some_and(|r| !r.is_empty()) {
+                held.insert(key.clone());
+            } else {
+                unchecked.insert(key.clone(), NO_RECEIPT.to_string());
+            }
+        }
+        Self {
+            method: pb::ReconcileMethod::Receipts,
+            held,
+            complete: false,
+            unchecked,
+        }
+    }
+}
+
+const NO_RECEIPT: &str = "the reply gave no receipt";
+
+/// The comparison, as ReconcileResponse reports it.
+#[derive(Debug, PartialEq, Eq)]
+struct Findings {
+    missing: Vec<String>,
+    extra: Vec<String>,
+    matched: usize,
+    unchecked: Vec<String>,
+    note: String,
+}
+
+/// Compares the ledger's keys (with status) with the evidence: a succeeded key is matched when
+/// confirmed, unchecked when it could not be asked about, missing otherwise; keys the platform
+/// holds beyond the ledger show only when the evidence is a complete listing.
+fn compare(ledger: &HashMap<String, Status>, evidence: &Evidence) -> Findings {
+    let delivered = || {
+        ledger
+            .iter()
+            .filter(|(_, s)| **s == Status::Succeeded)
+            .map(|(k, _)| k)
+    };
+    let mut missing: Vec<String> = delivered()
+        .filter(|k| !evidence.held.contains(*k) && !evidence.unchecked.contains_key(*k))
+        .cloned()
+        .collect();
+    missing.sort();
+    let mut extra: Vec<String> = if evidence.complete {
+        evidence
+            .held
+            .iter()
+            .filter(|k| !ledger.contains_key(*k))
+            .cloned()
+            .collect()
+    } else {
+        Vec::new()
+    };
+    extra.sort();
+    let matched = delivered().filter(|k| evidence.held.contains(*k)).count();
+    let unchecked: Vec<String> = evidence.unchecked.keys().cloned().collect();
+    let note = note(evidence, delivered().count(), matched);
+    Findings {
+        missing,
+        extra,
+        matched,
+        unchecked,
+        note,
+    }
+}
+
+/// The sentence saying what could not be checked and why (empty for a complete listing).
+fn note(evidence: &Evidence, delivered: usize, matched: usize) -> String {
+    let unchecked = evidence.unchecked.len();
+    match evidence.method {
+        pb::ReconcileMethod::Status => {
+            let mut note = format!(
+                "Asked the platform about each of the {delivered} delivered keys; a per-key status URL cannot show deliveries the ledger does not know, so extra keys were not looked for."
+            );
+            if unchecked > 0 {
+                let mut reasons: Vec<&str> =
+                    evidence.unchecked.values().map(String::as_str).collect();
+                reasons.sort_unstable();
+                reasons.dedup();
+                let more = if reasons.len() > 2 { ", …" } else { "" };
+                reasons.truncate(2);
+                note.push_str(&format!(
+                    " {unchecked} could not be checked ({}{more}); they are neither matched nor missing and were not re-delivered.",
+                    reasons.join("; ")
+                ));
+            }
+            note
+        }
+        pb::ReconcileMethod::Receipts => format!(
+            "The platform answers no queries, so nothing was asked: {matched} of the {delivered} delivered keys are confirmed by the receipt in the platform's reply and {unchecked} gave no receipt and could not be checked; deliveries the platform lost cannot be found this way, so nothing is missing or re-delivered."
+        ),
+        pb::ReconcileMethod::List | pb::ReconcileMethod::Unspecified => String::new(),
+    }
 }
 
 fn auth_kind(a: &tongban_platform::AuthConfig) -> pb::AuthKind {
     match a {
         tongban_platform::AuthConfig::Bearer { .. } => pb::AuthKind::Bearer,
         tongban_platform::AuthConfig::Hmac { .. } => pb::AuthKind::Hmac,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn ledger(rows: &[(&str, Status)]) -> HashMap<String, Status> {
+        rows.iter().map(|(k, s)| ((*k).to_string(), *s)).collect()
+    }
+
+    fn set(keys: &[&str]) -> HashSet<String> {
+        keys.iter().map(|k| (*k).to_string()).collect()
+    }
+
+    #[test]
+    fn a_listing_finds_missing_and_extra_keys() {
+        let l = ledger(&[
+            ("a", Status::Succeeded),
+            ("b", Status::Succeeded),
+            ("c", Status::Pending),
+        ]);
+        let f = compare(&l, &Evidence::listing(set(&["a", "c", "z"])));
+        assert_eq!(f.missing, ["b"]);
+        // `c` is known to the ledger (still pending): not extra.
+        assert_eq!(f.extra, ["z"]);
+        assert_eq!((f.matched, f.unchecked.len(), f.note.as_str()), (1, 0, ""));
+    }
+
+    #[test]
+    fn per_key_answers_split_held_missing_and_unchecked() {
+        let l = ledger(&[
+            ("a", Status::Succeeded),
+            ("b", Status::Succeeded),
+            ("c", Status::Succeeded),
+            ("d", Status::Succeeded),
+        ]);
+        let e = Evidence::per_key(vec![
+            ("a".into(), KeyState::Held),
+            ("b".into(), KeyState::Missing),
+            (
+                "c".into(),
+                KeyState::Unchecked("status URL answered HTTP 503".into()),
+            ),
+            (
+                "d".into(),
+                KeyState::Unchecked("status URL answered HTTP 503".into()),
+            ),
+        ]);
+        let f = compare(&l, &e);
+        assert_eq!((f.missing, f.matched), (vec!["b".to_string()], 1));
+        assert!(f.extra.is_empty());
+        assert_eq!(f.unchecked, ["c", "d"]);
+        assert!(
+            f.note
+                .contains("2 could not be checked (status URL answered HTTP 503)"),
+            "{}",
+            f.note
+        );
+    }
+
+    #[test]
+    fn receipts_confirm_and_nothing_is_ever_missing() {
+        let receipts: HashMap<String, Option<String>> = [
+            ("a".to_string(), Some("R1".to_string())),
+            ("b".to_string(), None),
+            ("c".to_string(), Some(String::new())),
+        ]
+        .into_iter()
+        .collect();
+        let l = receipts
+            .keys()
+            .map(|k| (k.clone(), Status::Succeeded))
+            .collect();
+        let f = compare(&l, &Evidence::receipts(&receipts));
+        assert!(f.missing.is_empty() && f.extra.is_empty());
+        assert_eq!((f.matched, f.unchecked), (1, vec!["b".into(), "c".into()]));
+        assert!(
+            f.note.contains("1 of the 3") && f.note.contains("2 gave no receipt"),
+            "{}",
+            f.note
+        );
     }
 }

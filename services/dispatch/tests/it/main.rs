@@ -6,6 +6,7 @@ mod codes;
 mod common;
 mod contract;
 mod delivery;
+mod fifth_platform;
 mod order;
 mod parked;
 mod recovery;

@@ -56,6 +56,12 @@ async fn reconcile_redelivers_what_a_platform_lost(backend: Backend) -> anyhow::
         .into_inner();
     assert_eq!((report.missing.len(), report.matched), (2, 0));
     assert!(report.extra.is_empty());
+    // A listing checks everything: nothing unchecked, nothing to explain.
+    assert_eq!(report.method(), pb::ReconcileMethod::List);
+    assert!(
+        report.unchecked.is_empty() && report.note.is_empty(),
+        "{report:?}"
+    );
     let report = c
         .reconcile(authed(
             pb::ReconcileRequest {
@@ -139,22 +145,166 @@ async fn reconcile_redelivers_what_a_platform_lost(backend: Backend) -> anyhow::
                 "reconcile",
                 "admin",
                 "eia",
-                "missing 2, extra 0, matched 0, redelivered 0"
+                "method list, missing 2, extra 0, matched 0, unchecked 0, redelivered 0"
             ),
             (
                 "reconcile",
                 "admin",
                 "eia",
-                "missing 2, extra 0, matched 0, redelivered 2"
+                "method list, missing 2, extra 0, matched 0, unchecked 0, redelivered 2"
             ),
             (
                 "reconcile",
                 "admin",
                 "eia",
-                "missing 0, extra 0, matched 2, redelivered 0"
+                "method list, missing 0, extra 0, matched 2, unchecked 0, redelivered 0"
             ),
         ]
     );
+    Ok(())
+}
+
+/// An admin's Reconcile of `platform`.
+async fn reconcile(
+    h: &Harness,
+    platform: &str,
+    redeliver_missing: bool,
+) -> anyhow::Result<pb::ReconcileResponse> {
+    Ok(h.client
+        .clone()
+        .reconcile(authed(
+            pb::ReconcileRequest {
+                platform_id: platform.into(),
+                redeliver_missing,
+            },
+            &h.token(Role::Admin),
+        ))
+        .await?
+        .into_inner())
+}
+
+/// national_investment answers per key only (`method = "status"`): a lost delivery is found by
+/// asking for it, and re-delivered.
+async fn reconcile_by_status_finds_and_redelivers_a_lost_key(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let h = Harness::start(backend, |_| {}).await?;
+    let (submitted, approved) = application()?;
+    h.publish(&[&submitted, &approved]).await?;
+    h.wait_all_delivered(1).await?;
+    let report = reconcile(&h, "national_investment", false).await?;
+    assert_eq!(report.method(), pb::ReconcileMethod::Status);
+    assert_eq!((report.missing.len(), report.matched), (0, 2), "{report:?}");
+    assert!(report.unchecked.is_empty() && report.extra.is_empty());
+    assert!(
+        report.note.contains("extra keys were not looked for"),
+        "{}",
+        report.note
+    );
+
+    // The platform loses everything; the listing is gone too, but each key is asked alone.
+    let lost = http()
+        .delete(format!("{}/_received", h.url("national_investment")?))
+        .send()
+        .await?;
+    assert!(lost.status().is_success());
+    let delivered: Vec<String> = h
+        .deliveries("national_investment", pb::DeliveryStatus::Succeeded)
+        .await?
+        .into_iter()
+        .map(|d| d.idempotency_key)
+        .collect();
+    let report = reconcile(&h, "national_investment", true).await?;
+    let mut expected = delivered.clone();
+    expected.sort();
+    assert_eq!(report.missing, expected);
+    assert_eq!((report.matched, report.redelivered), (0, 2));
+    assert!(report.unchecked.is_empty());
+    h.wait_all_delivered(1).await?;
+    let mut held = h.received("national_investment").await?;
+    held.sort();
+    assert_eq!(held, expected);
+    let report = reconcile(&h, "national_investment", false).await?;
+    assert_eq!((report.missing.len(), report.matched), (0, 2));
+    Ok(())
+}
+
+/// A status URL that does not answer leaves the keys unchecked: neither missing (so not sent
+/// again) nor matched, with the reason in the note.
+async fn reconcile_by_status_reports_unanswered_keys_as_unchecked(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    // Port 1 refuses connections, like a platform that is down.
+    let h = Harness::start(backend, |configs| {
+        for c in configs.iter_mut().filter(|c| c.id == "national_investment") {
+            c.reconcile = tongban_platform::Reconcile::Status {
+                url_template: "http://127.0.0.1:1/api/status/{key}".into(),
+            };
+        }
+    })
+    .await?;
+    let (submitted, approved) = application()?;
+    h.publish(&[&submitted, &approved]).await?;
+    h.wait_all_delivered(1).await?;
+    let report = reconcile(&h, "national_investment", true).await?;
+    assert_eq!(report.method(), pb::ReconcileMethod::Status);
+    assert_eq!(report.unchecked.len(), 2, "{report:?}");
+    assert!(report.missing.is_empty() && report.extra.is_empty());
+    assert_eq!((report.matched, report.redelivered), (0, 0));
+    assert!(
+        report.note.contains("2 could not be checked") && report.note.contains("unreachable"),
+        "{}",
+        report.note
+    );
+    // Nothing went back to the queue: both deliveries stay succeeded.
+    h.wait_status("national_investment", pb::DeliveryStatus::Succeeded, 2)
+        .await?;
+    Ok(())
+}
+
+/// pollutant_permit answers no queries (`method = "none"`): a delivery with a receipt counts as
+/// matched, one without is unchecked, and a loss cannot be seen, so nothing is re-delivered.
+async fn reconcile_by_receipts_asks_the_platform_nothing(backend: Backend) -> anyhow::Result<()> {
+    // eia as well, but keeping no receipt: its rows have nothing to confirm them.
+    let h = Harness::start(backend, |configs| {
+        for c in configs.iter_mut().filter(|c| c.id == "eia") {
+            c.reconcile = tongban_platform::Reconcile::None;
+            c.receipt = None;
+        }
+    })
+    .await?;
+    let (submitted, approved) = application()?;
+    h.publish(&[&submitted, &approved]).await?;
+    h.wait_all_delivered(1).await?;
+    let permit = h
+        .deliveries("pollutant_permit", pb::DeliveryStatus::Succeeded)
+        .await?;
+    assert!(!permit[0].receipt.is_empty(), "{permit:?}");
+    // Even a platform that lost everything is not asked.
+    let lost = http()
+        .delete(format!("{}/_received", h.url("pollutant_permit")?))
+        .send()
+        .await?;
+    assert!(lost.status().is_success());
+    let report = reconcile(&h, "pollutant_permit", true).await?;
+    assert_eq!(report.method(), pb::ReconcileMethod::Receipts);
+    assert_eq!((report.matched, report.redelivered), (1, 0), "{report:?}");
+    assert!(report.missing.is_empty() && report.extra.is_empty() && report.unchecked.is_empty());
+    assert!(report.note.contains("1 of the 1"), "{}", report.note);
+
+    let report = reconcile(&h, "eia", true).await?;
+    assert_eq!(report.method(), pb::ReconcileMethod::Receipts);
+    assert_eq!((report.matched, report.redelivered), (0, 0), "{report:?}");
+    let mut keys: Vec<String> = h
+        .deliveries("eia", pb::DeliveryStatus::Succeeded)
+        .await?
+        .into_iter()
+        .map(|d| d.idempotency_key)
+        .collect();
+    keys.sort();
+    assert_eq!(report.unchecked, keys);
+    assert!(report.missing.is_empty());
+    assert!(report.note.contains("2 gave no receipt"), "{}", report.note);
     Ok(())
 }
 
@@ -214,5 +364,8 @@ async fn bad_mapping_stops_start_up_naming_file_and_field(backend: Backend) -> a
 tongban_testkit::on_both!(
     restart_mid_delivery_loses_nothing_and_duplicates_nothing,
     reconcile_redelivers_what_a_platform_lost,
+    reconcile_by_status_finds_and_redelivers_a_lost_key,
+    reconcile_by_status_reports_unanswered_keys_as_unchecked,
+    reconcile_by_receipts_asks_the_platform_nothing,
     bad_mapping_stops_start_up_naming_file_and_field,
 );

@@ -74,6 +74,16 @@ impl Harness {
         backend: Backend,
         tweak: impl FnOnce(&mut Vec<PlatformConfig>),
     ) -> anyhow::Result<Self> {
+        Self::start_with_configs(backend, shipped()?, tweak).await
+    }
+
+    /// [`Harness::start`] with these platforms (e.g. loaded from another directory) instead
+    /// of the shipped ones.
+    pub async fn start_with_configs(
+        backend: Backend,
+        platforms: Vec<PlatformConfig>,
+        tweak: impl FnOnce(&mut Vec<PlatformConfig>),
+    ) -> anyhow::Result<Self> {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
             .with_test_writer()
@@ -86,7 +96,6 @@ impl Harness {
                 (b, Some(d))
             }
         };
-        let platforms = shipped()?;
         let opts = SimOptions::default().all_ports_free(&platforms);
         let sim = tongban_platform_sim::serve(platforms, opts, std::future::pending()).await?;
         let mut configs = sim.client_configs();
