@@ -223,6 +223,27 @@ impl LocalStack {
         admin_url: &str,
         bus_url: &str,
     ) -> anyhow::Result<Self> {
+        // `--free-ports` finds ports free, then the services bind them: a test running beside
+        // this one can take a port in between. That is the harness's race, not the stack's, so
+        // start again on fresh ports and names.
+        let mut attempt = 1;
+        loop {
+            match Self::try_up_on(replicas, env, admin_url, bus_url) {
+                Err(e) if attempt < 3 && e.to_string().contains("Address already in use") => {
+                    eprintln!("local up lost a port race (attempt {attempt}); starting again");
+                    attempt += 1;
+                }
+                done => return done,
+            }
+        }
+    }
+
+    fn try_up_on(
+        replicas: u16,
+        env: &[(String, String)],
+        admin_url: &str,
+        bus_url: &str,
+    ) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let keys = tongban_testkit::Keys::new();
         let jwks = keys.write_jwks(dir.path())?;
