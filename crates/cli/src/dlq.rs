@@ -229,15 +229,19 @@ async fn replay(conn: &Conn, a: HandleArgs) -> anyhow::Result<()> {
     if conn.json() {
         return print_json("tongban.ops.v1.ReplayDeadLettersResponse", &resp);
     }
+    print_handled("Replayed", "to", &resp.queue, &resp.event_ids);
+    Ok(())
+}
+
+/// What a replay or a discard did: one line, then the event ids.
+fn print_handled(done: &str, preposition: &str, queue: &str, event_ids: &[String]) {
     println!(
-        "Replayed {} dead letter(s) to {}.",
-        resp.event_ids.len(),
-        resp.queue
+        "{done} {} dead letter(s) {preposition} {queue}.",
+        event_ids.len()
     );
-    for id in &resp.event_ids {
+    for id in event_ids {
         println!("  {id}");
     }
-    Ok(())
 }
 
 async fn discard(conn: &Conn, a: DiscardArgs) -> anyhow::Result<()> {
@@ -259,13 +263,6 @@ async fn discard(conn: &Conn, a: DiscardArgs) -> anyhow::Result<()> {
     if conn.json() {
         return print_json("tongban.ops.v1.DiscardDeadLettersResponse", &resp);
     }
-    println!(
-        "Discarded {} dead letter(s) from {}.",
-        resp.event_ids.len(),
-        resp.queue
-    );
-    for id in &resp.event_ids {
-        println!("  {id}");
-    }
+    print_handled("Discarded", "from", &resp.queue, &resp.event_ids);
     Ok(())
 }

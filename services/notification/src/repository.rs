@@ -911,70 +911,82 @@ impl<C: ConnectionTrait> DeadRows for C {
         ids: Option<&[String]>,
         limit: u64,
     ) -> Result<Vec<String>, DbErr> {
-        let now = now_ms();
         match channel {
             Channel::Email => {
-                let mut find = email::Entity::find()
-                    .select_only()
-                    .column(email::Column::NotificationId)
-                    .filter(email::Column::FailedMs.is_not_null());
-                if let Some(ids) = ids {
-                    find = find.filter(
-                        email::Column::NotificationId.is_in(ids.iter().map(String::as_str)),
-                    );
-                }
-                let found: Vec<String> = find.limit(limit).into_tuple().all(self).await?;
-                if found.is_empty() {
-                    return Ok(found);
-                }
-                email::Entity::update_many()
-                    .col_expr(email::Column::FailedMs, Expr::value(Option::<i64>::None))
-                    .col_expr(
-                        email::Column::RetrySinceMs,
-                        Expr::value(Option::<i64>::None),
-                    )
-                    .col_expr(email::Column::Attempts, Expr::value(0))
-                    .col_expr(email::Column::NextAttemptMs, Expr::value(now))
-                    .filter(email::Column::FailedMs.is_not_null())
-                    .filter(email::Column::NotificationId.is_in(found.iter().map(String::as_str)))
-                    .exec(self)
-                    .await?;
-                Ok(found)
+                replay_dead::<email::Entity, _>(
+                    self,
+                    RetryColumns {
+                        id: email::Column::NotificationId,
+                        failed: email::Column::FailedMs,
+                        retry_since: email::Column::RetrySinceMs,
+                        attempts: email::Column::Attempts,
+                        next_attempt: email::Column::NextAttemptMs,
+                    },
+                    ids,
+                    limit,
+                )
+                .await
             }
             Channel::Webhook => {
-                let mut find = webhook_delivery::Entity::find()
-                    .select_only()
-                    .column(webhook_delivery::Column::DeliveryId)
-                    .filter(webhook_delivery::Column::FailedMs.is_not_null());
-                if let Some(ids) = ids {
-                    find = find.filter(
-                        webhook_delivery::Column::DeliveryId.is_in(ids.iter().map(String::as_str)),
-                    );
-                }
-                let found: Vec<String> = find.limit(limit).into_tuple().all(self).await?;
-                if found.is_empty() {
-                    return Ok(found);
-                }
-                webhook_delivery::Entity::update_many()
-                    .col_expr(
-                        webhook_delivery::Column::FailedMs,
-                        Expr::value(Option::<i64>::None),
-                    )
-                    .col_expr(
-                        webhook_delivery::Column::RetrySinceMs,
-                        Expr::value(Option::<i64>::None),
-                    )
-                    .col_expr(webhook_delivery::Column::Attempts, Expr::value(0))
-                    .col_expr(webhook_delivery::Column::NextAttemptMs, Expr::value(now))
-                    .filter(webhook_delivery::Column::FailedMs.is_not_null())
-                    .filter(
-                        webhook_delivery::Column::DeliveryId
-                            .is_in(found.iter().map(String::as_str)),
-                    )
-                    .exec(self)
-                    .await?;
-                Ok(found)
+                replay_dead::<webhook_delivery::Entity, _>(
+                    self,
+                    RetryColumns {
+                        id: webhook_delivery::Column::DeliveryId,
+                        failed: webhook_delivery::Column::FailedMs,
+                        retry_since: webhook_delivery::Column::RetrySinceMs,
+                        attempts: webhook_delivery::Column::Attempts,
+                        next_attempt: webhook_delivery::Column::NextAttemptMs,
+                    },
+                    ids,
+                    limit,
+                )
+                .await
             }
         }
     }
+}
+
+/// The retry-state columns both send queues have, named per table.
+struct RetryColumns<C> {
+    id: C,
+    failed: C,
+    retry_since: C,
+    attempts: C,
+    next_attempt: C,
+}
+
+/// [`DeadRows::replay_failed`] on one send queue: picks the dead rows (of `ids`, or any), then
+/// gives them a fresh retry schedule due now; rows that came back to life meanwhile are left
+/// alone by the `failed IS NOT NULL` guard.
+async fn replay_dead<E, C>(
+    conn: &C,
+    cols: RetryColumns<E::Column>,
+    ids: Option<&[String]>,
+    limit: u64,
+) -> Result<Vec<String>, DbErr>
+where
+    E: EntityTrait,
+    C: ConnectionTrait,
+{
+    let mut find = E::find()
+        .select_only()
+        .column(cols.id)
+        .filter(cols.failed.is_not_null());
+    if let Some(ids) = ids {
+        find = find.filter(cols.id.is_in(ids.iter().map(String::as_str)));
+    }
+    let found: Vec<String> = find.limit(limit).into_tuple().all(conn).await?;
+    if found.is_empty() {
+        return Ok(found);
+    }
+    E::update_many()
+        .col_expr(cols.failed, Expr::value(Option::<i64>::None))
+        .col_expr(cols.retry_since, Expr::value(Option::<i64>::None))
+        .col_expr(cols.attempts, Expr::value(0))
+        .col_expr(cols.next_attempt, Expr::value(now_ms()))
+        .filter(cols.failed.is_not_null())
+        .filter(cols.id.is_in(found.iter().map(String::as_str)))
+        .exec(conn)
+        .await?;
+    Ok(found)
 }

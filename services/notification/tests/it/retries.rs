@@ -22,14 +22,16 @@ use tokio::{
 };
 use tokio_util::sync::CancellationToken;
 use tongban_auth::Role;
-use tongban_notification::{NotificationOptions, RetryPolicy, SmtpSettings, WebhookPolicy};
+use tongban_notification::{NotificationOptions, RetryPolicy};
 use tongban_proto::notification::{
     self as pb, notification_service_client::NotificationServiceClient,
 };
 use tongban_testkit::{Backend, Stopper, authed, eventually};
 use tonic::{Code, transport::Channel};
 
-use crate::common::{ZH_APPLICANT, fields, submitted};
+use crate::common::{
+    ZH_APPLICANT, fields, init_tracing, local_webhooks, options, publish_on, serving, submitted,
+};
 
 const WAIT: Duration = Duration::from_secs(30);
 const UP: u8 = 0;
@@ -223,33 +225,20 @@ struct Node {
 
 impl Node {
     async fn start(backend: Backend, smtp_port: u16, window: Duration) -> anyhow::Result<Self> {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .with_test_writer()
-            .try_init();
+        init_tracing();
         let retry = RetryPolicy {
             base: Duration::from_millis(200),
             cap: Duration::from_millis(800),
             max_attempts: 1000,
             window,
         };
-        let opts = NotificationOptions {
-            smtp: Some(SmtpSettings::relay(
-                "127.0.0.1",
-                smtp_port,
-                "Tongban <noreply@tongban.test>",
-            )),
-            webhook_retry: retry.clone(),
-            email_retry: retry,
-            poll: Duration::from_millis(100),
-            webhook_policy: WebhookPolicy {
-                allow_http: true,
-                ..WebhookPolicy::default()
-            }
-            .allowing("127.0.0.1/32")
-            .map_err(anyhow::Error::msg)?,
-            subscribe_streams_per_caller: tongban_notification::DEFAULT_STREAMS_PER_CALLER,
-        };
+        let opts = options(
+            smtp_port,
+            retry.clone(),
+            retry,
+            Duration::from_millis(100),
+            local_webhooks()?,
+        );
         // The first run stops on its own token, so that the service's database and bus
         // outlive it for the second.
         let stop = CancellationToken::new();
@@ -306,17 +295,7 @@ impl Node {
     }
 
     async fn publish(&self, e: &tongban_proto::events::Envelope) -> anyhow::Result<()> {
-        use prost::Message as _;
-        self.service
-            .bus
-            .publish_batch(&[tongban_bus::OutgoingMessage {
-                event_id: e.event_id.clone(),
-                routing_key: e.r#type.clone(),
-                payload: e.encode_to_vec(),
-                traceparent: None,
-            }])
-            .await?;
-        Ok(())
+        publish_on(&self.service.bus, &[e]).await
     }
 
     /// One number from the database (`SELECT … AS n`); -1 for no row or NULL.
@@ -373,25 +352,6 @@ impl Node {
             .await?
             .into_inner())
     }
-}
-
-/// The client once the service answers (its queue is declared by then).
-async fn serving(
-    channel: Channel,
-    keys: &tongban_testkit::Keys,
-) -> anyhow::Result<NotificationServiceClient<Channel>> {
-    let admin = keys.token(Role::Admin, None, None);
-    eventually(WAIT, "notification to serve", || {
-        let mut c = NotificationServiceClient::new(channel.clone());
-        let admin = admin.clone();
-        async move {
-            c.list_notifications(authed(pb::ListNotificationsRequest::default(), &admin))
-                .await
-                .ok()?;
-            Some(c)
-        }
-    })
-    .await
 }
 
 async fn email_and_webhook_outlast_an_outage_and_a_restart(backend: Backend) -> anyhow::Result<()> {

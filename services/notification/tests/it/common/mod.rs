@@ -41,67 +41,114 @@ pub struct Harness {
     _service: tongban_testkit::Service,
 }
 
+/// Webhooks may use http and reach 127.0.0.1 (the test receivers), as in `tongban dev`.
+pub fn local_webhooks() -> anyhow::Result<WebhookPolicy> {
+    WebhookPolicy {
+        allow_http: true,
+        ..WebhookPolicy::default()
+    }
+    .allowing("127.0.0.1/32")
+    .map_err(anyhow::Error::msg)
+}
+
+/// The service's options for a test: mail to the sink on `smtp_port`, the given retries.
+pub fn options(
+    smtp_port: u16,
+    webhook_retry: RetryPolicy,
+    email_retry: RetryPolicy,
+    poll: Duration,
+    webhook_policy: WebhookPolicy,
+) -> NotificationOptions {
+    NotificationOptions {
+        smtp: Some(SmtpSettings::relay(
+            "127.0.0.1",
+            smtp_port,
+            "Tongban <noreply@tongban.test>",
+        )),
+        webhook_retry,
+        email_retry,
+        poll,
+        webhook_policy,
+        subscribe_streams_per_caller: tongban_notification::DEFAULT_STREAMS_PER_CALLER,
+    }
+}
+
+/// Test logs, filtered by `RUST_LOG`.
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
+
+/// The client once the service answers an RPC: the listener accepts before the service runs,
+/// and the queue is declared before serving starts, so nothing published from then on is lost.
+pub async fn serving(
+    channel: Channel,
+    keys: &Keys,
+) -> anyhow::Result<NotificationServiceClient<Channel>> {
+    let admin = keys.token(Role::Admin, None, None);
+    eventually(WAIT, "notification to serve", || {
+        let mut c = NotificationServiceClient::new(channel.clone());
+        let admin = admin.clone();
+        async move {
+            c.list_notifications(authed(pb::ListNotificationsRequest::default(), &admin))
+                .await
+                .ok()?;
+            Some(c)
+        }
+    })
+    .await
+}
+
+/// Publishes `events` on `bus` as their producers would.
+pub async fn publish_on(bus: &Bus, events: &[&Envelope]) -> anyhow::Result<()> {
+    let msgs: Vec<_> = events
+        .iter()
+        .map(|e| tongban_bus::OutgoingMessage {
+            event_id: e.event_id.clone(),
+            routing_key: e.r#type.clone(),
+            payload: e.encode_to_vec(),
+            traceparent: None,
+        })
+        .collect();
+    bus.publish_batch(&msgs).await?;
+    Ok(())
+}
+
 impl Harness {
     /// A service whose webhooks may use http and reach 127.0.0.1 (the test receivers), as in
     /// `tongban dev`.
     pub async fn start(backend: Backend) -> anyhow::Result<Self> {
-        let policy = WebhookPolicy {
-            allow_http: true,
-            ..WebhookPolicy::default()
-        }
-        .allowing("127.0.0.1/32")
-        .map_err(anyhow::Error::msg)?;
-        Self::start_with(backend, policy).await
+        Self::start_with(backend, local_webhooks()?).await
     }
 
     pub async fn start_with(
         backend: Backend,
         webhook_policy: WebhookPolicy,
     ) -> anyhow::Result<Self> {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .with_test_writer()
-            .try_init();
+        init_tracing();
         // The SMTP sink outlives nothing: it stops with the harness.
         let sink_stop = CancellationToken::new();
         let mails: Mails = Arc::default();
         let smtp_port = smtp_sink(mails.clone(), sink_stop.clone()).await?;
-        let opts = NotificationOptions {
-            smtp: Some(SmtpSettings::relay(
-                "127.0.0.1",
-                smtp_port,
-                "Tongban <noreply@tongban.test>",
-            )),
-            webhook_retry: RetryPolicy {
+        let opts = options(
+            smtp_port,
+            RetryPolicy {
                 base: Duration::from_millis(100),
                 cap: Duration::from_secs(1),
                 max_attempts: 5,
                 window: Duration::from_secs(60),
             },
-            email_retry: RetryPolicy::default(),
-            poll: Duration::from_millis(200),
+            RetryPolicy::default(),
+            Duration::from_millis(200),
             webhook_policy,
-            subscribe_streams_per_caller: tongban_notification::DEFAULT_STREAMS_PER_CALLER,
-        };
+        );
         let service = tongban_testkit::start_service(backend, "notification", |s| {
             tongban_notification::run_with(s.ctx, opts, s.listener, s.shutdown)
         })
         .await?;
-        // The listener accepts before the service runs; an answered RPC proves the queue is
-        // declared (it is, before serving starts), so nothing published from now on is lost.
-        let admin = service.keys.token(Role::Admin, None, None);
-        let channel = service.channel.clone();
-        let client = eventually(Duration::from_secs(30), "notification to serve", || {
-            let mut c = NotificationServiceClient::new(channel.clone());
-            let admin = admin.clone();
-            async move {
-                c.list_notifications(authed(pb::ListNotificationsRequest::default(), &admin))
-                    .await
-                    .ok()?;
-                Some(c)
-            }
-        })
-        .await?;
+        let client = serving(service.channel.clone(), &service.keys).await?;
         Ok(Self {
             client,
             keys: service.keys.clone(),
@@ -114,17 +161,7 @@ impl Harness {
     }
 
     pub async fn publish(&self, events: &[&Envelope]) -> anyhow::Result<()> {
-        let msgs: Vec<_> = events
-            .iter()
-            .map(|e| tongban_bus::OutgoingMessage {
-                event_id: e.event_id.clone(),
-                routing_key: e.r#type.clone(),
-                payload: e.encode_to_vec(),
-                traceparent: None,
-            })
-            .collect();
-        self.bus.publish_batch(&msgs).await?;
-        Ok(())
+        publish_on(&self.bus, events).await
     }
 
     pub async fn list(&self, token: &str) -> anyhow::Result<Vec<pb::Notification>> {
