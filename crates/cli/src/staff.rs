@@ -577,7 +577,7 @@ fn delivery_table(list: &[dp::Delivery], with_id: bool) -> comfy_table::Table {
             trunc(&d.event_type, 22),
             delivery_status(d),
             d.attempts.to_string(),
-            trunc(&d.receipt, 24),
+            d.receipt.clone(),
             when,
         ]);
         t.add_row(row);
