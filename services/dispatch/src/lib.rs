@@ -4,13 +4,22 @@
 //! # Mental model
 //! ```text
 //!  bus ──► consumer (inbox, one txn) ──► ledger rows: one per (platform, event), PENDING,
-//!          canonical doc → mapping         payload already mapped, idempotency key fixed
+//!                                          holding the canonical document; idempotency key fixed
 //!                                              │ Notify per platform + 250 ms poll
 //!                                              ▼
 //!          per-platform worker (bulkhead: own task, own semaphore, own circuit breaker)
-//!          lease due rows ─► POST (auth headers, Idempotency-Key) ─► record outcome +
-//!          delivery.succeeded / delivery.dead_lettered (outbox) in one txn ─► relay ─► bus
+//!          lease due rows (none behind an earlier pending or dead-lettered row of the same
+//!          application) ─► map the document ─► POST (auth headers, Idempotency-Key) ─►
+//!          record outcome + receipt + delivery.succeeded / delivery.dead_lettered (outbox)
+//!          in one txn ─► relay ─► bus
 //! ```
+//! * **Order**: a platform sees one application's events in the order they happened (event
+//!   ids are UUIDv7). A later row waits while an earlier one is pending or dead-lettered, until
+//!   staff replay or discard it; on a `delivery = "latest_state"` platform a newer row
+//!   supersedes the waiting older ones instead.
+//! * **Mapped at every attempt**: the ledger keeps the mapping's input, so a replay after a
+//!   mapping fix sends the fixed body; a mapping failure dead-letters the row with the platform
+//!   file, the field and the value in its reason.
 //! * **Exactly once in effect**: the inbox makes an event produce its rows once
 //!   (`UNIQUE(platform_id, event_id)` again guards it); the idempotency key
 //!   `<platform>-<event_id>` is the same on every attempt, so a retry after a lost answer or a
