@@ -5,7 +5,7 @@
 //! ```text
 //!  bus ──► consumer (inbox, one txn) ──► ledger rows: one per (platform, event), PENDING,
 //!                                          holding the canonical document; idempotency key fixed
-//!                                              │ Notify per platform + 250 ms poll
+//!                                              │ Notify per platform, own retry times, 5 s poll
 //!                                              ▼
 //!          per-platform worker (bulkhead: own task, own semaphore, own circuit breaker)
 //!          lease due rows (none behind an earlier pending or dead-lettered row of the same
@@ -72,8 +72,9 @@ use tongban_types::event_type as et;
 
 pub use service::Dispatch;
 
-/// How often workers look for due retries without a wake-up.
-const POLL: Duration = Duration::from_millis(250);
+/// How often a worker looks for due rows nobody told it about: retries another replica
+/// scheduled, leases of a crashed one that ran out. Its own retries and new rows wake it.
+const POLL: Duration = Duration::from_secs(5);
 
 /// The queue dispatch consumes: every event a platform may want about an application, and
 /// the task events that say which departments are in its workflow (its scope).
@@ -88,7 +89,6 @@ pub fn queue_spec() -> QueueSpec {
             et::APPLICATION_APPROVED,
             et::APPLICATION_REJECTED,
             et::TASK_CREATED,
-            et::TASK_DECIDED,
             et::TASK_MOVED,
         ],
     )

@@ -89,13 +89,23 @@ const LEASE_MARGIN: Duration = Duration::from_secs(10);
 /// and their leases released, so a restart sends them again under the same idempotency key.
 pub async fn run(platform: Arc<PlatformRuntime>, d: Deliverer, shutdown: CancellationToken) {
     let permits = Arc::new(Semaphore::new(platform.config.concurrency.max(1)));
-    let mut inflight: JoinSet<()> = JoinSet::new();
+    // Each finished attempt hands back when it is due again, if it is to be retried: the
+    // worker sleeps until the earliest of those instead of polling for them.
+    let mut inflight: JoinSet<Option<i64>> = JoinSet::new();
+    let mut next_due: Option<i64> = None;
     let lease_token = uuid::Uuid::now_v7().to_string();
     loop {
         if shutdown.is_cancelled() {
             break;
         }
-        while inflight.try_join_next().is_some() {}
+        while let Some(done) = inflight.try_join_next() {
+            next_due = earliest(next_due, done.ok().flatten());
+        }
+        // Due now or past: the claim below looks for it (and finds it, or it waits behind an
+        // earlier row whose own outcome wakes us).
+        if next_due.is_some_and(|t| t <= tongban_storage::now_ms()) {
+            next_due = None;
+        }
         crate::metrics::circuit(&platform.config.id, platform.circuit_state());
         let admit = platform.with_breaker(|b| b.admit(std::time::Instant::now()));
         let wait = match admit {
@@ -134,8 +144,9 @@ pub async fn run(platform: Arc<PlatformRuntime>, d: Deliverer, shutdown: Cancell
                             let span = attempt_span(&row);
                             inflight.spawn(
                                 async move {
-                                    deliver(&p, &dd, row, &token, stop).await;
+                                    let due = deliver(&p, &dd, row, &token, stop).await;
                                     drop(permit);
+                                    due
                                 }
                                 .instrument(span),
                             );
@@ -146,7 +157,7 @@ pub async fn run(platform: Arc<PlatformRuntime>, d: Deliverer, shutdown: Cancell
                         if admit == Admit::Probe {
                             platform.with_breaker(Breaker::probe_unused);
                         }
-                        d.poll
+                        until(next_due, d.poll)
                     }
                     Err(e) => {
                         if admit == Admit::Probe {
@@ -162,10 +173,28 @@ pub async fn run(platform: Arc<PlatformRuntime>, d: Deliverer, shutdown: Cancell
             _ = shutdown.cancelled() => break,
             _ = platform.wake.notified() => {}
             _ = tokio::time::sleep(wait) => {}
-            Some(_) = inflight.join_next(), if !inflight.is_empty() => {}
+            Some(done) = inflight.join_next(), if !inflight.is_empty() => {
+                next_due = earliest(next_due, done.ok().flatten());
+            }
         }
     }
     while inflight.join_next().await.is_some() {}
+}
+
+fn earliest(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// How long to sleep with nothing to claim: until the next retry this worker scheduled, and
+/// never longer than `poll` (rows other replicas scheduled, leases that ran out).
+fn until(next_due: Option<i64>, poll: Duration) -> Duration {
+    next_due.map_or(poll, |t| {
+        let ms = u64::try_from(t.saturating_sub(tongban_storage::now_ms())).unwrap_or(0);
+        Duration::from_millis(ms).min(poll)
+    })
 }
 
 /// The span of one attempt at `row`, in the trace the row was created in.
@@ -253,13 +282,14 @@ async fn send(
     }
 }
 
+/// One attempt at `row`; returns when the row is due again if it is to be retried.
 async fn deliver(
     platform: &PlatformRuntime,
     d: &Deliverer,
     row: Delivery,
     lease_token: &str,
     shutdown: CancellationToken,
-) {
+) -> Option<i64> {
     let config = &platform.config;
     let attempts = row.attempts.saturating_add(1);
     let body = match body_for(config, &row) {
@@ -272,7 +302,7 @@ async fn deliver(
             if let Err(e) = record(platform, d, &row, lease_token, attempts, None, outcome).await {
                 tracing::warn!(delivery_id = %row.delivery_id, error = %e, "recording a mapping failure failed");
             }
-            return;
+            return None;
         }
     };
     let attempt = tokio::select! {
@@ -280,7 +310,7 @@ async fn deliver(
             if let Err(e) = d.db.release_lease(&row.delivery_id, lease_token).await {
                 tracing::warn!(delivery_id = %row.delivery_id, error = %e, "releasing lease on shutdown failed; it expires on its own");
             }
-            return;
+            return None;
         }
         a = send(config, &d.http, &row, &body) => a,
     };
@@ -311,6 +341,12 @@ async fn deliver(
         }
     };
     crate::metrics::attempted(&config.id, &outcome);
+    let due = match &outcome {
+        Outcome::Retry {
+            next_attempt_at, ..
+        } => Some(*next_attempt_at),
+        _ => None,
+    };
     if let Err(e) = record(
         platform,
         d,
@@ -324,7 +360,9 @@ async fn deliver(
     {
         // The lease runs out and the row is tried again; the key keeps it single.
         tracing::warn!(delivery_id = %row.delivery_id, error = %e, "recording a delivery outcome failed");
+        return None;
     }
+    due
 }
 
 async fn record(
