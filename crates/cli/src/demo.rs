@@ -48,9 +48,15 @@ pub struct DemoArgs {
 }
 
 /// Kills the spawned `tongban dev` when dropped, whatever happened.
-struct DevChild {
+pub(crate) struct DevChild {
     child: Child,
     _dir: tempfile::TempDir,
+}
+
+impl DevChild {
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
 }
 
 impl Drop for DevChild {
@@ -83,7 +89,12 @@ fn say(text: impl AsRef<str>) {
     println!("[{}] {}", clock(), text.as_ref());
 }
 
-async fn spawn_dev(deploy_dir: &Path) -> anyhow::Result<(DevChild, u16, PathBuf)> {
+/// Starts `tongban dev` on free ports; `announce` tells the user where (the bench sends it to
+/// stderr, keeping stdout for its JSON).
+pub(crate) async fn spawn_dev(
+    deploy_dir: &Path,
+    announce: impl Fn(String),
+) -> anyhow::Result<(DevChild, u16, PathBuf)> {
     let dir = tempfile::Builder::new().prefix("tongban-demo-").tempdir()?;
     let data = dir.path().join("data");
     let base = free_port_block()?;
@@ -108,7 +119,7 @@ async fn spawn_dev(deploy_dir: &Path) -> anyhow::Result<(DevChild, u16, PathBuf)
         .spawn()
         .context("starting `tongban dev`")?;
     let mut guard = DevChild { child, _dir: dir };
-    say(format!(
+    announce(format!(
         "started `tongban dev` (pid {}) on ports {base}-{}, data in {}",
         guard.child.id(),
         base + 3,
@@ -138,18 +149,26 @@ async fn spawn_dev(deploy_dir: &Path) -> anyhow::Result<(DevChild, u16, PathBuf)
     }
 }
 
+/// The servers of a `tongban dev` spawned on `base`, with `global`'s output format.
+pub(crate) fn spawned_args(base: u16, global: &GlobalArgs) -> GlobalArgs {
+    GlobalArgs {
+        server: Some(format!("http://127.0.0.1:{base}")),
+        approval_server: Some(format!("http://127.0.0.1:{}", base + 1)),
+        notification_server: Some(format!("http://127.0.0.1:{}", base + 2)),
+        dispatch_server: Some(format!("http://127.0.0.1:{}", base + 3)),
+        token: None,
+        output: global.output,
+    }
+}
+
 pub(crate) async fn run(global: &GlobalArgs, args: DemoArgs) -> anyhow::Result<()> {
     let (_child, conn, data_dir) = if args.spawn {
-        let (child, base, data) = spawn_dev(&args.deploy_dir).await?;
-        let local = GlobalArgs {
-            server: Some(format!("http://127.0.0.1:{base}")),
-            approval_server: Some(format!("http://127.0.0.1:{}", base + 1)),
-            notification_server: Some(format!("http://127.0.0.1:{}", base + 2)),
-            dispatch_server: Some(format!("http://127.0.0.1:{}", base + 3)),
-            token: None,
-            output: global.output,
-        };
-        (Some(child), Conn::resolve(&local)?, data)
+        let (child, base, data) = spawn_dev(&args.deploy_dir, say).await?;
+        (
+            Some(child),
+            Conn::resolve(&spawned_args(base, global))?,
+            data,
+        )
     } else {
         (None, Conn::resolve(global)?, args.data_dir.clone())
     };
