@@ -94,12 +94,15 @@ pub(crate) struct Board {
     pub first_submit: Option<DateTime<Utc>>,
 }
 
+/// Signs a token for (role, department, subject).
+type Mint = Box<dyn Fn(Role, Option<&str>, String) -> anyhow::Result<String> + Send + Sync>;
+
 /// Tokens for everyone the bench plays, signed with the stack's issuer key.
 pub(crate) struct People {
     applicants: Vec<String>,
     admin: String,
     clerks: Mutex<HashMap<String, String>>,
-    mint: Box<dyn Fn(Role, Option<&str>, String) -> anyhow::Result<String> + Send + Sync>,
+    mint: Mint,
 }
 
 impl People {

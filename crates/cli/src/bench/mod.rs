@@ -462,15 +462,22 @@ pub(crate) async fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<
         .join()
         .map_err(|_| anyhow::anyhow!("the /proc sampler panicked"))?;
 
-    let board = driver
-        .board
-        .lock()
-        .map_err(|_| anyhow::anyhow!("bench state: lock poisoned"))?;
-    let tracks: Vec<&driver::Track> = board.apps.values().collect();
+    let (apps, refused, first_submit) = {
+        let board = driver
+            .board
+            .lock()
+            .map_err(|_| anyhow::anyhow!("bench state: lock poisoned"))?;
+        (
+            board.apps.clone(),
+            board.refused.clone(),
+            board.first_submit,
+        )
+    };
+    let tracks: Vec<&driver::Track> = apps.values().collect();
     let completed = tracks.iter().filter(|t| t.delivered.is_some()).count();
-    let failed = tracks.iter().filter(|t| t.failed.is_some()).count() + board.refused.len();
+    let failed = tracks.iter().filter(|t| t.failed.is_some()).count() + refused.len();
     let last = tracks.iter().filter_map(|t| t.delivered).max();
-    let wall = between(board.first_submit, last)
+    let wall = between(first_submit, last)
         .map(|ms| Duration::from_secs_f64(ms.max(0.0) / 1000.0))
         .unwrap_or_default();
     let pick = |f: &dyn Fn(&driver::Track) -> Option<f64>| -> Vec<f64> {
@@ -504,13 +511,12 @@ pub(crate) async fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<
     } else {
         println!("{}", report::render_table(&report));
     }
-    let examples: Vec<String> = board
-        .apps
+    let examples: Vec<String> = apps
         .iter()
         .filter(|(_, t)| !t.done() || t.failed.is_some())
         .take(3)
         .map(|(id, t)| format!("{id}: {}", t.failed.as_deref().unwrap_or("not delivered")))
-        .chain(board.refused.iter().take(3).cloned())
+        .chain(refused.iter().take(3).cloned())
         .collect();
     anyhow::ensure!(
         finished && completed == args.applications,
