@@ -394,7 +394,11 @@ pub(crate) async fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<
                 .filter_map(|p| u32::try_from(p.pid).ok())
                 .collect(),
         ),
-        _ => None,
+        // A running `tongban dev`: the one whose data dir this is, not other stacks'.
+        Target::Dev { pid: None } => {
+            Some(procs::holding(Path::new("/proc"), &data_dir)).filter(|p| !p.is_empty())
+        }
+        Target::Local(None) => None,
     };
 
     let probes = Probes::open(&args, &data_dir, &target).await;
@@ -468,7 +472,12 @@ pub(crate) async fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<
             .lock()
             .map_err(|_| anyhow::anyhow!("bench state: lock poisoned"))?;
         (
-            board.apps.clone(),
+            board
+                .apps
+                .iter()
+                .filter(|(_, t)| t.submitted)
+                .map(|(id, t)| (id.clone(), t.clone()))
+                .collect::<BTreeMap<_, _>>(),
             board.refused.clone(),
             board.first_submit,
         )

@@ -200,6 +200,31 @@ impl Sampler {
     }
 }
 
+/// The Tongban processes holding a file under `dir` open: the `tongban dev` whose data dir
+/// it is, among whatever other stacks run on the machine.
+pub(crate) fn holding(proc_dir: &Path, dir: &Path) -> HashSet<u32> {
+    let Ok(dir) = dir.canonicalize() else {
+        return HashSet::new();
+    };
+    let Ok(entries) = std::fs::read_dir(proc_dir) else {
+        return HashSet::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| {
+            let pid = e.file_name().to_str()?.parse::<u32>().ok()?;
+            let st = parse_stat(&std::fs::read_to_string(e.path().join("stat")).ok()?).ok()?;
+            group_of(&st.comm).filter(|g| *g == "tongban")?;
+            std::fs::read_dir(e.path().join("fd"))
+                .ok()?
+                .flatten()
+                .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+                .any(|target| target.starts_with(&dir))
+                .then_some(pid)
+        })
+        .collect()
+}
+
 /// Samples every `every` on a thread of its own until `stop` is set, then returns the
 /// sampler (reading /proc is blocking file I/O; it stays off the runtime's workers).
 pub(crate) fn sample_until(
@@ -256,6 +281,29 @@ mod tests {
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
         assert!(parse_vm_rss_kib(&status).is_some_and(|k| k > 0));
         assert!(clock_ticks() > 0.0);
+    }
+
+    #[test]
+    fn finds_the_process_holding_a_directory_open() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let _open = std::fs::File::create(dir.path().join("x.db")).expect("file");
+        let procs = tempfile::tempdir().expect("tempdir");
+        // A fake /proc: one `tongban` holding the file, one `bash` holding it too, one
+        // `tongban` holding nothing of it.
+        let fake = |pid: u32, comm: &str, target: &Path| {
+            let p = procs.path().join(pid.to_string());
+            std::fs::create_dir_all(p.join("fd")).expect("mkdir");
+            std::fs::write(
+                p.join("stat"),
+                format!("{pid} ({comm}) S 1 1 1 0 -1 0 0 0 0 0 3 4 0 0 20 0 1 0 9 0 0"),
+            )
+            .expect("stat");
+            std::os::unix::fs::symlink(target, p.join("fd/3")).expect("symlink");
+        };
+        fake(10, "tongban", &dir.path().join("x.db"));
+        fake(11, "bash", &dir.path().join("x.db"));
+        fake(12, "tongban", Path::new("/dev/null"));
+        assert_eq!(holding(procs.path(), dir.path()), HashSet::from([10]));
     }
 
     #[test]
