@@ -41,7 +41,7 @@ pub mod args {
         },
         applicant::{RateArgs, SubmitArgs, SupplementArgs, WatchArgs, WithdrawArgs},
         bench::BenchArgs,
-        demo::DemoArgs,
+        demo::{DemoArgs, StackArgs},
         dlq::{
             DiscardArgs, DlqCommand, HandleArgs, ListArgs, Service as DlqService, ShowArgs, Target,
         },

@@ -25,7 +25,6 @@ use std::{
 use anyhow::Context as _;
 use sea_orm::Database;
 use serde::Deserialize;
-use tongban_proto::intake as pb;
 
 use self::{
     driver::{Driver, People, Stop, between},
@@ -52,24 +51,8 @@ pub struct BenchArgs {
     /// Seconds to wait, after the last delivery, for the outboxes and queues to drain.
     #[arg(long, default_value_t = 30)]
     drain_timeout: u64,
-    /// Start `tongban dev` as a child process (temporary data dir, free ports) and stop it at
-    /// the end.
-    #[arg(long)]
-    spawn: bool,
-    /// The stack's data directory: a `tongban dev` data dir, or the state dir of `tongban
-    /// local` (its local.json gives the servers, databases, queues and processes). Holds the
-    /// issuer.key the bench signs tokens with; ignored with --spawn.
-    #[arg(long, default_value = "data", env = "TONGBAN_DATA_DIR")]
-    data_dir: PathBuf,
-    /// Deploy directory (examples/, and for --spawn matters/, platforms/, ...).
-    #[arg(long, default_value = "deploy", env = "TONGBAN_DEPLOY_DIR")]
-    deploy_dir: PathBuf,
-    /// Application to submit; default <deploy-dir>/examples/env.eia.report_form.json.
-    #[arg(long)]
-    file: Option<PathBuf>,
-    /// Platforms an application must reach; default as many as dispatch lists.
-    #[arg(long)]
-    platforms: Option<u32>,
+    #[command(flatten)]
+    stack: crate::demo::StackArgs,
     /// PostgreSQL server whose pg_stat_database counts the transactions (not used against
     /// `tongban dev`, which runs on SQLite).
     #[arg(
@@ -335,39 +318,37 @@ pub(crate) async fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<
         );
     }
     anyhow::ensure!(args.applications > 0, "--applications: must be at least 1");
-    let (_child, conn, data_dir, target) = if args.spawn {
-        let (child, base, data) = crate::demo::spawn_dev(&args.deploy_dir, note).await?;
+    let (_child, conn, data_dir, target) = if args.stack.spawn {
+        let (child, base, data) = crate::demo::spawn_dev(&args.stack.deploy_dir, note).await?;
         let conn = Conn::resolve(&crate::demo::spawned_args(base, global))?;
         let pid = child.pid();
         (Some(child), conn, data, Target::Dev { pid: Some(pid) })
-    } else if let Some(state) = read_local_state(&args.data_dir)? {
+    } else if let Some(state) = read_local_state(&args.stack.data_dir)? {
         let conn = Conn::resolve(&with_local_servers(global, &state))?;
         (
             None,
             conn,
-            args.data_dir.clone(),
+            args.stack.data_dir.clone(),
             Target::Local(Some(state)),
         )
-    } else if args.data_dir.join("bus.db").exists() {
+    } else if args.stack.data_dir.join("bus.db").exists() {
         let conn = Conn::resolve(global)?;
-        (None, conn, args.data_dir.clone(), Target::Dev { pid: None })
+        (
+            None,
+            conn,
+            args.stack.data_dir.clone(),
+            Target::Dev { pid: None },
+        )
     } else {
         let conn = Conn::resolve(global)?;
-        (None, conn, args.data_dir.clone(), Target::Local(None))
+        (None, conn, args.stack.data_dir.clone(), Target::Local(None))
     };
-    let file = args
-        .file
-        .clone()
-        .unwrap_or_else(|| args.deploy_dir.join("examples/env.eia.report_form.json"));
-    let text =
-        std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
-    let example: pb::SubmitApplicationRequest =
-        tongban_proto::json::from_json("tongban.intake.v1.SubmitApplicationRequest", &text)?;
+    let example = args.stack.example()?;
     // Tokens outlive the run (the issuer caps them at 12 h).
     let hours = i64::try_from(args.timeout / 3600 + 1).unwrap_or(12).min(12);
     let people = People::new(&data_dir, &example, hours)?;
     let as_admin = conn.with_token(people.admin().to_string());
-    let platforms = match args.platforms {
+    let platforms = match args.stack.platforms {
         Some(n) => n,
         None => crate::applicant::platform_total(&as_admin)
             .await
