@@ -54,7 +54,8 @@ pub(crate) struct ProcessUse {
     pub name: String,
     pub pids: Vec<u32>,
     pub cpu_seconds: f64,
-    /// The largest VmRSS seen (summed over the pids at each sample), in MiB.
+    /// The largest VmRSS seen (summed over the pids at each sample, so memory the processes
+    /// share counts once per process), in MiB.
     pub peak_rss_mib: f64,
 }
 
@@ -139,6 +140,8 @@ pub(crate) struct Report {
     pub applications_per_second: f64,
     pub latency_ms: Latencies,
     pub processes: Vec<ProcessUse>,
+    /// CPU of the stack's processes per completed application (under `tongban dev` the
+    /// Tongban process alone, with PostgreSQL and RabbitMQ everything).
     pub cpu_seconds_per_application: Option<f64>,
     pub counters: Counters,
     pub backlog: Backlog,
