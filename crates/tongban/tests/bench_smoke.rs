@@ -74,6 +74,12 @@ fn check_report(report: &Value, n: f64) {
     assert!(report["counters"]["amqp_published"].is_null(), "{report:#}");
     assert_eq!(num(report, "/backlog/outbox"), 0.0, "{report:#}");
     assert_eq!(num(report, "/backlog/queues"), 0.0, "{report:#}");
+    let per_db = report
+        .pointer("/backlog/outbox_by_database")
+        .and_then(Value::as_object)
+        .unwrap_or_else(|| panic!("no outbox_by_database in {report:#}"));
+    assert!(per_db.contains_key("intake"), "{report:#}");
+    assert!(per_db.values().all(|n| n.as_u64() == Some(0)), "{report:#}");
 }
 
 #[test]

@@ -264,9 +264,12 @@ impl Probes {
     /// Unpublished outbox rows and waiting messages now.
     async fn backlog(&self) -> Backlog {
         let mut outbox = None;
+        let mut outbox_by_database = BTreeMap::new();
         for db in &self.outboxes {
             if let Ok(n) = db.backlog().await {
-                *outbox.get_or_insert(0) += u64::try_from(n).unwrap_or(0);
+                let n = u64::try_from(n).unwrap_or(0);
+                *outbox.get_or_insert(0) += n;
+                outbox_by_database.insert(db.name.clone(), n);
             }
         }
         let queues = if let Some(bus) = &self.bus {
@@ -281,7 +284,11 @@ impl Probes {
         } else {
             None
         };
-        Backlog { outbox, queues }
+        Backlog {
+            outbox,
+            outbox_by_database,
+            queues,
+        }
     }
 
     /// The counters' change since `before`, per completed application.
@@ -522,6 +529,7 @@ pub(crate) async fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<
         args.timeout,
         examples.join("; ")
     );
+    let backlog = &report.backlog;
     anyhow::ensure!(
         backlog.drained(),
         "the stack did not drain within {} s after the run: {} unpublished outbox rows, {} \

@@ -1,7 +1,7 @@
 //! The bench's numbers and how they are shown: percentiles, open-loop pacing, and the report
 //! rendered as a table or as JSON (the same figures in both).
 
-use std::time::Duration;
+use std::{collections::BTreeMap, time::Duration};
 
 use serde::Serialize;
 
@@ -114,9 +114,13 @@ pub(crate) struct Counters {
 }
 
 /// Unpublished outbox rows and undelivered bus messages after the run; both must be 0.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub(crate) struct Backlog {
+    /// Unpublished rows over every outbox the bench could read.
     pub outbox: Option<u64>,
+    /// The same per service database.
+    pub outbox_by_database: BTreeMap<String, u64>,
+    /// Messages waiting in the stack's queues (dead-letter queues apart).
     pub queues: Option<u64>,
 }
 
@@ -224,8 +228,19 @@ pub(crate) fn render_table(r: &Report) -> String {
         (
             "Backlog at end",
             format!(
-                "outbox {}, queues {}",
+                "outbox {}{}, queues {}",
                 count(r.backlog.outbox),
+                if r.backlog.outbox_by_database.is_empty() {
+                    String::new()
+                } else {
+                    let each: Vec<String> = r
+                        .backlog
+                        .outbox_by_database
+                        .iter()
+                        .map(|(db, n)| format!("{db} {n}"))
+                        .collect();
+                    format!(" ({})", each.join(", "))
+                },
                 count(r.backlog.queues)
             ),
         ),
@@ -309,7 +324,8 @@ mod tests {
         assert!(
             !Backlog {
                 outbox: Some(1),
-                queues: Some(0)
+                queues: Some(0),
+                ..Backlog::default()
             }
             .drained()
         );

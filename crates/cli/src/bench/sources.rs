@@ -115,6 +115,8 @@ pub(crate) async fn amqp_depth(host_port: &str, prefix: &str) -> anyhow::Result<
 /// A service database holding an outbox.
 pub(crate) struct OutboxDb {
     pub label: String,
+    /// The database's name (`tongban_intake`, `intake`), for the report.
+    pub name: String,
     db: DatabaseConnection,
 }
 
@@ -129,6 +131,7 @@ impl OutboxDb {
             .with_context(|| format!("connecting to {}", redact(url)))?;
         Ok(Self {
             label: redact(url),
+            name: database_name(url),
             db,
         })
     }
@@ -224,6 +227,13 @@ pub(crate) fn with_database(url: &str, name: &str) -> String {
     out
 }
 
+/// The database a URL names: the last path segment, without a `.db` suffix.
+pub(crate) fn database_name(url: &str) -> String {
+    let path = url.split('?').next().unwrap_or_default();
+    let last = path.rsplit('/').next().unwrap_or_default();
+    last.strip_suffix(".db").unwrap_or(last).to_string()
+}
+
 /// The read-only SQLite URL of a file.
 pub(crate) fn sqlite_ro(path: &Path) -> String {
     format!("sqlite://{}?mode=ro", path.display())
@@ -281,6 +291,11 @@ rabbitmq_detailed_queue_messages{vhost=\"/\",queue=\"tongban.events.dispatch\"} 
             with_database("postgres://h:5432", "y"),
             "postgres://h:5432/y"
         );
+        assert_eq!(
+            database_name("postgres://u@h:5432/tongban_intake"),
+            "tongban_intake"
+        );
+        assert_eq!(database_name("sqlite:///tmp/d/intake.db?mode=ro"), "intake");
         assert_eq!(redact("postgres://u:secret@h/x"), "postgres://u:***@h/x");
         assert_eq!(redact("postgres://u@h/x"), "postgres://u@h/x");
     }
