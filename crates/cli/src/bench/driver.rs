@@ -310,7 +310,7 @@ impl Driver {
                     // Follow-ups wait for material, not for a clerk.
                     .filter(|t| t.kind() == ap::TaskKind::Review)
                     .collect(),
-                Err(s) if s.code() == Code::Unavailable => Vec::new(),
+                Err(s) if transient(s.code()) => Vec::new(),
                 Err(s) => anyhow::bail!("listing tasks: {:?} {}", s.code(), s.message()),
             };
             {
@@ -352,8 +352,9 @@ impl Driver {
             .await;
         let version = match claimed {
             Ok(r) => r.into_inner().task.map_or(t.version, |t| t.version),
-            // Taken or changed since listed (e.g. the application was withdrawn).
-            Err(s) if lost_race(s.code()) => return Ok(()),
+            // Taken or changed since listed (e.g. the application was withdrawn), or a busy
+            // server: the next list shows the task again if it is still open.
+            Err(s) if lost_race(s.code()) || transient(s.code()) => return Ok(()),
             Err(s) => anyhow::bail!(
                 "claiming task {}: {:?} {}",
                 t.task_id,
@@ -387,7 +388,7 @@ impl Driver {
                 }
                 Ok(())
             }
-            Err(s) if lost_race(s.code()) => Ok(()),
+            Err(s) if lost_race(s.code()) || transient(s.code()) => Ok(()),
             Err(s) => anyhow::bail!(
                 "deciding task {}: {:?} {}",
                 t.task_id,
@@ -455,7 +456,8 @@ impl Driver {
                     };
                     match got {
                         Ok(app) => self.note(track, &app),
-                        Err(s) if s.code() == Code::Unavailable => {}
+                        // Asked again on the next round.
+                        Err(s) if transient(s.code()) => {}
                         Err(s) => {
                             track.failed = Some(format!("{:?} {}", s.code(), s.message()));
                         }
@@ -513,6 +515,19 @@ fn lost_race(code: Code) -> bool {
     matches!(
         code,
         Code::Aborted | Code::FailedPrecondition | Code::NotFound
+    )
+}
+
+/// The answers of a busy or restarting server, worth asking again.
+fn transient(code: Code) -> bool {
+    matches!(
+        code,
+        Code::Unavailable
+            | Code::DeadlineExceeded
+            | Code::ResourceExhausted
+            | Code::Cancelled
+            | Code::Unknown
+            | Code::Internal
     )
 }
 
