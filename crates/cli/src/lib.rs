@@ -260,8 +260,9 @@ Reports: applications/s (completed / first submit to last delivery); p50/p90/p99
 (the RPC as the bench timed it), submit -> first task, approved -> all delivered and submit -> \
 all delivered (from the servers' timestamps: the application's create_time, its tasks' \
 create_time and decide_time, and each platform delivery's update_time); CPU seconds and peak RSS \
-per process from /proc (Tongban processes, PostgreSQL backends summed, RabbitMQ's beam.smp; \
-everything of that name on the machine); PostgreSQL transactions (pg_stat_database, whole \
+per process from /proc (the stack's Tongban processes: the spawned dev, the dev holding --data-dir \
+open, or local.json's processes; PostgreSQL's backends summed and RabbitMQ's beam.smp: every \
+process of that name on the machine, peak RSS summed over them); PostgreSQL transactions (pg_stat_database, whole \
 server), AMQP messages published and delivered (RabbitMQ's Prometheus endpoint, whole broker), \
 outbox events and bytes per application; the outbox backlog and queue depth at the end. \
 Figures a stack cannot give are n/a (no PostgreSQL or RabbitMQ under `tongban dev`).\n\n\
