@@ -25,32 +25,64 @@ use crate::{
     output::{clock, local, short_enum},
 };
 
+/// The stack a scripted run plays against and the application it submits: shared by `demo`
+/// and `bench`.
 #[derive(clap::Args, Debug)]
-pub struct DemoArgs {
+pub struct StackArgs {
     /// Start `tongban dev` as a child process (temporary data dir, free ports) and stop it at the end.
     #[arg(long)]
-    spawn: bool,
-    /// Data directory of the running `tongban dev` (holds its issuer.key); ignored with --spawn.
+    pub(crate) spawn: bool,
+    /// Data directory of the running stack, holding the issuer.key tokens are signed with: a
+    /// `tongban dev` data dir (or, for `bench`, the state dir of `tongban local`); ignored
+    /// with --spawn.
     #[arg(long, default_value = "data", env = "TONGBAN_DATA_DIR")]
-    data_dir: PathBuf,
+    pub(crate) data_dir: PathBuf,
     /// Deploy directory (matters/, platforms/, examples/), passed to the spawned `tongban dev`.
     #[arg(long, default_value = "deploy", env = "TONGBAN_DEPLOY_DIR")]
-    deploy_dir: PathBuf,
+    pub(crate) deploy_dir: PathBuf,
     /// Application to submit; default <deploy-dir>/examples/env.eia.report_form.json.
     #[arg(long)]
     file: Option<PathBuf>,
+    /// Platforms to wait for; default as many as dispatch lists.
+    #[arg(long)]
+    pub(crate) platforms: Option<u32>,
+}
+
+impl StackArgs {
+    /// The application to submit (`--file`, or the example), request id still to be set.
+    pub(crate) fn example(&self) -> anyhow::Result<pb::SubmitApplicationRequest> {
+        let file = self
+            .file
+            .clone()
+            .unwrap_or_else(|| self.deploy_dir.join("examples/env.eia.report_form.json"));
+        let text = std::fs::read_to_string(&file)
+            .with_context(|| format!("reading {}", file.display()))?;
+        Ok(tongban_proto::json::from_json(
+            "tongban.intake.v1.SubmitApplicationRequest",
+            &text,
+        )?)
+    }
+}
+
+#[derive(clap::Args, Debug)]
+pub struct DemoArgs {
+    #[command(flatten)]
+    stack: StackArgs,
     /// Give up (exit 1) after this many seconds.
     #[arg(long, default_value_t = 60)]
     timeout: u64,
-    /// Platforms to wait for; default as many as dispatch lists (4 when it cannot say).
-    #[arg(long)]
-    platforms: Option<u32>,
 }
 
 /// Kills the spawned `tongban dev` when dropped, whatever happened.
-struct DevChild {
+pub(crate) struct DevChild {
     child: Child,
     _dir: tempfile::TempDir,
+}
+
+impl DevChild {
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
 }
 
 impl Drop for DevChild {
@@ -83,7 +115,12 @@ fn say(text: impl AsRef<str>) {
     println!("[{}] {}", clock(), text.as_ref());
 }
 
-async fn spawn_dev(deploy_dir: &Path) -> anyhow::Result<(DevChild, u16, PathBuf)> {
+/// Starts `tongban dev` on free ports; `announce` tells the user where (the bench sends it to
+/// stderr, keeping stdout for its JSON).
+pub(crate) async fn spawn_dev(
+    deploy_dir: &Path,
+    announce: impl Fn(String),
+) -> anyhow::Result<(DevChild, u16, PathBuf)> {
     let dir = tempfile::Builder::new().prefix("tongban-demo-").tempdir()?;
     let data = dir.path().join("data");
     let base = free_port_block()?;
@@ -108,7 +145,7 @@ async fn spawn_dev(deploy_dir: &Path) -> anyhow::Result<(DevChild, u16, PathBuf)
         .spawn()
         .context("starting `tongban dev`")?;
     let mut guard = DevChild { child, _dir: dir };
-    say(format!(
+    announce(format!(
         "started `tongban dev` (pid {}) on ports {base}-{}, data in {}",
         guard.child.id(),
         base + 3,
@@ -138,29 +175,30 @@ async fn spawn_dev(deploy_dir: &Path) -> anyhow::Result<(DevChild, u16, PathBuf)
     }
 }
 
+/// The servers of a `tongban dev` spawned on `base`, with `global`'s output format.
+pub(crate) fn spawned_args(base: u16, global: &GlobalArgs) -> GlobalArgs {
+    GlobalArgs {
+        server: Some(format!("http://127.0.0.1:{base}")),
+        approval_server: Some(format!("http://127.0.0.1:{}", base + 1)),
+        notification_server: Some(format!("http://127.0.0.1:{}", base + 2)),
+        dispatch_server: Some(format!("http://127.0.0.1:{}", base + 3)),
+        token: None,
+        output: global.output,
+    }
+}
+
 pub(crate) async fn run(global: &GlobalArgs, args: DemoArgs) -> anyhow::Result<()> {
-    let (_child, conn, data_dir) = if args.spawn {
-        let (child, base, data) = spawn_dev(&args.deploy_dir).await?;
-        let local = GlobalArgs {
-            server: Some(format!("http://127.0.0.1:{base}")),
-            approval_server: Some(format!("http://127.0.0.1:{}", base + 1)),
-            notification_server: Some(format!("http://127.0.0.1:{}", base + 2)),
-            dispatch_server: Some(format!("http://127.0.0.1:{}", base + 3)),
-            token: None,
-            output: global.output,
-        };
-        (Some(child), Conn::resolve(&local)?, data)
+    let (_child, conn, data_dir) = if args.stack.spawn {
+        let (child, base, data) = spawn_dev(&args.stack.deploy_dir, say).await?;
+        (
+            Some(child),
+            Conn::resolve(&spawned_args(base, global))?,
+            data,
+        )
     } else {
-        (None, Conn::resolve(global)?, args.data_dir.clone())
+        (None, Conn::resolve(global)?, args.stack.data_dir.clone())
     };
-    let file = args
-        .file
-        .clone()
-        .unwrap_or_else(|| args.deploy_dir.join("examples/env.eia.report_form.json"));
-    let text =
-        std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
-    let mut req: pb::SubmitApplicationRequest =
-        tongban_proto::json::from_json("tongban.intake.v1.SubmitApplicationRequest", &text)?;
+    let mut req = args.stack.example()?;
     req.request_id = format!(
         "demo-{}-{}",
         chrono::Utc::now().timestamp_millis(),
@@ -203,7 +241,8 @@ pub(crate) async fn run(global: &GlobalArgs, args: DemoArgs) -> anyhow::Result<(
         status_name(app.status()),
         app.version
     ));
-    let total = match args.platforms {
+    // Demo: 4 when dispatch cannot say.
+    let total = match args.stack.platforms {
         Some(n) => n,
         None => platform_total(&as_admin)
             .await

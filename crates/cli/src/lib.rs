@@ -15,6 +15,7 @@
 
 mod admin;
 mod applicant;
+mod bench;
 mod client;
 mod demo;
 mod dlq;
@@ -39,7 +40,8 @@ pub mod args {
             RegisterArgs, ReplayArgs, WebhooksCommand,
         },
         applicant::{RateArgs, SubmitArgs, SupplementArgs, WatchArgs, WithdrawArgs},
-        demo::DemoArgs,
+        bench::BenchArgs,
+        demo::{DemoArgs, StackArgs},
         dlq::{
             DiscardArgs, DlqCommand, HandleArgs, ListArgs, Service as DlqService, ShowArgs, Target,
         },
@@ -246,6 +248,28 @@ pub enum Command {
         after_help = "Examples:\n  tongban demo --spawn                 # starts its own `tongban dev` and stops it\n  tongban demo --data-dir data         # against a running `tongban dev`\n  tongban demo --spawn --timeout 120"
     )]
     Demo(demo::DemoArgs),
+
+    /// Load harness: N applications at a fixed concurrency or rate, clerks approving, until
+    /// every platform has each; reports throughput, latency percentiles and cost per application.
+    #[command(
+        long_about = "Load harness: submits N copies of the example (fresh request ids) at a fixed \
+concurrency or a fixed offered rate, plays the clerks (claim and approve every review task as it \
+appears), waits until each application is APPROVED and delivered to every platform, then waits \
+(bounded) for the outboxes and queues to drain.\n\n\
+Reports: applications/s (completed / first submit to last delivery); p50/p90/p99/max of submit \
+(the RPC as the bench timed it), submit -> first task, approved -> all delivered and submit -> \
+all delivered (from the servers' timestamps: the application's create_time, its tasks' \
+create_time and decide_time, and each platform delivery's update_time); CPU seconds and peak RSS \
+per process from /proc (the stack's Tongban processes: the spawned dev, the dev holding --data-dir \
+open, or local.json's processes; PostgreSQL's backends summed and RabbitMQ's beam.smp: every \
+process of that name on the machine, peak RSS summed over them); PostgreSQL transactions (pg_stat_database, whole \
+server), AMQP messages published and delivered (RabbitMQ's Prometheus endpoint, whole broker), \
+outbox events and bytes per application; the outbox backlog and queue depth at the end. \
+Figures a stack cannot give are n/a (no PostgreSQL or RabbitMQ under `tongban dev`).\n\n\
+Exits 1 when an application is not delivered in time or the backlog does not drain.",
+        after_help = "Examples:\n  tongban bench --spawn -n 50                      # its own `tongban dev`\n  tongban bench --data-dir data -n 200 --concurrency 32   # a running `tongban dev`\n  tongban bench --data-dir data/local -n 5000 --rate 100  # `tongban local up`\n  tongban bench --spawn -n 5 --concurrency 2 --output json"
+    )]
+    Bench(bench::BenchArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -376,6 +400,7 @@ pub async fn run(global: &GlobalArgs, command: Command) -> anyhow::Result<()> {
             command: KeysCommand::Drop(args),
         } => keys_drop(&args),
         Command::Demo(args) => demo::run(global, args).await,
+        Command::Bench(args) => bench::run(global, args).await,
         Command::Health(args) => health::run(global, args).await,
         Command::Login => login(global),
         other => remote(global, other).await,
@@ -435,6 +460,7 @@ async fn remote(global: &GlobalArgs, command: Command) -> anyhow::Result<()> {
         | Command::Keys { .. }
         | Command::Login
         | Command::Demo(_)
+        | Command::Bench(_)
         | Command::Health(_) => {
             anyhow::bail!("handled by run")
         }
