@@ -169,6 +169,25 @@ impl Dispatch {
         Ok((rows.iter().map(ledger::Delivery::to_proto).collect(), next))
     }
 
+    /// Delivery `id`, once the caller may do `action` on its application.
+    async fn row_for(
+        &self,
+        who: &Identity,
+        action: Action,
+        id: &str,
+    ) -> Result<ledger::Delivery, DispatchError> {
+        let found = self
+            .db
+            .find_delivery(id)
+            .await?
+            .ok_or_else(|| DispatchError::NotFound(format!("delivery {id}")))?;
+        let scope = self.application_scope(&found.application_id).await?;
+        self.authz
+            .policy()
+            .check(who, action, &scope, &found.application_id)?;
+        Ok(found)
+    }
+
     pub async fn retry_delivery(
         &self,
         who: &Identity,
@@ -179,15 +198,7 @@ impl Dispatch {
         if id.is_empty() {
             return Err(invalid("delivery_id", "is required"));
         }
-        let found = self
-            .db
-            .find_delivery(id)
-            .await?
-            .ok_or_else(|| DispatchError::NotFound(format!("delivery {id}")))?;
-        let scope = self.application_scope(&found.application_id).await?;
-        self.authz
-            .policy()
-            .check(who, Action::RetryDelivery, &scope, &found.application_id)?;
+        self.row_for(who, Action::RetryDelivery, id).await?;
         let txn = tongban_storage::begin_write(&self.db).await?;
         let row = txn.retry_now(id).await?;
         tongban_audit::append(
@@ -225,15 +236,7 @@ impl Dispatch {
                 "is required: say why the platform will never get this delivery",
             ));
         }
-        let found = self
-            .db
-            .find_delivery(id)
-            .await?
-            .ok_or_else(|| DispatchError::NotFound(format!("delivery {id}")))?;
-        let scope = self.application_scope(&found.application_id).await?;
-        self.authz
-            .policy()
-            .check(who, Action::DiscardDelivery, &scope, &found.application_id)?;
+        let found = self.row_for(who, Action::DiscardDelivery, id).await?;
         let txn = tongban_storage::begin_write(&self.db).await?;
         let already = found.status == Status::Discarded;
         let row = txn.discard(id).await?;
