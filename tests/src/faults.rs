@@ -552,23 +552,8 @@ impl Driver {
     ) {
         let admin = self.keys.token(Role::Admin, None, None);
         while !stop.is_cancelled() {
-            let listed = client
-                .clone()
-                .list_tasks(tongban_testkit::authed(
-                    ap::ListTasksRequest {
-                        page_size: 200,
-                        ..Default::default()
-                    },
-                    &admin,
-                ))
-                .await;
-            let mut tasks: Vec<ap::Task> = match listed {
-                Ok(r) => r
-                    .into_inner()
-                    .tasks
-                    .into_iter()
-                    .filter(|t| t.kind() == ap::TaskKind::Review)
-                    .collect(),
+            let mut tasks: Vec<ap::Task> = match open_review_tasks(&client, &admin).await {
+                Ok(tasks) => tasks,
                 Err(_) => {
                     self.tally.decide_errors.fetch_add(1, Ordering::Relaxed);
                     Vec::new()
@@ -693,6 +678,40 @@ impl Driver {
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
         Ok(all)
+    }
+}
+
+/// Every open review task, all pages. Each application also holds a follow-up task for its
+/// owed material, due weeks ahead; tasks a replica created while its clock ran 40 days ahead are
+/// due after all of those, so a first page alone can miss them for good.
+async fn open_review_tasks(
+    client: &ApprovalServiceClient<Channel>,
+    admin: &str,
+) -> Result<Vec<ap::Task>, tonic::Status> {
+    let mut tasks = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = client
+            .clone()
+            .list_tasks(tongban_testkit::authed(
+                ap::ListTasksRequest {
+                    page_size: 200,
+                    page_token,
+                    ..Default::default()
+                },
+                admin,
+            ))
+            .await?
+            .into_inner();
+        tasks.extend(
+            page.tasks
+                .into_iter()
+                .filter(|t| t.kind() == ap::TaskKind::Review),
+        );
+        if page.next_page_token.is_empty() {
+            return Ok(tasks);
+        }
+        page_token = page.next_page_token;
     }
 }
 

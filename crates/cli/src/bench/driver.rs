@@ -286,30 +286,45 @@ impl Driver {
         }
     }
 
-    /// Plays the clerks until `stop`: lists the open review tasks, claims and approves each.
-    pub(crate) async fn clerks(&self, stop: Stop) -> anyhow::Result<()> {
-        let admin = self.people.admin().to_string();
-        while !stop.stopped() {
-            let listed = self
+    /// Every open review task, all pages: each application also holds an open follow-up task
+    /// (an owed material, due weeks ahead), and a first page can be all follow-ups.
+    async fn open_review_tasks(&self, admin: &str) -> Result<Vec<ap::Task>, tonic::Status> {
+        let mut tasks = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let page = self
                 .approval
                 .clone()
                 .list_tasks(authed(
                     ap::ListTasksRequest {
                         statuses: vec![ap::TaskStatus::Open as i32],
                         page_size: 200,
+                        page_token,
                         ..Default::default()
                     },
-                    &admin,
+                    admin,
                 ))
-                .await;
-            let tasks: Vec<ap::Task> = match listed {
-                Ok(r) => r
-                    .into_inner()
-                    .tasks
+                .await?
+                .into_inner();
+            // Follow-ups wait for material, not for a clerk.
+            tasks.extend(
+                page.tasks
                     .into_iter()
-                    // Follow-ups wait for material, not for a clerk.
-                    .filter(|t| t.kind() == ap::TaskKind::Review)
-                    .collect(),
+                    .filter(|t| t.kind() == ap::TaskKind::Review),
+            );
+            if page.next_page_token.is_empty() {
+                return Ok(tasks);
+            }
+            page_token = page.next_page_token;
+        }
+    }
+
+    /// Plays the clerks until `stop`: lists the open review tasks, claims and approves each.
+    pub(crate) async fn clerks(&self, stop: Stop) -> anyhow::Result<()> {
+        let admin = self.people.admin().to_string();
+        while !stop.stopped() {
+            let tasks: Vec<ap::Task> = match self.open_review_tasks(&admin).await {
+                Ok(tasks) => tasks,
                 Err(s) if transient(s.code()) => Vec::new(),
                 Err(s) => anyhow::bail!("listing tasks: {:?} {}", s.code(), s.message()),
             };
