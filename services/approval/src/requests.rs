@@ -16,7 +16,7 @@ use tongban_proto::{
 
 use crate::{
     error::{ApprovalError, invalid},
-    model::TaskState,
+    model::{TaskKind, TaskState},
     repository::ms,
     workflow::Decision,
 };
@@ -210,6 +210,8 @@ pub struct ListTasks {
     /// Unix milliseconds.
     pub due_before: Option<i64>,
     pub application_id: Option<String>,
+    /// Empty: every kind.
+    pub kinds: Vec<TaskKind>,
 }
 
 impl TryFrom<pb::ListTasksRequest> for ListTasks {
@@ -246,6 +248,19 @@ impl TryFrom<pb::ListTasksRequest> for ListTasks {
         if statuses.is_empty() {
             statuses = TaskState::ACTIVE.to_vec();
         }
+        if r.kinds.len() > MAX_STATUSES {
+            return Err(invalid("kinds", format!("at most {MAX_STATUSES} kinds")));
+        }
+        let mut kinds = Vec::new();
+        for (i, k) in r.kinds.iter().enumerate() {
+            let kind = pb::TaskKind::try_from(*k)
+                .ok()
+                .and_then(|k| TaskKind::try_from(k).ok());
+            let kind = kind.ok_or_else(|| invalid(format!("kinds[{i}]"), "unknown task kind"))?;
+            if !kinds.contains(&kind) {
+                kinds.push(kind);
+            }
+        }
         Ok(Self {
             page,
             department: given(&id("department", &r.department)?),
@@ -257,6 +272,7 @@ impl TryFrom<pb::ListTasksRequest> for ListTasks {
             statuses,
             due_before,
             application_id: given(&id("application_id", &r.application_id)?),
+            kinds,
         })
     }
 }

@@ -321,6 +321,7 @@ impl Approval {
             statuses: req.statuses,
             due_before: req.due_before,
             application_id: req.application_id,
+            kinds: req.kinds,
             after: req.page.after.clone(),
             limit: req.page.fetch_limit(),
         };

@@ -298,6 +298,7 @@ impl Driver {
                 .list_tasks(authed(
                     ap::ListTasksRequest {
                         statuses: vec![ap::TaskStatus::Open as i32],
+                        kinds: vec![ap::TaskKind::Review as i32],
                         page_size: 200,
                         page_token,
                         ..Default::default()

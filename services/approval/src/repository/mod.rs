@@ -135,6 +135,8 @@ pub struct TaskFilter {
     pub statuses: Vec<TaskState>,
     pub due_before: Option<i64>,
     pub application_id: Option<String>,
+    /// Empty: every kind.
+    pub kinds: Vec<TaskKind>,
     /// Keyset paging: strictly after this (due_at, task_id).
     pub after: Option<(i64, String)>,
     pub limit: u64,

@@ -158,6 +158,9 @@ impl<C: ConnectionTrait> TaskStore for C {
         if let Some(a) = &f.application_id {
             q = q.filter(Column::ApplicationId.eq(a));
         }
+        if !f.kinds.is_empty() {
+            q = q.filter(Column::Kind.is_in(f.kinds.iter().copied()));
+        }
         if let Some((due, id)) = &f.after {
             q = q.filter(
                 Condition::any().add(Column::DueAt.gt(*due)).add(

@@ -195,6 +195,41 @@ async fn pledge_a_skips_review_and_follows_up(backend: Backend) -> anyhow::Resul
         Some(due.timestamp())
     );
 
+    // A desk that asks for one kind sees only that kind; an unknown kind names the field.
+    let only = |kinds: Vec<i32>| pb::ListTasksRequest {
+        application_id: app.clone(),
+        kinds,
+        ..Default::default()
+    };
+    let verifying = h
+        .client
+        .clone()
+        .list_tasks(authed(
+            only(vec![pb::TaskKind::VerifyPledge as i32]),
+            &h.admin(),
+        ))
+        .await?
+        .into_inner()
+        .tasks;
+    assert_eq!(verifying.len(), 1, "{verifying:?}");
+    assert_eq!(verifying[0].task_id, verify.task_id);
+    let reviews = h
+        .client
+        .clone()
+        .list_tasks(authed(only(vec![pb::TaskKind::Review as i32]), &h.admin()))
+        .await?
+        .into_inner()
+        .tasks;
+    assert!(reviews.is_empty(), "{reviews:?}");
+    let bad = h
+        .client
+        .clone()
+        .list_tasks(authed(only(vec![99]), &h.admin()))
+        .await
+        .expect_err("unknown kind");
+    assert_eq!(bad.code(), tonic::Code::InvalidArgument);
+    assert!(bad.message().contains("kinds[0]"), "{}", bad.message());
+
     let supplied = tongban_outbox::new_envelope(
         "intake",
         &app,
