@@ -27,7 +27,7 @@ pub use denials::{DenialLog, DenialWriter};
 
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, Value};
 use sha2::{Digest, Sha256};
-use tongban_storage::{lock::for_update, stmt};
+use tongban_storage::stmt;
 
 /// Errors of the audit log.
 #[derive(Debug, thiserror::Error)]
@@ -242,22 +242,15 @@ pub async fn append<C: ConnectionTrait>(
     act: Act,
 ) -> Result<Entry, DbErr> {
     let backend = txn.get_database_backend();
-    // The head row is created once per chain; a concurrent creator waits on the unique key and
-    // then finds the row, so both go on to lock the same row below.
-    txn.execute_raw(stmt(
-        backend,
-        "INSERT INTO audit_heads (chain, seq, hash, anchored_seq) VALUES (?, 0, '', 0) \
-         ON CONFLICT (chain) DO NOTHING",
-        vec![chain.into()],
-    ))
-    .await?;
+    // One statement creates the chain's head on its first act and otherwise locks it (the
+    // no-op update takes the row lock, as `FOR UPDATE` would) and returns it. A concurrent
+    // creator waits on the unique key and then takes the update path on the committed row.
     let head = txn
         .query_one_raw(stmt(
             backend,
-            &format!(
-                "SELECT seq, hash FROM audit_heads WHERE chain = ?{}",
-                for_update(backend)
-            ),
+            "INSERT INTO audit_heads (chain, seq, hash, anchored_seq) VALUES (?, 0, '', 0) \
+             ON CONFLICT (chain) DO UPDATE SET chain = excluded.chain \
+             RETURNING seq, hash",
             vec![chain.into()],
         ))
         .await?

@@ -124,6 +124,36 @@ enum Acker {
 }
 
 impl Delivery {
+    /// Acks `deliveries` together, in order: on the embedded bus one statement for the lot
+    /// instead of one commit per message. Returns how many were acked before the first failure,
+    /// with that failure; the rest are left unacknowledged (the bus delivers them again, and
+    /// the consumer's inbox skips them).
+    pub async fn ack_all(deliveries: Vec<Delivery>) -> Result<usize, (usize, BusError)> {
+        let mut local: Vec<i64> = Vec::new();
+        let mut local_bus: Option<local::LocalBus> = None;
+        let mut acked = 0;
+        for d in deliveries {
+            match d.acker {
+                Acker::Local { bus, id, .. } => {
+                    local.push(id);
+                    local_bus.get_or_insert(bus);
+                }
+                acker @ Acker::Rabbit(_) => {
+                    Delivery { acker, ..d }
+                        .ack()
+                        .await
+                        .map_err(|e| (acked, e))?;
+                    acked += 1;
+                }
+            }
+        }
+        if let Some(bus) = local_bus {
+            bus.ack_many(&local).await.map_err(|e| (acked, e))?;
+            acked += local.len();
+        }
+        Ok(acked)
+    }
+
     /// Confirms the message was handled; it will not be delivered again.
     pub async fn ack(self) -> Result<(), BusError> {
         match self.acker {

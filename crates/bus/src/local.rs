@@ -78,6 +78,14 @@ struct Inner {
     published: Notify,
 }
 
+/// Most ids bound in one statement (SQLite allows 32766 parameters; a batch is far smaller).
+const ACK_CHUNK: usize = 500;
+
+/// `?, ?, …` for `n` parameters.
+fn placeholders(n: usize) -> String {
+    vec!["?"; n].join(", ")
+}
+
 fn stmt(sql: &str, values: Vec<Value>) -> Statement {
     Statement::from_sql_and_values(DbBackend::Sqlite, sql, values)
 }
@@ -293,6 +301,7 @@ impl LocalBus {
             ))
             .await?;
         let mut out = Vec::with_capacity(rows.len());
+        let mut taken: Vec<i64> = Vec::with_capacity(rows.len());
         for row in rows {
             let id: i64 = row.try_get("", "id")?;
             let deliveries: i64 = row.try_get("", "deliveries")?;
@@ -312,11 +321,7 @@ impl LocalBus {
                 tracing::warn!(queue = %spec.name, id, "message dead-lettered after {deliveries} deliveries");
                 continue;
             }
-            txn.execute_raw(stmt(
-                "UPDATE bus_message SET locked = 1, deliveries = deliveries + 1 WHERE id = ?",
-                vec![id.into()],
-            ))
-            .await?;
+            taken.push(id);
             out.push(Delivery {
                 routing_key: row.try_get("", "routing_key")?,
                 payload: row.try_get("", "payload")?,
@@ -328,6 +333,16 @@ impl LocalBus {
                     id,
                 },
             });
+        }
+        for chunk in taken.chunks(ACK_CHUNK) {
+            txn.execute_raw(stmt(
+                &format!(
+                    "UPDATE bus_message SET locked = 1, deliveries = deliveries + 1 WHERE id IN ({})",
+                    placeholders(chunk.len())
+                ),
+                chunk.iter().map(|&id| id.into()).collect(),
+            ))
+            .await?;
         }
         txn.commit().await?;
         Ok(out)
@@ -341,6 +356,23 @@ impl LocalBus {
                 vec![id.into()],
             ))
             .await?;
+        Ok(())
+    }
+
+    /// Acks many messages in one statement (chunks of [`ACK_CHUNK`] ids).
+    pub(crate) async fn ack_many(&self, ids: &[i64]) -> Result<(), BusError> {
+        for chunk in ids.chunks(ACK_CHUNK) {
+            self.inner
+                .db
+                .execute_raw(stmt(
+                    &format!(
+                        "DELETE FROM bus_message WHERE id IN ({})",
+                        placeholders(chunk.len())
+                    ),
+                    chunk.iter().map(|&id| id.into()).collect(),
+                ))
+                .await?;
+        }
         Ok(())
     }
 

@@ -234,27 +234,19 @@ async fn apply_batch<H: EventHandler>(
         .collect();
     match ap.apply_retrying(&envs).await {
         Ok(()) => {
-            let events: Vec<Envelope> = decoded.iter().map(|(_, e)| e.clone()).collect();
-            let mut unacked = 0usize;
+            let mut events = Vec::with_capacity(decoded.len());
+            let mut deliveries = Vec::with_capacity(decoded.len());
             for (d, env) in decoded {
                 metrics.consumed(&env.r#type, None);
-                // After one failed ack the channel is gone: the rest would fail (or, on a dead
-                // connection, wait out their timeout) one by one. Leave them: the bus delivers
-                // them again and the inbox skips them.
-                if unacked > 0 {
-                    unacked += 1;
-                    continue;
-                }
-                if let Err(e) = d.ack().await {
-                    unacked = 1;
-                    tracing::warn!(error = %e, "ack failed; the event will be redelivered and skipped by the inbox");
-                }
+                deliveries.push(d);
+                events.push(env);
             }
-            if unacked > 1 {
-                tracing::warn!(
-                    count = unacked,
-                    "left unacknowledged after a failed ack; they will be redelivered"
-                );
+            // After a failed ack the rest are left: on RabbitMQ the channel is gone, and they
+            // would fail (or, on a dead connection, wait out their timeout) one by one. The bus
+            // delivers them again and the inbox skips them.
+            let total = deliveries.len();
+            if let Err((acked, e)) = Delivery::ack_all(deliveries).await {
+                tracing::warn!(error = %e, unacknowledged = total - acked, "ack failed; the events will be redelivered and skipped by the inbox");
             }
             ap.handler.committed(&events);
             true

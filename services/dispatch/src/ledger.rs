@@ -21,6 +21,7 @@ pub use crate::entity::delivery::Status;
 use crate::{
     entity::{application, delivery},
     error::DispatchError,
+    migration::WAITING_STATUSES,
 };
 
 /// One ledger row, as the service sees it.
@@ -399,7 +400,9 @@ impl<C: ConnectionTrait> DeliveryLedger for C {
         // A row waits while an earlier event of its application to the same platform is still
         // pending (queued, backing off or in flight) or dead-lettered: platforms see one
         // application's events in the order they happened. Event ids are UUIDv7, so their
-        // order is the order the events were produced in.
+        // order is the order the events were produced in. The check is a scalar subquery (the
+        // earliest waiting event), which both engines run per candidate on `deliveries_waiting`;
+        // as `NOT EXISTS` it became an anti-join whose plan depended on statistics.
         let claim = stmt(
             b,
             &format!(
@@ -407,12 +410,11 @@ impl<C: ConnectionTrait> DeliveryLedger for C {
                     SELECT d.delivery_id FROM deliveries d
                     WHERE d.platform_id = ? AND d.status = ? AND d.next_attempt_at <= ?
                       AND (d.locked_until IS NULL OR d.locked_until <= ?)
-                      AND NOT EXISTS (
-                        SELECT 1 FROM deliveries e
+                      AND d.event_id = (
+                        SELECT min(e.event_id) FROM deliveries e
                         WHERE e.platform_id = d.platform_id
                           AND e.application_id = d.application_id
-                          AND e.event_id < d.event_id
-                          AND e.status IN (?, ?))
+                          AND e.status IN {WAITING_STATUSES})
                     ORDER BY d.next_attempt_at, d.delivery_id LIMIT ?{})
                  RETURNING *",
                 lock::skip_locked(b)
@@ -424,8 +426,6 @@ impl<C: ConnectionTrait> DeliveryLedger for C {
                 Status::Pending.into(),
                 now.into(),
                 now.into(),
-                Status::Pending.into(),
-                Status::DeadLettered.into(),
                 (limit as i64).into(),
             ],
         );
