@@ -25,7 +25,6 @@ pub use service::ServiceBuilder;
 use std::future::Future;
 
 use tokio::{net::TcpListener, task::JoinSet};
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 
@@ -140,12 +139,18 @@ pub async fn serve_grpc(
         .layer(tracing_layer::GrpcTraceLayer)
         .layer(metrics::RpcMetricsLayer::new())
         .add_routes(routes)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
-            stop.cancelled().await;
-            reporter_on_stop
-                .set_service_status("", tonic_health::ServingStatus::NotServing)
-                .await;
-        });
+        // The builder's TCP_NODELAY applies only to listeners it binds itself; on ours it is
+        // set here. Without it a small answer waited for the client's delayed ACK: an idle
+        // SubmitApplication took 46 ms at the caller for 5 ms of work.
+        .serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+            async move {
+                stop.cancelled().await;
+                reporter_on_stop
+                    .set_service_status("", tonic_health::ServingStatus::NotServing)
+                    .await;
+            },
+        );
     // A graceful stop waits for every open call, and a live stream (WatchApplication,
     // Subscribe) never ends by itself: after `grace` the rest are cut off.
     let cut_off = async {

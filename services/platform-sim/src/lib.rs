@@ -374,6 +374,13 @@ pub async fn serve(
         let router: Router = router.fallback(routes::not_found);
         let mut stopping = stop_rx.clone();
         tasks.spawn(async move {
+            // Answers leave at once, as a real platform's gateway sends them, rather than
+            // after the caller's delayed ACK.
+            let tcp = axum::serve::ListenerExt::tap_io(tcp, |s| {
+                if let Err(e) = s.set_nodelay(true) {
+                    tracing::debug!(error = %e, "TCP_NODELAY not set");
+                }
+            });
             axum::serve(tcp, router)
                 .with_graceful_shutdown(async move {
                     let _ = stopping.wait_for(|s| *s).await;
