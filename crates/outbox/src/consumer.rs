@@ -313,8 +313,10 @@ async fn apply_in_txn<H: EventHandler>(
     events: &[Received<'_>],
 ) -> Result<(), HandlerError> {
     let txn = tongban_storage::begin_write(db).await?;
-    for (env, header) in events {
-        if inbox::record(&txn, consumer, &env.event_id).await? {
+    let ids: Vec<&str> = events.iter().map(|(e, _)| e.event_id.as_str()).collect();
+    let fresh = inbox::record_all(&txn, consumer, &ids).await?;
+    for ((env, header), fresh) in events.iter().zip(fresh) {
+        if fresh {
             let span = process_span(
                 Message {
                     system: source.system,

@@ -44,3 +44,8 @@ async fn message_carries_the_relays_publish_span() -> anyhow::Result<()> {
 async fn old_inbox_and_published_outbox_rows_are_pruned_in_batches() -> anyhow::Result<()> {
     prune_in_batches(sqlite_local("ob_prune").await?).await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbox_records_a_batch_in_one_statement() -> anyhow::Result<()> {
+    inbox_records_a_batch(sqlite_local("ob_inbox_batch").await?).await
+}

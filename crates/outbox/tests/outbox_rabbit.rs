@@ -195,3 +195,8 @@ async fn relay_gives_up_a_publish_the_broker_never_confirms() -> anyhow::Result<
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbox_records_a_batch_in_one_statement() -> anyhow::Result<()> {
+    inbox_records_a_batch(pg_rabbit("ob_inbox_batch").await?).await
+}

@@ -782,3 +782,45 @@ pub async fn prune_in_batches(env: Env) -> anyhow::Result<()> {
     relay.stop().await?;
     Ok(())
 }
+
+/// `inbox::record_all`: per id in order, whether to apply it. Ids recorded before, ids repeated
+/// within the batch, and another consumer's records are told apart; a batch larger than one
+/// statement's chunk gives the same answers.
+pub async fn inbox_records_a_batch(env: Env) -> anyhow::Result<()> {
+    use tongban_outbox::inbox;
+    let txn = tongban_storage::begin_write(&env.db).await?;
+    assert!(inbox::record(&txn, "c1", "e1").await?);
+    assert_eq!(
+        inbox::record_all(&txn, "c1", &["e1", "e2", "e3", "e2", "e1"]).await?,
+        vec![false, true, true, false, false]
+    );
+    // Another consumer applies the same events for itself.
+    assert_eq!(
+        inbox::record_all(&txn, "c2", &["e1", "e2"]).await?,
+        vec![true, true]
+    );
+    let many: Vec<String> = (0..450).map(|i| format!("m{i}")).collect();
+    let mut ids: Vec<&str> = many.iter().map(String::as_str).collect();
+    ids.push("e3");
+    ids.push("m7");
+    let fresh = inbox::record_all(&txn, "c1", &ids).await?;
+    assert_eq!(fresh.iter().filter(|f| **f).count(), 450);
+    assert!(
+        !fresh[450] && !fresh[451],
+        "e3 was recorded before, m7 earlier in the batch"
+    );
+    txn.commit().await?;
+    assert_eq!(
+        env.count("SELECT COUNT(*) AS n FROM inbox WHERE consumer = 'c1'")
+            .await?,
+        453
+    );
+    // Rolled back, a batch leaves nothing: the next attempt applies the events.
+    let txn = tongban_storage::begin_write(&env.db).await?;
+    assert_eq!(inbox::record_all(&txn, "c3", &["x"]).await?, vec![true]);
+    txn.rollback().await?;
+    let txn = tongban_storage::begin_write(&env.db).await?;
+    assert_eq!(inbox::record_all(&txn, "c3", &["x"]).await?, vec![true]);
+    txn.commit().await?;
+    Ok(())
+}
