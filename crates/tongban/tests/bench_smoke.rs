@@ -136,6 +136,28 @@ fn bench_offers_a_rate_against_a_running_dev() -> anyhow::Result<()> {
     assert_eq!(report["offered"]["rate"], 5.0, "{report:#}");
     check_report(&report, 3.0);
 
+    // A closed loop over whole applications: one at a time, each delivered before the next.
+    let run = dev.cli(
+        None,
+        &[
+            "bench",
+            "--data-dir",
+            &data,
+            "-n",
+            "2",
+            "--in-flight",
+            "1",
+            "--timeout",
+            "120",
+            "--output",
+            "json",
+        ],
+    )?;
+    assert_eq!(run.code, 0, "{run:?}\n{}", dev.log());
+    let report: Value = serde_json::from_str(&run.stdout)?;
+    assert_eq!(report["offered"]["in_flight"], 1, "{report:#}");
+    check_report(&report, 2.0);
+
     // The table shows the same run's figures.
     let run = dev.cli(
         None,
@@ -159,5 +181,19 @@ fn bench_refuses_a_nonsense_rate() -> anyhow::Result<()> {
     )?;
     assert_eq!(run.code, 1, "{run:?}");
     assert!(run.stderr.contains("--rate"), "{run:?}");
+    Ok(())
+}
+
+#[test]
+fn bench_takes_one_way_of_offering_load() -> anyhow::Result<()> {
+    let scratch = tempfile::tempdir()?;
+    let run = common::run_cli(
+        "http://127.0.0.1:1",
+        scratch.path(),
+        None,
+        &["bench", "--rate", "5", "--in-flight", "2"],
+    )?;
+    assert_ne!(run.code, 0, "{run:?}");
+    assert!(run.stderr.contains("--in-flight"), "{run:?}");
     Ok(())
 }

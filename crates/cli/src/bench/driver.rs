@@ -57,6 +57,8 @@ const CLERK_IDLE: Duration = Duration::from_millis(50);
 /// How often an application whose clerks are done is asked about, and any other one.
 const POLL_READY: Duration = Duration::from_millis(100);
 const POLL_OTHER: Duration = Duration::from_secs(2);
+/// How often `--in-flight` looks whether an application finished.
+const IN_FLIGHT_CHECK: Duration = Duration::from_millis(5);
 const RPC_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What the bench learnt of one application. The clerks may see its tasks before intake's
@@ -258,6 +260,17 @@ impl Driver {
         Ok(())
     }
 
+    /// How many of this run's submissions are over: delivered, failed, or refused by intake.
+    fn finished(&self) -> anyhow::Result<usize> {
+        let board = self.board()?;
+        Ok(board
+            .apps
+            .values()
+            .filter(|t| t.submitted && t.done())
+            .count()
+            + board.refused.len())
+    }
+
     /// Submits `n` applications as `offered` says.
     pub(crate) async fn submit_all(&self, n: usize, offered: Offered) -> anyhow::Result<()> {
         match offered {
@@ -268,6 +281,26 @@ impl Driver {
                     .collect()
                     .await;
                 results.into_iter().collect()
+            }
+            Offered::InFlight(k) => {
+                let k = k.max(1);
+                let mut set = tokio::task::JoinSet::new();
+                for i in 0..n {
+                    // Started minus finished (delivered, failed or refused) is what is in flight.
+                    while i.saturating_sub(self.finished()?) >= k {
+                        tokio::time::sleep(IN_FLIGHT_CHECK).await;
+                    }
+                    let me = self.clone();
+                    set.spawn(async move { me.submit(i).await });
+                    // Reap finished submissions so that a failed one stops the run early.
+                    while let Some(r) = set.try_join_next() {
+                        r.context("a submission task failed")??;
+                    }
+                }
+                while let Some(r) = set.join_next().await {
+                    r.context("a submission task failed")??;
+                }
+                Ok(())
             }
             Offered::Rate(rate) => {
                 // Open loop: each submission starts on time, however long earlier ones take.

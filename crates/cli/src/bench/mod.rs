@@ -43,8 +43,14 @@ pub struct BenchArgs {
     concurrency: u32,
     /// Offer a fixed load instead: start this many submissions per second, whatever the
     /// answers (open loop).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "in_flight")]
     rate: Option<f64>,
+    /// Keep this many applications in the pipeline instead: submit the next one only when an
+    /// earlier one is delivered to every platform (or failed). A closed loop over whole
+    /// applications, so the queues cannot back up the way they do when only submissions are
+    /// bounded.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    in_flight: Option<u32>,
     /// Give up (exit 1) when the applications are not all delivered after this many seconds.
     #[arg(long, default_value_t = 600)]
     timeout: u64,
@@ -363,9 +369,10 @@ pub(crate) async fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<
             .filter(|n| *n > 0)
             .context("dispatch lists no platforms; pass --platforms")?,
     };
-    let offered = match args.rate {
-        Some(r) => Offered::Rate(r),
-        None => Offered::Concurrency(args.concurrency as usize),
+    let offered = match (args.rate, args.in_flight) {
+        (Some(r), _) => Offered::Rate(r),
+        (None, Some(k)) => Offered::InFlight(k as usize),
+        (None, None) => Offered::Concurrency(args.concurrency as usize),
     };
     let target_name = match &target {
         Target::Dev { pid: Some(p) } => {
@@ -401,7 +408,8 @@ pub(crate) async fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<
         "{} applications against {target_name}, {}",
         args.applications,
         match offered {
-            Offered::Concurrency(c) => format!("{c} in flight"),
+            Offered::Concurrency(c) => format!("{c} submissions in flight"),
+            Offered::InFlight(k) => format!("{k} applications in flight"),
             Offered::Rate(r) => format!("{r}/s offered"),
         }
     ));

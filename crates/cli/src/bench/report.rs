@@ -65,6 +65,8 @@ pub(crate) struct ProcessUse {
 pub(crate) enum Offered {
     /// At most this many submissions in flight.
     Concurrency(usize),
+    /// At most this many applications between submit and their last delivery.
+    InFlight(usize),
     /// Submissions started at this many per second, whatever the answers.
     Rate(f64),
 }
@@ -186,6 +188,7 @@ fn count(v: Option<u64>) -> String {
 pub(crate) fn render_table(r: &Report) -> String {
     let offered = match r.offered {
         Offered::Concurrency(c) => format!("concurrency {c}"),
+        Offered::InFlight(k) => format!("{k} applications in flight"),
         Offered::Rate(rate) => format!("{rate} applications/s offered"),
     };
     let mut summary = crate::output::fields(&[
