@@ -5,7 +5,7 @@
 
 use sea_orm::{ConnectionTrait, DbErr};
 
-use tongban_storage::stmt;
+use tongban_storage::{stmt, value_rows};
 
 /// Records that `consumer` applies `event_id`, in the caller's transaction. Returns `false` when
 /// it was recorded before, in which case the caller must not apply the event again.
@@ -14,15 +14,7 @@ pub async fn record<C: ConnectionTrait>(
     consumer: &str,
     event_id: &str,
 ) -> Result<bool, DbErr> {
-    let backend = conn.get_database_backend();
-    let res = conn
-        .execute_raw(stmt(
-            backend,
-            "INSERT INTO inbox (consumer, event_id, processed_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
-            vec![consumer.into(), event_id.into(), chrono::Utc::now().into()],
-        ))
-        .await?;
-    Ok(res.rows_affected() == 1)
+    Ok(record_all(conn, consumer, &[event_id]).await?.first() == Some(&true))
 }
 
 /// Most events recorded by one [`record_all`] statement (3 parameters each).
@@ -46,13 +38,15 @@ pub async fn record_all<C: ConnectionTrait>(
         .filter(|id| seen.insert(*id))
         .collect();
     for chunk in unique.chunks(RECORD_CHUNK) {
-        let mut sql = String::from("INSERT INTO inbox (consumer, event_id, processed_at) VALUES ");
+        let sql = format!(
+            "INSERT INTO inbox (consumer, event_id, processed_at) VALUES {} \
+             ON CONFLICT DO NOTHING RETURNING event_id",
+            value_rows(chunk.len(), 3)
+        );
         let mut values = Vec::with_capacity(chunk.len() * 3);
-        for (i, id) in chunk.iter().enumerate() {
-            sql.push_str(if i == 0 { "(?, ?, ?)" } else { ", (?, ?, ?)" });
+        for id in chunk {
             values.extend([consumer.into(), (*id).into(), now.into()]);
         }
-        sql.push_str(" ON CONFLICT DO NOTHING RETURNING event_id");
         for row in conn.query_all_raw(stmt(backend, &sql, values)).await? {
             fresh.insert(row.try_get::<String>("", "event_id")?);
         }

@@ -4,7 +4,7 @@ use prost::Message;
 use sea_orm::{ConnectionTrait, DbErr};
 use tongban_proto::events::Envelope;
 
-use tongban_storage::stmt;
+use tongban_storage::{stmt, value_rows};
 
 /// Adds `events` to the outbox as part of the caller's transaction: they become visible to the
 /// relay exactly when (and only if) the caller commits.
@@ -14,16 +14,12 @@ pub async fn enqueue<C: ConnectionTrait>(conn: &C, events: &[Envelope]) -> Resul
     // One statement per chunk rather than per event: a transaction that emits several events
     // pays one round trip.
     for chunk in events.chunks(ENQUEUE_CHUNK) {
-        let mut sql = String::from(
-            "INSERT INTO outbox (event_id, routing_key, application_id, payload, traceparent, created_at) VALUES ",
+        let sql = format!(
+            "INSERT INTO outbox (event_id, routing_key, application_id, payload, traceparent, created_at) VALUES {}",
+            value_rows(chunk.len(), 6)
         );
         let mut values = Vec::with_capacity(chunk.len() * 6);
-        for (i, e) in chunk.iter().enumerate() {
-            sql.push_str(if i == 0 {
-                "(?, ?, ?, ?, ?, ?)"
-            } else {
-                ", (?, ?, ?, ?, ?, ?)"
-            });
+        for e in chunk {
             values.extend([
                 e.event_id.clone().into(),
                 e.r#type.clone().into(),

@@ -214,7 +214,7 @@ impl Relay {
             txn.rollback().await?;
             return Err(e);
         }
-        let placeholders = vec!["?"; seqs.len()].join(",");
+        let placeholders = tongban_storage::placeholders(seqs.len());
         let mut values = vec![chrono::Utc::now().into()];
         values.extend(seqs);
         txn.execute_raw(stmt(

@@ -50,6 +50,16 @@ pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction,
     }
 }
 
+/// `?, ?, …`: `n` placeholders, for `IN (…)`.
+pub fn placeholders(n: usize) -> String {
+    vec!["?"; n].join(", ")
+}
+
+/// `(?, ?), (?, ?), …`: `rows` tuples of `columns` placeholders, for a multi-row `VALUES`.
+pub fn value_rows(rows: usize, columns: usize) -> String {
+    vec![format!("({})", placeholders(columns)); rows].join(", ")
+}
+
 /// A statement written with `?` placeholders, renumbered to `$1, $2, …` for PostgreSQL.
 pub fn stmt(backend: DbBackend, sql: &str, values: Vec<Value>) -> Statement {
     if backend == DbBackend::Postgres {
@@ -95,6 +105,13 @@ pub async fn create_postgres_database(admin_url: &str, prefix: &str) -> Result<S
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn value_rows_are_tuples_of_placeholders() {
+        assert_eq!(placeholders(3), "?, ?, ?");
+        assert_eq!(value_rows(2, 3), "(?, ?, ?), (?, ?, ?)");
+        assert_eq!(value_rows(1, 1), "(?)");
+    }
 
     #[test]
     fn placeholders_are_renumbered_for_postgres_only() {

@@ -17,5 +17,5 @@ pub mod lock;
 pub mod schema;
 pub mod time;
 
-pub use db::{begin_write, connect, create_postgres_database, stmt};
+pub use db::{begin_write, connect, create_postgres_database, placeholders, stmt, value_rows};
 pub use time::{from_ms, now_ms};

@@ -115,46 +115,21 @@ fn bench_offers_a_rate_against_a_running_dev() -> anyhow::Result<()> {
     dev.wait_for(1)?;
     dev.wait_for(3)?;
     let data = dev.data().to_string_lossy().into_owned();
-    let run = dev.cli(
-        None,
-        &[
-            "bench",
-            "--data-dir",
-            &data,
-            "-n",
-            "3",
-            "--rate",
-            "5",
-            "--timeout",
-            "120",
-            "--output",
-            "json",
-        ],
-    )?;
-    assert_eq!(run.code, 0, "{run:?}\n{}", dev.log());
-    let report: Value = serde_json::from_str(&run.stdout)?;
+    // `n` applications against the running dev, loaded as `load` says; the JSON report.
+    let bench = |n: &str, load: &[&str]| -> anyhow::Result<Value> {
+        let mut args = vec!["bench", "--data-dir", &data, "-n", n];
+        args.extend_from_slice(load);
+        args.extend_from_slice(&["--timeout", "120", "--output", "json"]);
+        let run = dev.cli(None, &args)?;
+        assert_eq!(run.code, 0, "{run:?}\n{}", dev.log());
+        Ok(serde_json::from_str(&run.stdout)?)
+    };
+    let report = bench("3", &["--rate", "5"])?;
     assert_eq!(report["offered"]["rate"], 5.0, "{report:#}");
     check_report(&report, 3.0);
 
     // A closed loop over whole applications: one at a time, each delivered before the next.
-    let run = dev.cli(
-        None,
-        &[
-            "bench",
-            "--data-dir",
-            &data,
-            "-n",
-            "2",
-            "--in-flight",
-            "1",
-            "--timeout",
-            "120",
-            "--output",
-            "json",
-        ],
-    )?;
-    assert_eq!(run.code, 0, "{run:?}\n{}", dev.log());
-    let report: Value = serde_json::from_str(&run.stdout)?;
+    let report = bench("2", &["--in-flight", "1"])?;
     assert_eq!(report["offered"]["in_flight"], 1, "{report:#}");
     check_report(&report, 2.0);
 
