@@ -124,34 +124,48 @@ enum Acker {
 }
 
 impl Delivery {
-    /// Acks `deliveries` together, in order: on the embedded bus one statement for the lot
-    /// instead of one commit per message. Returns how many were acked before the first failure,
-    /// with that failure; the rest are left unacknowledged (the bus delivers them again, and
-    /// the consumer's inbox skips them).
+    /// Acks `deliveries` together: on RabbitMQ one `basic.ack` with `multiple` set, for the
+    /// last of them (a quorum queue settles the lot in one log entry instead of one per
+    /// message); on the embedded bus one statement instead of one commit per message.
+    ///
+    /// `deliveries` must be every unsettled delivery of their subscription up to the last of
+    /// them, in the order received: a multiple ack also settles any earlier delivery of the
+    /// same channel still open. The consumer settles each batch (ack, nack or dead-letter)
+    /// before it takes the next, so that holds there. A delivery from an earlier channel (the
+    /// consumer reconnected within the batch) is not settled by it; the broker gave those back
+    /// when their channel closed, and the inbox skips them when they come again.
+    ///
+    /// Returns how many were acked, or on failure how many were acked before it, with the
+    /// error; the rest are left unacknowledged (the bus delivers them again, and the
+    /// consumer's inbox skips them).
     pub async fn ack_all(deliveries: Vec<Delivery>) -> Result<usize, (usize, BusError)> {
+        let total = deliveries.len();
         let mut local: Vec<i64> = Vec::new();
         let mut local_bus: Option<local::LocalBus> = None;
-        let mut acked = 0;
+        let mut last_rabbit: Option<lapin::Acker> = None;
         for d in deliveries {
             match d.acker {
                 Acker::Local { bus, id, .. } => {
                     local.push(id);
                     local_bus.get_or_insert(bus);
                 }
-                acker @ Acker::Rabbit(_) => {
-                    Delivery { acker, ..d }
-                        .ack()
-                        .await
-                        .map_err(|e| (acked, e))?;
-                    acked += 1;
-                }
+                Acker::Rabbit(a) => last_rabbit = Some(a),
             }
         }
-        if let Some(bus) = local_bus {
-            bus.ack_many(&local).await.map_err(|e| (acked, e))?;
-            acked += local.len();
+        if let Some(a) = last_rabbit {
+            bounded(
+                "ack",
+                a.ack(lapin::options::BasicAckOptions { multiple: true }),
+            )
+            .await
+            .map_err(|e| (0, e))?;
         }
-        Ok(acked)
+        if let Some(bus) = local_bus {
+            bus.ack_many(&local)
+                .await
+                .map_err(|e| (total - local.len(), e))?;
+        }
+        Ok(total)
     }
 
     /// Confirms the message was handled; it will not be delivered again.

@@ -118,3 +118,33 @@ async fn publishing_reconnects_after_publisher_connection_closed() -> anyhow::Re
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ack_all_settles_the_whole_batch() -> anyhow::Result<()> {
+    let (bus, _) = tongban_testkit::rabbit_bus("bus_ack_all").await?;
+    // With a prefetch of 3 the broker sends no more while 3 are unacknowledged: had the
+    // batch's ack settled only its last message, only one of the next three would arrive.
+    let mut spec = QueueSpec::new("q", &["k"]);
+    spec.prefetch = 3;
+    let mut sub = bus.subscribe(&spec).await?;
+    bus.publish_batch(&[msg("k", "1"), msg("k", "2"), msg("k", "3")])
+        .await?;
+    let mut batch = Vec::new();
+    for want in ["1", "2", "3"] {
+        let d = recv(&mut sub).await?;
+        assert_eq!(d.payload, want.as_bytes());
+        batch.push(d);
+    }
+    assert_eq!(Delivery::ack_all(batch).await.map_err(|(_, e)| e)?, 3);
+    bus.publish_batch(&[msg("k", "4"), msg("k", "5"), msg("k", "6")])
+        .await?;
+    let mut batch = Vec::new();
+    for want in ["4", "5", "6"] {
+        let d = recv(&mut sub).await?;
+        assert_eq!(d.payload, want.as_bytes());
+        assert!(!d.redelivered);
+        batch.push(d);
+    }
+    Delivery::ack_all(batch).await.map_err(|(_, e)| e)?;
+    Ok(())
+}
