@@ -40,6 +40,8 @@ pub enum Action {
     ListDefinitions,
     PublishDefinition,
     RateOutcome,
+    ListLedgerItems,
+    GetLedgerItem,
     // dispatch
     ListPlatforms,
     ListDeliveries,
@@ -66,7 +68,7 @@ pub enum Action {
 
 impl Action {
     /// Every action, in table order.
-    pub const ALL: [Action; 34] = [
+    pub const ALL: [Action; 36] = [
         Action::SubmitApplication,
         Action::GetApplication,
         Action::ListApplications,
@@ -83,6 +85,8 @@ impl Action {
         Action::ListDefinitions,
         Action::PublishDefinition,
         Action::RateOutcome,
+        Action::ListLedgerItems,
+        Action::GetLedgerItem,
         Action::ListPlatforms,
         Action::ListDeliveries,
         Action::RetryDelivery,
@@ -122,6 +126,8 @@ impl Action {
             Action::ListDefinitions => "ListDefinitions",
             Action::PublishDefinition => "PublishDefinition",
             Action::RateOutcome => "RateOutcome",
+            Action::ListLedgerItems => "ListLedgerItems",
+            Action::GetLedgerItem => "GetLedgerItem",
             Action::ListPlatforms => "ListPlatforms",
             Action::ListDeliveries => "ListDeliveries",
             Action::RetryDelivery => "RetryDelivery",
@@ -218,7 +224,7 @@ const fn row(action: Action, rules: [Rule; 5]) -> Row {
 use Rule::*;
 
 /// THE table. Columns: applicant, clerk, supervisor, integrator, admin.
-pub const TABLE: [Row; 34] = [
+pub const TABLE: [Row; 36] = [
     // intake
     row(
         Action::SubmitApplication,
@@ -315,6 +321,15 @@ pub const TABLE: [Row; 34] = [
     row(
         Action::RateOutcome,
         [OwnEnterprise, Never, Never, Never, Never],
+    ),
+    // The supervision ledger: staff of the units concerned; it is not the enterprise's view.
+    row(
+        Action::ListLedgerItems,
+        [Never, InWorkflow, InWorkflow, Never, Everything],
+    ),
+    row(
+        Action::GetLedgerItem,
+        [Never, InWorkflow, InWorkflow, Never, Everything],
     ),
     // dispatch
     row(

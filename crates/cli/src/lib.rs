@@ -24,6 +24,7 @@ mod inbox;
 mod notify_admin;
 mod output;
 mod staff;
+mod supervision;
 
 use std::path::Path;
 
@@ -131,7 +132,7 @@ pub enum Command {
     // ---- staff ----
     /// My department's open and claimed tasks, due soonest first (times in Asia/Shanghai).
     #[command(
-        after_help = "Examples:\n  tongban tasks\n  tongban tasks --mine\n  tongban tasks --department eco_env --status open\n  tongban tasks --all --application 0195..."
+        after_help = "Examples:\n  tongban tasks\n  tongban tasks --mine\n  tongban tasks --department eco_env --status open\n  tongban tasks --kind review\n  tongban tasks --all --application 0195..."
     )]
     Tasks(staff::TasksArgs),
     /// Take an open task (sends the version it has now, or --version).
@@ -155,6 +156,12 @@ pub enum Command {
         after_help = "Examples:\n  tongban delegate 0195... --to clerk.eco_env.wang --reason 休假\n  tongban delegate 0195... --to clerk.water --department water"
     )]
     Delegate(staff::DelegateArgs),
+    /// The supervision ledger (挂账督办): overdue tasks, owed materials, pledge verifications
+    /// and enterprise requests still open, oldest first; struck-off items with --closed.
+    #[command(
+        after_help = "Examples:\n  tongban ledger --open\n  tongban ledger --unit eco_env --kind overdue --min-age-hours 16\n  tongban ledger --closed --kind request\n  tongban ledger --item overdue:0195..."
+    )]
+    Ledger(supervision::LedgerArgs),
     /// The whole timeline: application, stages and tasks, follow-ups, timeline, deliveries.
     #[command(
         after_help = "Examples:\n  tongban show 0195...\n  tongban show 0195... --output json"
@@ -436,6 +443,7 @@ async fn remote(global: &GlobalArgs, command: Command) -> anyhow::Result<()> {
         Command::RequestSupplement(a) => staff::request_supplement(&conn, a).await,
         Command::Delegate(a) => staff::delegate(&conn, a).await,
         Command::Show { id } => staff::show(&conn, &id).await,
+        Command::Ledger(a) => supervision::ledger(&conn, a).await,
         Command::Deliveries {
             command: Some(c), ..
         } => admin::deliveries(&conn, c).await,

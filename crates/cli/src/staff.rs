@@ -67,6 +67,28 @@ pub struct TasksArgs {
     /// Only this application.
     #[arg(long)]
     application: Option<String>,
+    /// Only these kinds (repeatable): a review desk asks for review only.
+    #[arg(long, value_enum)]
+    kind: Vec<TaskKindArg>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub(crate) enum TaskKindArg {
+    Review,
+    VerifyPledge,
+    FollowUpMaterial,
+    HandleRequest,
+}
+
+impl TaskKindArg {
+    fn proto(self) -> ap::TaskKind {
+        match self {
+            TaskKindArg::Review => ap::TaskKind::Review,
+            TaskKindArg::VerifyPledge => ap::TaskKind::VerifyPledge,
+            TaskKindArg::FollowUpMaterial => ap::TaskKind::FollowUpMaterial,
+            TaskKindArg::HandleRequest => ap::TaskKind::HandleRequest,
+        }
+    }
 }
 
 /// Where to find the task and which version to send.
@@ -198,6 +220,7 @@ pub(crate) async fn tasks(conn: &Conn, args: TasksArgs) -> anyhow::Result<()> {
         },
         statuses,
         application_id: args.application.unwrap_or_default(),
+        kinds: args.kind.iter().map(|k| k.proto() as i32).collect(),
         ..Default::default()
     };
     let tasks = list_tasks(conn, req).await?;

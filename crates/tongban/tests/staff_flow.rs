@@ -127,6 +127,16 @@ fn clerk_claims_approves_and_sees_the_audit_trail() -> anyhow::Result<()> {
         .json()?;
     assert_eq!(v["verified"], true);
 
+    // The supervision ledger: the review was decided in time, so nothing is on it; the
+    // applicant may not read it; a malformed item id is refused naming the field.
+    let run = dev.cli(Some(&admin), &["ledger"])?.ok()?;
+    assert!(run.stdout.contains("Nothing on the ledger"), "{run:?}");
+    let run = dev.cli(Some(&applicant), &["ledger"])?;
+    assert_eq!(run.code, 3, "{run:?}");
+    let run = dev.cli(Some(&admin), &["ledger", "--item", "nonsense"])?;
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("item_id"), "{run:?}");
+
     // Within a checkpoint interval (1 s here) approval's signed checkpoint covers the
     // application's chain, and `audit verify` finds approval's database intact.
     let audit = dev.data().join("audit");

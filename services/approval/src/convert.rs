@@ -192,3 +192,41 @@ pub fn credit_class(c: i32) -> Option<tongban_matter::CreditClass> {
         C::Unspecified => None,
     }
 }
+
+/// A ledger item as sent; its age is working time on `calendar` up to `now_ms` (or its close).
+pub fn ledger_item_to_proto(
+    item: &crate::ledger::LedgerItem,
+    calendar: &tongban_calendar::Calendar,
+    now_ms: i64,
+) -> pb::LedgerItem {
+    use crate::ledger::LedgerKind;
+    let kind = match item.id.kind {
+        LedgerKind::OverdueTask => pb::LedgerItemKind::OverdueTask,
+        LedgerKind::OwedMaterial => pb::LedgerItemKind::OwedMaterial,
+        LedgerKind::PledgeVerification => pb::LedgerItemKind::PledgeVerification,
+        LedgerKind::EnterpriseRequest => pb::LedgerItemKind::EnterpriseRequest,
+    };
+    let state = if item.is_open() {
+        pb::LedgerItemState::Open
+    } else {
+        pb::LedgerItemState::Closed
+    };
+    pb::LedgerItem {
+        item_id: item.id.to_string(),
+        kind: kind as i32,
+        state: state as i32,
+        application_id: item.application_id.clone(),
+        matter_code: item.matter_code.clone(),
+        task_id: item.task_id.clone(),
+        responsible_unit: item.responsible_unit.clone(),
+        handling_unit: item.handling_unit.clone(),
+        title: item.title.clone(),
+        open_time: Some(ts(from_ms(item.opened_at))),
+        due_time: item.due_at.map(|d| ts(from_ms(d))),
+        close_time: item.closed_at.map(|c| ts(from_ms(c))),
+        closed_by: item.closed_by.clone(),
+        age_working_minutes: item.age(calendar, now_ms).num_minutes(),
+        escalation_level: item.escalation_level,
+        reopen_count: item.reopen_count,
+    }
+}

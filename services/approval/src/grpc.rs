@@ -11,9 +11,12 @@ use tongban_proto::approval::{self as pb, approval_service_server::ApprovalServi
 use tonic::{Request, Response, Status};
 
 use crate::{
-    convert::{audit_trail_to_proto, definition_to_proto, task_to_proto, workflow_to_proto},
+    convert::{
+        audit_trail_to_proto, definition_to_proto, ledger_item_to_proto, task_to_proto,
+        workflow_to_proto,
+    },
     engine::Approval,
-    requests::{Claim, Decide, Delegate, ListDefinitions, ListTasks, Publish, Rate},
+    requests::{Claim, Decide, Delegate, ListDefinitions, ListLedger, ListTasks, Publish, Rate},
 };
 
 pub struct ApprovalGrpc {
@@ -148,6 +151,48 @@ impl ApprovalService for ApprovalGrpc {
         let view = self.approval.rate(&who, input).await?;
         Ok(Response::new(pb::RateOutcomeResponse {
             workflow: Some(workflow_to_proto(view, self.approval.now_ms())),
+        }))
+    }
+
+    async fn list_ledger_items(
+        &self,
+        req: Request<pb::ListLedgerItemsRequest>,
+    ) -> Result<Response<pb::ListLedgerItemsResponse>, Status> {
+        let who = identity(&req)?;
+        self.approval
+            .policy
+            .check_role(&who, Action::ListLedgerItems)?;
+        let input = ListLedger::try_from(req.into_inner())?;
+        let page = self.approval.list_ledger(&who, input).await?;
+        let now = self.approval.now_ms();
+        Ok(Response::new(pb::ListLedgerItemsResponse {
+            items: page
+                .items
+                .iter()
+                .map(|i| ledger_item_to_proto(i, &self.approval.calendar, now))
+                .collect(),
+            next_page_token: page.next_page_token,
+        }))
+    }
+
+    async fn get_ledger_item(
+        &self,
+        req: Request<pb::GetLedgerItemRequest>,
+    ) -> Result<Response<pb::GetLedgerItemResponse>, Status> {
+        let who = identity(&req)?;
+        self.approval
+            .policy
+            .check_role(&who, Action::GetLedgerItem)?;
+        let item = self
+            .approval
+            .ledger_item(&who, &req.get_ref().item_id)
+            .await?;
+        Ok(Response::new(pb::GetLedgerItemResponse {
+            item: Some(ledger_item_to_proto(
+                &item,
+                &self.approval.calendar,
+                self.approval.now_ms(),
+            )),
         }))
     }
 }

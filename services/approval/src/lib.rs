@@ -16,6 +16,7 @@
 //! - [`tasks`]: the staff task API (claim, decide, delegate, list); [`views`]: workflow,
 //!   audit trail and definitions; [`publishing`]: publishing a definition.
 //! - [`timers`]: due-soon, overdue and escalation, once each, safe with several replicas.
+//! - [`ledger`]: the supervision ledger (挂账督办), read off the tasks and instances.
 //! - [`repository`] (one trait per table) over [`entity`] (sea-orm entities), schema in
 //!   [`migration`]; [`audit`]: the hash chain; [`definitions`]: the registry of
 //!   workflow definitions, refreshed from its table on every replica.
@@ -36,6 +37,7 @@ pub mod engine;
 pub mod entity;
 pub mod error;
 pub mod grpc;
+pub mod ledger;
 pub mod metrics;
 pub mod migration;
 pub mod model;

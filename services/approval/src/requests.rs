@@ -195,6 +195,8 @@ pub enum Assignee {
 
 /// Paging of ListTasks: soonest due first, resumed after the last (due_at, task_id).
 pub const TASKS: Paging = Paging::new("approval.tasks", 50, 200);
+/// Paging of ListLedgerItems: oldest first, resumed after the last (opened_at, item_id).
+pub const LEDGER: Paging = Paging::new("approval.ledger", 50, 200);
 /// Paging of ListDefinitions: by code then version, resumed after the last of them.
 pub const DEFINITIONS: Paging = Paging::new("approval.definitions", 50, 200);
 
@@ -559,5 +561,69 @@ mod tests {
             ..Default::default()
         });
         assert_eq!(field(defs.unwrap_err()), "page_token");
+    }
+}
+
+/// `ListLedgerItems`.
+#[derive(Debug, Clone)]
+pub struct ListLedger {
+    pub page: Page<(i64, String)>,
+    /// A department or township office; `None`: the caller's own (every unit for admins).
+    pub unit: Option<String>,
+    /// Empty: every kind.
+    pub kinds: Vec<crate::ledger::LedgerKind>,
+    /// `Some(true)`: open only; `Some(false)`: closed only; `None`: both.
+    pub open: Option<bool>,
+    pub min_age_working_hours: u32,
+}
+
+/// The longest age a ledger filter may ask for: ten years of working hours.
+pub const MAX_LEDGER_AGE_HOURS: u32 = 10 * 250 * 8;
+
+impl TryFrom<pb::ListLedgerItemsRequest> for ListLedger {
+    type Error = ApprovalError;
+
+    fn try_from(r: pb::ListLedgerItemsRequest) -> Result<Self, ApprovalError> {
+        use crate::ledger::LedgerKind;
+        let page = LEDGER.page(r.page_size, &r.page_token)?;
+        let unit = r.unit.trim();
+        if unit.len() > MAX_ID_BYTES {
+            return Err(invalid("unit", format!("at most {MAX_ID_BYTES} bytes")));
+        }
+        if r.kinds.len() > LedgerKind::ALL.len() * 2 {
+            return Err(invalid("kinds", "too many kinds"));
+        }
+        let mut kinds = Vec::new();
+        for (i, k) in r.kinds.iter().enumerate() {
+            let kind = match pb::LedgerItemKind::try_from(*k) {
+                Ok(pb::LedgerItemKind::OverdueTask) => LedgerKind::OverdueTask,
+                Ok(pb::LedgerItemKind::OwedMaterial) => LedgerKind::OwedMaterial,
+                Ok(pb::LedgerItemKind::PledgeVerification) => LedgerKind::PledgeVerification,
+                Ok(pb::LedgerItemKind::EnterpriseRequest) => LedgerKind::EnterpriseRequest,
+                _ => return Err(invalid(format!("kinds[{i}]"), "unknown ledger item kind")),
+            };
+            if !kinds.contains(&kind) {
+                kinds.push(kind);
+            }
+        }
+        let open = match pb::LedgerItemState::try_from(r.state) {
+            Ok(pb::LedgerItemState::Unspecified) => None,
+            Ok(pb::LedgerItemState::Open) => Some(true),
+            Ok(pb::LedgerItemState::Closed) => Some(false),
+            Err(_) => return Err(invalid("state", "unknown ledger item state")),
+        };
+        if r.min_age_working_hours > MAX_LEDGER_AGE_HOURS {
+            return Err(invalid(
+                "min_age_working_hours",
+                format!("at most {MAX_LEDGER_AGE_HOURS}"),
+            ));
+        }
+        Ok(ListLedger {
+            page,
+            unit: (!unit.is_empty()).then(|| unit.to_string()),
+            kinds,
+            open,
+            min_age_working_hours: r.min_age_working_hours,
+        })
     }
 }

@@ -11,6 +11,7 @@
 mod counters;
 mod definitions;
 mod instances;
+pub mod ledger;
 mod tasks;
 
 pub use tasks::{DepartmentLoad, department_load};

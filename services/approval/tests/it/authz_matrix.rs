@@ -144,6 +144,19 @@ async fn authorization_matrix(backend: Backend) -> anyhow::Result<()> {
             .map(|_| ());
         assert_eq!(code(r), c.list_tasks, "ListTasks by {}", c.label);
         refused += usize::from(c.list_tasks == deny);
+        // The supervision ledger is read by the same people as the task lists.
+        let r = client
+            .list_ledger_items(authed(
+                pb::ListLedgerItemsRequest {
+                    unit: "admin_approval".into(),
+                    ..Default::default()
+                },
+                t,
+            ))
+            .await
+            .map(|_| ());
+        assert_eq!(code(r), c.list_tasks, "ListLedgerItems by {}", c.label);
+        refused += usize::from(c.list_tasks == deny);
         let r = client
             .claim_task(authed(
                 pb::ClaimTaskRequest {

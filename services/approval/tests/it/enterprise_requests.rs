@@ -7,20 +7,7 @@ async fn request_reopens_when_unsatisfied_and_closes_when_satisfied(
     backend: Backend,
 ) -> anyhow::Result<()> {
     let mut h = Harness::start(backend).await?;
-    let mut snap = snapshot()?;
-    snap.matter_code = "service.enterprise_request".into();
-    let mut form = prost_types::Struct::default();
-    for (k, v) in [
-        ("subject", "审批超时"),
-        ("description", "环评审批已超过承诺时限仍未办结"),
-        ("category", "approval_delay"),
-        ("handling_department", "eco_env"),
-    ] {
-        form.fields.insert(k.into(), text(v));
-    }
-    snap.form = Some(form);
-    snap.owed_materials.clear();
-    let app = h.submit(snap).await?;
+    let app = h.submit(request_snapshot()?).await?;
     h.approve_stage(&app, "accept", 1).await?;
     h.approve_stage(&app, "assign", 1).await?;
     let handle = h.approve_stage(&app, "handle", 1).await?;
@@ -40,16 +27,7 @@ async fn request_reopens_when_unsatisfied_and_closes_when_satisfied(
     );
 
     let applicant = h.applicant();
-    let rate = |r: pb::Rating| {
-        authed(
-            pb::RateOutcomeRequest {
-                application_id: app.clone(),
-                rating: r as i32,
-                comment: "评价".into(),
-            },
-            &applicant,
-        )
-    };
+    let rate = |r: pb::Rating| rating(&app, r, &applicant);
     let mut client = h.client.clone();
     let other = h
         .keys
@@ -106,20 +84,7 @@ async fn request_reopens_when_unsatisfied_and_closes_when_satisfied(
 /// after the grace period.
 async fn request_escalates_to_the_supervising_department(backend: Backend) -> anyhow::Result<()> {
     let h = Harness::start(backend).await?;
-    let mut snap = snapshot()?;
-    snap.matter_code = "service.enterprise_request".into();
-    let mut form = prost_types::Struct::default();
-    for (k, v) in [
-        ("subject", "审批超时"),
-        ("description", "环评审批已超过承诺时限仍未办结"),
-        ("category", "approval_delay"),
-        ("handling_department", "eco_env"),
-    ] {
-        form.fields.insert(k.into(), text(v));
-    }
-    snap.form = Some(form);
-    snap.owed_materials.clear();
-    let app = h.submit(snap).await?;
+    let app = h.submit(request_snapshot()?).await?;
     h.approve_stage(&app, "accept", 1).await?;
     h.approve_stage(&app, "assign", 1).await?;
     let handle = h.stage(&app, "handle", 1).await?.remove(0);

@@ -9,6 +9,7 @@ mod dead_letters;
 mod definitions;
 mod definitions_registry;
 mod enterprise_requests;
+mod ledger;
 mod order;
 mod task_api;
 mod timers;

@@ -277,14 +277,76 @@ pub fn text(s: &str) -> prost_types::Value {
 
 /// A second engine over the harness's database, to run the timer worker at chosen instants.
 pub async fn timer_worker(h: &Harness) -> anyhow::Result<Arc<tongban_approval::Approval>> {
+    engine(h, Arc::new(tongban_approval::SystemClock)).await
+}
+
+/// A clock stopped at one instant.
+pub struct FixedClock(pub chrono::DateTime<chrono::Utc>);
+
+impl tongban_approval::Clock for FixedClock {
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.0
+    }
+}
+
+/// A second engine over the harness's database whose "now" is `at`: the service as it will
+/// be then, for what depends on the time (deadlines, the ledger).
+pub async fn engine_at(
+    h: &Harness,
+    at: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<Arc<tongban_approval::Approval>> {
+    engine(h, Arc::new(FixedClock(at))).await
+}
+
+async fn engine(
+    h: &Harness,
+    clock: Arc<dyn tongban_approval::Clock>,
+) -> anyhow::Result<Arc<tongban_approval::Approval>> {
     let mut ctx = h.ctx.clone();
     ctx.db = tongban_storage::connect(h.service.database_url()).await?;
-    tongban_approval::build(
-        &ctx,
-        Default::default(),
-        Arc::new(tongban_approval::SystemClock),
+    tongban_approval::build(&ctx, Default::default(), clock).await
+}
+
+/// An identity as the service would read it from a token of `role` for `department`.
+pub fn identity(role: Role, department: Option<&str>) -> tongban_auth::Identity {
+    tongban_auth::Identity {
+        subject: format!("{role}-{}", department.unwrap_or("test")),
+        role,
+        department: department.map(Into::into),
+        region: None,
+        credit_code: None,
+    }
+}
+
+/// The enterprise's rating of its request's answer, as `token` sends it.
+pub fn rating(app: &str, r: pb::Rating, token: &str) -> tonic::Request<pb::RateOutcomeRequest> {
+    authed(
+        pb::RateOutcomeRequest {
+            application_id: app.to_string(),
+            rating: r as i32,
+            comment: "评价".into(),
+        },
+        token,
     )
-    .await
+}
+
+/// An enterprise request (`service.enterprise_request`) about a late approval, for eco_env,
+/// as intake would publish it.
+pub fn request_snapshot() -> anyhow::Result<ApplicationSnapshot> {
+    let mut snap = snapshot()?;
+    snap.matter_code = "service.enterprise_request".into();
+    let mut form = prost_types::Struct::default();
+    for (k, v) in [
+        ("subject", "审批超时"),
+        ("description", "环评审批已超过承诺时限仍未办结"),
+        ("category", "approval_delay"),
+        ("handling_department", "eco_env"),
+    ] {
+        form.fields.insert(k.into(), text(v));
+    }
+    snap.form = Some(form);
+    snap.owed_materials.clear();
+    Ok(snap)
 }
 
 pub async fn audit(h: &Harness, app: &str) -> anyhow::Result<Vec<pb::AuditEntry>> {

@@ -1,0 +1,180 @@
+//! Supervision from the terminal: `tongban ledger` lists the supervision ledger (挂账督办), or
+//! shows one item with `--item`.
+
+use tongban_proto::approval as ap;
+
+use crate::{
+    client::{Conn, Svc},
+    output::{fields, local, local_short, print_json, short_enum, table, trunc},
+};
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub(crate) enum KindArg {
+    Overdue,
+    Owed,
+    Pledge,
+    Request,
+}
+
+impl KindArg {
+    fn proto(self) -> ap::LedgerItemKind {
+        match self {
+            KindArg::Overdue => ap::LedgerItemKind::OverdueTask,
+            KindArg::Owed => ap::LedgerItemKind::OwedMaterial,
+            KindArg::Pledge => ap::LedgerItemKind::PledgeVerification,
+            KindArg::Request => ap::LedgerItemKind::EnterpriseRequest,
+        }
+    }
+}
+
+#[derive(clap::Args, Debug)]
+pub struct LedgerArgs {
+    /// Show this one item (an id from the list, e.g. overdue:0195...).
+    #[arg(long, conflicts_with_all = ["unit", "kind", "open", "closed", "min_age_hours"])]
+    item: Option<String>,
+    /// Only this department (its township offices included) or office; staff default to
+    /// their own.
+    #[arg(long)]
+    unit: Option<String>,
+    /// Only these kinds (repeatable).
+    #[arg(long, value_enum)]
+    kind: Vec<KindArg>,
+    /// Only open items.
+    #[arg(long, conflicts_with = "closed")]
+    open: bool,
+    /// Only items struck off.
+    #[arg(long)]
+    closed: bool,
+    /// Only items at least this many working hours on the ledger.
+    #[arg(long)]
+    min_age_hours: Option<u32>,
+}
+
+fn kind(i: &ap::LedgerItem) -> String {
+    short_enum(i.kind().as_str_name(), "LEDGER_ITEM_KIND_").to_lowercase()
+}
+
+fn state(i: &ap::LedgerItem) -> String {
+    short_enum(i.state().as_str_name(), "LEDGER_ITEM_STATE_").to_lowercase()
+}
+
+/// Working minutes as "3d 2h" in working days of 8 hours (the shipped calendar's day).
+fn age(minutes: i64) -> String {
+    let hours = minutes / 60;
+    match (hours / 8, hours % 8) {
+        (0, h) => format!("{h}h {}m", minutes % 60),
+        (d, h) => format!("{d}d {h}h"),
+    }
+}
+
+pub(crate) async fn ledger(conn: &Conn, args: LedgerArgs) -> anyhow::Result<()> {
+    let mut client = conn.approval()?;
+    if let Some(id) = args.item {
+        let item = client
+            .get_ledger_item(conn.req(ap::GetLedgerItemRequest { item_id: id }))
+            .await
+            .map_err(conn.err(Svc::Approval))?
+            .into_inner()
+            .item
+            .unwrap_or_default();
+        if conn.json() {
+            return print_json("tongban.approval.v1.LedgerItem", &item);
+        }
+        let rows = [
+            ("Item", item.item_id.clone()),
+            ("Kind", kind(&item)),
+            ("State", state(&item)),
+            ("Title", item.title.clone()),
+            ("Application", item.application_id.clone()),
+            ("Matter", item.matter_code.clone()),
+            ("Task", item.task_id.clone()),
+            ("Responsible (责任单位)", item.responsible_unit.clone()),
+            ("Handling (承办单位)", item.handling_unit.clone()),
+            ("Opened", local(item.open_time.as_ref())),
+            ("Due", local(item.due_time.as_ref())),
+            ("Closed", local(item.close_time.as_ref())),
+            ("Closed by", item.closed_by.clone()),
+            ("Age (working time)", age(item.age_working_minutes)),
+            ("Escalation level", item.escalation_level.to_string()),
+            ("Reopened", item.reopen_count.to_string()),
+        ];
+        println!("{}", fields(&rows));
+        return Ok(());
+    }
+    let wanted = match (args.open, args.closed) {
+        (true, _) => ap::LedgerItemState::Open,
+        (_, true) => ap::LedgerItemState::Closed,
+        _ => ap::LedgerItemState::Unspecified,
+    };
+    let mut req = ap::ListLedgerItemsRequest {
+        unit: args.unit.unwrap_or_default(),
+        kinds: args.kind.iter().map(|k| k.proto() as i32).collect(),
+        state: wanted as i32,
+        min_age_working_hours: args.min_age_hours.unwrap_or(0),
+        page_size: 200,
+        page_token: String::new(),
+    };
+    let mut items = Vec::new();
+    loop {
+        let resp = client
+            .list_ledger_items(conn.req(req.clone()))
+            .await
+            .map_err(conn.err(Svc::Approval))?
+            .into_inner();
+        items.extend(resp.items);
+        if resp.next_page_token.is_empty() || items.len() >= 2000 {
+            break;
+        }
+        req.page_token = resp.next_page_token;
+    }
+    if conn.json() {
+        return print_json(
+            "tongban.approval.v1.ListLedgerItemsResponse",
+            &ap::ListLedgerItemsResponse {
+                items,
+                next_page_token: String::new(),
+            },
+        );
+    }
+    if items.is_empty() {
+        println!("Nothing on the ledger.");
+        return Ok(());
+    }
+    let mut t = table(&[
+        "ITEM", "KIND", "STATE", "OPENED", "AGE", "ESC", "UNIT", "TITLE",
+    ]);
+    for i in &items {
+        t.add_row(vec![
+            i.item_id.clone(),
+            kind(i),
+            state(i),
+            local_short(i.open_time.as_ref()),
+            age(i.age_working_minutes),
+            i.escalation_level.to_string(),
+            i.handling_unit.clone(),
+            trunc(&i.title, 24),
+        ]);
+    }
+    crate::output::keep_whole(&mut t, 0);
+    println!("{t}");
+    let open = items
+        .iter()
+        .filter(|i| i.state() == ap::LedgerItemState::Open)
+        .count();
+    println!(
+        "{} item(s), {open} open; oldest first; times Asia/Shanghai, ages in working time",
+        items.len()
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ages_read_in_working_days() {
+        assert_eq!(super::age(59), "0h 59m");
+        assert_eq!(super::age(7 * 60 + 5), "7h 5m");
+        assert_eq!(super::age(8 * 60), "1d 0h");
+        assert_eq!(super::age(19 * 60 + 30), "2d 3h");
+    }
+}
