@@ -30,9 +30,9 @@ use crate::department::Departments;
 use crate::error::DefinitionError;
 
 pub use model::{
-    DEFAULT_ESCALATE_AFTER_HOURS, MaterialRequirement, MatterDefinition, MatterKind, NextRule,
-    PlannedStage, PlannedTask, PledgePolicy, Rating, ReasonRequired, RequestPolicy, StageDef,
-    TaskDef, TaskDepartment,
+    DEFAULT_CLOSE_UNRATED_AFTER_WORKING_DAYS, DEFAULT_ESCALATE_AFTER_HOURS, MaterialRequirement,
+    MatterDefinition, MatterKind, NextRule, PlannedStage, PlannedTask, PledgePolicy, Rating,
+    ReasonRequired, RequestPolicy, StageDef, TaskDef, TaskDepartment,
 };
 
 /// Loads every `*.toml` file of `dir`, in file-name order. Two files with the same code and

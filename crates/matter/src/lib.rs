@@ -44,9 +44,9 @@ mod util;
 
 pub use condition::{Condition, ConditionError, CreditClass, EvalContext, ParseCreditClassError};
 pub use definition::{
-    DEFAULT_ESCALATE_AFTER_HOURS, MaterialRequirement, MatterDefinition, MatterKind, NextRule,
-    PlannedStage, PlannedTask, PledgePolicy, Rating, ReasonRequired, RequestPolicy, StageDef,
-    TaskDef, TaskDepartment, load_dir,
+    DEFAULT_CLOSE_UNRATED_AFTER_WORKING_DAYS, DEFAULT_ESCALATE_AFTER_HOURS, MaterialRequirement,
+    MatterDefinition, MatterKind, NextRule, PlannedStage, PlannedTask, PledgePolicy, Rating,
+    ReasonRequired, RequestPolicy, StageDef, TaskDef, TaskDepartment, load_dir,
 };
 pub use department::{Department, Departments, Office, Routed};
 pub use error::{DefinitionError, EvalError, Problem};

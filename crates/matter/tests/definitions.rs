@@ -531,7 +531,25 @@ name = "办理"
     let ok = field("type = \"enum\"\nrequired = true\nallowed = [\"eco_env\", \"water\"]")
         .replace(", \"angry\"", "");
     let def = parse(&ok).unwrap();
-    assert_eq!(def.request.unwrap().reopen_stage, "handle");
+    let policy = def.request.unwrap();
+    assert_eq!(policy.reopen_stage, "handle");
+    assert_eq!(policy.close_unrated_after_working_days, 10, "the default");
+
+    let with_wait = |days: &str| {
+        ok.replace(
+            "answer_deadline_hours = 40",
+            &format!("answer_deadline_hours = 40\nclose_unrated_after_working_days = {days}"),
+        )
+    };
+    let def = parse(&with_wait("3")).unwrap();
+    assert_eq!(def.request.unwrap().close_unrated_after_working_days, 3);
+    for bad in ["0", "251"] {
+        let msg = error(&with_wait(bad));
+        assert!(
+            msg.contains("close_unrated_after_working_days must be 1 to 250"),
+            "{bad}: {msg}"
+        );
+    }
 }
 
 #[test]

@@ -24,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(tongban_outbox::parked::Migration::named(
                 "m20261201_000007_approval_parked_events",
             )),
+            Box::new(RequestDeadlines),
         ]
     }
 }
@@ -65,6 +66,8 @@ enum Instances {
     Version,
     CreatedAt,
     UpdatedAt,
+    AnswerDueAt,
+    RatingDueAt,
 }
 
 #[derive(DeriveIden)]
@@ -531,6 +534,71 @@ impl MigrationTrait for Workflow {
     }
 }
 
+/// `instances.answer_due_at` and `instances.rating_due_at` (Unix ms, 0 = none): an enterprise
+/// request's answer deadline, counted from its acceptance (its tasks are due by it at the
+/// latest), and the moment an answered request that is still unrated closes itself.
+struct RequestDeadlines;
+
+impl MigrationName for RequestDeadlines {
+    fn name(&self) -> &str {
+        "m20261202_000008_approval_request_deadlines"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for RequestDeadlines {
+    fn use_transaction(&self) -> Option<bool> {
+        Some(true)
+    }
+
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        // SQLite adds one column per ALTER TABLE.
+        for col in [Instances::AnswerDueAt, Instances::RatingDueAt] {
+            manager
+                .alter_table(
+                    Table::alter()
+                        .table(Instances::Table)
+                        .add_column(bigint(col).default(0))
+                        .to_owned(),
+                )
+                .await?;
+        }
+        // The timers look for lapsed ratings every second: a range on this index, where the
+        // zeros (nothing awaited) fall outside it.
+        manager
+            .create_index(
+                Index::create()
+                    .name("instances_rating_due")
+                    .table(Instances::Table)
+                    .col(Instances::RatingDueAt)
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .drop_index(
+                Index::drop()
+                    .name("instances_rating_due")
+                    .table(Instances::Table)
+                    .to_owned(),
+            )
+            .await?;
+        for col in [Instances::AnswerDueAt, Instances::RatingDueAt] {
+            manager
+                .alter_table(
+                    Table::alter()
+                        .table(Instances::Table)
+                        .drop_column(col)
+                        .to_owned(),
+                )
+                .await?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use sea_orm_migration::sea_orm::{ConnectionTrait, Database, DbBackend, Statement};
@@ -622,6 +690,13 @@ mod tests {
         );
         assert_eq!(columns(&db, "audit_heads").await.len(), 4);
         assert_eq!(columns(&db, "parked_events").await.len(), 4);
+        let instances = columns(&db, "instances").await;
+        assert_eq!(
+            instances[instances.len() - 2..],
+            ["answer_due_at".to_string(), "rating_due_at".to_string()]
+        );
+        Migrator::down(&db, Some(1)).await.unwrap();
+        assert_eq!(columns(&db, "instances").await.len(), 16);
         Migrator::down(&db, Some(1)).await.unwrap();
         assert!(columns(&db, "parked_events").await.is_empty());
         Migrator::down(&db, Some(2)).await.unwrap();
@@ -641,6 +716,6 @@ mod tests {
         Migrator::down(&db, None).await.unwrap();
         assert!(columns(&db, "instances").await.is_empty());
         Migrator::up(&db, None).await.unwrap();
-        assert_eq!(columns(&db, "instances").await.len(), 16);
+        assert_eq!(columns(&db, "instances").await.len(), 18);
     }
 }

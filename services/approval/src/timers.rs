@@ -1,4 +1,5 @@
-//! Timers: due-soon reminders, overdue notices and escalation, each fired once per task.
+//! Timers: due-soon reminders, overdue notices and escalation, each fired once per task, and
+//! the close of answered enterprise requests nobody rated in time.
 //! [`run`] is the worker: on start and then every [`INTERVAL`] it calls
 //! [`Approval::fire_timers`]. Every replica runs one; the per-application row lock taken with
 //! SKIP LOCKED keeps them from firing anything twice.
@@ -21,10 +22,11 @@ use tongban_storage::begin_write;
 
 use crate::{
     audit::{self, Record},
-    engine::{Approval, PRODUCER},
+    engine::{Approval, Cause, PRODUCER},
     error::ApprovalError,
-    model::TaskKind,
+    model::{InstanceStatus, TaskKind},
     repository::{Instance, InstanceStore, Lock, Task, TaskStore, from_ms, ms},
+    workflow::Input,
 };
 
 pub const INTERVAL: Duration = Duration::from_secs(1);
@@ -55,7 +57,66 @@ impl Approval {
     /// A task whose handling fails is logged and skipped (see the module doc); only failing to
     /// list the due tasks fails the pass. Returns how many events it emitted.
     pub async fn fire_timers(&self, now: DateTime<Utc>) -> Result<usize, ApprovalError> {
-        self.fire_timers_paged(now, BATCH).await
+        let fired = self.fire_timers_paged(now, BATCH).await?;
+        Ok(fired + self.close_lapsed_ratings(now).await?)
+    }
+
+    /// Closes the answered requests nobody rated within their matter's waiting period, each in
+    /// its own transaction under its instance lock (SKIP LOCKED, as the task timers). A failing
+    /// one is logged and left for the next pass. Returns how many events it emitted.
+    pub async fn close_lapsed_ratings(&self, now: DateTime<Utc>) -> Result<usize, ApprovalError> {
+        let mut emitted = 0;
+        for application_id in self.db.lapsed_ratings(ms(now), BATCH).await? {
+            match self.close_lapsed(now, &application_id).await {
+                Ok(n) => emitted += n,
+                Err(e) => tracing::warn!(
+                    %application_id,
+                    error = %e,
+                    "closing an unrated request failed; retried on the next pass"
+                ),
+            }
+        }
+        Ok(emitted)
+    }
+
+    async fn close_lapsed(
+        &self,
+        now: DateTime<Utc>,
+        application_id: &str,
+    ) -> Result<usize, ApprovalError> {
+        let txn = begin_write(&self.db).await?;
+        let Some(mut inst) = txn.find_instance(application_id, Lock::SkipLocked).await? else {
+            txn.rollback().await?;
+            return Ok(0);
+        };
+        // Rated (or withdrawn) since the list was read.
+        if inst.state.status != InstanceStatus::AwaitingRating
+            || inst.rating_due_at == 0
+            || inst.rating_due_at > ms(now)
+        {
+            txn.rollback().await?;
+            return Ok(0);
+        }
+        let cause = Cause {
+            record: Record::system("rating_lapsed", "", "", &inst.lead_department),
+            task: None,
+            comment: String::new(),
+            requested_materials: vec![],
+            rating: None,
+        };
+        let mut events = Vec::new();
+        self.transition(
+            &txn,
+            &mut inst,
+            Input::RatingLapsed,
+            &cause,
+            now,
+            &mut events,
+        )
+        .await?;
+        self.save_instance(&txn, &mut inst, now).await?;
+        self.finish(txn, &events).await?;
+        Ok(events.len())
     }
 
     /// [`Approval::fire_timers`], listing due tasks `page` at a time.

@@ -80,6 +80,8 @@ pub enum Input {
         reopen: bool,
         reopen_stage: usize,
     },
+    /// Nobody rated the answer within the matter's waiting period.
+    RatingLapsed,
 }
 
 /// What the engine must do after a transition.
@@ -101,6 +103,8 @@ pub enum Command {
     CancelOpenTasks,
     /// Emit `outcome.rated`, then (when not reopened) `application.closed`.
     EmitRated { reopened: bool },
+    /// Emit `application.closed`, marked unrated.
+    CloseUnrated,
 }
 
 /// An input the current status does not accept.
@@ -214,6 +218,9 @@ impl InstanceState {
             )),
             (S::AwaitingRating, Input::Rated { reopen: false, .. }) => {
                 Ok((to(S::Closed), vec![Command::EmitRated { reopened: false }]))
+            }
+            (S::AwaitingRating, Input::RatingLapsed) => {
+                Ok((to(S::Closed), vec![Command::CloseUnrated]))
             }
             _ => Err(invalid()),
         }
@@ -455,6 +462,27 @@ mod tests {
             )
             .unwrap();
         assert_eq!(r, InstanceState::new(InstanceStatus::Closed, 3));
+        let (r, c) = s.apply(Input::RatingLapsed, 4, true).unwrap();
+        assert_eq!(
+            (r, c),
+            (
+                InstanceState::new(InstanceStatus::Closed, 3),
+                vec![Command::CloseUnrated]
+            ),
+            "an answer nobody rated closes, marked unrated"
+        );
+        for status in [
+            InstanceStatus::Running,
+            InstanceStatus::Closed,
+            InstanceStatus::Approved,
+        ] {
+            assert!(
+                InstanceState::new(status, 3)
+                    .apply(Input::RatingLapsed, 4, true)
+                    .is_err(),
+                "{status}"
+            );
+        }
     }
 
     #[test]

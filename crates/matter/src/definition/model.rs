@@ -133,7 +133,14 @@ pub struct RequestPolicy {
     pub supervising_department: Option<String>,
     /// Stage a reopened request goes back to.
     pub reopen_stage: String,
+    /// Working days an answered request waits for the enterprise's rating before it closes
+    /// itself, marked as unrated.
+    pub close_unrated_after_working_days: u32,
 }
+
+/// Working days an answered request waits for a rating, when a matter does not say
+/// `close_unrated_after_working_days`.
+pub const DEFAULT_CLOSE_UNRATED_AFTER_WORKING_DAYS: u32 = 10;
 
 /// Working hours past the deadline before an overdue task is escalated, when a matter does not
 /// say `escalate_after_hours`.

@@ -128,4 +128,5 @@ pub(super) struct RawRequest {
     pub(super) answer_deadline_hours: u32,
     pub(super) supervising_department: Option<String>,
     pub(super) reopen_stage: Option<String>,
+    pub(super) close_unrated_after_working_days: Option<u32>,
 }

@@ -31,9 +31,19 @@ impl Approval {
     ) -> Result<(), ApprovalError> {
         for command in commands {
             match *command {
-                Command::OpenStage(i) => self.open_stage(txn, inst, i, now, events).await?,
+                Command::OpenStage(i) => {
+                    self.start_answer_clock(txn, inst, i, now).await?;
+                    self.open_stage(txn, inst, i, now, events).await?
+                }
                 Command::EmitApproved => self.emit_approved(txn, inst, now, events).await?,
-                Command::EmitAnswered => self.emit_answered(txn, inst, cause, now, events).await?,
+                Command::EmitAnswered => {
+                    self.emit_answered(txn, inst, cause, now, events).await?;
+                    let wait = self
+                        .request_policy(txn, inst)
+                        .await?
+                        .close_unrated_after_working_days;
+                    inst.rating_due_at = ms(self.calendar.add_working_days(now, wait));
+                }
                 Command::RejectApplication => {
                     self.reject_application(txn, inst, cause, now, events)
                         .await?
@@ -47,8 +57,12 @@ impl Approval {
                 Command::CancelOpenTasks => self.cancel_open_tasks(txn, inst, cause, now).await?,
                 Command::EmitRated { reopened } => {
                     self.emit_rated(txn, inst, cause, reopened, now, events)
-                        .await?
+                        .await?;
+                    inst.rating_due_at = 0;
+                    // Reopened: the answer clock starts again with the stage it reopens.
+                    inst.answer_due_at = 0;
                 }
+                Command::CloseUnrated => self.close_unrated(txn, inst, now, events).await?,
             }
         }
         Ok(())
@@ -60,6 +74,71 @@ impl Approval {
             .task
             .as_ref()
             .map_or(inst.lead_department.clone(), |t| t.department.clone())
+    }
+
+    /// The matter's request policy; an instance of kind request always has one.
+    async fn request_policy(
+        &self,
+        txn: &DatabaseTransaction,
+        inst: &Instance,
+    ) -> Result<tongban_matter::RequestPolicy, ApprovalError> {
+        self.definition_of(txn, inst)
+            .await?
+            .request
+            .clone()
+            .ok_or_else(|| {
+                ApprovalError::Corrupt(format!(
+                    "{} v{} has no [request] policy",
+                    inst.matter_code, inst.definition_version
+                ))
+            })
+    }
+
+    /// An enterprise request's answer deadline starts when it is accepted (its first stage
+    /// done, so a later stage opens) and again when a rating reopened it.
+    async fn start_answer_clock(
+        &self,
+        txn: &DatabaseTransaction,
+        inst: &mut Instance,
+        stage: usize,
+        now: DateTime<Utc>,
+    ) -> Result<(), ApprovalError> {
+        if inst.is_request() && stage > 0 && inst.answer_due_at == 0 {
+            let hours = self.request_policy(txn, inst).await?.answer_deadline_hours;
+            inst.answer_due_at = ms(self.calendar.add_working_hours(now, hours));
+        }
+        Ok(())
+    }
+
+    /// [`Command::CloseUnrated`]: the answer waited its period without a rating.
+    async fn close_unrated(
+        &self,
+        txn: &DatabaseTransaction,
+        inst: &mut Instance,
+        now: DateTime<Utc>,
+        events: &mut Vec<Envelope>,
+    ) -> Result<(), ApprovalError> {
+        let days = self
+            .request_policy(txn, inst)
+            .await?
+            .close_unrated_after_working_days;
+        let reason = format!("not rated within {days} working days of the answer");
+        inst.rating_due_at = 0;
+        events.push(new_envelope(
+            PRODUCER,
+            &inst.application_id,
+            Payload::ApplicationClosed(events::ApplicationClosed {
+                reason: reason.clone(),
+                unrated: true,
+            }),
+        ));
+        audit::append(
+            txn,
+            &inst.application_id,
+            ms(now),
+            Record::system("closed_unrated", reason, "", &inst.lead_department),
+        )
+        .await
     }
 
     /// [`Command::OpenStage`]: creates the stage's tasks, one per planned department.
@@ -83,7 +162,11 @@ impl Approval {
         };
         let grace = self.definition_of(txn, inst).await?.escalate_after_hours;
         for tp in &stage.tasks {
-            let due = self.calendar.add_working_hours(now, tp.deadline_hours);
+            let mut due = self.calendar.add_working_hours(now, tp.deadline_hours);
+            // No task of a request is due after the request's answer deadline.
+            if inst.answer_due_at > 0 {
+                due = due.min(crate::repository::from_ms(inst.answer_due_at));
+            }
             let spec = TaskSpec {
                 stage_index: i as i64,
                 stage_id: &stage.stage_id,
@@ -385,6 +468,7 @@ impl Approval {
                 app,
                 Payload::ApplicationClosed(events::ApplicationClosed {
                     reason: format!("rated {rating}"),
+                    unrated: false,
                 }),
             ));
         }

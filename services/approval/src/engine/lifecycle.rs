@@ -106,6 +106,8 @@ impl Approval {
             version: 1,
             created_at: ms(now),
             updated_at: ms(now),
+            answer_due_at: 0,
+            rating_due_at: 0,
         };
         if let Some(reason) = withdrawn {
             inst.state = InstanceState::new(InstanceStatus::Withdrawn, 0);

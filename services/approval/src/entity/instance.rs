@@ -27,6 +27,11 @@ pub struct Model {
     pub version: i64,
     pub created_at: i64,
     pub updated_at: i64,
+    /// An enterprise request's answer deadline (Unix ms); 0 until accepted, and for
+    /// applications.
+    pub answer_due_at: i64,
+    /// When an answered, unrated request closes itself (Unix ms); 0 when not awaiting a rating.
+    pub rating_due_at: i64,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

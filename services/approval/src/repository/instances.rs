@@ -3,7 +3,7 @@
 use prost::Message;
 use sea_orm::{
     ActiveValue::Set,
-    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect,
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
     sea_query::{LockBehavior, LockType, OnConflict},
 };
 use tongban_proto::events::ApplicationSnapshot;
@@ -12,6 +12,7 @@ use super::{Instance, InstanceStore, Lock};
 use crate::{
     entity::instance::{self, Column},
     error::ApprovalError,
+    model::InstanceStatus,
     workflow::InstanceState,
 };
 
@@ -34,6 +35,8 @@ fn to_row(i: &Instance) -> Result<instance::ActiveModel, ApprovalError> {
         version: Set(i.version),
         created_at: Set(i.created_at),
         updated_at: Set(i.updated_at),
+        answer_due_at: Set(i.answer_due_at),
+        rating_due_at: Set(i.rating_due_at),
     })
 }
 
@@ -56,6 +59,8 @@ fn from_row(r: instance::Model) -> Result<Instance, ApprovalError> {
         version: r.version,
         created_at: r.created_at,
         updated_at: r.updated_at,
+        answer_due_at: r.answer_due_at,
+        rating_due_at: r.rating_due_at,
     })
 }
 
@@ -102,6 +107,8 @@ impl<C: ConnectionTrait> InstanceStore for C {
             supplement_task_id: Set(i.supplement_task_id.clone()),
             version: Set(i.version),
             updated_at: Set(i.updated_at),
+            answer_due_at: Set(i.answer_due_at),
+            rating_due_at: Set(i.rating_due_at),
             ..Default::default()
         };
         instance::Entity::update_many()
@@ -110,5 +117,19 @@ impl<C: ConnectionTrait> InstanceStore for C {
             .exec(self)
             .await?;
         Ok(())
+    }
+
+    async fn lapsed_ratings(&self, now: i64, limit: u64) -> Result<Vec<String>, DbErr> {
+        instance::Entity::find()
+            .select_only()
+            .column(Column::ApplicationId)
+            .filter(Column::Status.eq(InstanceStatus::AwaitingRating))
+            .filter(Column::RatingDueAt.gt(0))
+            .filter(Column::RatingDueAt.lte(now))
+            .order_by_asc(Column::RatingDueAt)
+            .limit(limit)
+            .into_tuple()
+            .all(self)
+            .await
     }
 }

@@ -92,7 +92,7 @@ fn part(kind: LedgerKind, now_ms: i64, source: Option<&str>, values: &mut Vec<Va
                    AS handling_unit, \
                  COALESCE((SELECT t.title FROM tasks t WHERE t.instance_id = i.instance_id \
                    ORDER BY t.created_at, t.task_id LIMIT 1), i.matter_code) AS title, \
-                 i.created_at AS opened_at, CAST(NULL AS BIGINT) AS due_at, \
+                 i.created_at AS opened_at, NULLIF(i.answer_due_at, 0) AS due_at, \
                  CASE WHEN {REQUEST_CLOSED} THEN i.updated_at ELSE NULL END AS closed_at, \
                  CASE WHEN {REQUEST_CLOSED} THEN COALESCE((SELECT a.actor_subject \
                    FROM audit_log a WHERE a.chain = ? || i.application_id \

@@ -56,6 +56,10 @@ pub struct Instance {
     pub version: i64,
     pub created_at: i64,
     pub updated_at: i64,
+    /// An enterprise request's answer deadline, from its acceptance (Unix ms; 0: none yet).
+    pub answer_due_at: i64,
+    /// When an answered request nobody rated closes itself (Unix ms; 0: not awaiting).
+    pub rating_due_at: i64,
 }
 
 impl Instance {
@@ -160,8 +164,17 @@ pub trait InstanceStore {
         lock: Lock,
     ) -> impl Future<Output = Result<Option<Instance>, ApprovalError>> + Send;
 
-    /// Writes the machine state, the supplement task, version and update time.
+    /// Writes the machine state, the supplement task, the request deadlines, version and
+    /// update time.
     fn update_instance(&self, i: &Instance) -> impl Future<Output = Result<(), DbErr>> + Send;
+
+    /// Applications whose answer has waited for a rating until `now` (`rating_due_at` passed),
+    /// oldest first, at most `limit`.
+    fn lapsed_ratings(
+        &self,
+        now: i64,
+        limit: u64,
+    ) -> impl Future<Output = Result<Vec<String>, DbErr>> + Send;
 }
 
 /// The `tasks` table.

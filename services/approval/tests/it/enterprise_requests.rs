@@ -113,7 +113,103 @@ async fn request_escalates_to_the_supervising_department(backend: Backend) -> an
     Ok(())
 }
 
+/// When `task` of `app` was decided.
+async fn decided_at(
+    h: &Harness,
+    app: &str,
+    task: &pb::Task,
+) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
+    h.tasks(app, &[pb::TaskStatus::Approved])
+        .await?
+        .into_iter()
+        .find(|t| t.task_id == task.task_id)
+        .and_then(|t| t.decide_time)
+        .and_then(|t| tongban_proto::time::from_ts(&t))
+        .ok_or_else(|| anyhow::anyhow!("task {} not decided", task.task_id))
+}
+
+/// The answer deadline runs from acceptance and no task of the request is due after it; an
+/// answer nobody rates closes itself after the matter's waiting period, marked unrated.
+async fn request_is_held_to_its_answer_deadline_and_closes_unrated(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let mut h = Harness::start(backend).await?;
+    let app = h.submit(request_snapshot()?).await?;
+    let accept = h.approve_stage(&app, "accept", 1).await?.remove(0);
+    let accepted = decided_at(&h, &app, &accept).await?;
+    let engine = timer_worker(&h).await?;
+    let cal = engine.calendar().clone();
+    let answer_due = cal.add_working_hours(accepted, 40);
+    let admin = identity(Role::Admin, None);
+    let item_id = format!("request:{app}");
+    let item = engine.ledger_item(&admin, &item_id).await?;
+    assert_eq!(
+        item.due_at,
+        Some(answer_due.timestamp_millis()),
+        "40 working hours from acceptance"
+    );
+
+    // Assigned 30 working hours later: the handler's 24 hours would end past the answer
+    // deadline, so the task is due at the deadline.
+    let assign = h.stage(&app, "assign", 1).await?.remove(0);
+    let late = engine_at(&h, cal.add_working_hours(accepted, 30)).await?;
+    late.decide(
+        &identity(Role::Clerk, Some("business_env")),
+        tongban_approval::requests::Decide::try_from(pb::DecideTaskRequest {
+            task_id: assign.task_id.clone(),
+            decision: pb::Decision::Approve as i32,
+            comment: "交办".into(),
+            expected_version: assign.version,
+            requested_materials: vec![],
+        })?,
+    )
+    .await?;
+    let handle = h.stage(&app, "handle", 1).await?.remove(0);
+    assert_eq!(due_of(&handle)?, answer_due);
+
+    h.decide(&handle, pb::Decision::Approve, "已办结").await?;
+    let feedback = h.approve_stage(&app, "feedback", 1).await?.remove(0);
+    h.event(&app, "request.answered", 1).await?;
+    let answered = decided_at(&h, &app, &feedback).await?;
+
+    // Unrated: still waiting after nine working days, closed at ten.
+    let nine = cal.add_working_days(answered, 9);
+    assert_eq!(engine_at(&h, nine).await?.fire_timers(nine).await?, 0);
+    assert_eq!(
+        h.workflow(&app).await?.status(),
+        pb::WorkflowStatus::AwaitingRating
+    );
+    let ten = cal.add_working_days(answered, 10);
+    let closer = engine_at(&h, ten).await?;
+    assert_eq!(closer.fire_timers(ten).await?, 1);
+    assert_eq!(closer.fire_timers(ten).await?, 0, "once");
+    assert_eq!(h.workflow(&app).await?.status(), pb::WorkflowStatus::Closed);
+    let closed = h.event(&app, "application.closed", 1).await?;
+    let Some(Payload::ApplicationClosed(c)) = closed.payload else {
+        anyhow::bail!("wrong payload")
+    };
+    assert!(c.unrated, "{c:?}");
+    let trail = audit(&h, &app).await?;
+    assert!(
+        trail.iter().any(|e| e.action == "closed_unrated"),
+        "{trail:?}"
+    );
+    let item = closer.ledger_item(&admin, &item_id).await?;
+    assert_eq!(item.closed_at, Some(ten.timestamp_millis()));
+    let applicant = h.applicant();
+    let late_rating = h
+        .client
+        .clone()
+        .rate_outcome(rating(&app, pb::Rating::Satisfied, &applicant))
+        .await
+        .err()
+        .map(|e| e.code());
+    assert_eq!(late_rating, Some(Code::FailedPrecondition));
+    Ok(())
+}
+
 tongban_testkit::on_both!(
     request_reopens_when_unsatisfied_and_closes_when_satisfied,
     request_escalates_to_the_supervising_department,
+    request_is_held_to_its_answer_deadline_and_closes_unrated,
 );

@@ -6,6 +6,9 @@ use std::collections::BTreeMap;
 use toml::Spanned;
 
 use super::{Checker, MAX_WORKING_HOURS};
+
+/// The longest wait for a rating: a working year.
+const MAX_CLOSE_UNRATED_DAYS: u32 = 250;
 use crate::definition::model::{
     MatterKind, NextRule, Rating, RequestPolicy, StageDef, TaskDef, TaskDepartment,
 };
@@ -356,6 +359,16 @@ pub(super) fn check_request(
     if let Some(d) = &r.supervising_department {
         ck.department(line, place, "supervising_department", d);
     }
+    let close_unrated = r
+        .close_unrated_after_working_days
+        .unwrap_or(crate::definition::model::DEFAULT_CLOSE_UNRATED_AFTER_WORKING_DAYS);
+    if !(1..=MAX_CLOSE_UNRATED_DAYS).contains(&close_unrated) {
+        ck.problem(
+            line,
+            place,
+            format!("close_unrated_after_working_days must be 1 to {MAX_CLOSE_UNRATED_DAYS}"),
+        );
+    }
     let reopen_stage = match r.reopen_stage {
         Some(id) => {
             if !stages.iter().any(|s| s.id == id) {
@@ -374,5 +387,6 @@ pub(super) fn check_request(
         answer_deadline_hours: r.answer_deadline_hours,
         supervising_department: r.supervising_department,
         reopen_stage,
+        close_unrated_after_working_days: close_unrated,
     })
 }
