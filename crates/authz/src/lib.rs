@@ -42,6 +42,8 @@ pub enum Action {
     RateOutcome,
     ListLedgerItems,
     GetLedgerItem,
+    RateService,
+    RecordRectification,
     // dispatch
     ListPlatforms,
     ListDeliveries,
@@ -68,7 +70,7 @@ pub enum Action {
 
 impl Action {
     /// Every action, in table order.
-    pub const ALL: [Action; 36] = [
+    pub const ALL: [Action; 38] = [
         Action::SubmitApplication,
         Action::GetApplication,
         Action::ListApplications,
@@ -87,6 +89,8 @@ impl Action {
         Action::RateOutcome,
         Action::ListLedgerItems,
         Action::GetLedgerItem,
+        Action::RateService,
+        Action::RecordRectification,
         Action::ListPlatforms,
         Action::ListDeliveries,
         Action::RetryDelivery,
@@ -128,6 +132,8 @@ impl Action {
             Action::RateOutcome => "RateOutcome",
             Action::ListLedgerItems => "ListLedgerItems",
             Action::GetLedgerItem => "GetLedgerItem",
+            Action::RateService => "RateService",
+            Action::RecordRectification => "RecordRectification",
             Action::ListPlatforms => "ListPlatforms",
             Action::ListDeliveries => "ListDeliveries",
             Action::RetryDelivery => "RetryDelivery",
@@ -224,7 +230,7 @@ const fn row(action: Action, rules: [Rule; 5]) -> Row {
 use Rule::*;
 
 /// THE table. Columns: applicant, clerk, supervisor, integrator, admin.
-pub const TABLE: [Row; 36] = [
+pub const TABLE: [Row; 38] = [
     // intake
     row(
         Action::SubmitApplication,
@@ -329,6 +335,16 @@ pub const TABLE: [Row; 36] = [
     ),
     row(
         Action::GetLedgerItem,
+        [Never, InWorkflow, InWorkflow, Never, Everything],
+    ),
+    // 好差评: the applicant rates its own application; the rated department answers a poor
+    // rating.
+    row(
+        Action::RateService,
+        [OwnEnterprise, Never, Never, Never, Never],
+    ),
+    row(
+        Action::RecordRectification,
         [Never, InWorkflow, InWorkflow, Never, Everything],
     ),
     // dispatch

@@ -159,9 +159,19 @@ pub enum Command {
     /// The supervision ledger (挂账督办): overdue tasks, owed materials, pledge verifications
     /// and enterprise requests still open, oldest first; struck-off items with --closed.
     #[command(
-        after_help = "Examples:\n  tongban ledger --open\n  tongban ledger --unit eco_env --kind overdue --min-age-hours 16\n  tongban ledger --closed --kind request\n  tongban ledger --item overdue:0195..."
+        after_help = "Examples:\n  tongban ledger --open\n  tongban ledger --unit eco_env --kind overdue --min-age-hours 16\n  tongban ledger --closed --kind request\n  tongban ledger --open --kind rating\n  tongban ledger --item overdue:0195..."
     )]
     Ledger(supervision::LedgerArgs),
+    /// Rate the service on a finished application, 1 to 5 (好差评); 1 or 2 needs a reason.
+    #[command(
+        after_help = "Examples:\n  tongban evaluate 0195... --score 5\n  tongban evaluate 0195... --score 2 --reason slow --comment \"等了很久\""
+    )]
+    Evaluate(supervision::EvaluateArgs),
+    /// Record how your department put a poor rating right (整改); the applicant is told.
+    #[command(
+        after_help = "Example:\n  tongban rectify 0195... --text \"已约谈经办人，压缩审查时限\""
+    )]
+    Rectify(supervision::RectifyArgs),
     /// The whole timeline: application, stages and tasks, follow-ups, timeline, deliveries.
     #[command(
         after_help = "Examples:\n  tongban show 0195...\n  tongban show 0195... --output json"
@@ -444,6 +454,8 @@ async fn remote(global: &GlobalArgs, command: Command) -> anyhow::Result<()> {
         Command::Delegate(a) => staff::delegate(&conn, a).await,
         Command::Show { id } => staff::show(&conn, &id).await,
         Command::Ledger(a) => supervision::ledger(&conn, a).await,
+        Command::Evaluate(a) => supervision::evaluate(&conn, a).await,
+        Command::Rectify(a) => supervision::rectify(&conn, a).await,
         Command::Deliveries {
             command: Some(c), ..
         } => admin::deliveries(&conn, c).await,

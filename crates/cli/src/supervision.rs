@@ -1,5 +1,6 @@
 //! Supervision from the terminal: `tongban ledger` lists the supervision ledger (挂账督办), or
-//! shows one item with `--item`.
+//! shows one item with `--item`; `tongban evaluate` is the applicant's rating of a finished
+//! application (好差评) and `tongban rectify` the rated department's answer to a poor one.
 
 use tongban_proto::approval as ap;
 
@@ -14,6 +15,7 @@ pub(crate) enum KindArg {
     Owed,
     Pledge,
     Request,
+    Rating,
 }
 
 impl KindArg {
@@ -23,6 +25,7 @@ impl KindArg {
             KindArg::Owed => ap::LedgerItemKind::OwedMaterial,
             KindArg::Pledge => ap::LedgerItemKind::PledgeVerification,
             KindArg::Request => ap::LedgerItemKind::EnterpriseRequest,
+            KindArg::Rating => ap::LedgerItemKind::PoorRating,
         }
     }
 }
@@ -166,6 +169,82 @@ pub(crate) async fn ledger(conn: &Conn, args: LedgerArgs) -> anyhow::Result<()> 
         items.len()
     );
     Ok(())
+}
+
+#[derive(clap::Args, Debug)]
+pub struct EvaluateArgs {
+    /// Application id (finished: approved, rejected, or a request closed).
+    id: String,
+    /// 1 (非常不满意) to 5 (非常满意).
+    #[arg(long, value_parser = clap::value_parser!(i32).range(1..=5))]
+    score: i32,
+    /// Reason codes (repeatable; 1 or 2 needs one): slow, unclear_guidance,
+    /// repeated_materials, attitude, outcome, other.
+    #[arg(long)]
+    reason: Vec<String>,
+    #[arg(long)]
+    comment: Option<String>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RectifyArgs {
+    /// Application id whose poor rating is answered.
+    id: String,
+    /// What was done (整改情况), as the applicant will read it.
+    #[arg(long)]
+    text: String,
+}
+
+fn print_rating(conn: &Conn, r: &ap::ServiceRating) -> anyhow::Result<()> {
+    if conn.json() {
+        return print_json("tongban.approval.v1.ServiceRating", r);
+    }
+    let rows = [
+        ("Application", r.application_id.clone()),
+        ("Score", r.score.to_string()),
+        ("Poor (差评)", r.poor.to_string()),
+        ("Reasons", r.reasons.join(", ")),
+        ("Comment", r.comment.clone()),
+        ("Department", r.department.clone()),
+        ("Rated", local(r.rate_time.as_ref())),
+        ("Rectification", r.rectification.clone()),
+        ("Rectified by", r.rectified_by.clone()),
+        ("Rectified", local(r.rectify_time.as_ref())),
+    ];
+    println!("{}", fields(&rows));
+    Ok(())
+}
+
+pub(crate) async fn evaluate(conn: &Conn, args: EvaluateArgs) -> anyhow::Result<()> {
+    let rating = conn
+        .approval()?
+        .rate_service(conn.req(ap::RateServiceRequest {
+            application_id: args.id,
+            score: args.score,
+            reasons: args.reason,
+            comment: args.comment.unwrap_or_default(),
+        }))
+        .await
+        .map_err(conn.err(Svc::Approval))?
+        .into_inner()
+        .rating
+        .unwrap_or_default();
+    print_rating(conn, &rating)
+}
+
+pub(crate) async fn rectify(conn: &Conn, args: RectifyArgs) -> anyhow::Result<()> {
+    let rating = conn
+        .approval()?
+        .record_rectification(conn.req(ap::RecordRectificationRequest {
+            application_id: args.id,
+            rectification: args.text,
+        }))
+        .await
+        .map_err(conn.err(Svc::Approval))?
+        .into_inner()
+        .rating
+        .unwrap_or_default();
+    print_rating(conn, &rating)
 }
 
 #[cfg(test)]

@@ -26,6 +26,8 @@ pub fn routing_key(payload: &Payload) -> &'static str {
         Payload::DefinitionPublished(_) => t::DEFINITION_PUBLISHED,
         Payload::ApplicationRevoked(_) => t::APPLICATION_REVOKED,
         Payload::ApplicationSuspended(_) => t::APPLICATION_SUSPENDED,
+        Payload::ServiceRated(_) => t::SERVICE_RATED,
+        Payload::RatingRectified(_) => t::RATING_RECTIFIED,
     }
 }
 

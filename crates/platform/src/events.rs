@@ -22,6 +22,8 @@ pub const KNOWN_EVENT_TYPES: &[&str] = &[
     "definition.published",
     "application.revoked",
     "application.suspended",
+    "service.rated",
+    "rating.rectified",
 ];
 
 /// Events whose canonical document carries the `approval` section (a decision was made).

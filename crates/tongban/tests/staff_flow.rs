@@ -195,6 +195,57 @@ fn demo_runs_against_a_running_stack() -> anyhow::Result<()> {
         "{}",
         run.stdout
     );
+
+    // 好差评 on the approved application: a poor rating goes on the ledger until the rated
+    // department records its rectification.
+    let id = run
+        .stdout
+        .split("intake accepted application ")
+        .nth(1)
+        .and_then(|rest| rest.split(':').next())
+        .unwrap_or_default()
+        .to_string();
+    assert!(!id.is_empty(), "{}", run.stdout);
+    let applicant = dev.applicant()?;
+    let rating = dev
+        .cli(
+            Some(&applicant),
+            &[
+                "evaluate", &id, "--score", "2", "--reason", "slow", "--output", "json",
+            ],
+        )?
+        .ok()?
+        .json()?;
+    assert_eq!(rating["poor"], true, "{rating}");
+    let department = rating["department"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let admin = dev.token(&["--role", "admin"])?;
+    let run = dev
+        .cli(Some(&admin), &["ledger", "--open", "--kind", "rating"])?
+        .ok()?;
+    assert!(run.stdout.contains(&format!("rating:{id}")), "{run:?}");
+    let supervisor = dev.token(&["--role", "supervisor", "--department", &department])?;
+    let run = dev
+        .cli(
+            Some(&supervisor),
+            &["rectify", &id, "--text", "已约谈经办人"],
+        )?
+        .ok()?;
+    assert!(run.stdout.contains("已约谈经办人"), "{run:?}");
+    let closed = dev
+        .cli(
+            Some(&admin),
+            &["ledger", "--closed", "--kind", "rating", "--output", "json"],
+        )?
+        .ok()?
+        .json()?;
+    assert_eq!(
+        closed["items"][0]["itemId"],
+        format!("rating:{id}"),
+        "{closed}"
+    );
     Ok(())
 }
 

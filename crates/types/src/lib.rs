@@ -43,6 +43,8 @@ pub mod event_type {
     pub const DEFINITION_PUBLISHED: &str = "definition.published";
     pub const APPLICATION_REVOKED: &str = "application.revoked";
     pub const APPLICATION_SUSPENDED: &str = "application.suspended";
+    pub const SERVICE_RATED: &str = "service.rated";
+    pub const RATING_RECTIFIED: &str = "rating.rectified";
 
     /// Every routing key, for validation of configuration that names them.
     pub const ALL: &[&str] = &[
@@ -66,5 +68,7 @@ pub mod event_type {
         DEFINITION_PUBLISHED,
         APPLICATION_REVOKED,
         APPLICATION_SUSPENDED,
+        SERVICE_RATED,
+        RATING_RECTIFIED,
     ];
 }

@@ -205,6 +205,7 @@ pub fn ledger_item_to_proto(
         LedgerKind::OwedMaterial => pb::LedgerItemKind::OwedMaterial,
         LedgerKind::PledgeVerification => pb::LedgerItemKind::PledgeVerification,
         LedgerKind::EnterpriseRequest => pb::LedgerItemKind::EnterpriseRequest,
+        LedgerKind::PoorRating => pb::LedgerItemKind::PoorRating,
     };
     let state = if item.is_open() {
         pb::LedgerItemState::Open
@@ -228,5 +229,21 @@ pub fn ledger_item_to_proto(
         age_working_minutes: item.age(calendar, now_ms).num_minutes(),
         escalation_level: item.escalation_level,
         reopen_count: item.reopen_count,
+    }
+}
+
+/// A rating as sent.
+pub fn rating_to_proto(r: &crate::rating::ServiceRating) -> pb::ServiceRating {
+    pb::ServiceRating {
+        application_id: r.application_id.clone(),
+        score: r.score,
+        reasons: r.reasons.clone(),
+        comment: r.comment.clone(),
+        department: r.department.clone(),
+        poor: r.poor,
+        rate_time: Some(ts(from_ms(r.rated_at))),
+        rectification: r.rectification.clone(),
+        rectified_by: r.rectified_by.clone(),
+        rectify_time: r.rectified_at.map(|t| ts(from_ms(t))),
     }
 }

@@ -12,11 +12,14 @@ use tonic::{Request, Response, Status};
 
 use crate::{
     convert::{
-        audit_trail_to_proto, definition_to_proto, ledger_item_to_proto, task_to_proto,
-        workflow_to_proto,
+        audit_trail_to_proto, definition_to_proto, ledger_item_to_proto, rating_to_proto,
+        task_to_proto, workflow_to_proto,
     },
     engine::Approval,
-    requests::{Claim, Decide, Delegate, ListDefinitions, ListLedger, ListTasks, Publish, Rate},
+    requests::{
+        Claim, Decide, Delegate, ListDefinitions, ListLedger, ListTasks, Publish, Rate,
+        RateService, Rectify,
+    },
 };
 
 pub struct ApprovalGrpc {
@@ -193,6 +196,34 @@ impl ApprovalService for ApprovalGrpc {
                 &self.approval.calendar,
                 self.approval.now_ms(),
             )),
+        }))
+    }
+
+    async fn rate_service(
+        &self,
+        req: Request<pb::RateServiceRequest>,
+    ) -> Result<Response<pb::RateServiceResponse>, Status> {
+        let who = identity(&req)?;
+        self.approval.policy.check_role(&who, Action::RateService)?;
+        let input = RateService::try_from(req.into_inner())?;
+        let rating = self.approval.rate_service(&who, input).await?;
+        Ok(Response::new(pb::RateServiceResponse {
+            rating: Some(rating_to_proto(&rating)),
+        }))
+    }
+
+    async fn record_rectification(
+        &self,
+        req: Request<pb::RecordRectificationRequest>,
+    ) -> Result<Response<pb::RecordRectificationResponse>, Status> {
+        let who = identity(&req)?;
+        self.approval
+            .policy
+            .check_role(&who, Action::RecordRectification)?;
+        let input = Rectify::try_from(req.into_inner())?;
+        let rating = self.approval.record_rectification(&who, input).await?;
+        Ok(Response::new(pb::RecordRectificationResponse {
+            rating: Some(rating_to_proto(&rating)),
         }))
     }
 }

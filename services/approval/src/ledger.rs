@@ -14,6 +14,8 @@
 //! - [`LedgerKind::EnterpriseRequest`]: an enterprise request; from its submission until the
 //!   enterprise's rating closes it, or it is withdrawn. Its reopen count comes from the
 //!   request's audit chain.
+//! - [`LedgerKind::PoorRating`]: a poor rating (差评, [`crate::rating`]); from the rating
+//!   until the rated department records its rectification.
 //!
 //! An item's age is working time on the holiday calendar, up to now while open and up to its
 //! close once closed.
@@ -37,14 +39,16 @@ pub enum LedgerKind {
     OwedMaterial,
     PledgeVerification,
     EnterpriseRequest,
+    PoorRating,
 }
 
 impl LedgerKind {
-    pub const ALL: [LedgerKind; 4] = [
+    pub const ALL: [LedgerKind; 5] = [
         LedgerKind::OverdueTask,
         LedgerKind::OwedMaterial,
         LedgerKind::PledgeVerification,
         LedgerKind::EnterpriseRequest,
+        LedgerKind::PoorRating,
     ];
 
     /// The prefix of its items' ids (`overdue:<task id>`), also the kind's value in the
@@ -55,6 +59,7 @@ impl LedgerKind {
             LedgerKind::OwedMaterial => "owed",
             LedgerKind::PledgeVerification => "pledge",
             LedgerKind::EnterpriseRequest => "request",
+            LedgerKind::PoorRating => "rating",
         }
     }
 
@@ -230,7 +235,7 @@ impl Approval {
         let id = ItemId::parse(item_id).ok_or_else(|| {
             crate::error::invalid(
                 "item_id",
-                "must be <kind>:<id>, kind one of overdue, owed, pledge, request",
+                "must be <kind>:<id>, kind one of overdue, owed, pledge, request, rating",
             )
         })?;
         let item = ledger::find(&self.db, &id, self.now_ms())

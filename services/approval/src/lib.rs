@@ -16,7 +16,8 @@
 //! - [`tasks`]: the staff task API (claim, decide, delegate, list); [`views`]: workflow,
 //!   audit trail and definitions; [`publishing`]: publishing a definition.
 //! - [`timers`]: due-soon, overdue and escalation, once each, safe with several replicas.
-//! - [`ledger`]: the supervision ledger (挂账督办), read off the tasks and instances.
+//! - [`ledger`]: the supervision ledger (挂账督办), read off the tasks and instances;
+//!   [`rating`]: the applicant's rating of every finished application (好差评).
 //! - [`repository`] (one trait per table) over [`entity`] (sea-orm entities), schema in
 //!   [`migration`]; [`audit`]: the hash chain; [`definitions`]: the registry of
 //!   workflow definitions, refreshed from its table on every replica.
@@ -42,6 +43,7 @@ pub mod metrics;
 pub mod migration;
 pub mod model;
 pub mod publishing;
+pub mod rating;
 pub mod repository;
 pub mod requests;
 pub mod tasks;

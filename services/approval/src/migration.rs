@@ -25,6 +25,7 @@ impl MigratorTrait for Migrator {
                 "m20261201_000007_approval_parked_events",
             )),
             Box::new(RequestDeadlines),
+            Box::new(CreateServiceRatings),
         ]
     }
 }
@@ -599,6 +600,88 @@ impl MigrationTrait for RequestDeadlines {
     }
 }
 
+/// `service_ratings`: an applicant's rating of the service on one finished application
+/// (好差评), one per application, and the rated department's rectification of a poor one.
+/// `reasons` is the reason codes joined by commas (each a fixed code without commas);
+/// `rectify_due_at` the end of the period a poor rating is to be rectified in.
+struct CreateServiceRatings;
+
+#[derive(DeriveIden)]
+enum ServiceRatings {
+    Table,
+    ApplicationId,
+    Score,
+    Reasons,
+    Comment,
+    Department,
+    Poor,
+    RatedBy,
+    RatedAt,
+    Rectification,
+    RectifiedBy,
+    RectifiedAt,
+    RectifyDueAt,
+}
+
+impl MigrationName for CreateServiceRatings {
+    fn name(&self) -> &str {
+        "m20261202_000009_approval_service_ratings"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for CreateServiceRatings {
+    fn use_transaction(&self) -> Option<bool> {
+        Some(true)
+    }
+
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_table(
+                Table::create()
+                    .table(ServiceRatings::Table)
+                    .col(
+                        ColumnDef::new(ServiceRatings::ApplicationId)
+                            .text()
+                            .primary_key(),
+                    )
+                    .col(bigint(ServiceRatings::Score))
+                    .col(text(ServiceRatings::Reasons))
+                    .col(text(ServiceRatings::Comment))
+                    .col(text(ServiceRatings::Department))
+                    .col(bigint(ServiceRatings::Poor))
+                    .col(text(ServiceRatings::RatedBy))
+                    .col(bigint(ServiceRatings::RatedAt))
+                    .col(text(ServiceRatings::Rectification).default(""))
+                    .col(text(ServiceRatings::RectifiedBy).default(""))
+                    .col(
+                        ColumnDef::new(ServiceRatings::RectifiedAt)
+                            .big_integer()
+                            .null(),
+                    )
+                    .col(bigint(ServiceRatings::RectifyDueAt))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("service_ratings_department")
+                    .table(ServiceRatings::Table)
+                    .col(ServiceRatings::Department)
+                    .col(ServiceRatings::RatedAt)
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .drop_table(Table::drop().table(ServiceRatings::Table).to_owned())
+            .await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use sea_orm_migration::sea_orm::{ConnectionTrait, Database, DbBackend, Statement};
@@ -695,6 +778,9 @@ mod tests {
             instances[instances.len() - 2..],
             ["answer_due_at".to_string(), "rating_due_at".to_string()]
         );
+        assert_eq!(columns(&db, "service_ratings").await.len(), 12);
+        Migrator::down(&db, Some(1)).await.unwrap();
+        assert!(columns(&db, "service_ratings").await.is_empty());
         Migrator::down(&db, Some(1)).await.unwrap();
         assert_eq!(columns(&db, "instances").await.len(), 16);
         Migrator::down(&db, Some(1)).await.unwrap();

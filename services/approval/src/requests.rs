@@ -600,6 +600,7 @@ impl TryFrom<pb::ListLedgerItemsRequest> for ListLedger {
                 Ok(pb::LedgerItemKind::OwedMaterial) => LedgerKind::OwedMaterial,
                 Ok(pb::LedgerItemKind::PledgeVerification) => LedgerKind::PledgeVerification,
                 Ok(pb::LedgerItemKind::EnterpriseRequest) => LedgerKind::EnterpriseRequest,
+                Ok(pb::LedgerItemKind::PoorRating) => LedgerKind::PoorRating,
                 _ => return Err(invalid(format!("kinds[{i}]"), "unknown ledger item kind")),
             };
             if !kinds.contains(&kind) {
@@ -624,6 +625,79 @@ impl TryFrom<pb::ListLedgerItemsRequest> for ListLedger {
             kinds,
             open,
             min_age_working_hours: r.min_age_working_hours,
+        })
+    }
+}
+
+/// `RateService`.
+#[derive(Debug, Clone)]
+pub struct RateService {
+    pub application_id: String,
+    /// 1 to 5.
+    pub score: i32,
+    /// Known codes, each once.
+    pub reasons: Vec<String>,
+    pub comment: String,
+}
+
+impl TryFrom<pb::RateServiceRequest> for RateService {
+    type Error = ApprovalError;
+
+    fn try_from(r: pb::RateServiceRequest) -> Result<Self, ApprovalError> {
+        use crate::rating::{POOR_AT_MOST, REASONS};
+        let application_id = id("application_id", &r.application_id)?;
+        if !(1..=5).contains(&r.score) {
+            return Err(invalid("score", "must be 1 to 5"));
+        }
+        let mut reasons: Vec<String> = Vec::new();
+        for (i, code) in r.reasons.iter().enumerate() {
+            let code = code.trim();
+            if !REASONS.iter().any(|(c, _)| *c == code) {
+                let known: Vec<&str> = REASONS.iter().map(|(c, _)| *c).collect();
+                return Err(invalid(
+                    format!("reasons[{i}]"),
+                    format!("unknown reason {code:?}; one of {}", known.join(", ")),
+                ));
+            }
+            if reasons.iter().any(|r| r == code) {
+                return Err(invalid(format!("reasons[{i}]"), "given twice"));
+            }
+            reasons.push(code.to_string());
+        }
+        if r.score <= POOR_AT_MOST && reasons.is_empty() {
+            return Err(invalid(
+                "reasons",
+                "a poor rating (1 or 2) needs at least one reason",
+            ));
+        }
+        Ok(RateService {
+            application_id,
+            score: r.score,
+            reasons,
+            comment: comment(&r.comment)?,
+        })
+    }
+}
+
+/// `RecordRectification`.
+#[derive(Debug, Clone)]
+pub struct Rectify {
+    pub application_id: String,
+    pub rectification: String,
+}
+
+impl TryFrom<pb::RecordRectificationRequest> for Rectify {
+    type Error = ApprovalError;
+
+    fn try_from(r: pb::RecordRectificationRequest) -> Result<Self, ApprovalError> {
+        let application_id = id("application_id", &r.application_id)?;
+        let rectification = capped("rectification", &r.rectification, MAX_COMMENT_CHARS)?;
+        if rectification.is_empty() {
+            return Err(invalid("rectification", "must say what was done"));
+        }
+        Ok(Rectify {
+            application_id,
+            rectification,
         })
     }
 }

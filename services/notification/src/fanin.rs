@@ -168,6 +168,23 @@ pub fn drafts(event: &Envelope, facts: Option<&Facts>, tz: chrono_tz::Tz) -> Vec
             vars.insert("material_kind", p.material_kind.clone());
             out.extend(applicant("application.suspended", &p.task_id, false));
         }
+        Payload::ServiceRated(p) if p.poor => {
+            vars.insert("department", p.department.clone());
+            vars.insert("score", p.score.to_string());
+            vars.insert("reasons", p.reasons.join(", "));
+            vars.insert("comment", p.comment.clone());
+            out.push(staff(
+                format!("supervisor:{}", p.department),
+                "rating.poor",
+                "",
+                false,
+            ));
+        }
+        Payload::RatingRectified(p) => {
+            vars.insert("department", p.department.clone());
+            vars.insert("rectification", p.rectification.clone());
+            out.extend(applicant("rating.rectified", "", false));
+        }
         Payload::RequestAnswered(p) => {
             vars.insert("department", p.department.clone());
             vars.insert("answer", p.answer.clone());

@@ -23,6 +23,8 @@ pub const KEYS: &[&str] = &[
     "application.revoked",
     "application.suspended",
     "request.answered",
+    "rating.poor",
+    "rating.rectified",
     "material.due_soon",
     "material.overdue",
     "task.created",

@@ -104,10 +104,24 @@ fn part(kind: LedgerKind, now_ms: i64, source: Option<&str>, values: &mut Vec<Va
                  FROM instances i WHERE i.kind = 'enterprise_request'"
             )
         }
+        LedgerKind::PoorRating => {
+            "SELECT 'rating' AS kind, 'rating:' || r.application_id AS item_id, \
+             r.application_id, i.matter_code, '' AS task_id, r.department AS responsible_unit, \
+             r.department AS handling_unit, \
+             COALESCE((SELECT t.title FROM tasks t WHERE t.instance_id = i.instance_id \
+               ORDER BY t.created_at, t.task_id LIMIT 1), i.matter_code) AS title, \
+             r.rated_at AS opened_at, r.rectify_due_at AS due_at, \
+             r.rectified_at AS closed_at, r.rectified_by AS closed_by, \
+             CAST(0 AS BIGINT) AS escalation, CAST(0 AS BIGINT) AS reopens \
+             FROM service_ratings r JOIN instances i ON i.application_id = r.application_id \
+             WHERE r.poor = 1"
+                .to_string()
+        }
     };
     if let Some(source) = source {
         sql.push_str(match kind {
             LedgerKind::EnterpriseRequest => " AND i.application_id = ?",
+            LedgerKind::PoorRating => " AND r.application_id = ?",
             _ => " AND t.task_id = ?",
         });
         values.push(source.into());

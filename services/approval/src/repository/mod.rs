@@ -12,6 +12,7 @@ mod counters;
 mod definitions;
 mod instances;
 pub mod ledger;
+pub mod ratings;
 mod tasks;
 
 pub use tasks::{DepartmentLoad, department_load};

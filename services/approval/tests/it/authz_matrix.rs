@@ -243,6 +243,20 @@ async fn authorization_matrix(backend: Backend) -> anyhow::Result<()> {
             .map(|_| ());
         assert_eq!(code(r), c.rate, "RateOutcome by {}", c.label);
         refused += usize::from(c.rate == deny);
+        // 好差评 is the applicant's alone, like RateOutcome; the application is not finished.
+        let r = client
+            .rate_service(authed(
+                pb::RateServiceRequest {
+                    application_id: app.clone(),
+                    score: 5,
+                    ..Default::default()
+                },
+                t,
+            ))
+            .await
+            .map(|_| ());
+        assert_eq!(code(r), c.rate, "RateService by {}", c.label);
+        refused += usize::from(c.rate == deny);
     }
 
     // Nothing changed.

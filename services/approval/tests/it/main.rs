@@ -11,6 +11,7 @@ mod definitions_registry;
 mod enterprise_requests;
 mod ledger;
 mod order;
+mod ratings;
 mod task_api;
 mod timers;
 mod workflow_paths;

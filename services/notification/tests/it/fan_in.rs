@@ -269,7 +269,63 @@ async fn revocation_and_suspension_reach_the_applicant(backend: Backend) -> anyh
     Ok(())
 }
 
+/// 好差评: a poor rating reaches the rated department's supervisors (a good one nobody), and
+/// the rectification reaches the applicant.
+async fn poor_rating_and_its_rectification_are_told(backend: Backend) -> anyhow::Result<()> {
+    let h = Harness::start(backend).await?;
+    let sub = submitted(EN_APPLICANT, "", "en");
+    let app = sub.application_id.clone();
+    h.publish(&[&sub]).await?;
+    let applicant = h.keys.token(Role::Applicant, None, Some(EN_APPLICANT));
+    h.kinds(&applicant, 1).await?;
+    let rated = |score: i32, poor: bool| {
+        tongban_outbox::new_envelope(
+            "approval",
+            &app,
+            Payload::ServiceRated(events::ServiceRated {
+                score,
+                reasons: vec!["slow".into()],
+                comment: "等了很久".into(),
+                department: "eco_env".into(),
+                poor,
+            }),
+        )
+    };
+    let rectified = tongban_outbox::new_envelope(
+        "approval",
+        &app,
+        Payload::RatingRectified(events::RatingRectified {
+            department: "eco_env".into(),
+            rectification: "shortened the review".into(),
+            score: 1,
+        }),
+    );
+    h.publish(&[&rated(5, false), &rated(1, true), &rectified])
+        .await?;
+    assert_eq!(
+        h.kinds(&applicant, 2).await?,
+        ["application.submitted", "rating.rectified"]
+    );
+    let inbox = h.list(&applicant).await?;
+    assert!(
+        inbox[0].body.contains("shortened the review"),
+        "{}",
+        inbox[0].body
+    );
+    let supervisor = h.keys.token(Role::Supervisor, Some("eco_env"), None);
+    let seen = h.list(&supervisor).await?;
+    assert_eq!(
+        seen.iter().map(|n| n.kind.as_str()).collect::<Vec<_>>(),
+        ["service.rated"],
+        "the poor rating only"
+    );
+    assert!(seen[0].title.starts_with("差评待整改"), "{}", seen[0].title);
+    assert!(seen[0].body.contains("1 分"), "{}", seen[0].body);
+    Ok(())
+}
+
 tongban_testkit::on_both!(
     fan_in_reaches_each_role_once,
     revocation_and_suspension_reach_the_applicant,
+    poor_rating_and_its_rectification_are_told,
 );
