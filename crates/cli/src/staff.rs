@@ -78,6 +78,7 @@ pub(crate) enum TaskKindArg {
     VerifyPledge,
     FollowUpMaterial,
     HandleRequest,
+    FollowUpVisit,
 }
 
 impl TaskKindArg {
@@ -87,6 +88,7 @@ impl TaskKindArg {
             TaskKindArg::VerifyPledge => ap::TaskKind::VerifyPledge,
             TaskKindArg::FollowUpMaterial => ap::TaskKind::FollowUpMaterial,
             TaskKindArg::HandleRequest => ap::TaskKind::HandleRequest,
+            TaskKindArg::FollowUpVisit => ap::TaskKind::FollowUpVisit,
         }
     }
 }

@@ -84,6 +84,9 @@ pub enum TaskKind {
     /// A step of an enterprise request.
     #[sea_orm(string_value = "TASK_KIND_HANDLE_REQUEST")]
     HandleRequest,
+    /// Visiting the enterprise once its request closed, and evaluating (回访评估).
+    #[sea_orm(string_value = "TASK_KIND_FOLLOW_UP_VISIT")]
+    FollowUpVisit,
 }
 
 /// The decision recorded on a task: none yet, a clerk's, or `done` for an owed material that
@@ -191,6 +194,7 @@ impl From<TaskKind> for pb::TaskKind {
             TaskKind::VerifyPledge => Self::VerifyPledge,
             TaskKind::FollowUpMaterial => Self::FollowUpMaterial,
             TaskKind::HandleRequest => Self::HandleRequest,
+            TaskKind::FollowUpVisit => Self::FollowUpVisit,
         }
     }
 }
@@ -204,6 +208,7 @@ impl TryFrom<pb::TaskKind> for TaskKind {
             pb::TaskKind::VerifyPledge => Self::VerifyPledge,
             pb::TaskKind::FollowUpMaterial => Self::FollowUpMaterial,
             pb::TaskKind::HandleRequest => Self::HandleRequest,
+            pb::TaskKind::FollowUpVisit => Self::FollowUpVisit,
             pb::TaskKind::Unspecified => return Err(Unspecified("task kind")),
         })
     }
@@ -217,6 +222,7 @@ impl TaskKind {
             Self::VerifyPledge => events::TaskKind::VerifyPledge,
             Self::FollowUpMaterial => events::TaskKind::FollowUpMaterial,
             Self::HandleRequest => events::TaskKind::HandleRequest,
+            Self::FollowUpVisit => events::TaskKind::FollowUpVisit,
         }
     }
 }

@@ -11,6 +11,9 @@ use tongban_proto::{
 };
 
 use super::{Approval, Cause, PRODUCER, TaskSpec};
+
+/// Working days the lead department has to visit an enterprise whose request closed.
+pub const VISIT_WITHIN_WORKING_DAYS: u32 = 5;
 use crate::{
     audit::{self, Record},
     error::ApprovalError,
@@ -138,7 +141,8 @@ impl Approval {
             ms(now),
             Record::system("closed_unrated", reason, "", &inst.lead_department),
         )
-        .await
+        .await?;
+        self.follow_up_visit(txn, inst, now, events).await
     }
 
     /// [`Command::OpenStage`]: creates the stage's tasks, one per planned department.
@@ -471,7 +475,32 @@ impl Approval {
                     unrated: false,
                 }),
             ));
+            self.follow_up_visit(txn, inst, now, events).await?;
         }
         Ok(())
+    }
+
+    /// 回访评估: once a request closes (rated or not), its lead department visits the
+    /// enterprise and records how the outcome held up, within [`VISIT_WITHIN_WORKING_DAYS`].
+    async fn follow_up_visit(
+        &self,
+        txn: &DatabaseTransaction,
+        inst: &Instance,
+        now: DateTime<Utc>,
+        events: &mut Vec<Envelope>,
+    ) -> Result<(), ApprovalError> {
+        let grace = self.definition_of(txn, inst).await?.escalate_after_hours;
+        let due = self
+            .calendar
+            .add_working_days(now, VISIT_WITHIN_WORKING_DAYS);
+        let spec = TaskSpec::follow_up(
+            TaskKind::FollowUpVisit,
+            &inst.lead_department,
+            "诉求回访评估",
+            due,
+            grace,
+        );
+        let t = self.new_task(inst, spec, now);
+        self.create_task(txn, &t, events).await
     }
 }

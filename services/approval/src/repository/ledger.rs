@@ -35,6 +35,10 @@ const TASK_OPEN: &str = "t.status IN ('OPEN', 'CLAIMED')";
 const TASK_CLOSED: &str = "t.status NOT IN ('OPEN', 'CLAIMED', 'SUPPLEMENT_REQUESTED')";
 /// A request's final states.
 const REQUEST_CLOSED: &str = "i.status IN ('CLOSED', 'WITHDRAWN', 'REJECTED')";
+/// The audit actions that finish a request (a rating that closes it, the close of an unrated
+/// one, a withdrawal, a rejection); their actor struck it off. Later entries (the follow-up
+/// visit's task) are not the close.
+const CLOSING_ACTS: &str = "'closed', 'closed_unrated', 'withdrawn', 'reject'";
 
 /// Who struck a task's item off: nobody while open; "system" when the task was cancelled with
 /// its application; the enterprise (its credit code) for an owed material it supplied; else the
@@ -96,6 +100,7 @@ fn part(kind: LedgerKind, now_ms: i64, source: Option<&str>, values: &mut Vec<Va
                  CASE WHEN {REQUEST_CLOSED} THEN i.updated_at ELSE NULL END AS closed_at, \
                  CASE WHEN {REQUEST_CLOSED} THEN COALESCE((SELECT a.actor_subject \
                    FROM audit_log a WHERE a.chain = ? || i.application_id \
+                   AND a.action IN ({CLOSING_ACTS}) \
                    ORDER BY a.seq DESC LIMIT 1), 'system') ELSE '' END AS closed_by, \
                  COALESCE((SELECT MAX(t.escalated) FROM tasks t \
                    WHERE t.instance_id = i.instance_id), 0) AS escalation, \
@@ -274,5 +279,7 @@ mod tests {
             assert!(parts.contains(&format!("'{}'", k.to_value())), "{k}");
         }
         assert!(parts.contains(&format!("'{}'", InstanceKind::EnterpriseRequest.to_value())));
+        let reject = crate::workflow::Decision::Reject.event_name();
+        assert!(super::CLOSING_ACTS.contains(&format!("'{reject}'")));
     }
 }

@@ -77,6 +77,32 @@ async fn request_reopens_when_unsatisfied_and_closes_when_satisfied(
         .unwrap_or_default();
     assert_eq!(wf.status(), pb::WorkflowStatus::Closed);
     h.event(&app, "application.closed", 1).await?;
+
+    // 回访评估: the lead department visits the enterprise within five working days.
+    let visit = h
+        .tasks(&app, &[])
+        .await?
+        .into_iter()
+        .find(|t| t.kind() == pb::TaskKind::FollowUpVisit)
+        .ok_or_else(|| anyhow::anyhow!("no follow-up visit"))?;
+    assert_eq!(visit.department, "business_env");
+    let closed_at = h
+        .event(&app, "application.closed", 1)
+        .await?
+        .occurred_at
+        .and_then(|t| tongban_proto::time::from_ts(&t))
+        .ok_or_else(|| anyhow::anyhow!("no close time"))?;
+    let cal = timer_worker(&h).await?.calendar().clone();
+    let due = due_of(&visit)?;
+    assert!(
+        due > closed_at && due <= cal.add_working_days(closed_at, 5),
+        "due {due}, closed {closed_at}"
+    );
+    let done = h
+        .decide(&visit, pb::Decision::Approve, "企业反映问题已解决")
+        .await?;
+    assert_eq!(done.status(), pb::TaskStatus::Done);
+    assert_eq!(done.comment, "企业反映问题已解决");
     Ok(())
 }
 
@@ -181,7 +207,11 @@ async fn request_is_held_to_its_answer_deadline_and_closes_unrated(
     );
     let ten = cal.add_working_days(answered, 10);
     let closer = engine_at(&h, ten).await?;
-    assert_eq!(closer.fire_timers(ten).await?, 1);
+    assert_eq!(
+        closer.fire_timers(ten).await?,
+        2,
+        "application.closed, and task.created for the follow-up visit"
+    );
     assert_eq!(closer.fire_timers(ten).await?, 0, "once");
     assert_eq!(h.workflow(&app).await?.status(), pb::WorkflowStatus::Closed);
     let closed = h.event(&app, "application.closed", 1).await?;
@@ -196,6 +226,14 @@ async fn request_is_held_to_its_answer_deadline_and_closes_unrated(
     );
     let item = closer.ledger_item(&admin, &item_id).await?;
     assert_eq!(item.closed_at, Some(ten.timestamp_millis()));
+    let visits: Vec<_> = h
+        .tasks(&app, &[])
+        .await?
+        .into_iter()
+        .filter(|t| t.kind() == pb::TaskKind::FollowUpVisit)
+        .collect();
+    assert_eq!(visits.len(), 1, "unrated, the enterprise is visited too");
+    assert_eq!(due_of(&visits[0])?, cal.add_working_days(ten, 5));
     let applicant = h.applicant();
     let late_rating = h
         .client

@@ -171,6 +171,7 @@ impl Harness {
                 .filter(|t| {
                     t.kind != pb::TaskKind::VerifyPledge as i32
                         && t.kind != pb::TaskKind::FollowUpMaterial as i32
+                        && t.kind != pb::TaskKind::FollowUpVisit as i32
                 })
                 .collect();
             (review.len() == n && review.iter().all(|t| t.stage_id == stage)).then_some(review)
