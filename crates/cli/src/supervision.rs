@@ -143,13 +143,11 @@ pub(crate) async fn ledger(conn: &Conn, args: LedgerArgs) -> anyhow::Result<()> 
         println!("Nothing on the ledger.");
         return Ok(());
     }
-    let mut t = table(&[
-        "ITEM", "KIND", "STATE", "OPENED", "AGE", "ESC", "UNIT", "TITLE",
-    ]);
+    // The item id starts with its kind (overdue:, owed:, pledge:, request:, rating:).
+    let mut t = table(&["ITEM", "STATE", "OPENED", "AGE", "ESC", "UNIT", "TITLE"]);
     for i in &items {
         t.add_row(vec![
             i.item_id.clone(),
-            kind(i),
             state(i),
             local_short(i.open_time.as_ref()),
             age(i.age_working_minutes),
@@ -158,7 +156,9 @@ pub(crate) async fn ledger(conn: &Conn, args: LedgerArgs) -> anyhow::Result<()> 
             trunc(&i.title, 24),
         ]);
     }
-    crate::output::keep_whole(&mut t, 0);
+    for col in 0..6 {
+        crate::output::keep_whole(&mut t, col);
+    }
     println!("{t}");
     let open = items
         .iter()
