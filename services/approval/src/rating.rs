@@ -32,6 +32,14 @@ pub const REASONS: [(&str, &str); 6] = [
     ("other", "其他"),
 ];
 
+/// The Chinese label of a reason code (the code itself if unknown).
+pub fn label(code: &str) -> &str {
+    REASONS
+        .iter()
+        .find(|(c, _)| *c == code)
+        .map_or(code, |(_, l)| l)
+}
+
 /// Scores at or below this are poor (差评).
 pub const POOR_AT_MOST: i32 = 2;
 
@@ -145,6 +153,11 @@ impl Approval {
                 comment: rating.comment.clone(),
                 department: rating.department.clone(),
                 poor,
+                reason_labels: rating
+                    .reasons
+                    .iter()
+                    .map(|r| label(r).to_string())
+                    .collect(),
             }),
         );
         self.finish(txn, &[event]).await?;

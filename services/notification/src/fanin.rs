@@ -172,6 +172,7 @@ pub fn drafts(event: &Envelope, facts: Option<&Facts>, tz: chrono_tz::Tz) -> Vec
             vars.insert("department", p.department.clone());
             vars.insert("score", p.score.to_string());
             vars.insert("reasons", p.reasons.join(", "));
+            vars.insert("reason_labels", p.reason_labels.join("、"));
             vars.insert("comment", p.comment.clone());
             out.push(staff(
                 format!("supervisor:{}", p.department),

@@ -94,9 +94,11 @@ async fn poor_rating_is_rectified_and_struck_off(backend: Backend) -> anyhow::Re
     );
     assert_eq!(rating.reasons, ["slow", "attitude"]);
     let rated = h.event(&app, "service.rated", 1).await?;
-    assert!(
-        matches!(rated.payload, Some(Payload::ServiceRated(ref r)) if r.poor && r.score == 2 && r.department == "eco_env")
-    );
+    let Some(Payload::ServiceRated(r)) = rated.payload else {
+        anyhow::bail!("wrong payload")
+    };
+    assert!(r.poor && r.score == 2 && r.department == "eco_env", "{r:?}");
+    assert_eq!(r.reason_labels, ["办理慢", "服务态度"]);
     let again = client
         .rate_service(authed(rate(&app, 5, &[]), &applicant))
         .await

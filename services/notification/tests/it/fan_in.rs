@@ -288,6 +288,7 @@ async fn poor_rating_and_its_rectification_are_told(backend: Backend) -> anyhow:
                 comment: "等了很久".into(),
                 department: "eco_env".into(),
                 poor,
+                reason_labels: vec!["办理慢".into()],
             }),
         )
     };
@@ -320,7 +321,7 @@ async fn poor_rating_and_its_rectification_are_told(backend: Backend) -> anyhow:
         "the poor rating only"
     );
     assert!(seen[0].title.starts_with("差评待整改"), "{}", seen[0].title);
-    assert!(seen[0].body.contains("1 分"), "{}", seen[0].body);
+    assert!(seen[0].body.contains("1 分，办理慢"), "{}", seen[0].body);
     Ok(())
 }
 
