@@ -318,6 +318,7 @@ async fn entered_once_approved_in_parallel_delivered_everywhere() -> anyhow::Res
                     comment: "同意".into(),
                     expected_version: t.version,
                     requested_materials: vec![],
+                    assign_departments: vec![],
                 },
                 &clerk,
             ))
@@ -647,6 +648,7 @@ async fn a_failed_pledge_verification_revokes_everywhere() -> anyhow::Result<()>
                 comment: reason.into(),
                 expected_version: verify.version,
                 requested_materials: vec![],
+                assign_departments: vec![],
             },
             &eco_env,
         ))

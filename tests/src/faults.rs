@@ -586,6 +586,7 @@ impl Driver {
             comment: "同意".into(),
             expected_version: t.version,
             requested_materials: vec![],
+            assign_departments: vec![],
         };
         match client
             .decide_task(tongban_testkit::authed(req, &clerk))

@@ -564,6 +564,7 @@ pub async fn one_application_end_to_end(
                         comment: "同意".into(),
                         expected_version: t.version,
                         requested_materials: vec![],
+                        assign_departments: vec![],
                     },
                     &clerk,
                 ))

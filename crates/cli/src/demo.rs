@@ -386,6 +386,7 @@ async fn work_tasks(
                 comment: "同意（演示）".into(),
                 expected_version: version,
                 requested_materials: vec![],
+                assign_departments: vec![],
             }))
             .await
         {

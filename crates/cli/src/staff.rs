@@ -112,6 +112,10 @@ pub struct ApproveArgs {
     task: TaskRef,
     #[arg(long)]
     comment: Option<String>,
+    /// 分类交办: at an enterprise request's assignment stage, the department(s) that handle it
+    /// (repeatable; several work in parallel).
+    #[arg(long = "assign")]
+    assign: Vec<String>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -338,6 +342,7 @@ async fn decide(
     decision: Decision,
     comment: Option<String>,
     materials: Vec<String>,
+    assign: Vec<String>,
     verb: &str,
 ) -> anyhow::Result<()> {
     let version = version_of(conn, r).await?;
@@ -349,6 +354,7 @@ async fn decide(
             comment: comment.unwrap_or_default(),
             expected_version: version,
             requested_materials: materials,
+            assign_departments: assign,
         }))
         .await
         .map_err(conn.err(Svc::Approval))?
@@ -363,6 +369,7 @@ pub(crate) async fn approve(conn: &Conn, a: ApproveArgs) -> anyhow::Result<()> {
         Decision::Approve,
         a.comment,
         vec![],
+        a.assign,
         "Approved",
     )
     .await
@@ -374,6 +381,7 @@ pub(crate) async fn reject(conn: &Conn, a: RejectArgs) -> anyhow::Result<()> {
         &a.task,
         Decision::Reject,
         Some(a.comment),
+        vec![],
         vec![],
         "Rejected",
     )
@@ -390,6 +398,7 @@ pub(crate) async fn request_supplement(
         Decision::RequestSupplement,
         Some(a.comment),
         a.materials,
+        vec![],
         "Asked for supplement on",
     )
     .await

@@ -550,6 +550,22 @@ name = "办理"
             "{bad}: {msg}"
         );
     }
+    let assigning = |stage: &str| {
+        ok.replace(
+            "answer_deadline_hours = 40",
+            &format!("answer_deadline_hours = 40\nassign_stage = \"{stage}\""),
+        )
+    };
+    let msg = error(&assigning("nope"));
+    assert!(
+        msg.contains("assign_stage `nope` is not a stage of this matter"),
+        "{msg}"
+    );
+    let msg = error(&assigning("handle"));
+    assert!(
+        msg.contains("assign_stage `handle` is the last stage"),
+        "{msg}"
+    );
 }
 
 #[test]

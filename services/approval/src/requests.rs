@@ -108,7 +108,13 @@ pub struct Decide {
     /// The task version the clerk saw (always given).
     pub expected_version: i64,
     pub requested_materials: Vec<String>,
+    /// 分类交办: the handling departments the assignment stage's approval chooses (checked
+    /// against the known departments and the matter by the engine).
+    pub assign_departments: Vec<String>,
 }
+
+/// Most departments one request may be assigned to at once (协调会商).
+pub const MAX_ASSIGNED_DEPARTMENTS: usize = 10;
 
 impl TryFrom<pb::DecideTaskRequest> for Decide {
     type Error = ApprovalError;
@@ -146,12 +152,34 @@ impl TryFrom<pb::DecideTaskRequest> for Decide {
                 MAX_MATERIAL_CHARS,
             )?);
         }
+        if r.assign_departments.len() > MAX_ASSIGNED_DEPARTMENTS {
+            return Err(invalid(
+                "assign_departments",
+                format!("at most {MAX_ASSIGNED_DEPARTMENTS} departments"),
+            ));
+        }
+        if !r.assign_departments.is_empty() && decision != Decision::Approve {
+            return Err(invalid(
+                "assign_departments",
+                "departments are assigned by approving the assignment stage",
+            ));
+        }
+        let mut assign_departments: Vec<String> = Vec::new();
+        for (i, d) in r.assign_departments.iter().enumerate() {
+            let field = format!("assign_departments[{i}]");
+            let d = id(&field, d)?;
+            if d.is_empty() || assign_departments.contains(&d) {
+                return Err(invalid(field, "must be a department code, each once"));
+            }
+            assign_departments.push(d);
+        }
         Ok(Self {
             task_id: id("task_id", &r.task_id)?,
             decision,
             comment,
             expected_version: r.expected_version,
             requested_materials,
+            assign_departments,
         })
     }
 }
@@ -442,6 +470,7 @@ mod tests {
                 comment: comment.into(),
                 expected_version: version,
                 requested_materials: vec![],
+                assign_departments: vec![],
             })
         };
         assert_eq!(
@@ -478,6 +507,7 @@ mod tests {
                 comment: "more".into(),
                 expected_version: 1,
                 requested_materials: materials,
+                assign_departments: vec![],
             })
         };
         assert_eq!(

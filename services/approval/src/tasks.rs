@@ -97,6 +97,7 @@ impl Approval {
             comment,
             expected_version,
             requested_materials,
+            assign_departments,
         } = req;
         let now = self.now();
         let txn = begin_write(&self.db).await?;
@@ -163,6 +164,10 @@ impl Approval {
             self.revoke_approval(&txn, &inst, &decided, now, &mut events)
                 .await?;
         }
+        if !assign_departments.is_empty() {
+            self.assign(&txn, &mut inst, &task, &assign_departments, who, now)
+                .await?;
+        }
         if !task.is_follow_up() {
             if inst.state.current_stage() != Some(task.stage_index as usize) {
                 return Err(ApprovalError::FailedPrecondition(format!(
@@ -190,6 +195,72 @@ impl Approval {
         }
         self.finish(txn, &events).await?;
         Ok(decided)
+    }
+
+    /// 分类交办 / 协调会商: the approval of a request's assignment stage names the departments
+    /// that handle it; the next stage is planned again with one task for each, in parallel,
+    /// with the title and deadline the plan gave its task.
+    async fn assign(
+        &self,
+        txn: &DatabaseTransaction,
+        inst: &mut Instance,
+        task: &Task,
+        departments: &[String],
+        who: &Identity,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), ApprovalError> {
+        let policy = self.definition_of(txn, inst).await?.request.clone();
+        let assign_stage = policy.as_ref().and_then(|p| p.assign_stage.as_deref());
+        if task.is_follow_up() || assign_stage != Some(task.stage_id.as_str()) {
+            return Err(invalid(
+                "assign_departments",
+                match assign_stage {
+                    Some(s) => format!("departments are assigned only at stage `{s}`"),
+                    None => format!("matter {} assigns no departments", inst.matter_code),
+                },
+            ));
+        }
+        for (i, d) in departments.iter().enumerate() {
+            if !self.defs.departments().contains(d) {
+                return Err(invalid(
+                    format!("assign_departments[{i}]"),
+                    format!("unknown department {d}"),
+                ));
+            }
+        }
+        let next = usize::try_from(task.stage_index).unwrap_or(usize::MAX) + 1;
+        let stage = inst.plan.get_mut(next).ok_or_else(|| {
+            ApprovalError::Corrupt(format!("plan has no stage after {}", task.stage_id))
+        })?;
+        let template = stage.tasks.first().cloned().ok_or_else(|| {
+            ApprovalError::Corrupt(format!("stage {} plans no task", stage.stage_id))
+        })?;
+        stage.tasks = departments
+            .iter()
+            .map(|d| crate::workflow::TaskPlan {
+                department: d.clone(),
+                // The department keeps the township office the plan routed to, if any.
+                office: template
+                    .office
+                    .clone()
+                    .filter(|o| *d == template.department && !o.is_empty()),
+                title: template.title.clone(),
+                deadline_hours: template.deadline_hours,
+            })
+            .collect();
+        audit::append(
+            txn,
+            &inst.application_id,
+            ms(now),
+            Record::by(
+                who,
+                "assign",
+                departments.join(","),
+                &task.task_id,
+                &task.department,
+            ),
+        )
+        .await
     }
 
     /// Whether approving `decided` completes its stage: every other task of the stage that

@@ -419,6 +419,7 @@ impl Driver {
                     comment: "同意（压测）".into(),
                     expected_version: version,
                     requested_materials: vec![],
+                    assign_departments: vec![],
                 },
                 &clerk,
             ))

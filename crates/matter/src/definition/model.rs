@@ -136,6 +136,9 @@ pub struct RequestPolicy {
     /// Working days an answered request waits for the enterprise's rating before it closes
     /// itself, marked as unrated.
     pub close_unrated_after_working_days: u32,
+    /// 分类交办: the stage whose approval may choose the departments of the stage after it
+    /// (the accepting clerk's assignment); `None`: the plan's departments stand.
+    pub assign_stage: Option<String>,
 }
 
 /// Working days an answered request waits for a rating, when a matter does not say

@@ -129,4 +129,5 @@ pub(super) struct RawRequest {
     pub(super) supervising_department: Option<String>,
     pub(super) reopen_stage: Option<String>,
     pub(super) close_unrated_after_working_days: Option<u32>,
+    pub(super) assign_stage: Option<String>,
 }

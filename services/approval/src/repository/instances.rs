@@ -101,7 +101,10 @@ impl<C: ConnectionTrait> InstanceStore for C {
     }
 
     async fn update_instance(&self, i: &Instance) -> Result<(), DbErr> {
+        // The plan changes when a request's handling departments are assigned (分类交办).
+        let plan = serde_json::to_string(&i.plan).map_err(|e| DbErr::Custom(e.to_string()))?;
         let changed = instance::ActiveModel {
+            plan: Set(plan),
             status: Set(i.state.status),
             stage_index: Set(i.state.stage as i64),
             supplement_task_id: Set(i.supplement_task_id.clone()),

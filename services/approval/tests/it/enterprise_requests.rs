@@ -187,6 +187,7 @@ async fn request_is_held_to_its_answer_deadline_and_closes_unrated(
             comment: "交办".into(),
             expected_version: assign.version,
             requested_materials: vec![],
+            assign_departments: vec![],
         })?,
     )
     .await?;
@@ -246,7 +247,103 @@ async fn request_is_held_to_its_answer_deadline_and_closes_unrated(
     Ok(())
 }
 
+/// 分类交办 / 协调会商 (a v2 of the matter that names its assignment stage): the clerk approving the assignment stage chooses the
+/// handling departments, which then work in parallel; elsewhere, or with v1, it is refused.
+async fn assigning_clerk_chooses_the_handling_departments(backend: Backend) -> anyhow::Result<()> {
+    let h = Harness::start(backend).await?;
+    // v2: the shipped v1 with an assignment stage.
+    let v1 = std::fs::read_to_string(
+        tongban_testkit::deploy_dir().join("matters/service.enterprise_request.v1.toml"),
+    )?;
+    let v2 = v1.replacen("version = 1", "version = 2", 1).replacen(
+        "[request]\n",
+        "[request]\nassign_stage = \"assign\"\n",
+        1,
+    );
+    h.client
+        .clone()
+        .publish_definition(authed(publish(&v2, "assign-v2"), &h.admin()))
+        .await?;
+    let mut snap = request_snapshot()?;
+    snap.matter_version = 2;
+    let app = h.submit(snap).await?;
+    let accept = h.stage(&app, "accept", 1).await?.remove(0);
+    let decide = |t: &pb::Task, departments: &[&str]| pb::DecideTaskRequest {
+        task_id: t.task_id.clone(),
+        decision: pb::Decision::Approve as i32,
+        comment: "交办".into(),
+        expected_version: t.version,
+        requested_materials: vec![],
+        assign_departments: departments.iter().map(|d| d.to_string()).collect(),
+    };
+    let clerk = h.clerk("business_env");
+    let mut client = h.client.clone();
+    let field = |s: tonic::Status| {
+        assert_eq!(s.code(), Code::InvalidArgument, "{s:?}");
+        s.get_details_bad_request()
+            .and_then(|b| b.field_violations.first().map(|v| v.field.clone()))
+            .unwrap_or_default()
+    };
+    let at_accept = client
+        .decide_task(authed(decide(&accept, &["water"]), &clerk))
+        .await
+        .err()
+        .ok_or_else(|| anyhow::anyhow!("assigned at the accept stage"))?;
+    assert_eq!(field(at_accept), "assign_departments");
+    h.decide(&accept, pb::Decision::Approve, "受理").await?;
+    let assign = h.stage(&app, "assign", 1).await?.remove(0);
+    let unknown = client
+        .decide_task(authed(decide(&assign, &["water", "nowhere"]), &clerk))
+        .await
+        .err()
+        .ok_or_else(|| anyhow::anyhow!("assigned an unknown department"))?;
+    assert_eq!(field(unknown), "assign_departments[1]");
+    let twice = client
+        .decide_task(authed(decide(&assign, &["water", "water"]), &clerk))
+        .await
+        .err()
+        .ok_or_else(|| anyhow::anyhow!("assigned a department twice"))?;
+    assert_eq!(field(twice), "assign_departments[1]");
+    client
+        .decide_task(authed(decide(&assign, &["eco_env", "water"]), &clerk))
+        .await?;
+    let mut handle = h.stage(&app, "handle", 2).await?;
+    handle.sort_by(|a, b| a.department.cmp(&b.department));
+    assert_eq!(
+        handle
+            .iter()
+            .map(|t| (t.department.as_str(), t.office.as_str()))
+            .collect::<Vec<_>>(),
+        [("eco_env", "eco_env.songyuan"), ("water", "")],
+        "eco_env keeps the township routing; water joins in parallel"
+    );
+    assert!(
+        audit(&h, &app)
+            .await?
+            .iter()
+            .any(|e| e.action == "assign" && e.reason == "eco_env,water")
+    );
+    // Both must finish before the feedback stage opens (协调会商).
+    h.decide(&handle[0], pb::Decision::Approve, "已办").await?;
+    assert_eq!(h.stage(&app, "handle", 1).await?[0].department, "water");
+    h.decide(&handle[1], pb::Decision::Approve, "已办").await?;
+    h.stage(&app, "feedback", 1).await?;
+
+    // v1 assigns nothing.
+    let v1 = h.submit(request_snapshot()?).await?;
+    h.approve_stage(&v1, "accept", 1).await?;
+    let assign = h.stage(&v1, "assign", 1).await?.remove(0);
+    let refused = client
+        .decide_task(authed(decide(&assign, &["water"]), &clerk))
+        .await
+        .err()
+        .ok_or_else(|| anyhow::anyhow!("v1 assigned"))?;
+    assert_eq!(field(refused), "assign_departments");
+    Ok(())
+}
+
 tongban_testkit::on_both!(
+    assigning_clerk_chooses_the_handling_departments,
     request_reopens_when_unsatisfied_and_closes_when_satisfied,
     request_escalates_to_the_supervising_department,
     request_is_held_to_its_answer_deadline_and_closes_unrated,

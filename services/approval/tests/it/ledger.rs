@@ -343,6 +343,7 @@ async fn overdue_task_goes_on_the_ledger_and_is_struck_off_late(
                 comment: "同意".into(),
                 expected_version: current.version,
                 requested_materials: vec![],
+                assign_departments: vec![],
             })?,
         )
         .await?;

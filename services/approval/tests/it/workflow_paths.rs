@@ -359,6 +359,7 @@ async fn supplement_pauses_and_resumes(backend: Backend) -> anyhow::Result<()> {
         comment: "请补交用地证明".into(),
         expected_version: claimed.version,
         requested_materials: vec!["land_use_certificate".into()],
+        assign_departments: vec![],
     };
     client
         .decide_task(authed(req, &h.clerk("admin_approval")))

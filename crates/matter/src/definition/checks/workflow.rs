@@ -382,11 +382,27 @@ pub(super) fn check_request(
         }
         None => stages.last().map(|s| s.id.clone()).unwrap_or_default(),
     };
+    if let Some(id) = &r.assign_stage {
+        match stages.iter().position(|s| s.id == *id) {
+            None => ck.problem(
+                line,
+                place,
+                format!("assign_stage `{id}` is not a stage of this matter"),
+            ),
+            Some(i) if i + 1 >= stages.len() => ck.problem(
+                line,
+                place,
+                format!("assign_stage `{id}` is the last stage: there is no stage to assign"),
+            ),
+            Some(_) => {}
+        }
+    }
     Some(RequestPolicy {
         reopen_on,
         answer_deadline_hours: r.answer_deadline_hours,
         supervising_department: r.supervising_department,
         reopen_stage,
         close_unrated_after_working_days: close_unrated,
+        assign_stage: r.assign_stage,
     })
 }

@@ -191,6 +191,7 @@ impl Harness {
             comment: comment.into(),
             expected_version: t.version,
             requested_materials: vec![],
+            assign_departments: vec![],
         };
         let token = self.clerk(&t.department);
         Ok(self
