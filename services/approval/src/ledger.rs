@@ -144,8 +144,8 @@ const SCAN: u64 = 500;
 
 impl Approval {
     /// The units a caller may ask about for `unit`: the unit itself, and the department it is
-    /// an office of (staff of either may see it).
-    fn covering(&self, unit: &str) -> Vec<String> {
+    /// an office of (staff of either may see it). Task lists use it too.
+    pub(crate) fn covering(&self, unit: &str) -> Vec<String> {
         let mut covering = vec![unit.to_string()];
         if let Some(parent) = self
             .defs

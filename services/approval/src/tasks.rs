@@ -365,22 +365,17 @@ impl Approval {
         if who.role != Role::Admin && department.is_none() {
             department = who.department.clone();
         }
-        // The department asked for, and the department it is an office of: staff of either
-        // may list it; nobody lists another department's tasks.
-        let mut covering: Vec<String> = department.iter().cloned().collect();
-        if let Some(asked) = &department
-            && let Some(parent) = self
-                .defs
-                .departments()
-                .iter()
-                .find(|d| d.offices.iter().any(|o| o.code == *asked))
-        {
-            covering.push(parent.code.clone());
-        }
+        // Staff of the department asked for, or of the department it is an office of, may
+        // list it; nobody lists another department's tasks.
         self.policy.check(
             who,
             Action::ListTasks,
-            &Scope::departments(covering),
+            &Scope::departments(
+                department
+                    .as_deref()
+                    .map(|d| self.covering(d))
+                    .unwrap_or_default(),
+            ),
             department.as_deref().unwrap_or("all departments"),
         )?;
         let filter = TaskFilter {
